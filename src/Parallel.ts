@@ -1,0 +1,362 @@
+/**
+ * Typed parallel maps: joblib's `Parallel(n_jobs)(delayed(f)(x) for x in xs)`
+ * as one Effect. The work is a {@link Task.Task} or an inline function; where
+ * it runs is decided by the `Backend` Layer the application provides.
+ *
+ * @stability unstable
+ * @since 0.1.0
+ */
+import type * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { dual } from "effect/Function"
+import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { Backend } from "./Backend.ts"
+import type { Backend as BackendShape, Outcome } from "./Backend.ts"
+import * as Batching from "./Batching.ts"
+import * as Engine from "./internal/engine.ts"
+import * as Options from "./internal/options.ts"
+import * as Internal from "./internal/work.ts"
+import type { InvalidOptions, ParallelError } from "./ParallelError.ts"
+import * as Task from "./Task.ts"
+
+/**
+ * What a map runs: a Task, or an inline function of the item and its index.
+ * On worker backends an inline function must capture nothing from its
+ * surroundings; it may return a Promise.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Work<I, A, E> = Task.Task<I, A, E> | ((item: I, index: number) => A | PromiseLike<A>)
+
+/**
+ * The items of a map: an Iterable, an AsyncIterable or a Stream. They are pulled lazily.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Input<I, E = never, R = never> = Iterable<I> | AsyncIterable<I> | Stream.Stream<I, E, R>
+
+/**
+ * How failures are reported.
+ * - `"failFast"` (default): the first failure fails the map and interrupts the work in flight.
+ * - `"exit"`: every item gets an `Exit`, so one bad item does not lose the others.
+ * - `"result"`: every item gets a `Result` of its value or typed error; defects still fail the map.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Mode = "failFast" | "exit" | "result"
+
+/**
+ * Options of {@link map} and {@link stream}.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface MapOptions<M extends Mode = Mode> {
+  /**
+   * joblib's n_jobs: how many workers this map uses at once. `-1` is every CPU,
+   * `-2` all but one; `0` is an error. Defaults to the backend's size.
+   */
+  readonly concurrency?: number | undefined
+  /** `"auto"` (default, joblib's rule), a fixed size, or a Schedule from `Batching`. */
+  readonly batchSize?: "auto" | number | Batching.BatchSize | undefined
+  /** Batches in flight at most; bounds how far the input is read ahead. Default `2 * concurrency`. */
+  readonly preDispatch?: number | undefined
+  readonly mode?: M | undefined
+}
+
+/**
+ * Options of {@link stream}: those of {@link map} plus `ordered`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface StreamOptions<M extends Mode = Mode, O extends boolean = boolean> extends MapOptions<M> {
+  /** `true` (default) emits in input order; `false` emits as batches complete, each result with its index. */
+  readonly ordered?: O | undefined
+}
+
+/**
+ * The value a map yields per item, by mode.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Out<A, E, M extends Mode> = M extends "exit" ? Exit.Exit<A, E>
+  : M extends "result" ? Result.Result<A, E>
+  : A
+
+/**
+ * The typed errors a map fails with, by mode: the task's own unless every item is reported.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Err<E, M extends Mode> = M extends "failFast" ? E : never
+
+/**
+ * A result of an unordered stream, with the index of its input.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Indexed<A> {
+  readonly index: number
+  readonly value: A
+}
+
+const OptionsSchema = Schema.Struct({
+  concurrency: Schema.optional(Options.Jobs),
+  batchSize: Schema.optional(Schema.Union([
+    Schema.Literal("auto"),
+    Schema.Int.check(Schema.makeFilter((n: number) => n >= 1 || "a batch holds at least 1 item")),
+    Schema.declare((u): u is Batching.BatchSize => Schedule.isSchedule(u), {
+      expected: "a Schedule from Batching"
+    })
+  ])),
+  preDispatch: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  mode: Schema.optional(Schema.Literals(["failFast", "exit", "result"])),
+  ordered: Schema.optional(Schema.Boolean)
+})
+
+const resolve = Effect.fnUntraced(function*(where: string, options: StreamOptions | undefined, backend: BackendShape) {
+  const parsed = yield* Options.parse(OptionsSchema, where, options)
+  const requested = parsed.concurrency === undefined
+    ? backend.workers
+    : yield* Options.resolveJobs("concurrency", parsed.concurrency)
+  const concurrency = Math.max(1, Math.min(requested, backend.workers))
+  const batchSize = parsed.batchSize ?? "auto"
+  const mode = parsed.mode ?? "failFast"
+  return {
+    concurrency,
+    preDispatch: parsed.preDispatch ?? 2 * concurrency,
+    batchSize: batchSize === "auto"
+      ? Batching.auto
+      : typeof batchSize === "number"
+      ? Batching.fixed(batchSize)
+      : batchSize,
+    splitTail: batchSize === "auto",
+    failFast: mode === "failFast",
+    ordered: parsed.ordered ?? true,
+    mode
+  }
+})
+
+const toWork = <I, A, E>(work: Work<I, A, E>): Internal.Work<I, A, E> =>
+  Task.isTask(work)
+    ? Internal.fromTask(work as Task.Task<I, A, E>)
+    : Internal.fromFunction(work as (item: I) => A) as any
+
+const label = <I, A, E>(work: Work<I, A, E>) => (Task.isTask(work) ? work.name : work.name || "<anonymous>")
+
+const toOut = <A, E>(mode: Mode, exit: Exit.Exit<A, E>): Effect.Effect<unknown> => {
+  if (mode === "exit") return Effect.succeed(exit)
+  if (Exit.isSuccess(exit)) return Effect.succeed(mode === "result" ? Result.succeed(exit.value) : exit.value)
+  if (mode === "result") {
+    const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+    if (failure !== undefined) return Effect.succeed(Result.fail(failure.error))
+  }
+  return Effect.failCause(exit.cause as Cause.Cause<never>)
+}
+
+const exitsOf = <A, E>(outcome: Outcome<A, E>): ReadonlyArray<Exit.Exit<A, E>> =>
+  outcome._tag === "Exits" ? outcome.exits : outcome.values.map((value) => Exit.succeed(value))
+
+const isInput = (u: unknown): boolean => !Task.isTask(u) && typeof u !== "function"
+
+/**
+ * Runs `work` over every item on the current backend and collects the
+ * results in input order. The input is pulled lazily; batches are sized by
+ * `batchSize` and at most `preDispatch` are in flight.
+ *
+ * A typed failure of the work fails the map with that error (decoded through
+ * the task's error Schema when it ran in a worker); a thrown exception becomes
+ * a defect that carries the worker's stack. The first failure stops dispatch
+ * and interrupts the batches in flight.
+ *
+ * **Example** (The joblib one-liner)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Backend, Parallel } from "effect-joblib"
+ *
+ * const program = Parallel.map([1, 4, 9, 16], (x) => Math.sqrt(x)).pipe(
+ *   Effect.provide(Backend.threads({ workers: 2 }))
+ * )
+ * Effect.runPromise(program).then(console.log) // [1, 2, 3, 4]
+ * ```
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const map: {
+  /**
+   * Runs `work` over every item on the current backend and collects the results in input order.
+   *
+   * **Example** (Data-last)
+   *
+   * ```ts
+   * import { pipe } from "effect"
+   * import { Parallel } from "effect-joblib"
+   *
+   * const program = pipe([1, 2, 3], Parallel.map((x: number) => x * 2))
+   * ```
+   */
+  <I, A, E = never, M extends Mode = "failFast">(
+    work: Work<I, A, E>,
+    options?: MapOptions<M>
+  ): <EI = never, RI = never>(
+    items: Input<I, EI, RI>
+  ) => Effect.Effect<Array<Out<A, E, M>>, Err<E, M> | EI | ParallelError, RI>
+  /**
+   * Runs `work` over every item on the current backend and collects the results in input order.
+   *
+   * **Example** (Data-first)
+   *
+   * ```ts
+   * import { Parallel } from "effect-joblib"
+   *
+   * const program = Parallel.map([1, 2, 3], (x) => x * 2)
+   * ```
+   */
+  <I, A, E = never, EI = never, RI = never, M extends Mode = "failFast">(
+    items: Input<I, EI, RI>,
+    work: Work<I, A, E>,
+    options?: MapOptions<M>
+  ): Effect.Effect<Array<Out<A, E, M>>, Err<E, M> | EI | ParallelError, RI>
+} = dual(
+  (args) => isInput(args[0]),
+  <I, A, E, EI, RI>(items: Input<I, EI, RI>, work: Work<I, A, E>, options?: MapOptions) =>
+    Effect.gen(function*() {
+      const backend = yield* Backend
+      const resolved = yield* resolve("Parallel.map", { ...options, ordered: false }, backend)
+      const runner = yield* backend.prepare(toWork(work))
+      // Batches arrive out of order; keep them whole and join once at the end.
+      const parts: Array<{ readonly start: number; readonly values: ReadonlyArray<unknown> }> = []
+      yield* Stream.runForEach(Engine.run(items, runner, resolved), ({ start, outcome }) => {
+        if (outcome._tag === "Values" && resolved.mode === "failFast") {
+          parts.push({ start, values: outcome.values })
+          return Effect.void
+        }
+        return Effect.map(
+          Effect.forEach(exitsOf(outcome), (exit) => toOut(resolved.mode, exit)),
+          (values) => void parts.push({ start, values })
+        )
+      })
+      parts.sort((a, b) => a.start - b.start)
+      const out: Array<unknown> = []
+      for (const part of parts) for (const value of part.values) out.push(value)
+      return out
+    }).pipe(
+      Effect.scoped,
+      Effect.withSpan("Parallel.map", { attributes: { work: label(work) } })
+    )
+)
+
+/**
+ * Like {@link map}, but emits results as a Stream, so that huge or infinite
+ * inputs run in bounded memory. In order by default; with `ordered: false`
+ * results come as batches complete, each with its input index (joblib's
+ * `return_as="generator_unordered"`).
+ *
+ * **Example** (An infinite input, taken lazily)
+ *
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Parallel } from "effect-joblib"
+ *
+ * const firstTen = Parallel.stream(Stream.iterate(0, (n) => n + 1), (n) => n * n).pipe(
+ *   Stream.take(10),
+ *   Stream.runCollect
+ * )
+ * ```
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const stream: {
+  /**
+   * Like {@link map}, but emits results as a Stream.
+   *
+   * **Example** (Data-last)
+   *
+   * ```ts
+   * import { pipe } from "effect"
+   * import { Parallel } from "effect-joblib"
+   *
+   * const results = pipe([1, 2, 3], Parallel.stream((x: number) => x + 1))
+   * ```
+   */
+  <I, A, E = never, M extends Mode = "failFast", O extends boolean = true>(
+    work: Work<I, A, E>,
+    options?: StreamOptions<M, O>
+  ): <EI = never, RI = never>(
+    items: Input<I, EI, RI>
+  ) => Stream.Stream<
+    O extends false ? Indexed<Out<A, E, M>> : Out<A, E, M>,
+    Err<E, M> | EI | ParallelError,
+    RI
+  >
+  /**
+   * Like {@link map}, but emits results as a Stream.
+   *
+   * **Example** (Data-first, as completed)
+   *
+   * ```ts
+   * import { Parallel } from "effect-joblib"
+   *
+   * const results = Parallel.stream([3, 1, 2], (x) => x * 10, { ordered: false })
+   * ```
+   */
+  <I, A, E = never, EI = never, RI = never, M extends Mode = "failFast", O extends boolean = true>(
+    items: Input<I, EI, RI>,
+    work: Work<I, A, E>,
+    options?: StreamOptions<M, O>
+  ): Stream.Stream<
+    O extends false ? Indexed<Out<A, E, M>> : Out<A, E, M>,
+    Err<E, M> | EI | ParallelError,
+    RI
+  >
+} = dual(
+  (args) => isInput(args[0]),
+  <I, A, E, EI, RI>(items: Input<I, EI, RI>, work: Work<I, A, E>, options?: StreamOptions) =>
+    Stream.unwrap(Effect.gen(function*() {
+      const backend = yield* Backend
+      const resolved = yield* resolve("Parallel.stream", options, backend)
+      const runner = yield* backend.prepare(toWork(work))
+      return Engine.run(items, runner, resolved).pipe(
+        Stream.flatMap(({ start, outcome }) =>
+          Stream.fromIterable(exitsOf(outcome).map((exit, i) => [start + i, exit] as const))
+        ),
+        Stream.mapEffect(([index, exit]) =>
+          resolved.ordered
+            ? toOut(resolved.mode, exit)
+            : Effect.map(toOut(resolved.mode, exit), (value) => ({ index, value }))
+        )
+      )
+    }))
+)
+
+/**
+ * Validates map options without running anything; handy for configuration code.
+ *
+ * **Example** (Rejecting a batch size of 0)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Parallel } from "effect-joblib"
+ *
+ * const checked = Parallel.validateOptions({ batchSize: 0 }) // fails with InvalidOptions
+ * ```
+ *
+ * @category utilities
+ * @since 0.1.0
+ */
+export const validateOptions = (options: StreamOptions): Effect.Effect<void, InvalidOptions> =>
+  Effect.flatMap(Backend, (backend: BackendShape) => Effect.asVoid(resolve("Parallel", options, backend)))

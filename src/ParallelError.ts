@@ -1,0 +1,132 @@
+/**
+ * The typed errors of `Parallel` and its backends. Each is a Schema-backed
+ * tagged error, so it can cross a worker boundary and be matched with
+ * `Effect.catchTag`.
+ *
+ * @stability unstable
+ * @since 0.1.0
+ */
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+
+/**
+ * An option given to `Parallel.map`, `Parallel.stream` or a backend is out of range or unknown.
+ *
+ * **Example** (Matching a bad option)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Parallel } from "effect-joblib"
+ *
+ * const program = Parallel.map([1, 2], (x) => x, { concurrency: 0 }).pipe(
+ *   Effect.catchTag("InvalidOptions", (e) => Effect.succeed(e.option))
+ * )
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  option: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * An inline function cannot be shipped to a worker by its source: it captures
+ * variables from its surroundings, or it is a native or bound function.
+ *
+ * **Example** (A captured variable is reported before dispatch)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Backend, Parallel } from "effect-joblib"
+ *
+ * const factor = 3
+ * const program = Parallel.map([1, 2], (x) => x * factor).pipe(
+ *   Effect.provide(Backend.threads({ workers: 2 })),
+ *   Effect.catchTag("UnshippableFunction", (e) => Effect.succeed(e.identifiers)) // ["factor"]
+ * )
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnshippableFunction extends Schema.TaggedError<UnshippableFunction>()("UnshippableFunction", {
+  function: Schema.String,
+  identifiers: Schema.Array(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * A worker could not load a Task: its module failed to import, or the module
+ * defines no Task of that name.
+ *
+ * **Example** (Matching a missing task)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ParallelError } from "effect-joblib"
+ *
+ * const recover = Effect.catchTag("TaskNotFound", (e: ParallelError.TaskNotFound) => Effect.succeed(e.task))
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class TaskNotFound extends Schema.TaggedError<TaskNotFound>()("TaskNotFound", {
+  task: Schema.String,
+  module: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * A worker died while it ran a batch, or could not be started. The batch's
+ * items are lost; the worker is replaced for the next batch.
+ *
+ * **Example** (Matching a crashed worker)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ParallelError } from "effect-joblib"
+ *
+ * const recover = Effect.catchTag("WorkerCrashed", (e: ParallelError.WorkerCrashed) =>
+ *   Effect.succeed(e.exitCode)
+ * )
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCrashed", {
+  worker: Schema.Number,
+  exitCode: Schema.optional(Schema.Number),
+  signal: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * Every error that `Parallel.map` adds to the task's own error type.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type ParallelError = InvalidOptions | UnshippableFunction | TaskNotFound | WorkerCrashed
+
+const tags = new Set(["InvalidOptions", "UnshippableFunction", "TaskNotFound", "WorkerCrashed"])
+
+/**
+ * Tells whether a value is one of the {@link ParallelError}s.
+ *
+ * **Example** (Guarding an unknown failure)
+ *
+ * ```ts
+ * import { ParallelError } from "effect-joblib"
+ *
+ * ParallelError.isParallelError(new ParallelError.InvalidOptions({ option: "batchSize", message: "0" })) // true
+ * ```
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isParallelError = (u: unknown): u is ParallelError =>
+  Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && tags.has(u._tag) && u instanceof Error

@@ -1,0 +1,191 @@
+/**
+ * A `Task` is a named unit of work described with Schema and defined in an
+ * ordinary module. Every backend can run it: worker threads import the module
+ * that defined it, so there is no worker entry file to write.
+ *
+ * Keep task modules free of top-level side effects, or guard them with
+ * `if (import.meta.main)`: a worker imports the module to find the task.
+ *
+ * @stability unstable
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import * as Url from "node:url"
+
+/**
+ * @category type ids
+ * @since 0.1.0
+ */
+export const TypeId = "~effect-joblib/Task" as const
+
+/**
+ * A task taking a `Payload` and succeeding with `A` or failing with `E`. The
+ * services its `run` needs are provided by its own `layer`, built once per worker.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Task<in out Payload, in out A, in out E = never> extends Pipeable {
+  readonly [TypeId]: typeof TypeId
+  readonly name: string
+  /** The `file:` URL of the module that defined the task; workers import it. */
+  readonly url: string
+  readonly payload: Schema.Codec<Payload, unknown>
+  readonly success: Schema.Codec<A, unknown>
+  readonly error: Schema.Codec<E, unknown>
+  readonly run: (payload: Payload) => Effect.Effect<A, E, any> | A
+  readonly layer: Layer.Layer<any, unknown> | undefined
+}
+
+/**
+ * The options of {@link make}. `layer` is required exactly when `run` needs services.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Options<P extends Schema.Top, S extends Schema.Top, F extends Schema.Top, R> =
+  & {
+    readonly payload: P
+    readonly success: S
+    readonly error?: F | undefined
+    readonly run: (payload: P["Type"]) => Effect.Effect<S["Type"], F["Type"], R> | S["Type"]
+    /** The module URL, `import.meta.url`. Found from the call site when left out. */
+    readonly url?: string | undefined
+  }
+  & ([R] extends [never] ? { readonly layer?: undefined }
+    : { readonly layer: Layer.Layer<R, unknown> })
+
+const registryKey = Symbol.for("effect-joblib/Task/registry")
+const registry: Map<string, Task<any, any, any>> = ((globalThis as any)[registryKey] ??= new Map())
+
+const keyOf = (url: string, name: string) => `${url}#${name}`
+
+const ownFile = Url.fileURLToPath(import.meta.url)
+
+// The first stack frame outside this file names the module that called `make`.
+const callerUrl = (): string | undefined => {
+  const stack = new Error().stack ?? ""
+  for (const line of stack.split("\n").slice(1)) {
+    const match = /(?:\(|at )((?:file:\/\/)?\/[^\s()]+?):\d+:\d+\)?\s*$/.exec(line.trim())
+    if (match === null) continue
+    const location = match[1]!
+    const path = location.startsWith("file://") ? Url.fileURLToPath(location) : location
+    if (path !== ownFile) return Url.pathToFileURL(path).href
+  }
+  return undefined
+}
+
+const TaskProto = {
+  [TypeId]: TypeId,
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+}
+
+/**
+ * Defines a task. Its name must be unique within its module.
+ *
+ * **Example** (A task with a typed error)
+ *
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Task } from "effect-joblib"
+ *
+ * class Negative extends Schema.TaggedError<Negative>()("Negative", { value: Schema.Number }) {}
+ *
+ * export const SquareRoot = Task.make("SquareRoot", {
+ *   payload: Schema.Number,
+ *   success: Schema.Number,
+ *   error: Negative,
+ *   run: (x) => x < 0 ? Effect.fail(new Negative({ value: x })) : Effect.succeed(Math.sqrt(x))
+ * })
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = <P extends Schema.Top, S extends Schema.Top, F extends Schema.Top = Schema.Never, R = never>(
+  name: string,
+  options: Options<P, S, F, R>
+): Task<P["Type"], S["Type"], F["Type"]> => {
+  const url = options.url ?? callerUrl()
+  if (url === undefined) {
+    throw new globalThis.Error(`Task.make("${name}"): cannot tell the defining module; pass { url: import.meta.url }`)
+  }
+  const task: Task<P["Type"], S["Type"], F["Type"]> = Object.assign(Object.create(TaskProto), {
+    name,
+    url,
+    payload: options.payload,
+    success: options.success,
+    error: options.error ?? Schema.Never,
+    run: options.run,
+    layer: options.layer
+  })
+  const key = keyOf(url, name)
+  if (registry.has(key)) {
+    throw new globalThis.Error(`Task.make("${name}"): ${url} already defines a task of that name`)
+  }
+  registry.set(key, task)
+  return task
+}
+
+/**
+ * Tells whether a value is a {@link Task}.
+ *
+ * **Example** (Telling a task from an inline function)
+ *
+ * ```ts
+ * import { Task } from "effect-joblib"
+ *
+ * Task.isTask((x: number) => x) // false
+ * ```
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isTask = (u: unknown): u is Task<unknown, unknown, unknown> => Predicate.hasProperty(u, TypeId)
+
+/**
+ * Finds a task defined by a module that has been imported.
+ *
+ * **Example** (Looking up a task by module and name)
+ *
+ * ```ts
+ * import { Task } from "effect-joblib"
+ *
+ * const task = Task.lookup(import.meta.url, "SquareRoot") // undefined until defined
+ * ```
+ *
+ * @category utilities
+ * @since 0.1.0
+ */
+export const lookup = (url: string, name: string): Task<unknown, unknown, unknown> | undefined =>
+  registry.get(keyOf(url, name))
+
+/**
+ * Runs a task's `run` once, in the current fiber, with its layer provided.
+ * Parallel backends call this; it is handy in tests too.
+ *
+ * **Example** (Running a task directly)
+ *
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Task } from "effect-joblib"
+ *
+ * const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number, run: (x) => x * 2 })
+ * const four = Effect.runSync(Task.runOnce(Double, 2))
+ * ```
+ *
+ * @category utilities
+ * @since 0.1.0
+ */
+export const runOnce = <P, A, E>(task: Task<P, A, E>, payload: P): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    const out = task.run(payload)
+    const effect: Effect.Effect<A, E, any> = Effect.isEffect(out) ? out : Effect.succeed(out)
+    return (task.layer === undefined ? effect : Effect.provide(effect, task.layer)) as Effect.Effect<A, E>
+  })

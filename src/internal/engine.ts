@@ -1,0 +1,240 @@
+/**
+ * The dispatch loop behind `Parallel.map` and `Parallel.stream`: pulls input
+ * lazily, cuts it into batches sized by a Schedule, keeps at most `preDispatch`
+ * batches in flight, and emits results in input order or as they complete.
+ */
+import type * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
+import * as Pull from "effect/Pull"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
+import type { Outcome, Runner } from "../Backend.ts"
+import type { Observation } from "../Batching.ts"
+import type { ParallelError } from "../ParallelError.ts"
+
+/** A lazy, buffered puller over any input. */
+export interface Source<I, E> {
+  /** Pulls until `n` items are buffered or the input ends. */
+  readonly fill: (n: number) => Effect.Effect<void, E>
+  readonly buffered: () => number
+  readonly done: () => boolean
+  readonly take: (n: number) => Array<I>
+}
+
+const bufferedSource = <I, E>(pull: Effect.Effect<ReadonlyArray<I> | undefined, E>): Source<I, E> => {
+  let buffer: Array<I> = []
+  let offset = 0
+  let ended = false
+  const buffered = () => buffer.length - offset
+  const fill = (n: number): Effect.Effect<void, E> =>
+    Effect.whileLoop({
+      while: () => !ended && buffered() < n,
+      body: () => pull,
+      step: (chunk) => {
+        if (chunk === undefined) ended = true
+        else {
+          if (offset > 0) {
+            buffer = buffer.slice(offset)
+            offset = 0
+          }
+          for (const item of chunk) buffer.push(item)
+        }
+      }
+    })
+  return {
+    fill,
+    buffered,
+    done: () => ended,
+    take: (n) => {
+      const out = buffer.slice(offset, offset + n)
+      offset += out.length
+      if (offset === buffer.length) {
+        buffer = []
+        offset = 0
+      }
+      return out
+    }
+  }
+}
+
+const arraySource = <I>(array: ReadonlyArray<I>): Source<I, never> => {
+  let offset = 0
+  return {
+    fill: () => Effect.void,
+    buffered: () => array.length - offset,
+    done: () => true,
+    take: (n) => {
+      const out = array.slice(offset, offset + n)
+      offset += out.length
+      return out
+    }
+  }
+}
+
+export type Input<I, E, R> = Iterable<I> | AsyncIterable<I> | Stream.Stream<I, E, R>
+
+export const makeSource = <I, E, R>(input: Input<I, E, R>): Effect.Effect<Source<I, E>, never, R | Scope.Scope> => {
+  if (Array.isArray(input)) return Effect.succeed(arraySource(input as ReadonlyArray<I>))
+  if (Stream.isStream(input)) {
+    return Effect.map(
+      Stream.toPull(input as Stream.Stream<I, E, R>),
+      (pull) =>
+        bufferedSource<I, E>(
+          pull.pipe(Pull.catchDone(() => Effect.succeed(undefined))) as Effect.Effect<ReadonlyArray<I> | undefined, E>
+        )
+    )
+  }
+  if (Symbol.asyncIterator in (input as object)) {
+    return Effect.acquireRelease(
+      Effect.sync(() => (input as AsyncIterable<I>)[Symbol.asyncIterator]()),
+      (iterator) => Effect.promise(async () => void (await iterator.return?.())).pipe(Effect.ignore)
+    ).pipe(Effect.map((iterator) =>
+      bufferedSource<I, E>(
+        Effect.map(Effect.promise(() => iterator.next()), (next) => (next.done ? undefined : [next.value]))
+      )
+    ))
+  }
+  return Effect.acquireRelease(
+    Effect.sync(() => (input as Iterable<I>)[Symbol.iterator]()),
+    (iterator) => Effect.sync(() => iterator.return?.())
+  ).pipe(Effect.map((iterator) =>
+    bufferedSource<I, E>(Effect.sync(() => {
+      // Pull a small chunk per step: cheap for arrays, still lazy for generators.
+      const chunk: Array<I> = []
+      for (let i = 0; i < 64; i++) {
+        const next = iterator.next()
+        if (next.done) return chunk.length > 0 ? chunk : undefined
+        chunk.push(next.value)
+      }
+      return chunk
+    }))
+  ))
+}
+
+export interface EngineOptions {
+  /** Slots (workers) this map may use. */
+  readonly concurrency: number
+  /** Batches in flight at most. */
+  readonly preDispatch: number
+  readonly batchSize: Schedule.Schedule<number, Observation>
+  /** Apply joblib's rule of splitting the tail of the input finely, for auto batching. */
+  readonly splitTail: boolean
+  readonly failFast: boolean
+  readonly ordered: boolean
+}
+
+/** Results of one batch, the first of which belongs to input index `start`. */
+export interface Emitted<A, E> {
+  readonly start: number
+  readonly outcome: Outcome<A, E>
+}
+
+export const sizeOf = <A, E>(outcome: Outcome<A, E>): number =>
+  outcome._tag === "Values" ? outcome.values.length : outcome.exits.length
+
+export const run = <I, A, E, EI, RI>(
+  input: Input<I, EI, RI>,
+  runner: Runner<I, A, E>,
+  options: EngineOptions,
+  onBatchSize?: (size: number) => void
+): Stream.Stream<Emitted<A, E>, E | EI | ParallelError, RI> =>
+  Stream.callback<Emitted<A, E>, E | EI | ParallelError, RI>((queue) =>
+    Effect.gen(function*() {
+      const source = yield* makeSource(input)
+      const step = yield* Schedule.toStep(options.batchSize)
+      const nextSize = (observation: Observation, current: number) =>
+        step(0, observation).pipe(
+          Effect.map(([size]) => Math.max(1, Math.floor(size))),
+          Pull.catchDone(() => Effect.succeed(current)),
+          Effect.orDie
+        )
+      let size = yield* nextSize({ size: 0, duration: 0 }, 1)
+      let tailSize: number | undefined
+      const permits = yield* Semaphore.make(options.preDispatch)
+      const fibers = yield* FiberSet.make<void, never>()
+      // Slots this map uses: the least busy ones when it starts.
+      const slots = Array.from({ length: runner.slots }, (_, i) => i)
+        .sort((a, b) => runner.outstanding(a) - runner.outstanding(b))
+        .slice(0, Math.min(options.concurrency, runner.slots))
+      const pickSlot = () => {
+        let best = slots[0]!
+        for (const slot of slots) if (runner.outstanding(slot) < runner.outstanding(best)) best = slot
+        return best
+      }
+
+      const pending = new Map<number, Outcome<A, E>>()
+      let expected = 0
+      const fail = (cause: Cause.Cause<E | EI | ParallelError>) => Queue.failCause(queue, cause)
+      const deliver = (start: number, outcome: Outcome<A, E>) =>
+        Effect.gen(function*() {
+          if (!options.ordered) {
+            yield* Queue.offer(queue, { start, outcome })
+            yield* permits.release(1)
+            return
+          }
+          pending.set(start, outcome)
+          // Permits come back only as results leave in order, so buffered results stay bounded too.
+          while (pending.has(expected)) {
+            const ready = pending.get(expected)!
+            pending.delete(expected)
+            yield* Queue.offer(queue, { start: expected, outcome: ready })
+            expected += sizeOf(ready)
+            yield* permits.release(1)
+          }
+        })
+
+      const runBatch = (start: number, items: Array<I>) =>
+        runner.run(pickSlot(), items, start, options.failFast).pipe(
+          Effect.matchCauseEffect({
+            onFailure: fail,
+            onSuccess: (outcome) =>
+              Effect.gen(function*() {
+                if (options.failFast && outcome._tag === "Exits") {
+                  const failed = outcome.exits.find(Exit.isFailure)
+                  if (failed !== undefined) return yield* fail(failed.cause)
+                }
+                const sized = yield* nextSize({ size: items.length, duration: outcome.duration }, size)
+                if (sized !== size) {
+                  size = sized
+                  onBatchSize?.(size)
+                }
+                yield* deliver(start, outcome)
+              })
+          })
+        )
+
+      let next = 0
+      const dispatch = Effect.gen(function*() {
+        while (true) {
+          yield* permits.take(1)
+          let batch = tailSize ?? size
+          if (options.splitTail && tailSize === undefined) {
+            const lookahead = size * options.concurrency
+            yield* source.fill(lookahead)
+            if (source.done() && source.buffered() < lookahead) {
+              // joblib: near the end, split what is left finely so that every worker stays busy.
+              tailSize = Math.max(1, Math.floor(source.buffered() / (10 * options.concurrency)))
+              batch = Math.min(batch, tailSize)
+            }
+          } else {
+            yield* source.fill(batch)
+          }
+          const items = source.take(batch)
+          if (items.length === 0) {
+            yield* permits.release(1)
+            return
+          }
+          const start = next
+          next += items.length
+          yield* FiberSet.run(fibers, runBatch(start, items))
+        }
+      })
+      yield* dispatch.pipe(Effect.catchCause(fail))
+      yield* FiberSet.awaitEmpty(fibers)
+      yield* Queue.end(queue)
+    }), { bufferSize: 16 })

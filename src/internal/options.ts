@@ -1,0 +1,47 @@
+/** Option parsing shared by Parallel and the backends. */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { InvalidOptions } from "../ParallelError.ts"
+import * as Cpus from "./cpus.ts"
+
+/**
+ * Validates `options` against `schema`, rejecting unknown keys. The error names
+ * the offending option.
+ */
+export const parse = <S extends Schema.Codec<any, any, never, never>>(
+  schema: S,
+  where: string,
+  options: unknown
+): Effect.Effect<S["Type"], InvalidOptions> =>
+  Schema.decodeUnknownEffect(schema)(options ?? {}, { onExcessProperty: "error", errors: "first" }).pipe(
+    Effect.mapError((error) => {
+      const issue = error.issue
+      const path = /at \["?([^"\]]+)"?\]/.exec(error.message)?.[1] ?? firstPath(issue) ?? "options"
+      const reason = error.message.split("\n")[0]
+      return new InvalidOptions({ option: path, message: `${where}: option "${path}": ${reason}` })
+    })
+  )
+
+const firstPath = (issue: unknown): string | undefined => {
+  const path = (issue as { path?: ReadonlyArray<PropertyKey> }).path
+  return path && path.length > 0 ? String(path[0]) : undefined
+}
+
+/** joblib's n_jobs: a positive count, -1 for every CPU, -2 for all but one, and so on. */
+export const Jobs = Schema.Int.check(
+  Schema.makeFilter((n: number) => n !== 0 || "0 workers cannot run anything; use -1 for all CPUs")
+)
+
+export const resolveJobs = (option: string, n: number): Effect.Effect<number, InvalidOptions> => {
+  if (n > 0) return Effect.succeed(n)
+  const cpus = Cpus.available()
+  const resolved = cpus + 1 + n
+  return resolved >= 1
+    ? Effect.succeed(resolved)
+    : Effect.fail(
+      new InvalidOptions({
+        option,
+        message: `${option}: ${n} asks for ${resolved} workers on a machine with ${cpus} CPUs; use -1 for all CPUs`
+      })
+    )
+}
