@@ -4,6 +4,7 @@
  * batches in flight, and emits results in input order or as they complete.
  */
 import type * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
@@ -116,6 +117,16 @@ export const makeSource = <I, E, R>(input: Input<I, E, R>): Effect.Effect<Source
   ))
 }
 
+/** Hooks into the dispatch loop, for progress reporting and tests. */
+export interface Observer {
+  readonly dispatched: (start: number, size: number, slot: number) => void
+  readonly completed: (start: number, size: number, duration: number) => void
+}
+
+export const CurrentObserver = Context.Reference<Observer | undefined>("effect-joblib/internal/Observer", {
+  defaultValue: () => undefined
+})
+
 export interface EngineOptions {
   /** Slots (workers) this map may use. */
   readonly concurrency: number
@@ -140,12 +151,12 @@ export const sizeOf = <A, E>(outcome: Outcome<A, E>): number =>
 export const run = <I, A, E, EI, RI>(
   input: Input<I, EI, RI>,
   runner: Runner<I, A, E>,
-  options: EngineOptions,
-  onBatchSize?: (size: number) => void
+  options: EngineOptions
 ): Stream.Stream<Emitted<A, E>, E | EI | ParallelError, RI> =>
   Stream.callback<Emitted<A, E>, E | EI | ParallelError, RI>((queue) =>
     Effect.gen(function*() {
       const source = yield* makeSource(input)
+      const observer = yield* CurrentObserver
       const step = yield* Schedule.toStep(options.batchSize)
       const nextSize = (observation: Observation, current: number) =>
         step(0, observation).pipe(
@@ -169,7 +180,12 @@ export const run = <I, A, E, EI, RI>(
 
       const pending = new Map<number, Outcome<A, E>>()
       let expected = 0
-      const fail = (cause: Cause.Cause<E | EI | ParallelError>) => Queue.failCause(queue, cause)
+      // Set on the first failure; the dispatcher checks it, since a synchronous backend may not yield to let it be interrupted.
+      let stopped = false
+      const fail = (cause: Cause.Cause<E | EI | ParallelError>) => {
+        stopped = true
+        return Queue.failCause(queue, cause)
+      }
       const deliver = (start: number, outcome: Outcome<A, E>) =>
         Effect.gen(function*() {
           if (!options.ordered) {
@@ -188,8 +204,8 @@ export const run = <I, A, E, EI, RI>(
           }
         })
 
-      const runBatch = (start: number, items: Array<I>) =>
-        runner.run(pickSlot(), items, start, options.failFast).pipe(
+      const runBatch = (start: number, items: Array<I>, slot: number) =>
+        runner.run(slot, items, start, options.failFast).pipe(
           Effect.matchCauseEffect({
             onFailure: fail,
             onSuccess: (outcome) =>
@@ -199,10 +215,8 @@ export const run = <I, A, E, EI, RI>(
                   if (failed !== undefined) return yield* fail(failed.cause)
                 }
                 const sized = yield* nextSize({ size: items.length, duration: outcome.duration }, size)
-                if (sized !== size) {
-                  size = sized
-                  onBatchSize?.(size)
-                }
+                observer?.completed(start, items.length, outcome.duration)
+                size = sized
                 yield* deliver(start, outcome)
               })
           })
@@ -210,8 +224,9 @@ export const run = <I, A, E, EI, RI>(
 
       let next = 0
       const dispatch = Effect.gen(function*() {
-        while (true) {
+        while (!stopped) {
           yield* permits.take(1)
+          if (stopped) return
           let batch = tailSize ?? size
           if (options.splitTail && tailSize === undefined) {
             const lookahead = size * options.concurrency
@@ -231,7 +246,9 @@ export const run = <I, A, E, EI, RI>(
           }
           const start = next
           next += items.length
-          yield* FiberSet.run(fibers, runBatch(start, items))
+          const slot = pickSlot()
+          observer?.dispatched(start, items.length, slot)
+          yield* FiberSet.run(fibers, runBatch(start, items, slot))
         }
       })
       yield* dispatch.pipe(Effect.catchCause(fail))

@@ -1,0 +1,48 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { Backend, ParallelError } from "../src/index.ts"
+import * as Cpus from "../src/internal/cpus.ts"
+import { suite } from "./BackendSuite.ts"
+
+suite("Backend.sequential (default)", Backend.sequential(), { isolated: false, workers: 1 })
+suite("Backend.sequential({ concurrency: 4 })", Backend.sequential({ concurrency: 4 }), { isolated: false, workers: 4 })
+suite("Backend.threads", Backend.threads({ workers: 2 }), { isolated: true, workers: 2 })
+
+describe("Backend options", () => {
+  it.effect("threads: -1 is every CPU", () =>
+    Effect.gen(function*() {
+      const backend = yield* Backend.Backend
+      assert.strictEqual(backend.workers, Cpus.available())
+      assert.strictEqual(backend.name, "threads")
+    }).pipe(Effect.provide(Backend.threads({ workers: -1 }))))
+
+  it.effect("the default backend is sequential", () =>
+    Effect.gen(function*() {
+      const backend = yield* Backend.Backend
+      assert.strictEqual(backend.name, "sequential")
+      assert.strictEqual(backend.workers, 1)
+    }))
+
+  it.effect("bad backend options are typed errors", () =>
+    Effect.gen(function*() {
+      for (
+        const [layer, option] of [
+          [Backend.threads({ workers: 0 }), "workers"],
+          [Backend.threads({ workers: 1.5 }), "workers"],
+          [Backend.threads({ workers: -(Cpus.available() + 5) }), "workers"],
+          [Backend.threads({ maxBytes: 0 }), "maxBytes"],
+          [Backend.threads({ unknown: 1 } as Backend.ThreadsOptions), "unknown"],
+          [Backend.sequential({ concurrency: 0 }), "concurrency"]
+        ] as const
+      ) {
+        const error = yield* Effect.flip(Effect.provide(
+          Effect.gen(function*() {
+            return yield* Backend.Backend
+          }),
+          layer
+        ))
+        assert.instanceOf(error, ParallelError.InvalidOptions)
+        assert.strictEqual(error.option, option)
+      }
+    }))
+})

@@ -1,0 +1,391 @@
+/**
+ * The backend conformance suite: every Backend layer must pass it.
+ */
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Cause, Effect, Exit, Fiber, type Layer, Option, Result, Stream } from "effect"
+import { Backend, Parallel, ParallelError } from "../src/index.ts"
+import * as Cpus from "../src/internal/cpus.ts"
+import { CurrentObserver, type Observer } from "../src/internal/engine.ts"
+import { Mirror, Negative, Point, Scaled, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
+
+export interface Capabilities {
+  /** Work runs in another isolate: values are copied, inline functions are shipped by source. */
+  readonly isolated: boolean
+  readonly workers: number
+}
+
+/** Records dispatched and completed batches. */
+export const recordBatches = () => {
+  const dispatched: Array<{ start: number; size: number; slot: number }> = []
+  const completed: Array<{ start: number; size: number; duration: number }> = []
+  const observer: Observer = {
+    dispatched: (start, size, slot) => void dispatched.push({ start, size, slot }),
+    completed: (start, size, duration) => void completed.push({ start, size, duration })
+  }
+  return { dispatched, completed, provide: Effect.provideService(CurrentObserver, observer) }
+}
+
+/** The thread (or process) an inline function runs in. */
+const whereAmI = (_: unknown) => {
+  const threads = (globalThis as any).process.getBuiltinModule("node:worker_threads")
+  return `${(globalThis as any).process.pid}:${threads.threadId}`
+}
+
+export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabilities: Capabilities) =>
+  layer(backend, { timeout: 30_000, excludeTestServices: true })(name, (it) => {
+    describe("ordering", () => {
+      it.effect("keeps input order whatever the batch size", () =>
+        Effect.gen(function*() {
+          const xs = Array.from({ length: 500 }, (_, i) => i)
+          for (const batchSize of [1, 7, 64, 1000, "auto"] as const) {
+            // Uneven work so that batches finish out of order.
+            const out = yield* Parallel.map(xs, (x) => {
+              let spin = (x * 7919) % 13 * 2000
+              while (spin > 0) spin--
+              return x * 2
+            }, { batchSize })
+            assert.deepStrictEqual(out, xs.map((x) => x * 2), `batchSize ${batchSize}`)
+          }
+        }))
+
+      it.effect("runs Tasks with Schema payloads and results", () =>
+        Effect.gen(function*() {
+          assert.deepStrictEqual(yield* Parallel.map([0, 1, 4, 9], SquareRoot), [0, 1, 2, 3])
+          const [mirrored] = yield* Parallel.map([new Point({ x: 1, y: 2 })], Mirror)
+          assert.instanceOf(mirrored, Point)
+          assert.deepStrictEqual([mirrored!.x, mirrored!.y], [2, 1])
+        }))
+
+      it.effect("empty input gives an empty array", () =>
+        Effect.gen(function*() {
+          assert.deepStrictEqual(yield* Parallel.map([], SquareRoot), [])
+        }))
+
+      it.effect("accepts async iterables and streams", () =>
+        Effect.gen(function*() {
+          async function* gen() {
+            for (let i = 0; i < 20; i++) yield i
+          }
+          assert.deepStrictEqual(yield* Parallel.map(gen(), (x) => x + 1), Array.from({ length: 20 }, (_, i) => i + 1))
+          const fromStream = yield* Parallel.map(Stream.range(1, 30), (x) => -x, { batchSize: 4 })
+          assert.deepStrictEqual(fromStream, Array.from({ length: 30 }, (_, i) => -(i + 1)))
+        }))
+
+      it.effect("stream: in order by default, with indices when unordered", () =>
+        Effect.gen(function*() {
+          const ordered = yield* Parallel.stream([5, 3, 1], (x) => x * 10).pipe(Stream.runCollect)
+          assert.deepStrictEqual(ordered, [50, 30, 10])
+          const unordered = yield* Parallel.stream([5, 3, 1], (x) => x * 10, { ordered: false, batchSize: 1 }).pipe(
+            Stream.runCollect
+          )
+          assert.deepStrictEqual(
+            [...unordered].sort((a, b) => a.index - b.index),
+            [{ index: 0, value: 50 }, { index: 1, value: 30 }, { index: 2, value: 10 }]
+          )
+        }))
+
+      it.effect("passes each item's input index to an inline function", () =>
+        Effect.gen(function*() {
+          const out = yield* Parallel.map(["a", "b", "c", "d", "e"], (x, i) => `${x}${i}`, { batchSize: 2 })
+          assert.deepStrictEqual(out, ["a0", "b1", "c2", "d3", "e4"])
+        }))
+    })
+
+    describe("failures", () => {
+      it.effect("a typed failure fails the map with the decoded error", () =>
+        Effect.gen(function*() {
+          const error = yield* Effect.flip(Parallel.map([1, -4, 9], SquareRoot))
+          assert.instanceOf(error, Negative)
+          assert.strictEqual((error as Negative).value, -4)
+        }))
+
+      it.effect("a thrown exception is a defect carrying the worker's stack", () =>
+        Effect.gen(function*() {
+          const exit = yield* Effect.exit(Parallel.map([1, 2, 3, 4], Throws, { batchSize: 1 }))
+          assert.isTrue(Exit.isFailure(exit))
+          const defect = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as Error
+          assert.instanceOf(defect, Error)
+          assert.strictEqual(defect.name, "RangeError")
+          assert.strictEqual(defect.message, "three is not allowed")
+          assert.include(defect.stack, "fixtures/tasks.ts", "the stack points at the task's source")
+          if (capabilities.isolated) assert.include(defect.stack, "worker")
+        }))
+
+      it.effect("fail-fast stops dispatch after the first failure", () =>
+        Effect.gen(function*() {
+          const counter = new Int32Array(new SharedArrayBuffer(4))
+          const items = Array.from({ length: 400 }, (_, i) => ({ i, counter }))
+          const exit = yield* Effect.exit(Parallel.map(items, ({ i, counter }) => {
+            Atomics.add(counter, 0, 1)
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2)
+            if (i === 5) throw new Error("boom")
+            return i
+          }, { batchSize: 1 }))
+          assert.isTrue(Exit.isFailure(exit))
+          const ran = Atomics.load(counter, 0)
+          assert.isAtLeast(ran, 6)
+          assert.isBelow(ran, 60, `only the batches in flight finish, ran ${ran}`)
+        }))
+
+      it.effect("mode: exit keeps every item's outcome", () =>
+        Effect.gen(function*() {
+          const exits = yield* Parallel.map([4, -1, 9, -2], SquareRoot, { mode: "exit", batchSize: 2 })
+          assert.strictEqual(exits.length, 4)
+          assert.deepStrictEqual(exits[0], Exit.succeed(2))
+          assert.deepStrictEqual(exits[2], Exit.succeed(3))
+          for (const i of [1, 3]) {
+            const exit = exits[i]!
+            assert.isTrue(Exit.isFailure(exit))
+            assert.instanceOf(Option.getOrThrow(Exit.findErrorOption(exit)), Negative)
+          }
+        }))
+
+      it.effect("mode: result gives a Result per item", () =>
+        Effect.gen(function*() {
+          const results = yield* Parallel.map([4, -1], SquareRoot, { mode: "result" })
+          assert.deepStrictEqual(results[0], Result.succeed(2))
+          assert.isTrue(Result.isFailure(results[1]!))
+        }))
+
+      it.effect("mode: exit also records defects per item", () =>
+        Effect.gen(function*() {
+          const exits = yield* Parallel.map([1, 2, 3, 4], Throws, { mode: "exit", batchSize: 4 })
+          assert.deepStrictEqual(exits.map(Exit.isSuccess), [true, true, false, true])
+        }))
+    })
+
+    describe("interruption", () => {
+      it.effect("interrupting the map stops in-flight work and the pool stays usable", () =>
+        Effect.gen(function*() {
+          const before = new Set(yield* Parallel.map([1, 2, 3, 4], whereAmI, { batchSize: 1 }))
+          const fiber = yield* Effect.forkChild(Parallel.map([60_000, 60_000, 60_000], Sleep, { batchSize: 1 }))
+          yield* Effect.sleep("300 millis")
+          yield* Fiber.interrupt(fiber)
+          const exit = yield* Fiber.await(fiber)
+          assert.isTrue(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))
+          assert.deepStrictEqual(yield* Parallel.map([1, 4], SquareRoot), [1, 2])
+          // Effect-based tasks stop cooperatively: the same workers serve the next map.
+          const after = new Set(yield* Parallel.map([1, 2, 3, 4], whereAmI, { batchSize: 1 }))
+          for (const worker of after) assert.isTrue(before.has(worker), `worker ${worker} is new`)
+        }))
+
+      it.effect("a batch stuck in a synchronous loop is cancelled, its worker replaced", () =>
+        Effect.gen(function*() {
+          if (!capabilities.isolated) return // a sequential backend cannot preempt its own thread
+          const fiber = yield* Effect.forkChild(Parallel.map([1], (_) => {
+            while (true) {
+              // spins until the worker is terminated
+            }
+          }))
+          yield* Effect.sleep("200 millis")
+          yield* Fiber.interrupt(fiber)
+          assert.deepStrictEqual(yield* Parallel.map([9, 16], SquareRoot), [3, 4])
+        }))
+
+      it.effect("async work checks for cancellation between items", () =>
+        Effect.gen(function*() {
+          const counter = new Int32Array(new SharedArrayBuffer(4))
+          const items = Array.from({ length: 50 }, () => counter)
+          const fiber = yield* Effect.forkChild(Parallel.map(items, async (counter) => {
+            await new Promise((resolve) => setTimeout(resolve, 20))
+            Atomics.add(counter, 0, 1)
+          }, { batchSize: 50 }))
+          yield* Effect.sleep("150 millis")
+          yield* Fiber.interrupt(fiber)
+          const atInterrupt = Atomics.load(counter, 0)
+          yield* Effect.sleep("300 millis")
+          assert.isBelow(Atomics.load(counter, 0), 50)
+          assert.isAtMost(Atomics.load(counter, 0) - atInterrupt, 1, "at most the item in flight finishes")
+        }))
+    })
+
+    describe("lazy input", () => {
+      it.effect("an infinite stream is pulled only as far as needed", () =>
+        Effect.gen(function*() {
+          let pulled = 0
+          const naturals = Stream.iterate(0, (n) => n + 1).pipe(Stream.tap(() => Effect.sync(() => void pulled++)))
+          const firstTwenty = yield* Parallel.stream(naturals, (n) => n * n, { batchSize: 2, preDispatch: 4 }).pipe(
+            Stream.take(20),
+            Stream.runCollect
+          )
+          assert.deepStrictEqual(firstTwenty, Array.from({ length: 20 }, (_, n) => n * n))
+          assert.isBelow(pulled, 20 + 4 * 2 + 64, `pulled ${pulled}`)
+        }))
+
+      it.effect("a generator is consumed at most preDispatch batches ahead", () =>
+        Effect.gen(function*() {
+          const log: Array<string> = []
+          function* producer() {
+            for (let i = 0; i < 30; i++) {
+              log.push(`produced ${i}`)
+              yield i
+            }
+          }
+          yield* Parallel.stream(producer(), (x) => x, { batchSize: 1, preDispatch: 3 }).pipe(
+            Stream.runForEach((x) => Effect.sync(() => void log.push(`consumed ${x}`)))
+          )
+          const firstConsumed = log.indexOf("consumed 0")
+          const producedBefore = log.slice(0, firstConsumed).filter((line) => line.startsWith("produced")).length
+          assert.isAtMost(producedBefore, 3 + 64, log.slice(0, firstConsumed + 1).join(", "))
+          assert.strictEqual(log.filter((line) => line.startsWith("consumed")).length, 30)
+        }))
+    })
+
+    describe("large data", () => {
+      it.effect("a big array passed to many tasks is shared, not copied per task, and the caller's stays intact", () =>
+        Effect.gen(function*() {
+          const big = new Float64Array(256 * 1024) // 2 MB, over the 1 MB threshold
+          const items = Array.from({ length: 20 }, (_, i) => ({ i, big }))
+          const results = yield* Parallel.map(items, ({ i, big }) => {
+            big[i] = i + 1
+            return big
+          }, { batchSize: 1 })
+          if (capabilities.isolated) {
+            assert.strictEqual(big.byteLength, 256 * 1024 * 8, "the caller's array is not detached")
+            assert.strictEqual(big[0], 0, "the caller's array is not written")
+            assert.instanceOf(results[0]!.buffer, SharedArrayBuffer)
+            // Every task wrote into one shared copy: each result sees every write.
+            for (const result of results) {
+              assert.deepStrictEqual(Array.from(result.subarray(0, 20)), Array.from({ length: 20 }, (_, i) => i + 1))
+            }
+          } else {
+            for (const result of results) assert.strictEqual(result, big)
+          }
+        }))
+
+      it.effect("arrays the caller already shares are used in place", () =>
+        Effect.gen(function*() {
+          const shared = new Int32Array(new SharedArrayBuffer(4 * 8))
+          yield* Parallel.map([0, 1, 2, 3, 4, 5, 6, 7], (i) => i, { batchSize: 1 })
+          yield* Parallel.map(Array.from({ length: 8 }, (_, i) => ({ i, shared })), ({ i, shared }) => {
+            Atomics.store(shared, i, i * 10)
+          }, { batchSize: 1 })
+          assert.deepStrictEqual(Array.from(shared), [0, 10, 20, 30, 40, 50, 60, 70])
+        }))
+
+      it.effect("big results come back whole", () =>
+        Effect.gen(function*() {
+          const sums = yield* Parallel.map([1, 2], (n) => new Float64Array(300_000).fill(n))
+          assert.strictEqual(sums[1]!.length, 300_000)
+          assert.strictEqual(sums[1]![299_999], 2)
+        }))
+    })
+
+    describe("inline functions", () => {
+      it.effect("self-contained functions run, including named and async ones", () =>
+        Effect.gen(function*() {
+          function factorial(n: number): number {
+            return n <= 1 ? 1 : n * factorial(n - 1)
+          }
+          assert.deepStrictEqual(yield* Parallel.map([3, 5], factorial), [6, 120])
+          assert.deepStrictEqual(
+            yield* Parallel.map([1, 2], async (x) => {
+              await new Promise((resolve) => setTimeout(resolve, 1))
+              return x * 3
+            }),
+            [3, 6]
+          )
+        }))
+
+      it.effect("a captured variable fails before dispatch, naming it", () =>
+        Effect.gen(function*() {
+          const factor = 3
+          const counter = new Int32Array(new SharedArrayBuffer(4))
+          const capture = Parallel.map([{ x: 1, counter }], ({ x, counter }) => {
+            Atomics.add(counter, 0, 1)
+            return x * factor
+          })
+          if (capabilities.isolated) {
+            const error = yield* Effect.flip(capture)
+            assert.instanceOf(error, ParallelError.UnshippableFunction)
+            assert.deepStrictEqual((error as ParallelError.UnshippableFunction).identifiers, ["factor"])
+            assert.include(error.message, `"factor"`)
+            assert.include(error.message, "Task.make")
+            assert.strictEqual(Atomics.load(counter, 0), 0, "nothing was dispatched")
+          } else {
+            assert.deepStrictEqual(yield* capture, [3], "the sequential backend runs closures")
+          }
+        }))
+    })
+
+    describe("pools and layers", () => {
+      it.effect("repeated maps reuse the same workers", () =>
+        Effect.gen(function*() {
+          const first = new Set(
+            yield* Parallel.map(Array.from({ length: 16 }, (_, i) => i), whereAmI, { batchSize: 1 })
+          )
+          const second = new Set(
+            yield* Parallel.map(Array.from({ length: 16 }, (_, i) => i), whereAmI, { batchSize: 1 })
+          )
+          assert.isAtMost(first.size, capabilities.workers)
+          for (const worker of second) assert.isTrue(first.has(worker))
+        }))
+
+      it.effect("a task's layer is built once per worker", () =>
+        Effect.gen(function*() {
+          const out = yield* Parallel.map(Array.from({ length: 40 }, (_, i) => i), Scaled, { batchSize: 1 })
+          assert.deepStrictEqual(out.map((o) => o.value), Array.from({ length: 40 }, (_, i) => i * 10))
+          // Each worker (or, in process, each map) counts its initializations: one per worker, not one per item.
+          assert.strictEqual(new Set(out.map((o) => o.initialized)).size, 1)
+        }))
+    })
+
+    describe("batching", () => {
+      it.effect("auto batching grows the batch size for tiny tasks", () =>
+        Effect.gen(function*() {
+          const record = recordBatches()
+          const xs = Array.from({ length: 20_000 }, (_, i) => i)
+          yield* Parallel.map(xs, (x) => x + 1).pipe(record.provide)
+          const sizes = record.dispatched.map((batch) => batch.size)
+          assert.strictEqual(sizes[0], 1)
+          assert.isAtLeast(Math.max(...sizes), 64, `sizes ${sizes.join(",")}`)
+          assert.strictEqual(sizes.reduce((a, b) => a + b, 0), xs.length)
+        }))
+
+      it.effect("auto batching stays at 1 for slow tasks", () =>
+        Effect.gen(function*() {
+          const record = recordBatches()
+          yield* Parallel.map(Array.from({ length: 6 }, () => 250), Sleep).pipe(record.provide)
+          assert.deepStrictEqual(record.dispatched.map((batch) => batch.size), [1, 1, 1, 1, 1, 1])
+        }))
+
+      it.effect("a fixed batch size cuts the input evenly", () =>
+        Effect.gen(function*() {
+          const record = recordBatches()
+          yield* Parallel.map(Array.from({ length: 10 }, (_, i) => i), (x) => x, { batchSize: 4 }).pipe(record.provide)
+          assert.deepStrictEqual(record.dispatched.map((batch) => batch.size), [4, 4, 2])
+        }))
+    })
+
+    describe("n_jobs", () => {
+      it.effect("concurrency follows joblib's n_jobs rules", () =>
+        Effect.gen(function*() {
+          const record = recordBatches()
+          const xs = Array.from({ length: 40 }, (_, i) => i)
+          yield* Parallel.map(xs, (x) => x, { batchSize: 1, concurrency: 1 }).pipe(record.provide)
+          assert.strictEqual(new Set(record.dispatched.map((batch) => batch.slot)).size, 1)
+          assert.deepStrictEqual(yield* Parallel.map([1, 2], (x) => x, { concurrency: -1 }), [1, 2])
+          if (Cpus.available() >= 2) {
+            assert.deepStrictEqual(yield* Parallel.map([1], (x) => x, { concurrency: -2 }), [1])
+          }
+        }))
+
+      it.effect("bad options are typed errors naming the option", () =>
+        Effect.gen(function*() {
+          const bad = [
+            [{ concurrency: 0 }, "concurrency"],
+            [{ concurrency: -(Cpus.available() + 1) }, "concurrency"],
+            [{ concurrency: 1.5 }, "concurrency"],
+            [{ batchSize: 0 }, "batchSize"],
+            [{ preDispatch: 0 }, "preDispatch"],
+            [{ mode: "fast" }, "mode"],
+            [{ bogus: true }, "bogus"]
+          ] as const
+          for (const [options, option] of bad) {
+            const error = yield* Effect.flip(Parallel.map([1], (x: number) => x, options as Parallel.MapOptions))
+            assert.instanceOf(error, ParallelError.InvalidOptions, JSON.stringify(options))
+            assert.strictEqual((error as ParallelError.InvalidOptions).option, option)
+          }
+        }))
+    })
+  })
