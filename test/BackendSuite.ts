@@ -1,9 +1,9 @@
 /**
  * The backend conformance suite: every Backend layer must pass it.
  */
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, describe, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, type Layer, Option, Result, Stream } from "effect"
-import { Backend, Parallel, ParallelError } from "../src/index.ts"
+import { Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
 import { CurrentObserver, type Observer } from "../src/internal/engine.ts"
 import { Mirror, Negative, Point, Scaled, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
