@@ -27,7 +27,8 @@ export interface Source<I, E> {
   readonly take: (n: number) => Array<I>
 }
 
-const bufferedSource = <I, E>(pull: Effect.Effect<ReadonlyArray<I> | undefined, E>): Source<I, E> => {
+/** `pull(n)` returns some items (at most `n` where it can tell), or undefined at the end. */
+const bufferedSource = <I, E>(pull: (n: number) => Effect.Effect<ReadonlyArray<I> | undefined, E>): Source<I, E> => {
   let buffer: Array<I> = []
   let offset = 0
   let ended = false
@@ -35,7 +36,7 @@ const bufferedSource = <I, E>(pull: Effect.Effect<ReadonlyArray<I> | undefined, 
   const fill = (n: number): Effect.Effect<void, E> =>
     Effect.whileLoop({
       while: () => !ended && buffered() < n,
-      body: () => pull,
+      body: () => pull(n - buffered()),
       step: (chunk) => {
         if (chunk === undefined) ended = true
         else {
@@ -85,7 +86,7 @@ export const makeSource = <I, E, R>(input: Input<I, E, R>): Effect.Effect<Source
     return Effect.map(
       Stream.toPull(input as Stream.Stream<I, E, R>),
       (pull) =>
-        bufferedSource<I, E>(
+        bufferedSource<I, E>(() =>
           pull.pipe(Pull.catchDone(() => Effect.succeed(undefined))) as Effect.Effect<ReadonlyArray<I> | undefined, E>
         )
     )
@@ -94,26 +95,30 @@ export const makeSource = <I, E, R>(input: Input<I, E, R>): Effect.Effect<Source
     return Effect.acquireRelease(
       Effect.sync(() => (input as AsyncIterable<I>)[Symbol.asyncIterator]()),
       (iterator) => Effect.promise(async () => void (await iterator.return?.())).pipe(Effect.ignore)
-    ).pipe(Effect.map((iterator) =>
-      bufferedSource<I, E>(
-        Effect.map(Effect.promise(() => iterator.next()), (next) => (next.done ? undefined : [next.value]))
+    ).pipe(
+      Effect.map((iterator) =>
+        bufferedSource<I, E>(() =>
+          Effect.map(Effect.promise(() => iterator.next()), (next) => (next.done ? undefined : [next.value]))
+        )
       )
-    ))
+    )
   }
   return Effect.acquireRelease(
     Effect.sync(() => (input as Iterable<I>)[Symbol.iterator]()),
     (iterator) => Effect.sync(() => iterator.return?.())
   ).pipe(Effect.map((iterator) =>
-    bufferedSource<I, E>(Effect.sync(() => {
-      // Pull a small chunk per step: cheap for arrays, still lazy for generators.
-      const chunk: Array<I> = []
-      for (let i = 0; i < 64; i++) {
-        const next = iterator.next()
-        if (next.done) return chunk.length > 0 ? chunk : undefined
-        chunk.push(next.value)
-      }
-      return chunk
-    }))
+    bufferedSource<I, E>((n) =>
+      Effect.sync(() => {
+        // Exactly as many as asked for: a generator is never run ahead of dispatch.
+        const chunk: Array<I> = []
+        for (let i = 0; i < n; i++) {
+          const next = iterator.next()
+          if (next.done) return chunk.length > 0 ? chunk : undefined
+          chunk.push(next.value)
+        }
+        return chunk
+      })
+    )
   ))
 }
 
@@ -254,4 +259,4 @@ export const run = <I, A, E, EI, RI>(
       yield* dispatch.pipe(Effect.catchCause(fail))
       yield* FiberSet.awaitEmpty(fibers)
       yield* Queue.end(queue)
-    }), { bufferSize: 16 })
+    }), { bufferSize: 1 })
