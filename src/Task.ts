@@ -147,7 +147,7 @@ export const make = <P extends Schema.Top, S extends Schema.Top, F extends Schem
  * @category guards
  * @since 0.1.0
  */
-export const isTask = (u: unknown): u is Task<unknown, unknown, unknown> => Predicate.hasProperty(u, TypeId)
+export const isTask = (u: unknown): u is Task<any, any, any> => Predicate.hasProperty(u, TypeId)
 
 /**
  * Finds a task defined by a module that has been imported.
@@ -163,7 +163,7 @@ export const isTask = (u: unknown): u is Task<unknown, unknown, unknown> => Pred
  * @category utilities
  * @since 0.1.0
  */
-export const lookup = (url: string, name: string): Task<unknown, unknown, unknown> | undefined =>
+export const lookup = (url: string, name: string): Task<any, any, any> | undefined =>
   registry.get(keyOf(url, name))
 
 /**

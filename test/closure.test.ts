@@ -1,0 +1,78 @@
+import { assert, describe, it } from "@effect/vitest"
+import { analyze, revive } from "../src/internal/closure.ts"
+
+const shipped = (fn: Function) => {
+  const analysis = analyze(fn)
+  assert.strictEqual(analysis._tag, "Ok", JSON.stringify(analysis))
+  return revive((analysis as { source: string }).source)
+}
+
+const captures = (fn: Function) => {
+  const analysis = analyze(fn)
+  assert.strictEqual(analysis._tag, "Captures", JSON.stringify(analysis))
+  return (analysis as { identifiers: ReadonlyArray<string> }).identifiers
+}
+
+describe("closure analysis", () => {
+  it("ships self-contained functions of every form", () => {
+    assert.strictEqual(shipped((x: number) => Math.sqrt(x))(9), 3)
+    assert.strictEqual(
+      shipped(function fact(n: number): number {
+        return n <= 1 ? 1 : n * fact(n - 1)
+      })(5),
+      120
+    )
+    const object = {
+      double(x: number) {
+        return x * 2
+      }
+    }
+    assert.strictEqual(shipped(object.double)(4), 8)
+    assert.strictEqual(
+      shipped((x: number) => {
+        let total = 0
+        for (let i = 0; i < x; i++) total += i
+        for (const k of [1, 2]) total += k
+        try {
+          JSON.parse("{")
+        } catch (error) {
+          total += String(error).length > 0 ? 1 : 0
+        }
+        function helper() {
+          return hoisted
+        }
+        var hoisted = 100
+        class Box {
+          static value = x
+        }
+        const { a, ...rest } = { a: 1, b: 2 }
+        return total + helper() + Box.value + a + Object.keys(rest).length
+      })(3),
+      3 + 3 + 1 + 100 + 3 + 1 + 1
+    )
+  })
+
+  it("names every captured identifier", () => {
+    const factor = 2
+    const offset = 1
+    assert.deepStrictEqual(captures((x: number) => x * factor + offset), ["factor", "offset"])
+    assert.strictEqual(
+      shipped((x: { factor: number }) => x.factor)({ factor: 7 }),
+      7,
+      "property names are not captures"
+    )
+  })
+
+  it("sees captures in defaults, computed keys and nested functions", () => {
+    const key = "k"
+    const fallback = 1
+    assert.deepStrictEqual(captures((x = fallback) => x), ["fallback"])
+    assert.deepStrictEqual(captures(() => ({ [key]: 1 })), ["key"])
+    assert.deepStrictEqual(captures(() => () => () => key), ["key"])
+  })
+
+  it("refuses native and bound functions", () => {
+    assert.strictEqual(analyze(Math.sqrt)._tag, "Native")
+    assert.strictEqual(analyze(((x: number) => x).bind(null))._tag, "Native")
+  })
+})
