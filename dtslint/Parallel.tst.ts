@@ -1,0 +1,86 @@
+import { type Effect, type Exit, pipe, type Result, Schema, Stream } from "effect"
+import { describe, expect, it } from "tstyche"
+import { Parallel, type ParallelError, Task } from "../src/index.ts"
+
+class Negative extends Schema.TaggedError<Negative>()("Negative", { value: Schema.Number }) {}
+
+declare const SquareRoot: Task.Task<number, number, Negative>
+declare const numbers: ReadonlyArray<number>
+declare const numberStream: Stream.Stream<number, "StreamError">
+
+describe("Parallel.map", () => {
+  it("infers A and E from a Task, data-first and data-last", () => {
+    expect(Parallel.map(numbers, SquareRoot)).type.toBe<
+      Effect.Effect<Array<number>, Negative | ParallelError.ParallelError>
+    >()
+    expect(pipe(numbers, Parallel.map(SquareRoot))).type.toBe<
+      Effect.Effect<Array<number>, Negative | ParallelError.ParallelError>
+    >()
+  })
+
+  it("infers A from an inline function, awaiting promises", () => {
+    expect(Parallel.map(numbers, (x) => String(x))).type.toBe<
+      Effect.Effect<Array<string>, ParallelError.ParallelError>
+    >()
+    expect(Parallel.map(numbers, async (x) => x > 1)).type.toBe<
+      Effect.Effect<Array<boolean>, ParallelError.ParallelError>
+    >()
+    expect(pipe(numbers, Parallel.map((x: number, index: number) => [x, index] as const))).type.toBe<
+      Effect.Effect<Array<readonly [number, number]>, ParallelError.ParallelError>
+    >()
+  })
+
+  it("carries a Stream input's error and requirements", () => {
+    expect(Parallel.map(numberStream, SquareRoot)).type.toBe<
+      Effect.Effect<Array<number>, Negative | "StreamError" | ParallelError.ParallelError>
+    >()
+  })
+
+  it("moves typed errors into the values in exit and result modes", () => {
+    expect(Parallel.map(numbers, SquareRoot, { mode: "exit" })).type.toBe<
+      Effect.Effect<Array<Exit.Exit<number, Negative>>, ParallelError.ParallelError>
+    >()
+    expect(Parallel.map(numbers, SquareRoot, { mode: "result" })).type.toBe<
+      Effect.Effect<Array<Result.Result<number, Negative>>, ParallelError.ParallelError>
+    >()
+  })
+
+  it("rejects items of the wrong type", () => {
+    expect(Parallel.map).type.not.toBeCallableWith(["a"], SquareRoot)
+  })
+})
+
+describe("Parallel.stream", () => {
+  it("emits values in order, or indexed values when unordered", () => {
+    expect(Parallel.stream(numbers, SquareRoot)).type.toBe<
+      Stream.Stream<number, Negative | ParallelError.ParallelError>
+    >()
+    expect(Parallel.stream(numbers, SquareRoot, { ordered: false })).type.toBe<
+      Stream.Stream<Parallel.Indexed<number>, Negative | ParallelError.ParallelError>
+    >()
+    expect(pipe(numbers, Parallel.stream(SquareRoot))).type.toBe<
+      Stream.Stream<number, Negative | ParallelError.ParallelError>
+    >()
+  })
+})
+
+describe("Task.make", () => {
+  it("infers payload, success and error from the Schemas", () => {
+    const task = Task.make("T", {
+      payload: Schema.String,
+      success: Schema.Number,
+      error: Negative,
+      run: (s) => s.length,
+      url: "file:///t.ts"
+    })
+    expect(task).type.toBe<Task.Task<string, number, Negative>>()
+  })
+
+  it("requires a layer when run needs services", () => {
+    expect(Task.make).type.not.toBeCallableWith("T", {
+      payload: Schema.String,
+      success: Schema.Number,
+      run: (_: string) => Stream.runCount(Stream.never) as Effect.Effect<number, never, "Service">
+    })
+  })
+})
