@@ -103,18 +103,15 @@ const runLocal = <I, A, E>(local: Local<I, A, E>, items: ReadonlyArray<I>, start
     let exits: Array<Exit.Exit<A, E>> | undefined
     for (let i = 0; i < items.length; i++) {
       let exit: Exit.Exit<A, E>
-      if (local.sync !== undefined) {
-        let out: A | PromiseLike<A>
-        try {
-          out = local.sync(items[i]!, start + i)
-        } catch (defect) {
-          out = undefined as A
-          exit = Exit.die(defect)
-        }
-        exit ??= isThenable(out) ? yield* Effect.exit(Effect.promise(() => out as PromiseLike<A>)) : Exit.succeed(out)
-      } else {
-        exit = yield* Effect.exit(local.effect(items[i]!, start + i))
+      let out: A | PromiseLike<A> | Effect.Effect<A, E, any>
+      try {
+        out = local.run(items[i]!, start + i)
+      } catch (defect) {
+        out = Effect.die(defect)
       }
+      if (Effect.isEffect(out)) exit = yield* Effect.exit(local.provide(out))
+      else if (isThenable(out)) exit = yield* Effect.exit(Effect.promise(() => out as PromiseLike<A>))
+      else exit = Exit.succeed(out)
       if (exits === undefined) {
         if (Exit.isSuccess(exit)) {
           values.push(exit.value)
@@ -280,7 +277,9 @@ export const makePool = Effect.fnUntraced(function*(options: {
             return Effect.suspend(() => {
               // Pushed, not preallocated: structured clone copies packed arrays much faster than holey ones.
               const encoded: Array<unknown> = []
-              for (let i = 0; i < items.length; i++) encoded.push(sharer.share(work.encodeItem(items[i]!)))
+              if (work.mayShare) {
+                for (let i = 0; i < items.length; i++) encoded.push(sharer.share(work.encodeItem(items[i]!)))
+              } else for (let i = 0; i < items.length; i++) encoded.push(work.encodeItem(items[i]!))
               return Effect.map(slot.run(key, spec, encoded, start, failFast), (raw) => decode(raw, slot))
             })
           }

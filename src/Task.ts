@@ -163,8 +163,7 @@ export const isTask = (u: unknown): u is Task<any, any, any> => Predicate.hasPro
  * @category utilities
  * @since 0.1.0
  */
-export const lookup = (url: string, name: string): Task<any, any, any> | undefined =>
-  registry.get(keyOf(url, name))
+export const lookup = (url: string, name: string): Task<any, any, any> | undefined => registry.get(keyOf(url, name))
 
 /**
  * Runs a task's `run` once, in the current fiber, with its layer provided.

@@ -4,14 +4,18 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { UnshippableFunction } from "../ParallelError.ts"
-import * as Task from "../Task.ts"
+import type * as Task from "../Task.ts"
 import * as Closure from "./closure.ts"
 import type { WorkSpec } from "./protocol.ts"
+import { isTransparent, mayContainBinary } from "./transparent.ts"
 
-/** Runs items in this process; `sync`, when present, is a plain function that may throw or return a promise. */
+/**
+ * Runs items in this process. `run` may throw, or return a value, a promise,
+ * or an Effect to be run with `provide` applied.
+ */
 export interface Local<I, A, E> {
-  readonly sync: ((item: I, index: number) => A | PromiseLike<A>) | undefined
-  readonly effect: (item: I, index: number) => Effect.Effect<A, E>
+  readonly run: (item: I, index: number) => A | PromiseLike<A> | Effect.Effect<A, E, any>
+  readonly provide: (effect: Effect.Effect<A, E, any>) => Effect.Effect<A, E>
 }
 
 export interface Work<I, A, E> {
@@ -21,6 +25,8 @@ export interface Work<I, A, E> {
   /** What a worker needs to run the items, with a key that stays the same across maps. */
   readonly ship: Effect.Effect<{ readonly key: number; readonly spec: WorkSpec }, UnshippableFunction>
   readonly encodeItem: (item: I) => unknown
+  /** False when encoded items cannot hold buffers, so that sharing need not walk them. */
+  readonly mayShare: boolean
   readonly decodeSuccess: (value: unknown) => A
   readonly decodeFailure: (value: unknown) => E
 }
@@ -37,24 +43,25 @@ const keyOf = (id: string): number => {
 
 export const identity = <A>(a: A) => a
 
-const isThenable = (u: unknown): u is PromiseLike<unknown> =>
-  u !== null && (typeof u === "object" || typeof u === "function") && typeof (u as any).then === "function"
-
 export const fromTask = <P, A, E>(task: Task.Task<P, A, E>): Work<P, A, E> => {
   const spec: WorkSpec = { kind: "task", url: task.url, name: task.name }
   const shipped = Effect.succeed({ key: keyOf(`task:${task.url}#${task.name}`), spec })
   return {
     label: task.name,
     local: task.layer === undefined
-      ? Effect.succeed({ sync: undefined, effect: (item: P) => Task.runOnce(task, item) })
+      ? Effect.succeed({
+        run: task.run,
+        provide: identity as (effect: Effect.Effect<A, E, any>) => Effect.Effect<A, E>
+      })
       : Effect.map(Layer.build(task.layer).pipe(Effect.orDie), (context) => ({
-        sync: undefined,
-        effect: (item: P) => Effect.provideContext(Task.runOnce({ ...task, layer: undefined }, item), context)
+        run: task.run,
+        provide: (effect: Effect.Effect<A, E, any>) => Effect.provideContext(effect, context) as Effect.Effect<A, E>
       })),
     ship: shipped,
-    encodeItem: Schema.encodeUnknownSync(task.payload as Schema.Codec<P, unknown>),
-    decodeSuccess: Schema.decodeUnknownSync(task.success as Schema.Codec<A, unknown>),
-    decodeFailure: Schema.decodeUnknownSync(task.error as Schema.Codec<E, unknown>)
+    encodeItem: isTransparent(task.payload) ? identity : Schema.encodeUnknownSync(task.payload),
+    mayShare: mayContainBinary(Schema.toEncoded(task.payload)),
+    decodeSuccess: isTransparent(task.success) ? identity as (u: unknown) => A : Schema.decodeUnknownSync(task.success),
+    decodeFailure: isTransparent(task.error) ? identity as (u: unknown) => E : Schema.decodeUnknownSync(task.error)
   }
 }
 
@@ -63,14 +70,7 @@ export const fromFunction = <I, A>(fn: (item: I, index: number) => A | PromiseLi
   let shipped: Effect.Effect<{ readonly key: number; readonly spec: WorkSpec }, UnshippableFunction> | undefined
   return {
     label,
-    local: Effect.succeed({
-      sync: fn,
-      effect: (item, index) =>
-        Effect.suspend(() => {
-          const out = fn(item, index)
-          return isThenable(out) ? Effect.promise(() => out) : Effect.succeed(out)
-        })
-    }),
+    local: Effect.succeed({ run: fn, provide: identity as (effect: Effect.Effect<A, never, any>) => Effect.Effect<A> }),
     get ship() {
       return shipped ??= Effect.suspend(() => {
         const analysis = Closure.analyze(fn)
@@ -113,6 +113,7 @@ export const fromFunction = <I, A>(fn: (item: I, index: number) => A | PromiseLi
       }).pipe(Effect.cached, Effect.runSync)
     },
     encodeItem: identity,
+    mayShare: true,
     decodeSuccess: identity as (value: unknown) => A,
     decodeFailure: identity as (value: unknown) => never
   }

@@ -5,6 +5,7 @@
  */
 import type * as Context from "effect/Context"
 import type { Effect as EffectType } from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as TaskModule from "../Task.ts"
 import { CANCEL, type FromWorker, type SerializedDefect, Status, type ToWorker, type WorkSpec } from "./protocol.ts"
@@ -12,15 +13,24 @@ import { transferables } from "./share.ts"
 
 type Post = (message: FromWorker, transfer: ReadonlyArray<ArrayBuffer>) => void
 
-type Loaded =
-  | { readonly kind: "fn"; readonly fn: (item: unknown, index: number) => unknown }
-  | { readonly kind: "task"; readonly task: TaskModule.Task<unknown, unknown, unknown>; readonly run: RunTask }
+/** A loaded unit of work: `run` may return a value, a promise, or (for tasks) an Effect. */
+interface Loaded {
+  readonly run: (item: unknown, index: number) => unknown
+  readonly encodeSuccess: (value: unknown) => unknown
+  readonly encodeError: (error: unknown) => unknown
+  readonly effects: EffectRunner | undefined
+}
 
-type RunTask = (
-  items: ReadonlyArray<unknown>,
-  failFast: boolean,
-  cancelled: () => boolean
-) => { readonly fiber: Fiber.Fiber<void>; readonly out: BatchOut }
+/** What a task needs from `effect` to run Effects; loaded only for tasks. */
+interface EffectRunner {
+  readonly isEffect: (u: unknown) => boolean
+  readonly fork: (effect: unknown) => Fiber.Fiber<unknown, unknown>
+  /** The typed error of a failed Exit, `interrupted`, or a defect. */
+  readonly classify: (exit: Exit.Exit<unknown, unknown>) =>
+    | { readonly _tag: "Failure"; readonly error: unknown }
+    | { readonly _tag: "Interrupted" }
+    | { readonly _tag: "Defect"; readonly defect: unknown }
+}
 
 interface BatchOut {
   values: Array<unknown>
@@ -41,131 +51,133 @@ export const serializeDefect = (defect: unknown): SerializedDefect => {
   return { name: "Error", message, stack: undefined }
 }
 
-const markStatus = (out: BatchOut, length: number, index: number, status: number) => {
-  out.status ??= new Uint8Array(length)
-  out.status[index] = status
-}
-
 const isThenable = (u: unknown): u is PromiseLike<unknown> =>
   u !== null && (typeof u === "object" || typeof u === "function") && typeof (u as any).then === "function"
 
-const loadTaskRunner = async (task: TaskModule.Task<unknown, unknown, unknown>): Promise<RunTask> => {
-  const [Effect, Exit, Cause, Schema, Layer, Scope] = await Promise.all([
+const identity = (u: unknown) => u
+
+const loadTask = async (task: TaskModule.Task<unknown, unknown, unknown>): Promise<Loaded> => {
+  const [Effect, Exit, Cause, Schema, Layer, Scope, { isTransparent }] = await Promise.all([
     import("effect/Effect"),
     import("effect/Exit"),
     import("effect/Cause"),
     import("effect/Schema"),
     import("effect/Layer"),
-    import("effect/Scope")
+    import("effect/Scope"),
+    import("./transparent.ts")
   ])
-  const decodePayload = Schema.decodeUnknownSync(task.payload as any)
-  const encodeSuccess = Schema.encodeUnknownSync(task.success as any)
-  const encodeError = Schema.encodeUnknownSync(task.error as any)
+  const decodePayload = isTransparent(task.payload) ? identity : Schema.decodeUnknownSync(task.payload as any)
   // The task's layer is its worker initializer: built once, for the worker's lifetime.
   let context: Context.Context<never> | undefined
   if (task.layer !== undefined) {
     const scope = Effect.runSync(Scope.make())
     context = await Effect.runPromise(Layer.buildWithScope(task.layer as any, scope) as any) as any
   }
-  return (items, failFast, cancelled) => {
-    const out: BatchOut = { values: [], status: undefined, interrupted: false }
-    const one = (item: unknown, index: number) =>
-      Effect.suspend(() => {
-        const result = task.run(decodePayload(item))
-        return Effect.isEffect(result) ? result : Effect.succeed(result)
-      }).pipe(
-        Effect.map(encodeSuccess),
-        Effect.exit,
-        Effect.map((exit): boolean => {
-          if (Exit.isSuccess(exit)) {
-            out.values[index] = exit.value
-            return true
-          }
-          const error = Cause.findError(exit.cause)
-          if (error._tag === "Success") {
-            try {
-              out.values[index] = encodeError(error.success)
-              markStatus(out, items.length, index, Status.Failure)
-            } catch (encodeFailure) {
-              out.values[index] = serializeDefect(encodeFailure)
-              markStatus(out, items.length, index, Status.Defect)
-            }
-            return false
-          }
-          if (Cause.hasInterruptsOnly(exit.cause)) {
-            out.interrupted = true
-            return false
-          }
-          out.values[index] = serializeDefect(Cause.squash(exit.cause))
-          markStatus(out, items.length, index, Status.Defect)
-          return false
-        })
-      )
-    const loop = Effect.gen(function*() {
-      for (let i = 0; i < items.length; i++) {
-        if (cancelled()) {
-          out.interrupted = true
-          out.values.length = i
-          return
-        }
-        const ok = yield* one(items[i], i)
-        if (!ok && (failFast || out.interrupted)) {
-          out.values.length = i + 1
-          return
-        }
+  return {
+    run: (item) => task.run(decodePayload(item)),
+    encodeSuccess: isTransparent(task.success) ? identity : Schema.encodeUnknownSync(task.success as any),
+    encodeError: isTransparent(task.error) ? identity : Schema.encodeUnknownSync(task.error as any),
+    effects: {
+      isEffect: Effect.isEffect,
+      fork: (effect) =>
+        Effect.runFork(
+          (context === undefined ? effect : Effect.provideContext(effect as any, context)) as EffectType<
+            unknown,
+            unknown
+          >
+        ),
+      classify: (exit) => {
+        if (Exit.isSuccess(exit)) return { _tag: "Defect", defect: new Error("not a failure") }
+        const error = Cause.findError(exit.cause)
+        if (error._tag === "Success") return { _tag: "Failure", error: error.success }
+        if (Cause.hasInterruptsOnly(exit.cause)) return { _tag: "Interrupted" }
+        return { _tag: "Defect", defect: Cause.squash(exit.cause) }
       }
-    })
-    const program = context === undefined ? loop : Effect.provideContext(loop, context)
-    return { fiber: Effect.runFork(program as typeof loop as EffectType<void>), out }
+    }
   }
 }
 
 const load = async (spec: WorkSpec): Promise<Loaded> => {
   if (spec.kind === "fn") {
-    return { kind: "fn", fn: new Function(`"use strict"; return (${spec.source})`)() }
+    const fn = new Function(`"use strict"; return (${spec.source})`)()
+    return { run: fn, encodeSuccess: identity, encodeError: identity, effects: undefined }
   }
   await import(spec.url)
   const Task: typeof TaskModule = await import("../Task.ts")
   const task = Task.lookup(spec.url, spec.name)
   if (task === undefined) throw new Error(`module ${spec.url} defines no task named "${spec.name}"`)
-  return { kind: "task", task, run: await loadTaskRunner(task) }
+  return loadTask(task)
 }
 
-/** Runs a synchronous function over a batch; falls back to awaiting when it returns promises. */
-const runFunction = async (
-  fn: (item: unknown, index: number) => unknown,
+/**
+ * Runs a batch item by item. Plain values are handled synchronously; promises
+ * are awaited; Effects run on a fiber that a cancel message can interrupt.
+ */
+const runBatchItems = async (
+  work: Loaded,
   items: ReadonlyArray<unknown>,
   start: number,
   failFast: boolean,
-  cancelled: () => boolean
+  cancelled: () => boolean,
+  setFiber: (fiber: Fiber.Fiber<unknown, unknown> | undefined) => void
 ): Promise<BatchOut> => {
   // Values are pushed so that the array stays packed: structured clone copies those much faster.
   const out: BatchOut = { values: [], status: undefined, interrupted: false }
+  const record = (value: unknown, status: number): boolean => {
+    out.values.push(value)
+    if (status === Status.Success) return true
+    out.status ??= new Uint8Array(items.length)
+    out.status[out.values.length - 1] = status
+    return false
+  }
+  const failure = (error: unknown): boolean => {
+    try {
+      return record(work.encodeError(error), Status.Failure)
+    } catch (encodeFailure) {
+      return record(serializeDefect(encodeFailure), Status.Defect)
+    }
+  }
   for (let i = 0; i < items.length; i++) {
     if (cancelled()) {
       out.interrupted = true
-      out.values.length = i
       return out
     }
+    let ok: boolean
     try {
-      let value = fn(items[i], start + i)
-      if (isThenable(value)) value = await value
-      out.values.push(value)
-    } catch (defect) {
-      out.values.push(serializeDefect(defect))
-      markStatus(out, items.length, i, Status.Defect)
-      if (failFast) {
-        out.values.length = i + 1
-        return out
+      let value = work.run(items[i], start + i)
+      if (work.effects?.isEffect(value)) {
+        const effects = work.effects
+        const fiber = effects.fork(value)
+        setFiber(fiber)
+        const exit = await new Promise<Exit.Exit<unknown, unknown>>((resolve) => fiber.addObserver(resolve))
+        setFiber(undefined)
+        if (exit._tag === "Success") {
+          ok = record(work.encodeSuccess(exit.value), Status.Success)
+        } else {
+          const classified = effects.classify(exit)
+          if (classified._tag === "Interrupted") {
+            out.interrupted = true
+            return out
+          }
+          ok = classified._tag === "Failure"
+            ? failure(classified.error)
+            : record(serializeDefect(classified.defect), Status.Defect)
+        }
+      } else {
+        if (isThenable(value)) value = await value
+        ok = record(work.encodeSuccess(value), Status.Success)
       }
+    } catch (defect) {
+      ok = record(serializeDefect(defect), Status.Defect)
     }
+    if (!ok && failFast) return out
   }
   return out
 }
 
 export const makeRuntime = (post: Post, control: Int32Array, threshold: number) => {
   const loaded = new Map<number, Promise<Loaded>>()
-  const running = new Map<number, Fiber.Fiber<void>>()
+  const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
   // Batches run one at a time, in arrival order; later ones wait in this chain.
   let queue: Promise<void> = Promise.resolve()
 
@@ -202,13 +214,10 @@ export const makeRuntime = (post: Post, control: Int32Array, threshold: number) 
       return post({ _: "loadFailed", id, message: error instanceof Error ? error.message : String(error) }, [])
     }
     const started = performance.now()
-    if (work.kind === "fn") {
-      return send(id, await runFunction(work.fn, message.items, message.start, message.failFast, cancelled), started)
-    }
-    const { fiber, out } = work.run(message.items, message.failFast, cancelled)
-    running.set(id, fiber)
-    await new Promise<void>((resolve) => fiber.addObserver(() => resolve()))
-    running.delete(id)
+    const out = await runBatchItems(work, message.items, message.start, message.failFast, cancelled, (fiber) => {
+      if (fiber === undefined) running.delete(id)
+      else running.set(id, fiber)
+    })
     send(id, out, started)
   }
 

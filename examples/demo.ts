@@ -1,0 +1,64 @@
+/**
+ * `npm run demo`: score a generated customer dataset sequentially, then on
+ * worker threads, and report the speedup.
+ */
+import { Console, Duration, Effect } from "effect"
+import { Backend, Parallel } from "effect-joblib"
+import { type Customer, Score } from "./scoring.ts"
+
+const records = Number(process.env.DEMO_RECORDS ?? 100_000)
+const regions = ["north", "south", "east", "west"]
+
+const generate = (n: number): Array<Customer> => {
+  let seed = 42
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648
+  return Array.from({ length: n }, (_, id) => ({
+    id,
+    region: regions[id % regions.length]!,
+    spend: Array.from({ length: 8 }, () => Math.round(random() * 100_000) / 100)
+  }))
+}
+
+const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.map(Effect.timed(effect), ([duration, value]) => ({ millis: Duration.toMillis(duration), value }))
+
+const summarize = (scored: ReadonlyArray<{ region: string; score: number }>) => {
+  const byRegion = new Map<string, { n: number; total: number }>()
+  for (const { region, score } of scored) {
+    const entry = byRegion.get(region) ?? { n: 0, total: 0 }
+    entry.n++
+    entry.total += score
+    byRegion.set(region, entry)
+  }
+  return [...byRegion].map(([region, { n, total }]) => `${region}: ${n} customers, mean risk ${(total / n).toFixed(4)}`)
+}
+
+const program = Effect.gen(function*() {
+  const customers = generate(records)
+  yield* Console.log(`Scoring ${customers.length.toLocaleString("en")} customers`)
+
+  const sequential = yield* timed(Parallel.map(customers, Score))
+  yield* Console.log(`sequential:            ${sequential.millis.toFixed(0).padStart(6)} ms`)
+
+  const threads = yield* timed(
+    Effect.gen(function*() {
+      const backend = yield* Backend.Backend
+      const scored = yield* Parallel.map(customers, Score)
+      return { scored, workers: backend.workers }
+    }).pipe(Effect.provide(Backend.threads({ workers: -1 })))
+  )
+  yield* Console.log(
+    `threads (${threads.value.workers} workers):   ${threads.millis.toFixed(0).padStart(6)} ms  ` +
+      `speedup ${(sequential.millis / threads.millis).toFixed(2)}x (pool start-up included)`
+  )
+
+  const same = sequential.value.every((s, i) => s.score === threads.value.scored[i]!.score)
+  if (!same) return yield* Effect.die(new Error("sequential and parallel scores differ"))
+  yield* Console.log("results identical across backends")
+  for (const line of summarize(threads.value.scored)) yield* Console.log(`  ${line}`)
+})
+
+Effect.runPromise(program).catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})
