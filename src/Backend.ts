@@ -218,6 +218,18 @@ const ThreadsOptionsSchema = Schema.Struct({
   env: Schema.optional(Schema.Record(Schema.String, Schema.String))
 })
 
+/** Shares the big buffers of a batch; returns the batch itself when it holds none. */
+const shareAll = (sharer: Sharer, items: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
+  let out: Array<unknown> | undefined
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]
+    if (item === null || typeof item !== "object") continue
+    const shared = sharer.share(item)
+    if (shared !== item) (out ??= items.slice())[i] = shared
+  }
+  return out ?? items
+}
+
 const threadEntry = new URL("./internal/threadWorker.ts", import.meta.url)
 
 const reviveDefect = (defect: SerializedDefect, worker: string): Error => {
@@ -275,11 +287,14 @@ export const makePool = Effect.fnUntraced(function*(options: {
           run: (index, items, start, failFast) => {
             const slot = slots[index]!
             return Effect.suspend(() => {
-              // Pushed, not preallocated: structured clone copies packed arrays much faster than holey ones.
-              const encoded: Array<unknown> = []
-              if (work.mayShare) {
-                for (let i = 0; i < items.length; i++) encoded.push(sharer.share(work.encodeItem(items[i]!)))
-              } else for (let i = 0; i < items.length; i++) encoded.push(work.encodeItem(items[i]!))
+              let encoded: ReadonlyArray<unknown> = items
+              if (work.encodeItem !== identity) {
+                // Pushed, not preallocated: structured clone copies packed arrays much faster than holey ones.
+                const out: Array<unknown> = []
+                for (let i = 0; i < items.length; i++) out.push(work.encodeItem(items[i]!))
+                encoded = out
+              }
+              if (work.mayShare) encoded = shareAll(sharer, encoded)
               return Effect.map(slot.run(key, spec, encoded, start, failFast), (raw) => decode(raw, slot))
             })
           }

@@ -168,6 +168,13 @@ const toOut = <A, E>(mode: Mode, exit: Exit.Exit<A, E>): Effect.Effect<unknown> 
 const exitsOf = <A, E>(outcome: Outcome<A, E>): ReadonlyArray<Exit.Exit<A, E>> =>
   outcome._tag === "Exits" ? outcome.exits : outcome.values.map((value) => Exit.succeed(value))
 
+/** Concatenates arrays; `concat` copies packed arrays fast, chunked to stay under argument limits. */
+const join = (arrays: ReadonlyArray<ReadonlyArray<unknown>>): Array<unknown> => {
+  let out: Array<unknown> = []
+  for (let i = 0; i < arrays.length; i += 8192) out = out.concat(...arrays.slice(i, i + 8192))
+  return out
+}
+
 const isInput = (u: unknown): boolean => !Task.isTask(u) && typeof u !== "function"
 
 /**
@@ -250,9 +257,7 @@ export const map: {
         )
       })
       parts.sort((a, b) => a.start - b.start)
-      const out: Array<unknown> = []
-      for (const part of parts) for (const value of part.values) out.push(value)
-      return out
+      return join(parts.map((part) => part.values))
     }).pipe(
       Effect.scoped,
       Effect.withSpan("Parallel.map", { attributes: { work: label(work) } })

@@ -226,9 +226,22 @@ const freeIdentifiers = (root: Node): Array<string> => {
   return [...free]
 }
 
-/** Decides whether `fn` can be rebuilt from its source in another isolate. */
+const analyses = new Map<string, Analysis>()
+const MAX_CACHED = 1024
+
+/** Decides whether `fn` can be rebuilt from its source in another isolate. Results are cached by source. */
 export const analyze = (fn: Function): Analysis => {
   const source = Function.prototype.toString.call(fn)
+  let analysis = analyses.get(source)
+  if (analysis === undefined) {
+    analysis = analyzeSource(fn, source)
+    if (analyses.size >= MAX_CACHED) analyses.clear()
+    analyses.set(source, analysis)
+  }
+  return analysis
+}
+
+const analyzeSource = (fn: Function, source: string): Analysis => {
   if (/\{\s*\[native code\]\s*\}\s*$/.test(source)) return { _tag: "Native" }
   const node = parseExpression(source)
   if (node === undefined) {

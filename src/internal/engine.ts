@@ -144,6 +144,9 @@ export interface EngineOptions {
   readonly ordered: boolean
 }
 
+/** A tail batch should run at least this long, or its round trip costs more than the balance it buys. */
+const MIN_TAIL_MILLIS = 10
+
 /** Results of one batch, the first of which belongs to input index `start`. */
 export interface Emitted<A, E> {
   readonly start: number
@@ -171,6 +174,8 @@ export const run = <I, A, E, EI, RI>(
         )
       let size = yield* nextSize({ size: 0, duration: 0 }, 1)
       let tailSize: number | undefined
+      // Smoothed run time per item, from finished batches.
+      let perItemMillis = 0
       const permits = yield* Semaphore.make(options.preDispatch)
       const fibers = yield* FiberSet.make<void, never>()
       // Slots this map uses: the least busy ones when it starts.
@@ -221,6 +226,8 @@ export const run = <I, A, E, EI, RI>(
                 }
                 const sized = yield* nextSize({ size: items.length, duration: outcome.duration }, size)
                 observer?.completed(start, items.length, outcome.duration)
+                const perItem = outcome.duration / items.length
+                perItemMillis = perItemMillis === 0 ? perItem : 0.8 * perItemMillis + 0.2 * perItem
                 size = sized
                 yield* deliver(start, outcome)
               })
@@ -238,7 +245,17 @@ export const run = <I, A, E, EI, RI>(
             yield* source.fill(lookahead)
             if (source.done() && source.buffered() < lookahead) {
               // joblib: near the end, split what is left finely so that every worker stays busy.
-              tailSize = Math.max(1, Math.floor(source.buffered() / (10 * options.concurrency)))
+              // Unlike joblib, never below what keeps a batch worth its round trip (MIN_TAIL_MILLIS),
+              // nor above an even share per worker.
+              const left = source.buffered()
+              const worthwhile = perItemMillis > 0 ? Math.ceil(MIN_TAIL_MILLIS / perItemMillis) : 1
+              tailSize = Math.max(
+                1,
+                Math.min(
+                  Math.ceil(left / options.concurrency),
+                  Math.max(Math.floor(left / (10 * options.concurrency)), worthwhile)
+                )
+              )
               batch = Math.min(batch, tailSize)
             }
           } else {

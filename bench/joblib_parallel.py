@@ -1,0 +1,58 @@
+"""joblib (loky, 2 workers) on the P1-P4 workloads; prints JSON of median milliseconds."""
+import json
+import statistics
+import sys
+import time
+from math import sqrt
+
+import numpy as np
+from joblib import Parallel, delayed
+
+
+def spin(n):
+    x = 0.0
+    for i in range(n):
+        x = (x + i ** 0.5) % 1000
+    return x
+
+
+def calibrate(target_ms=10.0):
+    n = 20000
+    spin(n)
+    t = time.perf_counter()
+    spin(n)
+    per = (time.perf_counter() - t) / n
+    return max(1, int(target_ms / 1000 / per))
+
+
+def measure(runs, f):
+    f()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        f()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def main():
+    which = sys.argv[1]
+    out = {}
+    if which == "cold":
+        # Time to the first result of a 1-item map on a fresh loky pool (this process is fresh).
+        t = time.perf_counter()
+        Parallel(n_jobs=2)(delayed(sqrt)(i) for i in range(1))
+        out["P4"] = (time.perf_counter() - t) * 1000
+    else:
+        with Parallel(n_jobs=2) as parallel:
+            xs = list(range(100_000))
+            out["P1"] = measure(3, lambda: parallel(delayed(sqrt)(x * x) for x in xs))
+            n = calibrate()
+            out["P2"] = measure(3, lambda: parallel(delayed(spin)(n) for _ in range(200)))
+            out["P2_sequential"] = measure(1, lambda: [spin(n) for _ in range(200)])
+            arrays = [np.random.rand(1_000_000) for _ in range(50)]
+            out["P3"] = measure(3, lambda: parallel(delayed(np.sum)(a) for a in arrays))
+    print(json.dumps(out))
+
+
+main()

@@ -1,0 +1,189 @@
+/**
+ * `npm run bench -- parallel`: P1–P4 of the Parallel core issue, against raw
+ * worker_threads (hand-batched), piscina, tinypool and joblib (loky) in one run,
+ * all on 2 workers.
+ */
+import { Effect, Layer } from "effect"
+import { execFileSync } from "node:child_process"
+import { Worker } from "node:worker_threads"
+import { Piscina } from "piscina"
+import { Tinypool } from "tinypool"
+import { Backend, Parallel } from "../src/index.ts"
+import { measure, now, type Row, table } from "./harness.ts"
+
+const WORKERS = 2
+const workerFile = (name: string) => new URL(`./workers/${name}.mjs`, import.meta.url).href
+
+const spin = (n: number) => {
+  let x = 0
+  for (let i = 0; i < n; i++) x = (x + Math.sqrt(i)) % 1000
+  return x
+}
+
+const calibrate = (targetMs: number) => {
+  spin(1e6)
+  const start = now()
+  spin(1e6)
+  return Math.max(1, Math.round((targetMs / (now() - start)) * 1e6))
+}
+
+/** A raw worker_threads pool with hand-made batches: the floor any library pays. */
+const rawPool = async () => {
+  const workers = Array.from({ length: WORKERS }, () => new Worker(new URL("./workers/batch.mjs", import.meta.url)))
+  await Promise.all(workers.map((w) => new Promise((resolve) => w.once("message", resolve))))
+  let nextId = 0
+  const run = (items: ReadonlyArray<number>, batch: number) =>
+    new Promise<Array<number>>((resolve) => {
+      const parts: Array<Array<number>> = []
+      let pending = 0
+      for (let start = 0, k = 0; start < items.length; start += batch, k++) {
+        const worker = workers[k % WORKERS]!
+        const id = nextId++
+        const index = k
+        pending++
+        const onMessage = (message: { id: number; out: Array<number> }) => {
+          if (message.id !== id) return
+          worker.off("message", onMessage)
+          parts[index] = message.out
+          if (--pending === 0) resolve(parts.flat())
+        }
+        worker.on("message", onMessage)
+        worker.postMessage({ id, items: items.slice(start, start + batch) })
+      }
+    })
+  return { run, close: () => Promise.all(workers.map((w) => w.terminate())) }
+}
+
+const joblib = (which: "warm" | "cold"): Record<string, number> | undefined => {
+  try {
+    const out = execFileSync("/usr/bin/python3", [new URL("./joblib_parallel.py", import.meta.url).pathname, which], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"]
+    })
+    return JSON.parse(out)
+  } catch {
+    return undefined
+  }
+}
+
+export const run = async () => {
+  const rows: Array<Row> = []
+  const xs = Array.from({ length: 100_000 }, (_, i) => i)
+  const spinN = calibrate(10)
+  const spins = Array.from({ length: 200 }, () => spinN)
+  const arrays = Array.from({ length: 50 }, () => new Float64Array(1_000_000).map(() => Math.random()))
+
+  // Ours: one warm pool for P1–P3, as a user's scoped Layer would give.
+  const ours = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const context = yield* Layer.build(Backend.threads({ workers: WORKERS }))
+    const go = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(Effect.provide(effect, context))
+    const p1 = yield* Effect.promise(() => measure(5, () => go(Parallel.map(xs, (x) => Math.sqrt(x * x)))))
+    const p2 = yield* Effect.promise(() =>
+      measure(3, () =>
+        go(Parallel.map(spins, (n) => {
+          let x = 0
+          for (let i = 0; i < n; i++) x = (x + Math.sqrt(i)) % 1000
+          return x
+        })))
+    )
+    const p3 = yield* Effect.promise(() =>
+      measure(5, () =>
+        go(Parallel.map(arrays, (a) => {
+          let total = 0
+          for (let i = 0; i < a.length; i++) total += a[i]!
+          return total
+        })))
+    )
+    const intact = arrays.every((a) => a.length === 1_000_000 && !(a.buffer instanceof SharedArrayBuffer))
+    return { p1, p2, p3, intact }
+  })))
+  const sequentialP2 = await measure(1, () => spins.map(spin), 0)
+
+  const raw = await rawPool()
+  const rawP1 = await measure(5, () => raw.run(xs, Math.ceil(xs.length / (4 * WORKERS))))
+  await raw.close()
+
+  const piscina = new Piscina({ filename: workerFile("sqrt"), minThreads: WORKERS, maxThreads: WORKERS })
+  const piscinaP1 = await measure(1, () => Promise.all(xs.map((x) => piscina.run(x))))
+  await piscina.destroy()
+  const piscinaSpin = new Piscina({ filename: workerFile("spin"), minThreads: WORKERS, maxThreads: WORKERS })
+  const piscinaP2 = await measure(3, () => Promise.all(spins.map((n) => piscinaSpin.run(n))))
+  await piscinaSpin.destroy()
+  const piscinaSum = new Piscina({ filename: workerFile("sum"), minThreads: WORKERS, maxThreads: WORKERS })
+  // Piscina moves each array (its caller loses it), so every run gets fresh copies, made before timing.
+  const piscinaP3Times: Array<number> = []
+  for (let r = 0; r < 6; r++) {
+    const copies = arrays.map((a) => a.slice())
+    const start = now()
+    await Promise.all(copies.map((a) => piscinaSum.run(a, { transferList: [a.buffer] })))
+    if (r > 0) piscinaP3Times.push(now() - start)
+  }
+  await piscinaSum.destroy()
+  const piscinaP3 = piscinaP3Times.sort((a, b) => a - b)[Math.floor(piscinaP3Times.length / 2)]!
+
+  const tinypool = new Tinypool({ filename: workerFile("sqrt"), minThreads: WORKERS, maxThreads: WORKERS })
+  const tinypoolP1 = await measure(1, () => Promise.all(xs.map((x) => tinypool.run(x))))
+  await tinypool.destroy()
+  const tinypoolSum = new Tinypool({ filename: workerFile("sum"), minThreads: WORKERS, maxThreads: WORKERS })
+  const tinypoolP3 = await measure(3, () => Promise.all(arrays.map((a) => tinypoolSum.run(a))))
+  await tinypoolSum.destroy()
+
+  // P4: a cold pool, from creating it to the first result of a 1-item map.
+  const oursP4 = await measure(5, () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const start = now()
+      const context = yield* Layer.build(Backend.threads({ workers: WORKERS }))
+      yield* Effect.provide(Parallel.map([4], (x) => Math.sqrt(x)), context)
+      return now() - start
+    }))), 1)
+  const rawP4 = await measure(5, async () => {
+    const pool = await rawPool()
+    await pool.run([4], 1)
+    await pool.close()
+  }, 1)
+  const piscinaP4 = await measure(5, async () => {
+    const pool = new Piscina({ filename: workerFile("sqrt"), minThreads: WORKERS, maxThreads: WORKERS })
+    await pool.run(4)
+    await pool.destroy()
+  }, 1)
+
+  const warm = joblib("warm")
+  const cold = joblib("cold")
+
+  rows.push(
+    { workload: "P1 100k × sqrt(x*x)", peer: "effect-joblib", ms: ours.p1, note: "threads, default options" },
+    { workload: "P1 100k × sqrt(x*x)", peer: "raw worker_threads", ms: rawP1, note: "hand-batched, 8 batches" },
+    { workload: "P1 100k × sqrt(x*x)", peer: "piscina", ms: piscinaP1, note: "one task per item" },
+    { workload: "P1 100k × sqrt(x*x)", peer: "tinypool", ms: tinypoolP1, note: "one task per item" },
+    { workload: "P1 100k × sqrt(x*x)", peer: "joblib loky", ms: warm?.P1, note: "batch_size=auto" },
+    { workload: "P2 200 × 10 ms CPU", peer: "effect-joblib", ms: ours.p2 },
+    { workload: "P2 200 × 10 ms CPU", peer: "sequential loop", ms: sequentialP2, note: "same process" },
+    { workload: "P2 200 × 10 ms CPU", peer: "piscina", ms: piscinaP2 },
+    { workload: "P2 200 × 10 ms CPU", peer: "joblib loky", ms: warm?.P2 },
+    { workload: "P3 50 × sum(8 MB Float64Array)", peer: "effect-joblib", ms: ours.p3, note: "caller's arrays intact" },
+    {
+      workload: "P3 50 × sum(8 MB Float64Array)",
+      peer: "piscina",
+      ms: piscinaP3,
+      note: "transferList, caller loses arrays"
+    },
+    { workload: "P3 50 × sum(8 MB Float64Array)", peer: "tinypool", ms: tinypoolP3, note: "structured clone" },
+    { workload: "P3 50 × sum(8 MB Float64Array)", peer: "joblib loky", ms: warm?.P3, note: "numpy, memmapped" },
+    { workload: "P4 cold pool, first result", peer: "effect-joblib", ms: oursP4 },
+    { workload: "P4 cold pool, first result", peer: "raw worker_threads", ms: rawP4 },
+    { workload: "P4 cold pool, first result", peer: "piscina", ms: piscinaP4 },
+    { workload: "P4 cold pool, first result", peer: "joblib loky", ms: cold?.P4, note: "fresh process" }
+  )
+  console.log(table(rows, "effect-joblib"))
+  console.log()
+  console.log(`P2 speedup over the sequential loop: ${(sequentialP2 / ours.p2).toFixed(2)}x (target ≥ 1.90)`)
+  if (warm?.P2_sequential !== undefined) {
+    console.log(`joblib P2 speedup over its own sequential loop: ${(warm.P2_sequential / warm.P2).toFixed(2)}x`)
+  }
+  console.log(`P3 caller's arrays intact after our maps: ${ours.intact}`)
+  if (warm === undefined) {
+    console.log(
+      "joblib: /usr/bin/python3 with joblib and numpy not found (apt-get install python3-joblib python3-numpy)"
+    )
+  }
+}

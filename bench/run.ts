@@ -1,0 +1,18 @@
+/**
+ * `npm run bench -- <suite...>`: runs the named benchmark suites (all when none
+ * is named). Not part of CI: timings belong here, not in tests.
+ */
+const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
+  parallel: () => import("./parallel.ts")
+}
+
+const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites)
+for (const name of names) {
+  const load = suites[name]
+  if (load === undefined) {
+    console.error(`unknown suite "${name}"; known: ${Object.keys(suites).join(", ")}`)
+    process.exit(2)
+  }
+  console.log(`\n## ${name}\n`)
+  await (await load()).run()
+}
