@@ -97,7 +97,7 @@ export const run = async () => {
     const intact = arrays.every((a) => a.length === 1_000_000 && !(a.buffer instanceof SharedArrayBuffer))
     return { p1, p2, p3, intact }
   })))
-  const sequentialP2 = await measure(1, () => spins.map(spin), 0)
+  const sequentialP2 = await measure(3, () => spins.map(spin))
 
   const raw = await rawPool()
   const rawP1 = await measure(5, () => raw.run(xs, Math.ceil(xs.length / (4 * WORKERS))))

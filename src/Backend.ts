@@ -230,7 +230,7 @@ const shareAll = (sharer: Sharer, items: ReadonlyArray<unknown>): ReadonlyArray<
   return out ?? items
 }
 
-const threadEntry = new URL("./internal/threadWorker.ts", import.meta.url)
+const threadEntry = new URL("./internal/threadWorker.js", import.meta.url)
 
 const reviveDefect = (defect: SerializedDefect, worker: string): Error => {
   const error = new Error(defect.message)

@@ -29,7 +29,7 @@ export type ToWorker =
   }
   | { readonly _: "cancel"; readonly id: number }
 
-export const Status = { Success: 0, Failure: 1, Defect: 2 } as const
+export { CANCEL, Status } from "./wire.js"
 
 export interface SerializedDefect {
   readonly name: string
@@ -55,6 +55,3 @@ export type FromWorker =
     readonly id: number
     readonly message: string
   }
-
-/** Slot 0 of a worker's control array holds the id of a batch to cancel. */
-export const CANCEL = 0

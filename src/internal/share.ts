@@ -81,22 +81,3 @@ export class Sharer {
     return value
   }
 }
-
-/** The big non-shared buffers in `value`, to be moved rather than copied. */
-export const transferables = (value: unknown, threshold: number, into: Set<ArrayBuffer>, depth = 0): void => {
-  if (value === null || typeof value !== "object" || depth > 8) return
-  if (ArrayBuffer.isView(value)) {
-    const buffer = value.buffer
-    if (value.byteLength >= threshold && buffer instanceof ArrayBuffer) into.add(buffer)
-  } else if (value instanceof ArrayBuffer) {
-    if (value.byteLength >= threshold) into.add(value)
-  } else if (Array.isArray(value)) {
-    for (const item of value) transferables(item, threshold, into, depth + 1)
-  } else if (value instanceof Map) {
-    for (const item of value.values()) transferables(item, threshold, into, depth + 1)
-  } else if (isPlainObject(value)) {
-    for (const key of Object.keys(value)) {
-      transferables((value as Record<string, unknown>)[key], threshold, into, depth + 1)
-    }
-  }
-}

@@ -1,0 +1,10 @@
+/**
+ * Constants of the pool protocol, in plain JavaScript so that workers load
+ * without TypeScript stripping (which costs a cold worker ~50 ms).
+ */
+
+/** Item statuses in a `done` message. */
+export const Status = /** @type {const} */ ({ Success: 0, Failure: 1, Defect: 2 })
+
+/** Slot of a worker's control array holding the id of a batch to cancel. */
+export const CANCEL = 0

@@ -1,0 +1,313 @@
+// @ts-check
+/**
+ * The worker side of the pool protocol, shared by thread and process workers.
+ *
+ * Plain JavaScript on purpose: a worker that loads any TypeScript pays for
+ * Node's type stripper (~50 ms per cold worker here). It imports nothing from
+ * `effect` until a Task needs it, so that workers running inline functions
+ * start as fast as a hand-written one.
+ *
+ * @import { Fiber } from "effect/Fiber"
+ * @import { Exit } from "effect/Exit"
+ * @import { FromWorker, SerializedDefect, ToWorker, WorkSpec } from "./protocol.ts"
+ */
+import { CANCEL, Status } from "./wire.js"
+
+/**
+ * A loaded unit of work: `run` may return a value, a promise, or (for tasks) an Effect.
+ * @typedef {{
+ *   readonly run: (item: unknown, index: number) => unknown
+ *   readonly encodeSuccess: (value: unknown) => unknown
+ *   readonly encodeError: (error: unknown) => unknown
+ *   readonly effects: EffectRunner | undefined
+ * }} Loaded
+ */
+
+/**
+ * What a task needs from `effect` to run Effects; loaded only for tasks.
+ * @typedef {{
+ *   readonly isEffect: (u: unknown) => boolean
+ *   readonly fork: (effect: unknown) => Fiber<unknown, unknown>
+ *   readonly classify: (exit: Exit<unknown, unknown>) =>
+ *     | { readonly _tag: "Failure"; readonly error: unknown }
+ *     | { readonly _tag: "Interrupted" }
+ *     | { readonly _tag: "Defect"; readonly defect: unknown }
+ * }} EffectRunner
+ */
+
+/** @typedef {{ values: Array<unknown>, status: Uint8Array | undefined, interrupted: boolean }} BatchOut */
+
+/**
+ * @param {unknown} defect
+ * @returns {SerializedDefect}
+ */
+export const serializeDefect = (defect) => {
+  if (defect instanceof Error) {
+    return { name: defect.name, message: defect.message, stack: defect.stack }
+  }
+  let message
+  try {
+    message = typeof defect === "string" ? defect : JSON.stringify(defect) ?? String(defect)
+  } catch {
+    message = String(defect)
+  }
+  return { name: "Error", message, stack: undefined }
+}
+
+/**
+ * @param {unknown} u
+ * @returns {u is PromiseLike<unknown>}
+ */
+const isThenable = (u) =>
+  u !== null && (typeof u === "object" || typeof u === "function") &&
+  typeof (/** @type {any} */ (u).then) === "function"
+
+/** @param {unknown} u */
+const identity = (u) => u
+
+/**
+ * Big non-shared buffers in `value`, to be moved rather than copied.
+ * @param {unknown} value
+ * @param {number} threshold
+ * @param {Set<ArrayBuffer>} into
+ * @param {number} [depth]
+ */
+export const transferables = (value, threshold, into, depth = 0) => {
+  if (value === null || typeof value !== "object" || depth > 8) return
+  if (ArrayBuffer.isView(value)) {
+    const buffer = value.buffer
+    if (value.byteLength >= threshold && buffer instanceof ArrayBuffer) into.add(buffer)
+  } else if (value instanceof ArrayBuffer) {
+    if (value.byteLength >= threshold) into.add(value)
+  } else if (Array.isArray(value)) {
+    for (const item of value) transferables(item, threshold, into, depth + 1)
+  } else if (value instanceof Map) {
+    for (const item of value.values()) transferables(item, threshold, into, depth + 1)
+  } else {
+    const proto = Object.getPrototypeOf(value)
+    if (proto === Object.prototype || proto === null) {
+      for (const key of Object.keys(value)) {
+        transferables(/** @type {Record<string, unknown>} */ (value)[key], threshold, into, depth + 1)
+      }
+    }
+  }
+}
+
+/** The Task registry that `Task.make` fills; read through globalThis so that this file need not import Task.ts. */
+const taskRegistry =
+  () => /** @type {Map<string, import("../Task.ts").Task<unknown, unknown, unknown>> | undefined} */ (
+    /** @type {any} */ (globalThis)[Symbol.for("effect-joblib/Task/registry")]
+  )
+
+/**
+ * @param {import("../Task.ts").Task<unknown, unknown, unknown>} task
+ * @returns {Promise<Loaded>}
+ */
+const loadTask = async (task) => {
+  const [Effect, Exit, Cause, Schema, Layer, Scope, { isTransparent }] = await Promise.all([
+    import("effect/Effect"),
+    import("effect/Exit"),
+    import("effect/Cause"),
+    import("effect/Schema"),
+    import("effect/Layer"),
+    import("effect/Scope"),
+    import("./transparent.ts")
+  ])
+  const decodePayload = isTransparent(task.payload)
+    ? identity
+    : Schema.decodeUnknownSync(/** @type {any} */ (task.payload))
+  // The task's layer is its worker initializer: built once, for the worker's lifetime.
+  /** @type {any} */
+  let context
+  if (task.layer !== undefined) {
+    const scope = Effect.runSync(Scope.make())
+    context = await Effect.runPromise(/** @type {any} */ (Layer.buildWithScope(/** @type {any} */ (task.layer), scope)))
+  }
+  return {
+    run: (item) => task.run(decodePayload(item)),
+    encodeSuccess: isTransparent(task.success) ? identity : Schema.encodeUnknownSync(/** @type {any} */ (task.success)),
+    encodeError: isTransparent(task.error) ? identity : Schema.encodeUnknownSync(/** @type {any} */ (task.error)),
+    effects: {
+      isEffect: Effect.isEffect,
+      fork: (effect) =>
+        Effect.runFork(
+          /** @type {any} */ (context === undefined
+            ? effect
+            : Effect.provideContext(/** @type {any} */ (effect), context))
+        ),
+      classify: (exit) => {
+        if (Exit.isSuccess(exit)) return { _tag: "Defect", defect: new Error("not a failure") }
+        const error = Cause.findError(exit.cause)
+        if (error._tag === "Success") return { _tag: "Failure", error: error.success }
+        if (Cause.hasInterruptsOnly(exit.cause)) return { _tag: "Interrupted" }
+        return { _tag: "Defect", defect: Cause.squash(exit.cause) }
+      }
+    }
+  }
+}
+
+/**
+ * @param {WorkSpec} spec
+ * @returns {Promise<Loaded>}
+ */
+const load = async (spec) => {
+  if (spec.kind === "fn") {
+    const fn = new Function(`"use strict"; return (${spec.source})`)()
+    return { run: fn, encodeSuccess: identity, encodeError: identity, effects: undefined }
+  }
+  await import(spec.url)
+  const task = taskRegistry()?.get(`${spec.url}#${spec.name}`)
+  if (task === undefined) throw new Error(`module ${spec.url} defines no task named "${spec.name}"`)
+  return loadTask(task)
+}
+
+/**
+ * Runs a batch item by item. Plain values are handled synchronously; promises
+ * are awaited; Effects run on a fiber that a cancel message can interrupt.
+ *
+ * @param {Loaded} work
+ * @param {ReadonlyArray<unknown>} items
+ * @param {number} start
+ * @param {boolean} failFast
+ * @param {() => boolean} cancelled
+ * @param {(fiber: Fiber<unknown, unknown> | undefined) => void} setFiber
+ * @returns {Promise<BatchOut>}
+ */
+const runBatchItems = async (work, items, start, failFast, cancelled, setFiber) => {
+  // Values are pushed so that the array stays packed: structured clone copies those much faster.
+  /** @type {BatchOut} */
+  const out = { values: [], status: undefined, interrupted: false }
+  /**
+   * @param {unknown} value
+   * @param {number} status
+   */
+  const record = (value, status) => {
+    out.values.push(value)
+    if (status === Status.Success) return true
+    out.status ??= new Uint8Array(items.length)
+    out.status[out.values.length - 1] = status
+    return false
+  }
+  /** @param {unknown} error */
+  const failure = (error) => {
+    try {
+      return record(work.encodeError(error), Status.Failure)
+    } catch (encodeFailure) {
+      return record(serializeDefect(encodeFailure), Status.Defect)
+    }
+  }
+  for (let i = 0; i < items.length; i++) {
+    if (cancelled()) {
+      out.interrupted = true
+      return out
+    }
+    let ok
+    try {
+      let value = work.run(items[i], start + i)
+      const effects = work.effects
+      if (effects !== undefined && effects.isEffect(value)) {
+        const fiber = effects.fork(value)
+        setFiber(fiber)
+        /** @type {Exit<unknown, unknown>} */
+        const exit = await new Promise((resolve) => fiber.addObserver(resolve))
+        setFiber(undefined)
+        if (exit._tag === "Success") {
+          ok = record(work.encodeSuccess(exit.value), Status.Success)
+        } else {
+          const classified = effects.classify(exit)
+          if (classified._tag === "Interrupted") {
+            out.interrupted = true
+            return out
+          }
+          ok = classified._tag === "Failure"
+            ? failure(classified.error)
+            : record(serializeDefect(classified.defect), Status.Defect)
+        }
+      } else {
+        if (isThenable(value)) value = await value
+        ok = record(work.encodeSuccess(value), Status.Success)
+      }
+    } catch (defect) {
+      ok = record(serializeDefect(defect), Status.Defect)
+    }
+    if (!ok && failFast) return out
+  }
+  return out
+}
+
+/**
+ * Makes the message handler of a worker.
+ *
+ * @param {(message: FromWorker, transfer: ReadonlyArray<ArrayBuffer>) => void} post
+ * @param {Int32Array} control
+ * @param {number} threshold
+ * @returns {(message: ToWorker) => void}
+ */
+export const makeRuntime = (post, control, threshold) => {
+  /** @type {Map<number, Promise<Loaded>>} */
+  const loaded = new Map()
+  /** @type {Map<number, Fiber<unknown, unknown>>} */
+  const running = new Map()
+  // Batches run one at a time, in arrival order; later ones wait in this chain.
+  /** @type {Promise<void>} */
+  let queue = Promise.resolve()
+
+  /**
+   * @param {number} id
+   * @param {BatchOut} out
+   * @param {number} started
+   */
+  const send = (id, out, started) => {
+    /** @type {Set<ArrayBuffer>} */
+    const transfer = new Set()
+    transferables(out.values, threshold, transfer)
+    post({
+      _: "done",
+      id,
+      values: out.values,
+      status: out.status?.subarray(0, out.values.length),
+      interrupted: out.interrupted,
+      duration: performance.now() - started
+    }, [...transfer])
+  }
+
+  /** @param {Extract<ToWorker, { _: "run" }>} message */
+  const runBatch = async (message) => {
+    const { id } = message
+    const cancelled = () => Atomics.load(control, CANCEL) === id
+    if (cancelled()) {
+      return post({ _: "done", id, values: [], interrupted: true, duration: 0 }, [])
+    }
+    /** @type {Loaded} */
+    let work
+    try {
+      let pending = loaded.get(message.key)
+      if (pending === undefined) {
+        if (message.spec === undefined) throw new Error(`unknown work key ${message.key}`)
+        pending = load(message.spec)
+        loaded.set(message.key, pending)
+        pending.catch(() => loaded.delete(message.key))
+      }
+      work = await pending
+    } catch (error) {
+      return post({ _: "loadFailed", id, message: error instanceof Error ? error.message : String(error) }, [])
+    }
+    const started = performance.now()
+    const out = await runBatchItems(work, message.items, message.start, message.failFast, cancelled, (fiber) => {
+      if (fiber === undefined) running.delete(id)
+      else running.set(id, fiber)
+    })
+    send(id, out, started)
+  }
+
+  return (message) => {
+    if (message._ === "cancel") {
+      const fiber = running.get(message.id)
+      if (fiber !== undefined) fiber.interruptUnsafe()
+      return
+    }
+    queue = queue.then(() => runBatch(message)).catch((error) => {
+      post({ _: "loadFailed", id: message.id, message: String(error) }, [])
+    })
+  }
+}
