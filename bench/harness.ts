@@ -20,6 +20,23 @@ export const measure = async (runs: number, f: () => Promise<unknown> | unknown,
   return median(times)
 }
 
+/** Runs each of `fs` once per round, in turn, after one untimed round; returns each one's median in ms. */
+export const interleaved = async (
+  rounds: number,
+  fs: ReadonlyArray<() => Promise<unknown> | unknown>
+): Promise<Array<number>> => {
+  for (const f of fs) await f()
+  const times = fs.map((): Array<number> => [])
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, f] of fs.entries()) {
+      const start = now()
+      await f()
+      times[i]!.push(now() - start)
+    }
+  }
+  return times.map(median)
+}
+
 export interface Row {
   readonly workload: string
   readonly peer: string

@@ -9,7 +9,7 @@ import { Worker } from "node:worker_threads"
 import { Piscina } from "piscina"
 import { Tinypool } from "tinypool"
 import { Backend, Parallel } from "../src/index.ts"
-import { measure, now, type Row, table } from "./harness.ts"
+import { interleaved, measure, now, type Row, table } from "./harness.ts"
 
 const WORKERS = 2
 const workerFile = (name: string) => new URL(`./workers/${name}.mjs`, import.meta.url).href
@@ -73,18 +73,28 @@ export const run = async () => {
   const spins = Array.from({ length: 200 }, () => spinN)
   const arrays = Array.from({ length: 50 }, () => new Float64Array(1_000_000).map(() => Math.random()))
 
-  // Ours: one warm pool for P1–P3, as a user's scoped Layer would give.
+  // Ours: one warm pool for P1–P3, as a user's scoped Layer would give. Peers whose ratio has a
+  // target run interleaved with ours, round by round, so that machine noise hits both alike.
+  const raw = await rawPool()
   const ours = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const context = yield* Layer.build(Backend.threads({ workers: WORKERS }))
     const go = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(Effect.provide(effect, context))
-    const p1 = yield* Effect.promise(() => measure(21, () => go(Parallel.map(xs, (x) => Math.sqrt(x * x))), 5))
-    const p2 = yield* Effect.promise(() =>
-      measure(3, () =>
-        go(Parallel.map(spins, (n) => {
-          let x = 0
-          for (let i = 0; i < n; i++) x = (x + Math.sqrt(i)) % 1000
-          return x
-        })))
+    const [p1, rawP1] = yield* Effect.promise(() =>
+      interleaved(21, [
+        () => go(Parallel.map(xs, (x) => Math.sqrt(x * x))),
+        () => raw.run(xs, Math.ceil(xs.length / (4 * WORKERS)))
+      ])
+    )
+    const [p2, sequentialP2] = yield* Effect.promise(() =>
+      interleaved(3, [
+        () =>
+          go(Parallel.map(spins, (n) => {
+            let x = 0
+            for (let i = 0; i < n; i++) x = (x + Math.sqrt(i)) % 1000
+            return x
+          })),
+        () => spins.map(spin)
+      ])
     )
     const p3 = yield* Effect.promise(() =>
       measure(5, () =>
@@ -109,12 +119,9 @@ export const run = async () => {
           return total
         })))
     )
-    return { p1, p2, p3, p3Shared, intact }
+    return { p1, rawP1, p2, sequentialP2, p3, p3Shared, intact }
   })))
-  const sequentialP2 = await measure(3, () => spins.map(spin))
-
-  const raw = await rawPool()
-  const rawP1 = await measure(21, () => raw.run(xs, Math.ceil(xs.length / (4 * WORKERS))), 5)
+  const { rawP1, sequentialP2 } = ours
   await raw.close()
 
   const piscina = new Piscina({ filename: workerFile("sqrt"), minThreads: WORKERS, maxThreads: WORKERS })

@@ -11,18 +11,20 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import { Worker } from "node:worker_threads"
 import * as Options from "./internal/options.ts"
 import { type RawOutcome, Slot, type Spawn } from "./internal/pool.ts"
 import { Status } from "./internal/protocol.ts"
 import type { SerializedDefect } from "./internal/protocol.ts"
-import { Sharer } from "./internal/share.ts"
+import { countBuffers, Sharer } from "./internal/share.ts"
 import { identity, type Local, type Work } from "./internal/work.ts"
 import type { InvalidOptions, ParallelError } from "./ParallelError.ts"
 
@@ -49,6 +51,8 @@ export interface Runner<I, A, E> {
   readonly slots: number
   /** Batches sent to a slot and not yet finished, by every map sharing the backend. */
   readonly outstanding: (slot: number) => number
+  /** Completes when the next batch of any map sharing the backend finishes. */
+  readonly settled: Effect.Effect<void>
   readonly run: (
     slot: number,
     items: ReadonlyArray<I>,
@@ -69,7 +73,11 @@ export interface Backend {
   /** How many batches it runs at once. */
   readonly workers: number
   /** Checks that the work can run here (for example that a function can be shipped) before any dispatch. */
-  readonly prepare: <I, A, E>(work: Work<I, A, E>) => Effect.Effect<Runner<I, A, E>, ParallelError, Scope.Scope>
+  readonly prepare: <I, A, E>(
+    work: Work<I, A, E>,
+    /** The whole input, when it is an array: lets a backend plan how to move big buffers. */
+    items?: ReadonlyArray<I> | undefined
+  ) => Effect.Effect<Runner<I, A, E>, ParallelError, Scope.Scope>
 }
 
 /**
@@ -128,8 +136,24 @@ const runLocal = <I, A, E>(local: Local<I, A, E>, items: ReadonlyArray<I>, start
       : { _tag: "Exits" as const, exits, duration }
   })
 
+/** A signal that fires whenever a batch settles, for dispatchers waiting for a free slot. */
+const makeSettled = () => {
+  let next = Deferred.makeUnsafe<void>()
+  return {
+    wait: Effect.suspend(() => Deferred.await(next)),
+    notify: () => {
+      const current = next
+      next = Deferred.makeUnsafe<void>()
+      Deferred.doneUnsafe(current, Effect.void)
+    }
+  }
+}
+
 const makeSequential = (concurrency: number): Backend => {
+  const settled = makeSettled()
   const outstanding = Array.from({ length: concurrency }, () => 0)
+  // Each slot runs one batch at a time, like a worker would.
+  const locks = Array.from({ length: concurrency }, () => Semaphore.makeUnsafe(1))
   return {
     name: "sequential",
     workers: concurrency,
@@ -137,11 +161,16 @@ const makeSequential = (concurrency: number): Backend => {
       Effect.map(work.local, (local): Runner<I, A, E> => ({
         slots: concurrency,
         outstanding: (slot) => outstanding[slot]!,
+        settled: settled.wait,
         run: (slot, items, start, failFast) =>
           Effect.suspend(() => {
             outstanding[slot]!++
             return runLocal(local, items, start, failFast).pipe(
-              Effect.ensuring(Effect.sync(() => void outstanding[slot]!--))
+              locks[slot]!.withPermits(1),
+              Effect.ensuring(Effect.sync(() => {
+                outstanding[slot]!--
+                settled.notify()
+              }))
             )
           })
       }))
@@ -251,15 +280,20 @@ export const makePool = Effect.fnUntraced(function*(options: {
   readonly grace: number
   readonly spawn: Spawn
 }) {
-  const slots = Array.from({ length: options.workers }, (_, i) => new Slot(i, options.spawn, options.grace))
+  const settled = makeSettled()
+  const slots = Array.from(
+    { length: options.workers },
+    (_, i) => new Slot(i, options.spawn, options.grace, settled.notify)
+  )
   yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(slots.map((slot) => slot.close()))))
   yield* Effect.promise(() => Promise.all(slots.map((slot) => slot.warm())))
   const backend: Backend = {
     name: options.name,
     workers: options.workers,
-    prepare: <I, A, E>(work: Work<I, A, E>) =>
+    prepare: <I, A, E>(work: Work<I, A, E>, items?: ReadonlyArray<I>) =>
       Effect.map(work.ship, ({ key, spec }): Runner<I, A, E> => {
-        const sharer = new Sharer(options.maxBytes)
+        const counts = work.mayShare && items !== undefined ? countBuffers(items, options.maxBytes) : undefined
+        const sharer = new Sharer(options.maxBytes, counts)
         const decode = (raw: RawOutcome, slot: Slot): Outcome<A, E> => {
           if (raw.status === undefined) {
             const values = work.decodeSuccess === identity
@@ -284,6 +318,7 @@ export const makePool = Effect.fnUntraced(function*(options: {
         return {
           slots: slots.length,
           outstanding: (slot) => slots[slot]!.outstanding,
+          settled: settled.wait,
           run: (index, items, start, failFast) => {
             const slot = slots[index]!
             return Effect.suspend(() => {
@@ -295,7 +330,8 @@ export const makePool = Effect.fnUntraced(function*(options: {
                 encoded = out
               }
               if (work.mayShare) encoded = shareAll(sharer, encoded)
-              return Effect.map(slot.run(key, spec, encoded, start, failFast), (raw) => decode(raw, slot))
+              const transfer = sharer.takeTransfer()
+              return Effect.map(slot.run(key, spec, encoded, start, failFast, transfer), (raw) => decode(raw, slot))
             })
           }
         }

@@ -243,19 +243,17 @@ export const map: {
     Effect.gen(function*() {
       const backend = yield* Backend
       const resolved = yield* resolve("Parallel.map", { ...options, ordered: false }, backend)
-      const runner = yield* backend.prepare(toWork(work))
+      const runner = yield* backend.prepare(toWork(work), Array.isArray(items) ? items as ReadonlyArray<I> : undefined)
       // Batches arrive out of order; keep them whole and join once at the end.
+      const batches = yield* Engine.collect(items, runner, resolved)
       const parts: Array<{ readonly start: number; readonly values: ReadonlyArray<unknown> }> = []
-      yield* Stream.runForEach(Engine.run(items, runner, resolved), ({ start, outcome }) => {
+      for (const { start, outcome } of batches) {
         if (outcome._tag === "Values" && resolved.mode === "failFast") {
           parts.push({ start, values: outcome.values })
-          return Effect.void
+        } else {
+          parts.push({ start, values: yield* Effect.forEach(exitsOf(outcome), (exit) => toOut(resolved.mode, exit)) })
         }
-        return Effect.map(
-          Effect.forEach(exitsOf(outcome), (exit) => toOut(resolved.mode, exit)),
-          (values) => void parts.push({ start, values })
-        )
-      })
+      }
       parts.sort((a, b) => a.start - b.start)
       return join(parts.map((part) => part.values))
     }).pipe(
@@ -334,7 +332,7 @@ export const stream: {
     Stream.unwrap(Effect.gen(function*() {
       const backend = yield* Backend
       const resolved = yield* resolve("Parallel.stream", options, backend)
-      const runner = yield* backend.prepare(toWork(work))
+      const runner = yield* backend.prepare(toWork(work), Array.isArray(items) ? items as ReadonlyArray<I> : undefined)
       return Engine.run(items, runner, resolved).pipe(
         Stream.flatMap(({ start, outcome }) =>
           Stream.fromIterable(exitsOf(outcome).map((exit, i) => [start + i, exit] as const))

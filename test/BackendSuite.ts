@@ -253,6 +253,26 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           }
         }))
 
+      it.effect("a big array only one task uses is copied once and moved; the caller's stays intact", () =>
+        Effect.gen(function*() {
+          const arrays = [1, 2, 3].map(() => new Float64Array(256 * 1024))
+          const results = yield* Parallel.map(arrays, (a) => {
+            a[0] = 99
+            return a
+          }, { batchSize: 1 })
+          for (const [i, result] of results.entries()) {
+            assert.strictEqual(result[0], 99)
+            if (capabilities.isolated) {
+              assert.strictEqual(arrays[i]![0], 0, "the caller's array is not written")
+              assert.strictEqual(arrays[i]!.length, 256 * 1024, "the caller's array is not detached")
+              assert.notInstanceOf(result.buffer, SharedArrayBuffer, "a single-use array is moved, not shared")
+            }
+          }
+          // Without the whole input up front (a Stream), a big array is shared: it may come again.
+          const fromStream = yield* Parallel.map(Stream.fromIterable(arrays), (a) => a, { batchSize: 1 })
+          if (capabilities.isolated) assert.instanceOf(fromStream[0]!.buffer, SharedArrayBuffer)
+        }))
+
       it.effect("arrays the caller already shares are used in place", () =>
         Effect.gen(function*() {
           const shared = new Int32Array(new SharedArrayBuffer(4 * 8))
@@ -319,6 +339,24 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           )
           assert.isAtMost(first.size, capabilities.workers)
           for (const worker of second) assert.isTrue(first.has(worker))
+        }))
+
+      it.effect("concurrent maps share the pool and all finish", () =>
+        Effect.gen(function*() {
+          const xs = Array.from({ length: 30 }, (_, i) => i)
+          const slow = (x: number) => {
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2)
+            return x
+          }
+          const results = yield* Effect.all(
+            [1, 2, 3].map((k) =>
+              Parallel.map(xs, (x) => x * 2, { batchSize: 1 }).pipe(Effect.map((out) => out.length * k))
+            ),
+            { concurrency: "unbounded" }
+          )
+          assert.deepStrictEqual(results, [30, 60, 90])
+          const slowOnes = yield* Effect.all([Parallel.map(xs, slow), Parallel.map(xs, slow)], { concurrency: 2 })
+          assert.deepStrictEqual(slowOnes, [xs, xs])
         }))
 
       it.effect("a task's layer is built once per worker", () =>

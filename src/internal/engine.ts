@@ -5,6 +5,7 @@
  */
 import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
@@ -147,6 +148,9 @@ export interface EngineOptions {
 /** A tail batch should run at least this long, or its round trip costs more than the balance it buys. */
 const MIN_TAIL_MILLIS = 10
 
+/** Batches longer than this are not pipelined behind one another on a worker. */
+const PIPELINE_MAX_MILLIS = 5
+
 /** Results of one batch, the first of which belongs to input index `start`. */
 export interface Emitted<A, E> {
   readonly start: number
@@ -156,124 +160,178 @@ export interface Emitted<A, E> {
 export const sizeOf = <A, E>(outcome: Outcome<A, E>): number =>
   outcome._tag === "Values" ? outcome.values.length : outcome.exits.length
 
+/** Where a run's results go: `emit` may suspend to apply backpressure; `fail` ends the run. */
+interface Sink<A, E, Err> {
+  readonly emit: (start: number, outcome: Outcome<A, E>) => Effect.Effect<void>
+  readonly fail: (cause: Cause.Cause<Err>) => Effect.Effect<void>
+}
+
+/** The dispatch loop. Returns when every batch has been emitted, or at the first failure. */
+const drive = <I, A, E, EI, RI>(
+  input: Input<I, EI, RI>,
+  runner: Runner<I, A, E>,
+  options: EngineOptions,
+  sink: Sink<A, E, E | EI | ParallelError>
+): Effect.Effect<void, never, RI | Scope.Scope> =>
+  Effect.gen(function*() {
+    const source = yield* makeSource(input)
+    const observer = yield* CurrentObserver
+    const step = yield* Schedule.toStep(options.batchSize)
+    const nextSize = (observation: Observation, current: number) =>
+      step(0, observation).pipe(
+        Effect.map(([size]) => Math.max(1, Math.floor(size))),
+        Pull.catchDone(() => Effect.succeed(current)),
+        Effect.orDie
+      )
+    let size = yield* nextSize({ size: 0, duration: 0 }, 1)
+    let tailSize: number | undefined
+    // Smoothed run time per item, from finished batches.
+    let perItemMillis = 0
+    const permits = yield* Semaphore.make(options.preDispatch)
+    const fibers = yield* FiberSet.make<void, never>()
+    // Slots this map uses: the least busy ones when it starts.
+    const slots = Array.from({ length: runner.slots }, (_, i) => i)
+      .sort((a, b) => runner.outstanding(a) - runner.outstanding(b))
+      .slice(0, Math.min(options.concurrency, runner.slots))
+    // Smoothed batch duration. Short batches are pipelined (two per worker) to hide the round trip;
+    // long ones go one per worker, so that no batch waits behind another while a worker idles.
+    let batchMillis = 0
+    const acquireSlot: Effect.Effect<number> = Effect.suspend(() => {
+      let best = slots[0]!
+      for (const slot of slots) if (runner.outstanding(slot) < runner.outstanding(best)) best = slot
+      const capacity = batchMillis > PIPELINE_MAX_MILLIS ? 1 : 2
+      return runner.outstanding(best) < capacity
+        ? Effect.succeed(best)
+        : Effect.andThen(runner.settled, acquireSlot)
+    })
+
+    const pending = new Map<number, Outcome<A, E>>()
+    let expected = 0
+    // Set on the first failure; the dispatcher checks it, since a synchronous backend may not yield to let it be interrupted.
+    let stopped = false
+    // Completed when the run is over: every batch emitted, or a failure.
+    const finished = Deferred.makeUnsafe<void>()
+    const fail = (cause: Cause.Cause<E | EI | ParallelError>) =>
+      Effect.suspend(() => {
+        if (stopped) return Effect.void
+        stopped = true
+        // The sink records the failure before the driver is released to return.
+        return Effect.andThen(sink.fail(cause), Effect.sync(() => Deferred.doneUnsafe(finished, Effect.void)))
+      })
+    const deliver = (start: number, outcome: Outcome<A, E>) =>
+      Effect.gen(function*() {
+        if (!options.ordered) {
+          yield* sink.emit(start, outcome)
+          yield* permits.release(1)
+          return
+        }
+        pending.set(start, outcome)
+        // Permits come back only as results leave in order, so buffered results stay bounded too.
+        while (pending.has(expected)) {
+          const ready = pending.get(expected)!
+          pending.delete(expected)
+          yield* sink.emit(expected, ready)
+          expected += sizeOf(ready)
+          yield* permits.release(1)
+        }
+      })
+
+    const runBatch = (start: number, items: Array<I>, slot: number) =>
+      runner.run(slot, items, start, options.failFast).pipe(
+        Effect.matchCauseEffect({
+          onFailure: fail,
+          onSuccess: (outcome) =>
+            Effect.gen(function*() {
+              if (options.failFast && outcome._tag === "Exits") {
+                const failed = outcome.exits.find(Exit.isFailure)
+                if (failed !== undefined) return yield* fail(failed.cause)
+              }
+              const sized = yield* nextSize({ size: items.length, duration: outcome.duration }, size)
+              observer?.completed(start, items.length, outcome.duration)
+              const perItem = outcome.duration / items.length
+              perItemMillis = perItemMillis === 0 ? perItem : 0.8 * perItemMillis + 0.2 * perItem
+              batchMillis = batchMillis === 0 ? outcome.duration : 0.8 * batchMillis + 0.2 * outcome.duration
+              size = sized
+              yield* deliver(start, outcome)
+            })
+        })
+      )
+
+    let next = 0
+    const dispatch = Effect.gen(function*() {
+      while (!stopped) {
+        yield* permits.take(1)
+        if (stopped) return
+        let batch = tailSize ?? size
+        if (options.splitTail && tailSize === undefined) {
+          const lookahead = size * options.concurrency
+          yield* source.fill(lookahead)
+          if (source.done() && source.buffered() < lookahead) {
+            // joblib: near the end, split what is left finely so that every worker stays busy.
+            // Unlike joblib, never below what keeps a batch worth its round trip (MIN_TAIL_MILLIS),
+            // nor above an even share per worker.
+            const left = source.buffered()
+            const worthwhile = perItemMillis > 0 ? Math.ceil(MIN_TAIL_MILLIS / perItemMillis) : 1
+            tailSize = Math.max(
+              1,
+              Math.min(
+                Math.ceil(left / options.concurrency),
+                Math.max(Math.floor(left / (10 * options.concurrency)), worthwhile)
+              )
+            )
+            batch = Math.min(batch, tailSize)
+          }
+        } else {
+          yield* source.fill(batch)
+        }
+        const items = source.take(batch)
+        if (items.length === 0) {
+          yield* permits.release(1)
+          return
+        }
+        const start = next
+        next += items.length
+        const slot = yield* acquireSlot
+        observer?.dispatched(start, items.length, slot)
+        yield* FiberSet.run(fibers, runBatch(start, items, slot))
+      }
+    })
+    // In-flight batches left at a failure are interrupted when the caller's scope closes.
+    yield* Effect.forkScoped(
+      dispatch.pipe(
+        Effect.catchCause(fail),
+        Effect.andThen(FiberSet.awaitEmpty(fibers)),
+        Effect.andThen(Effect.sync(() => Deferred.doneUnsafe(finished, Effect.void)))
+      )
+    )
+    yield* Deferred.await(finished)
+  })
+
+/** Runs the map and emits each batch's results as a Stream element, with backpressure. */
 export const run = <I, A, E, EI, RI>(
   input: Input<I, EI, RI>,
   runner: Runner<I, A, E>,
   options: EngineOptions
 ): Stream.Stream<Emitted<A, E>, E | EI | ParallelError, RI> =>
   Stream.callback<Emitted<A, E>, E | EI | ParallelError, RI>((queue) =>
-    Effect.gen(function*() {
-      const source = yield* makeSource(input)
-      const observer = yield* CurrentObserver
-      const step = yield* Schedule.toStep(options.batchSize)
-      const nextSize = (observation: Observation, current: number) =>
-        step(0, observation).pipe(
-          Effect.map(([size]) => Math.max(1, Math.floor(size))),
-          Pull.catchDone(() => Effect.succeed(current)),
-          Effect.orDie
-        )
-      let size = yield* nextSize({ size: 0, duration: 0 }, 1)
-      let tailSize: number | undefined
-      // Smoothed run time per item, from finished batches.
-      let perItemMillis = 0
-      const permits = yield* Semaphore.make(options.preDispatch)
-      const fibers = yield* FiberSet.make<void, never>()
-      // Slots this map uses: the least busy ones when it starts.
-      const slots = Array.from({ length: runner.slots }, (_, i) => i)
-        .sort((a, b) => runner.outstanding(a) - runner.outstanding(b))
-        .slice(0, Math.min(options.concurrency, runner.slots))
-      const pickSlot = () => {
-        let best = slots[0]!
-        for (const slot of slots) if (runner.outstanding(slot) < runner.outstanding(best)) best = slot
-        return best
-      }
+    drive(input, runner, options, {
+      emit: (start, outcome) => Effect.asVoid(Queue.offer(queue, { start, outcome })),
+      fail: (cause) => Effect.asVoid(Queue.failCause(queue, cause))
+    }).pipe(Effect.andThen(Queue.end(queue))), { bufferSize: 1 })
 
-      const pending = new Map<number, Outcome<A, E>>()
-      let expected = 0
-      // Set on the first failure; the dispatcher checks it, since a synchronous backend may not yield to let it be interrupted.
-      let stopped = false
-      const fail = (cause: Cause.Cause<E | EI | ParallelError>) => {
-        stopped = true
-        return Queue.failCause(queue, cause)
-      }
-      const deliver = (start: number, outcome: Outcome<A, E>) =>
-        Effect.gen(function*() {
-          if (!options.ordered) {
-            yield* Queue.offer(queue, { start, outcome })
-            yield* permits.release(1)
-            return
-          }
-          pending.set(start, outcome)
-          // Permits come back only as results leave in order, so buffered results stay bounded too.
-          while (pending.has(expected)) {
-            const ready = pending.get(expected)!
-            pending.delete(expected)
-            yield* Queue.offer(queue, { start: expected, outcome: ready })
-            expected += sizeOf(ready)
-            yield* permits.release(1)
-          }
-        })
-
-      const runBatch = (start: number, items: Array<I>, slot: number) =>
-        runner.run(slot, items, start, options.failFast).pipe(
-          Effect.matchCauseEffect({
-            onFailure: fail,
-            onSuccess: (outcome) =>
-              Effect.gen(function*() {
-                if (options.failFast && outcome._tag === "Exits") {
-                  const failed = outcome.exits.find(Exit.isFailure)
-                  if (failed !== undefined) return yield* fail(failed.cause)
-                }
-                const sized = yield* nextSize({ size: items.length, duration: outcome.duration }, size)
-                observer?.completed(start, items.length, outcome.duration)
-                const perItem = outcome.duration / items.length
-                perItemMillis = perItemMillis === 0 ? perItem : 0.8 * perItemMillis + 0.2 * perItem
-                size = sized
-                yield* deliver(start, outcome)
-              })
-          })
-        )
-
-      let next = 0
-      const dispatch = Effect.gen(function*() {
-        while (!stopped) {
-          yield* permits.take(1)
-          if (stopped) return
-          let batch = tailSize ?? size
-          if (options.splitTail && tailSize === undefined) {
-            const lookahead = size * options.concurrency
-            yield* source.fill(lookahead)
-            if (source.done() && source.buffered() < lookahead) {
-              // joblib: near the end, split what is left finely so that every worker stays busy.
-              // Unlike joblib, never below what keeps a batch worth its round trip (MIN_TAIL_MILLIS),
-              // nor above an even share per worker.
-              const left = source.buffered()
-              const worthwhile = perItemMillis > 0 ? Math.ceil(MIN_TAIL_MILLIS / perItemMillis) : 1
-              tailSize = Math.max(
-                1,
-                Math.min(
-                  Math.ceil(left / options.concurrency),
-                  Math.max(Math.floor(left / (10 * options.concurrency)), worthwhile)
-                )
-              )
-              batch = Math.min(batch, tailSize)
-            }
-          } else {
-            yield* source.fill(batch)
-          }
-          const items = source.take(batch)
-          if (items.length === 0) {
-            yield* permits.release(1)
-            return
-          }
-          const start = next
-          next += items.length
-          const slot = pickSlot()
-          observer?.dispatched(start, items.length, slot)
-          yield* FiberSet.run(fibers, runBatch(start, items, slot))
-        }
-      })
-      yield* dispatch.pipe(Effect.catchCause(fail))
-      yield* FiberSet.awaitEmpty(fibers)
-      yield* Queue.end(queue)
-    }), { bufferSize: 1 })
+/** Runs the map to the end and collects every batch, without a queue between the batches and the caller. */
+export const collect = <I, A, E, EI, RI>(
+  input: Input<I, EI, RI>,
+  runner: Runner<I, A, E>,
+  options: EngineOptions
+): Effect.Effect<Array<Emitted<A, E>>, E | EI | ParallelError, RI | Scope.Scope> =>
+  Effect.suspend(() => {
+    const out: Array<Emitted<A, E>> = []
+    let failure: Cause.Cause<E | EI | ParallelError> | undefined
+    return drive(input, runner, options, {
+      emit: (start, outcome) => Effect.sync(() => void out.push({ start, outcome })),
+      fail: (cause) => Effect.sync(() => void (failure = cause))
+    }).pipe(
+      Effect.andThen(Effect.suspend(() => (failure === undefined ? Effect.succeed(out) : Effect.failCause(failure))))
+    )
+  })

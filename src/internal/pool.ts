@@ -58,10 +58,12 @@ export class Slot {
   /** How many workers this slot has started. */
   spawned = 0
 
-  constructor(index: number, spawn: Spawn, grace: number) {
+  private readonly onSettle: () => void
+  constructor(index: number, spawn: Spawn, grace: number, onSettle: () => void) {
     this.index = index
     this.spawn = spawn
     this.grace = grace
+    this.onSettle = onSettle
   }
 
   /** Starts the worker now, so that the first batch finds it warm. */
@@ -154,7 +156,14 @@ export class Slot {
     return live.endpoint.terminate()
   }
 
-  run(key: number, spec: WorkSpec, items: ReadonlyArray<unknown>, start: number, failFast: boolean) {
+  run(
+    key: number,
+    spec: WorkSpec,
+    items: ReadonlyArray<unknown>,
+    start: number,
+    failFast: boolean,
+    transfer: ReadonlyArray<ArrayBuffer>
+  ) {
     return Effect.callback<RawOutcome, TaskNotFound | WorkerCrashed>((resume) => {
       const id = nextBatchId++
       let live: Live
@@ -164,6 +173,7 @@ export class Slot {
         if (settled) return
         settled = true
         this.outstanding--
+        this.onSettle()
         resume(exit)
       }
       try {
@@ -179,7 +189,7 @@ export class Slot {
         const first = !live.keys.has(key)
         live.keys.add(key)
         try {
-          live.endpoint.post({ _: "run", id, key, spec: first ? spec : undefined, items, start, failFast })
+          live.endpoint.post({ _: "run", id, key, spec: first ? spec : undefined, items, start, failFast }, transfer)
         } catch (error) {
           live.pending.delete(id)
           settle(Exit.die(error))
