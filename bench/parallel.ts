@@ -20,6 +20,12 @@ const spin = (n: number) => {
   return x
 }
 
+const sum = (array: Float64Array) => {
+  let total = 0
+  for (let i = 0; i < array.length; i++) total += array[i]!
+  return total
+}
+
 const calibrate = (targetMs: number) => {
   spin(1e6)
   const start = now()
@@ -87,23 +93,11 @@ export const run = async () => {
     )
     const [p2, sequentialP2] = yield* Effect.promise(() =>
       interleaved(3, [
-        () =>
-          go(Parallel.map(spins, (n) => {
-            let x = 0
-            for (let i = 0; i < n; i++) x = (x + Math.sqrt(i)) % 1000
-            return x
-          })),
+        () => go(Parallel.map(spins, spin)),
         () => spins.map(spin)
       ])
     )
-    const p3 = yield* Effect.promise(() =>
-      measure(5, () =>
-        go(Parallel.map(arrays, (a) => {
-          let total = 0
-          for (let i = 0; i < a.length; i++) total += a[i]!
-          return total
-        })))
-    )
+    const p3 = yield* Effect.promise(() => measure(5, () => go(Parallel.map(arrays, sum))))
     const intact = arrays.every((a) => a.length === 1_000_000 && !(a.buffer instanceof SharedArrayBuffer))
     // The zero-copy path: inputs the caller already keeps in shared memory (e.g. from Persist.load into shared memory).
     const shared = arrays.map((a) => {
@@ -111,14 +105,7 @@ export const run = async () => {
       copy.set(a)
       return copy
     })
-    const p3Shared = yield* Effect.promise(() =>
-      measure(5, () =>
-        go(Parallel.map(shared, (a) => {
-          let total = 0
-          for (let i = 0; i < a.length; i++) total += a[i]!
-          return total
-        })))
-    )
+    const p3Shared = yield* Effect.promise(() => measure(5, () => go(Parallel.map(shared, sum))))
     return { p1, rawP1, p2, sequentialP2, p3, p3Shared, intact }
   })))
   const { rawP1, sequentialP2 } = ours

@@ -42,9 +42,6 @@ const check = (ast: SchemaAST.AST, seen: Set<SchemaAST.AST>): boolean => {
   }
 }
 
-const cache = new WeakMap<SchemaAST.AST, boolean>()
-const binaryCache = new WeakMap<SchemaAST.AST, boolean>()
-
 const mayHoldBinary = (ast: SchemaAST.AST, seen: Set<SchemaAST.AST>): boolean => {
   switch (ast._tag) {
     case "Arrays":
@@ -70,21 +67,20 @@ const mayHoldBinary = (ast: SchemaAST.AST, seen: Set<SchemaAST.AST>): boolean =>
   }
 }
 
-/** False when no value of the schema can contain an ArrayBuffer or a typed array, so sharing can skip the walk. */
-export const mayContainBinary = (schema: Schema.Top): boolean => {
-  let binary = binaryCache.get(schema.ast)
-  if (binary === undefined) {
-    binary = mayHoldBinary(schema.ast, new Set())
-    binaryCache.set(schema.ast, binary)
+/** Memoizes a recursive AST predicate per schema. */
+const memoized = (predicate: (ast: SchemaAST.AST, seen: Set<SchemaAST.AST>) => boolean) => {
+  const cache = new WeakMap<SchemaAST.AST, boolean>()
+  return (schema: Schema.Top): boolean => {
+    let answer = cache.get(schema.ast)
+    if (answer === undefined) {
+      answer = predicate(schema.ast, new Set())
+      cache.set(schema.ast, answer)
+    }
+    return answer
   }
-  return binary
 }
 
-export const isTransparent = (schema: Schema.Top): boolean => {
-  let transparent = cache.get(schema.ast)
-  if (transparent === undefined) {
-    transparent = check(schema.ast, new Set())
-    cache.set(schema.ast, transparent)
-  }
-  return transparent
-}
+/** False when no value of the schema can contain an ArrayBuffer or a typed array, so sharing can skip the walk. */
+export const mayContainBinary = memoized(mayHoldBinary)
+
+export const isTransparent = memoized(check)
