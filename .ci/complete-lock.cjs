@@ -4,11 +4,15 @@
 // so that `npm ci` sees a complete lock and skips them as foreign platforms (as it would with a full registry).
 const fs = require("fs")
 const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"))
+const OSES = ["android", "darwin", "freebsd", "linux", "openbsd", "openharmony", "sunos", "win32", "aix", "netbsd"]
+const CPUS = ["arm64", "arm", "x64", "ia32", "loong64", "ppc64", "riscv64", "s390x", "mips64el", "wasm32"]
+/** Reads os, cpu and libc from a platform package's name, e.g. `@scope/tool-linux-arm64-gnu`. */
 const parse = (name) => {
-  const m = /^@(dprint|oxlint)\/(?:binding-)?([a-z0-9]+)-([a-z0-9]+)(?:-([a-z0-9]+))?$/.exec(name)
-  if (!m) return undefined
-  const [, , os, cpu, extra] = m
-  const entry = { os: [os], cpu: [cpu === "arm" ? "arm" : cpu] }
+  const parts = name.split("/").pop().split("-")
+  const at = parts.findIndex((part) => OSES.includes(part))
+  if (at < 0 || !CPUS.includes(parts[at + 1])) return undefined
+  const entry = { os: [parts[at]], cpu: [parts[at + 1]] }
+  const extra = parts[at + 2]
   if (extra === "glibc" || extra === "gnu" || extra === "gnueabihf") entry.libc = ["glibc"]
   if (extra === "musl" || extra === "musleabihf") entry.libc = ["musl"]
   return entry
