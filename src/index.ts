@@ -36,3 +36,38 @@ export * as ParallelError from "./ParallelError.ts"
  * @since 0.1.0
  */
 export * as Task from "./Task.ts"
+
+/**
+ * Schema-driven binary codec with raw aligned sections and compression.
+ *
+ * @since 0.1.0
+ */
+export * as Codec from "./Codec.ts"
+
+/**
+ * Compressors as a service: node:zlib (zstd, gzip, zlib, brotli) or fflate.
+ *
+ * @since 0.1.0
+ */
+export * as Compression from "./Compression.ts"
+
+/**
+ * Deterministic content hashes of values.
+ *
+ * @since 0.1.0
+ */
+export * as Hashing from "./Hashing.ts"
+
+/**
+ * dump and load to files and streams.
+ *
+ * @since 0.1.0
+ */
+export * as Persist from "./Persist.ts"
+
+/**
+ * The typed errors of Codec and Persist.
+ *
+ * @since 0.1.0
+ */
+export * as PersistError from "./PersistError.ts"

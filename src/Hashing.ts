@@ -1,0 +1,129 @@
+/**
+ * Deterministic content hashes of values, joblib's `hash`. The result names
+ * its algorithm (`xxh128:…`, `sha256:…`), so that a change of default can
+ * never silently collide with older hashes.
+ *
+ * **Canonical rules (version 1).** Object keys are sorted; Map entries and Set
+ * members are ordered by their own canonical bytes, so insertion order does
+ * not matter. `-0` hashes as `0`; every NaN hashes alike; a bigint differs
+ * from the number of the same value; a Date hashes as its time value (an
+ * invalid Date as NaN). A typed array hashes its element type, length and
+ * bytes, so `Float32Array([1])` and `Int32Array([1])` differ. Array holes
+ * differ from `undefined`. Class instances hash through their Schema (the
+ * `schema` option); functions, symbols and class instances without a Schema
+ * fail with `UnhashableValue`.
+ *
+ * Changing any output is a breaking change: golden values pin it.
+ *
+ * @stability unstable
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Crypto from "node:crypto"
+import { xxh128 } from "./internal/hashers.ts"
+import { Encoder, formatPath, Unsupported } from "./internal/structure.ts"
+import { SchemaMismatch } from "./PersistError.ts"
+
+/**
+ * A value that has no content hash: a function, a symbol, a circular reference,
+ * or a class instance without a Schema.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnhashableValue extends Schema.TaggedError<UnhashableValue>()("UnhashableValue", {
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The hash algorithms. `xxh128` (the default) runs at about 3.4 GB/s here;
+ * `sha256` is cryptographic, for hashes that must resist crafted collisions.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Algorithm = "xxh128" | "sha256"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface HashOptions<S extends Schema.Top = never> {
+  readonly algorithm?: Algorithm | undefined
+  /** Hash the value's Schema encoding: how class instances are hashed. */
+  readonly schema?: S | undefined
+}
+
+/** Domain separation: part of every hashed stream, so that version-2 rules can never collide with these. */
+const DOMAIN = new TextEncoder().encode("effect-joblib/hash/v1\u0000")
+
+/** Big binary values are streamed to the hasher rather than copied. */
+const STREAM_BYTES = 4096
+
+interface Sink {
+  readonly update: (bytes: Uint8Array) => void
+  readonly digest: () => string
+}
+
+const sinkFor = (algorithm: Algorithm): Effect.Effect<Sink> => {
+  if (algorithm === "sha256") {
+    return Effect.sync(() => {
+      const hash = Crypto.createHash("sha256")
+      return { update: (bytes) => void hash.update(bytes), digest: () => hash.digest("hex") }
+    })
+  }
+  return Effect.map(xxh128, (hasher) => {
+    hasher.init()
+    return { update: (bytes) => void hasher.update(bytes), digest: () => hasher.digest("hex") }
+  })
+}
+
+const hashPlain = (value: unknown, algorithm: Algorithm): Effect.Effect<string, UnhashableValue> =>
+  Effect.flatMap(sinkFor(algorithm), (sink) =>
+    Effect.try({
+      try: () => {
+        sink.update(DOMAIN)
+        const encoder = new Encoder({ sectionBytes: STREAM_BYTES, canonical: true }, sink.update)
+        encoder.value(value)
+        sink.update(encoder.result())
+        return `${algorithm}:${sink.digest()}`
+      },
+      catch: (error) =>
+        error instanceof Unsupported
+          ? new UnhashableValue({ path: formatPath(error.path), message: error.message })
+          : new UnhashableValue({ path: "the root", message: String(error) })
+    }))
+
+/**
+ * The content hash of a value.
+ *
+ * **Example** (Order-independent hashes)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Hashing } from "effect-joblib"
+ *
+ * const program = Effect.gen(function*() {
+ *   const a = yield* Hashing.hash({ x: 1, y: [1, 2] })
+ *   const b = yield* Hashing.hash({ y: [1, 2], x: 1 })
+ *   return a === b // true; a starts with "xxh128:"
+ * })
+ * ```
+ *
+ * @category hashing
+ * @since 0.1.0
+ */
+export const hash = <S extends Schema.Top = never>(
+  value: [S] extends [never] ? unknown : S["Type"],
+  options?: HashOptions<S>
+): Effect.Effect<string, UnhashableValue | SchemaMismatch> => {
+  const algorithm = options?.algorithm ?? "xxh128"
+  const schema = options?.schema
+  if (schema === undefined) return hashPlain(value, algorithm)
+  return Schema.encodeUnknownEffect(schema as unknown as Schema.Codec<unknown, unknown, never, never>)(value).pipe(
+    Effect.mapError((error) => new SchemaMismatch({ path: "the root", message: error.message })),
+    Effect.flatMap((encoded) => hashPlain(encoded, algorithm))
+  )
+}

@@ -1,0 +1,158 @@
+/**
+ * The typed errors of `Codec` and `Persist`. Each names the problem: a file
+ * that is not ours, from a newer version, truncated, corrupted, compressed
+ * with an unknown method, or holding data that does not match the Schema.
+ *
+ * @stability unstable
+ * @since 0.1.0
+ */
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+
+/**
+ * The bytes do not start with the effect-joblib magic number: not a dump, or not one of ours.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class BadMagic extends Schema.TaggedError<BadMagic>()("BadMagic", {
+  found: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The dump was written by a format version this library cannot read.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnsupportedVersion extends Schema.TaggedError<UnsupportedVersion>()("UnsupportedVersion", {
+  version: Schema.Number,
+  supported: Schema.Number,
+  message: Schema.String
+}) {}
+
+/**
+ * The dump names a compression method that no provided compressor has.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnknownCompression extends Schema.TaggedError<UnknownCompression>()("UnknownCompression", {
+  method: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The dump ends before its declared end.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class Truncated extends Schema.TaggedError<Truncated>()("Truncated", {
+  expectedBytes: Schema.Number,
+  actualBytes: Schema.Number,
+  message: Schema.String
+}) {}
+
+/**
+ * The dump's bytes do not match their checksum, or its structure is malformed: it was corrupted.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class Corrupted extends Schema.TaggedError<Corrupted>()("Corrupted", {
+  message: Schema.String
+}) {}
+
+/**
+ * The data does not match the Schema it is read (or written) with; `path` names the failing field.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class SchemaMismatch extends Schema.TaggedError<SchemaMismatch>()("SchemaMismatch", {
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * A value cannot be encoded: a function, a symbol, a circular reference, or a
+ * class instance without a Schema.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnsupportedValue extends Schema.TaggedError<UnsupportedValue>()("UnsupportedValue", {
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * Reading or writing a file failed: it does not exist, the disk is full, the
+ * directory is read-only, and so on.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PersistIOError extends Schema.TaggedError<PersistIOError>()("PersistIOError", {
+  path: Schema.String,
+  reason: Schema.Literals(["NotFound", "NoSpace", "ReadOnly", "PermissionDenied", "Other"]),
+  message: Schema.String
+}) {}
+
+/**
+ * An option of `dump`/`load` is out of range or unknown.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidPersistOptions extends Schema.TaggedError<InvalidPersistOptions>()("InvalidPersistOptions", {
+  option: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * Every error of decoding a dump.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type DecodeError = BadMagic | UnsupportedVersion | UnknownCompression | Truncated | Corrupted | SchemaMismatch
+
+/**
+ * Every error of `Codec` and `Persist`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type PersistError = DecodeError | UnsupportedValue | PersistIOError | InvalidPersistOptions
+
+const tags = new Set([
+  "BadMagic",
+  "UnsupportedVersion",
+  "UnknownCompression",
+  "Truncated",
+  "Corrupted",
+  "SchemaMismatch",
+  "UnsupportedValue",
+  "PersistIOError",
+  "InvalidPersistOptions"
+])
+
+/**
+ * Tells whether a value is one of the {@link PersistError}s.
+ *
+ * **Example** (Guarding a failure)
+ *
+ * ```ts
+ * import { PersistError } from "effect-joblib"
+ *
+ * PersistError.isPersistError(new PersistError.Corrupted({ message: "bad checksum" })) // true
+ * ```
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isPersistError = (u: unknown): u is PersistError =>
+  Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && tags.has(u._tag) && u instanceof Error

@@ -1,0 +1,716 @@
+/**
+ * The structure encoding of the codec: a compact tagged binary form of plain
+ * data. Small integers are one byte; repeated object shapes and repeated short
+ * strings are written once and referenced after; typed arrays and buffers of
+ * `sectionBytes` or more are not copied into the structure but listed as raw
+ * sections that the container lays out aligned.
+ *
+ * The canonical mode (for hashing) sorts object keys, Map entries and Set
+ * members, writes no references, and feeds big buffers to the same sink.
+ *
+ * Decoding never executes code: it builds plain objects, arrays, Maps, Sets,
+ * Dates and typed arrays only, and guards `__proto__` keys.
+ */
+
+export const Tag = {
+  // 0x00–0x7f: the integers 0..127
+  Undefined: 0x80,
+  Null: 0x81,
+  False: 0x82,
+  True: 0x83,
+  Float64: 0x84,
+  Int8: 0x85,
+  Int16: 0x86,
+  Int32: 0x87,
+  BigInt: 0x88,
+  String: 0x89,
+  StringRef: 0x8a,
+  Date: 0x8b,
+  Array: 0x8c,
+  Object: 0x8d,
+  ObjectRef: 0x8e,
+  Map: 0x8f,
+  Set: 0x90,
+  Section: 0x91,
+  InlineBinary: 0x92,
+  Hole: 0x93
+} as const
+
+/** Binary kinds, stable across versions. */
+export const BinaryKind = {
+  Uint8Array: 0,
+  Int8Array: 1,
+  Uint8ClampedArray: 2,
+  Int16Array: 3,
+  Uint16Array: 4,
+  Int32Array: 5,
+  Uint32Array: 6,
+  Float32Array: 7,
+  Float64Array: 8,
+  BigInt64Array: 9,
+  BigUint64Array: 10,
+  DataView: 11,
+  ArrayBuffer: 12,
+  SharedArrayBuffer: 13
+} as const
+
+type Ctor = new(buffer: ArrayBufferLike, byteOffset: number, length: number) => ArrayBufferView
+
+const viewConstructors: ReadonlyArray<Ctor | undefined> = [
+  Uint8Array,
+  Int8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  DataView as unknown as Ctor
+]
+
+export const elementSize = (kind: number): number => {
+  switch (kind) {
+    case BinaryKind.Int16Array:
+    case BinaryKind.Uint16Array:
+      return 2
+    case BinaryKind.Int32Array:
+    case BinaryKind.Uint32Array:
+    case BinaryKind.Float32Array:
+      return 4
+    case BinaryKind.Float64Array:
+    case BinaryKind.BigInt64Array:
+    case BinaryKind.BigUint64Array:
+      return 8
+    default:
+      return 1
+  }
+}
+
+/** The kind of a binary value, or undefined when it is not one. */
+export const binaryKind = (value: object): number | undefined => {
+  if (ArrayBuffer.isView(value)) {
+    if (value instanceof Uint8Array) return BinaryKind.Uint8Array // Node Buffers too
+    if (value instanceof Float64Array) return BinaryKind.Float64Array
+    if (value instanceof Float32Array) return BinaryKind.Float32Array
+    if (value instanceof Int32Array) return BinaryKind.Int32Array
+    if (value instanceof Uint32Array) return BinaryKind.Uint32Array
+    if (value instanceof Int16Array) return BinaryKind.Int16Array
+    if (value instanceof Uint16Array) return BinaryKind.Uint16Array
+    if (value instanceof Int8Array) return BinaryKind.Int8Array
+    if (value instanceof Uint8ClampedArray) return BinaryKind.Uint8ClampedArray
+    if (value instanceof BigInt64Array) return BinaryKind.BigInt64Array
+    if (value instanceof BigUint64Array) return BinaryKind.BigUint64Array
+    if (value instanceof DataView) return BinaryKind.DataView
+    return undefined
+  }
+  if (value instanceof ArrayBuffer) return BinaryKind.ArrayBuffer
+  if (typeof SharedArrayBuffer !== "undefined" && value instanceof SharedArrayBuffer) {
+    return BinaryKind.SharedArrayBuffer
+  }
+  return undefined
+}
+
+/** The bytes of a binary value, as a view on its memory (no copy). */
+export const bytesOf = (value: object): Uint8Array =>
+  ArrayBuffer.isView(value)
+    ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+    : new Uint8Array(value as ArrayBufferLike)
+
+/** Rebuilds a binary value of `kind` over `bytes`, which must be aligned for the kind. */
+export const binaryFrom = (kind: number, bytes: Uint8Array): unknown => {
+  if (kind === BinaryKind.ArrayBuffer || kind === BinaryKind.SharedArrayBuffer) {
+    if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes.buffer
+    return bytes.slice().buffer
+  }
+  const Ctor = viewConstructors[kind]!
+  const size = elementSize(kind)
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice()
+  return new Ctor(
+    aligned.buffer,
+    aligned.byteOffset,
+    kind === BinaryKind.DataView ? aligned.byteLength : aligned.byteLength / size
+  )
+}
+
+/** A value the encoder cannot represent, with where it was found. */
+export class Unsupported extends Error {
+  readonly path: ReadonlyArray<PropertyKey>
+  readonly kind: string
+  constructor(kind: string, path: ReadonlyArray<PropertyKey>) {
+    super(`cannot encode ${kind} at ${formatPath(path)}`)
+    this.kind = kind
+    this.path = path
+  }
+}
+
+export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.length === 0
+    ? "the root"
+    : path.map((key) => `[${typeof key === "number" ? key : JSON.stringify(String(key))}]`).join("")
+
+/** A problem with encoded bytes, found while decoding. */
+export class Malformed extends Error {}
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder("utf-8", { fatal: true })
+
+interface ShapeNode {
+  id: number
+  readonly next: Map<string, ShapeNode>
+}
+
+const isPlainObject = (value: object): boolean => {
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+/** The part of a value that goes to a raw section. */
+export interface Section {
+  readonly kind: number
+  readonly bytes: Uint8Array
+}
+
+export interface EncodeOptions {
+  /** Binary values of this many bytes or more become sections. */
+  readonly sectionBytes: number
+  /** Sorted keys, no references; for hashing. */
+  readonly canonical: boolean
+}
+
+const MAX_INTERNED_LENGTH = 64
+
+export class Encoder {
+  buf: Uint8Array = new Uint8Array(1024)
+  view = new DataView(this.buf.buffer)
+  pos = 0
+  readonly sections: Array<Section> = []
+  private readonly strings = new Map<string, number>()
+  private readonly shapes: ShapeNode = { id: -1, next: new Map() }
+  private shapeCount = 0
+  private readonly path: Array<PropertyKey> = []
+  private readonly seen = new Set<object>()
+  readonly options: EncodeOptions
+  /** In canonical mode, called with the structure bytes so far and then each big binary value. */
+  readonly flush: ((bytes: Uint8Array) => void) | undefined
+
+  constructor(options: EncodeOptions, flush?: (bytes: Uint8Array) => void) {
+    this.options = options
+    this.flush = flush
+  }
+
+  private ensure(n: number) {
+    if (this.pos + n <= this.buf.length) return
+    let size = this.buf.length * 2
+    while (size < this.pos + n) size *= 2
+    const next = new Uint8Array(size)
+    next.set(this.buf.subarray(0, this.pos))
+    this.buf = next
+    this.view = new DataView(next.buffer)
+  }
+
+  byte(b: number) {
+    this.ensure(1)
+    this.buf[this.pos++] = b
+  }
+
+  varint(n: number) {
+    this.ensure(10)
+    while (n >= 0x80) {
+      this.buf[this.pos++] = (n % 0x80) | 0x80
+      n = Math.floor(n / 0x80)
+    }
+    this.buf[this.pos++] = n
+  }
+
+  private float64(tag: number, n: number) {
+    this.ensure(9)
+    this.buf[this.pos++] = tag
+    // One NaN for all: payload bits are not observable from JavaScript.
+    this.view.setFloat64(this.pos, Number.isNaN(n) ? NaN : n, true)
+    this.pos += 8
+  }
+
+  number(n: number) {
+    // Canonically -0 is 0: they are === and print alike, so they hash alike.
+    if (this.options.canonical && n === 0) n = 0
+    if (Number.isInteger(n) && !(n === 0 && 1 / n < 0)) {
+      if (n >= 0 && n < 0x80) return this.byte(n)
+      if (n >= -0x80 && n < 0x80) {
+        this.ensure(2)
+        this.buf[this.pos++] = Tag.Int8
+        this.view.setInt8(this.pos++, n)
+        return
+      }
+      if (n >= -0x8000 && n < 0x8000) {
+        this.ensure(3)
+        this.buf[this.pos++] = Tag.Int16
+        this.view.setInt16(this.pos, n, true)
+        this.pos += 2
+        return
+      }
+      if (n >= -0x80000000 && n < 0x80000000) {
+        this.ensure(5)
+        this.buf[this.pos++] = Tag.Int32
+        this.view.setInt32(this.pos, n, true)
+        this.pos += 4
+        return
+      }
+    }
+    this.float64(Tag.Float64, n)
+  }
+
+  private rawString(s: string) {
+    // Short ASCII strings are copied by hand: faster than TextEncoder for them.
+    const length = s.length
+    if (length < 48) {
+      this.ensure(1 + length * 3)
+      const lengthAt = this.pos++
+      let p = this.pos
+      let ascii = true
+      for (let i = 0; i < length; i++) {
+        const c = s.charCodeAt(i)
+        if (c >= 0x80) {
+          ascii = false
+          break
+        }
+        this.buf[p++] = c
+      }
+      if (ascii) {
+        this.buf[lengthAt] = length
+        this.pos = p
+        return
+      }
+      this.pos = lengthAt
+    }
+    const max = length * 3
+    this.ensure(max + 5)
+    // Reserve a 5-byte varint when the byte length is unknown, then close the gap.
+    const lengthAt = this.pos
+    const { written } = textEncoder.encodeInto(s, this.buf.subarray(lengthAt + 5))
+    let head = 0
+    let n = written
+    const header: Array<number> = []
+    do {
+      header.push(n >= 0x80 ? (n % 0x80) | 0x80 : n)
+      n = Math.floor(n / 0x80)
+      head++
+    } while (n > 0)
+    this.buf.copyWithin(lengthAt + head, lengthAt + 5, lengthAt + 5 + written)
+    for (let i = 0; i < head; i++) this.buf[lengthAt + i] = header[i]!
+    this.pos = lengthAt + head + written
+  }
+
+  string(s: string) {
+    if (!this.options.canonical && s.length <= MAX_INTERNED_LENGTH) {
+      const id = this.strings.get(s)
+      if (id !== undefined) {
+        this.byte(Tag.StringRef)
+        return this.varint(id)
+      }
+      this.strings.set(s, this.strings.size)
+    }
+    this.byte(Tag.String)
+    this.rawString(s)
+  }
+
+  private binary(value: object, kind: number) {
+    const bytes = bytesOf(value)
+    if (this.options.canonical) {
+      // Element type and length are part of the identity; the bytes go straight to the hash.
+      this.byte(Tag.InlineBinary)
+      this.byte(kind)
+      this.varint(bytes.byteLength)
+      if (bytes.byteLength >= this.options.sectionBytes && this.flush !== undefined) {
+        this.flush(this.buf.subarray(0, this.pos))
+        this.pos = 0
+        this.flush(bytes)
+      } else {
+        this.ensure(bytes.byteLength)
+        this.buf.set(bytes, this.pos)
+        this.pos += bytes.byteLength
+      }
+      return
+    }
+    if (bytes.byteLength >= this.options.sectionBytes) {
+      this.byte(Tag.Section)
+      this.byte(kind)
+      this.varint(this.sections.length)
+      this.sections.push({ kind, bytes })
+      return
+    }
+    this.byte(Tag.InlineBinary)
+    this.byte(kind)
+    this.varint(bytes.byteLength)
+    this.ensure(bytes.byteLength)
+    this.buf.set(bytes, this.pos)
+    this.pos += bytes.byteLength
+  }
+
+  private objectKeys(keys: ReadonlyArray<string>) {
+    if (this.options.canonical) {
+      this.byte(Tag.Object)
+      this.varint(keys.length)
+      for (const key of keys) {
+        this.byte(Tag.String)
+        this.rawString(key)
+      }
+      return
+    }
+    // Shapes: a key sequence seen before is written as its id.
+    let node = this.shapes
+    for (const key of keys) {
+      let next = node.next.get(key)
+      if (next === undefined) {
+        next = { id: -1, next: new Map() }
+        node.next.set(key, next)
+      }
+      node = next
+    }
+    if (node.id >= 0) {
+      this.byte(Tag.ObjectRef)
+      this.varint(node.id)
+      return
+    }
+    node.id = this.shapeCount++
+    this.byte(Tag.Object)
+    this.varint(keys.length)
+    for (const key of keys) this.string(key)
+  }
+
+  value(value: unknown): void {
+    switch (typeof value) {
+      case "number":
+        return this.number(value)
+      case "string":
+        return this.string(value)
+      case "boolean":
+        return this.byte(value ? Tag.True : Tag.False)
+      case "undefined":
+        return this.byte(Tag.Undefined)
+      case "bigint":
+        return this.bigint(value)
+      case "object":
+        if (value === null) return this.byte(Tag.Null)
+        return this.object(value)
+      default:
+        throw new Unsupported(typeof value === "function" ? "a function" : `a ${typeof value}`, this.path)
+    }
+  }
+
+  private bigint(value: bigint) {
+    this.byte(Tag.BigInt)
+    const negative = value < 0n
+    let magnitude = negative ? -value : value
+    const bytes: Array<number> = []
+    while (magnitude > 0n) {
+      bytes.push(Number(magnitude & 0xffn))
+      magnitude >>= 8n
+    }
+    this.byte(negative ? 1 : 0)
+    this.varint(bytes.length)
+    this.ensure(bytes.length)
+    for (const b of bytes) this.buf[this.pos++] = b
+  }
+
+  private enter(value: object) {
+    if (this.seen.has(value)) throw new Unsupported("a circular reference", this.path)
+    this.seen.add(value)
+  }
+
+  private object(value: object) {
+    const kind = binaryKind(value)
+    if (kind !== undefined) return this.binary(value, kind)
+    if (value instanceof Date) return this.float64(Tag.Date, value.getTime())
+    this.enter(value)
+    if (Array.isArray(value)) {
+      this.byte(Tag.Array)
+      this.varint(value.length)
+      for (let i = 0; i < value.length; i++) {
+        if (!(i in value)) {
+          this.byte(Tag.Hole)
+          continue
+        }
+        this.path.push(i)
+        this.value(value[i])
+        this.path.pop()
+      }
+    } else if (value instanceof Map) {
+      this.entries(Tag.Map, Array.from(value), true)
+    } else if (value instanceof Set) {
+      this.entries(Tag.Set, Array.from(value, (item) => [item, undefined] as const), false)
+    } else if (isPlainObject(value)) {
+      const keys = Object.keys(value)
+      if (this.options.canonical) keys.sort()
+      this.objectKeys(keys)
+      for (const key of keys) {
+        this.path.push(key)
+        this.value((value as Record<string, unknown>)[key])
+        this.path.pop()
+      }
+    } else {
+      const name = value.constructor?.name ?? "object"
+      throw new Unsupported(`an instance of ${name} (give a Schema to encode class instances)`, this.path)
+    }
+    this.seen.delete(value)
+  }
+
+  private entries(tag: number, entries: ReadonlyArray<readonly [unknown, unknown]>, withValues: boolean) {
+    this.byte(tag)
+    this.varint(entries.length)
+    if (!this.options.canonical) {
+      for (const [key, value] of entries) {
+        this.path.push(withValues ? String(key) : "<member>")
+        this.value(key)
+        if (withValues) this.value(value)
+        this.path.pop()
+      }
+      return
+    }
+    // Canonical: order by each key's own canonical bytes.
+    const encoded = entries.map(([key, value]) => {
+      const keyEncoder = new Encoder({ ...this.options }, undefined)
+      keyEncoder.value(key)
+      return { bytes: keyEncoder.buf.subarray(0, keyEncoder.pos), key, value }
+    })
+    encoded.sort((a, b) => compareBytes(a.bytes, b.bytes))
+    for (const { key, value } of encoded) {
+      this.path.push(withValues ? String(key) : "<member>")
+      this.value(key)
+      if (withValues) this.value(value)
+      this.path.pop()
+    }
+  }
+
+  /** The structure bytes (a view on the encoder's buffer). */
+  result(): Uint8Array {
+    return this.buf.subarray(0, this.pos)
+  }
+}
+
+const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!
+  return a.length - b.length
+}
+
+/** Reads a structure; `section(i, kind)` returns the value of raw section `i`. */
+export class Decoder {
+  pos = 0
+  private readonly view: DataView
+  private readonly strings: Array<string> = []
+  private readonly shapes: Array<ReadonlyArray<string>> = []
+  readonly buf: Uint8Array
+  private readonly section: (index: number, kind: number) => unknown
+  private depth = 0
+
+  constructor(buf: Uint8Array, section: (index: number, kind: number) => unknown) {
+    this.buf = buf
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+    this.section = section
+  }
+
+  private need(n: number) {
+    if (this.pos + n > this.buf.length) throw new Malformed(`structure ends early at byte ${this.pos}`)
+  }
+
+  private byte(): number {
+    this.need(1)
+    return this.buf[this.pos++]!
+  }
+
+  varint(): number {
+    let result = 0
+    let scale = 1
+    for (let i = 0; i < 8; i++) {
+      const b = this.byte()
+      result += (b & 0x7f) * scale
+      if (b < 0x80) return result
+      scale *= 0x80
+    }
+    throw new Malformed(`varint too long at byte ${this.pos}`)
+  }
+
+  private rawString(): string {
+    const length = this.varint()
+    this.need(length)
+    const start = this.pos
+    this.pos += length
+    if (length < 48) {
+      let s = ""
+      for (let i = start; i < start + length; i++) {
+        const c = this.buf[i]!
+        if (c >= 0x80) {
+          return this.utf8(start, length)
+        }
+        s += String.fromCharCode(c)
+      }
+      return s
+    }
+    return this.utf8(start, length)
+  }
+
+  private utf8(start: number, length: number): string {
+    try {
+      return textDecoder.decode(this.buf.subarray(start, start + length))
+    } catch {
+      throw new Malformed(`invalid UTF-8 at byte ${start}`)
+    }
+  }
+
+  private string(tag: number): string {
+    if (tag === Tag.StringRef) {
+      const id = this.varint()
+      const s = this.strings[id]
+      if (s === undefined) throw new Malformed(`unknown string reference ${id}`)
+      return s
+    }
+    if (tag !== Tag.String) throw new Malformed(`expected a string, found tag ${tag}`)
+    const s = this.rawString()
+    if (s.length <= MAX_INTERNED_LENGTH) this.strings.push(s)
+    return s
+  }
+
+  private count(): number {
+    const n = this.varint()
+    // Every element takes at least one byte: a longer count is corrupt, not a reason to allocate.
+    if (n > this.buf.length - this.pos) throw new Malformed(`count ${n} exceeds the data left at byte ${this.pos}`)
+    return n
+  }
+
+  value(): unknown {
+    const tag = this.byte()
+    if (tag < 0x80) return tag
+    switch (tag) {
+      case Tag.Undefined:
+        return undefined
+      case Tag.Null:
+        return null
+      case Tag.False:
+        return false
+      case Tag.True:
+        return true
+      case Tag.Float64: {
+        this.need(8)
+        const n = this.view.getFloat64(this.pos, true)
+        this.pos += 8
+        return n
+      }
+      case Tag.Int8: {
+        this.need(1)
+        return this.view.getInt8(this.pos++)
+      }
+      case Tag.Int16: {
+        this.need(2)
+        const n = this.view.getInt16(this.pos, true)
+        this.pos += 2
+        return n
+      }
+      case Tag.Int32: {
+        this.need(4)
+        const n = this.view.getInt32(this.pos, true)
+        this.pos += 4
+        return n
+      }
+      case Tag.BigInt: {
+        const negative = this.byte() === 1
+        const length = this.count()
+        let n = 0n
+        for (let i = length - 1; i >= 0; i--) n = (n << 8n) | BigInt(this.buf[this.pos + i]!)
+        this.pos += length
+        return negative ? -n : n
+      }
+      case Tag.String:
+      case Tag.StringRef:
+        return this.string(tag)
+      case Tag.Date: {
+        this.need(8)
+        const time = this.view.getFloat64(this.pos, true)
+        this.pos += 8
+        return new Date(time)
+      }
+      case Tag.Section: {
+        const kind = this.byte()
+        return this.section(this.varint(), kind)
+      }
+      case Tag.InlineBinary: {
+        const kind = this.byte()
+        if (kind > BinaryKind.SharedArrayBuffer) throw new Malformed(`unknown binary kind ${kind}`)
+        const length = this.count()
+        const bytes = this.buf.slice(this.pos, this.pos + length)
+        this.pos += length
+        if (length % elementSize(kind) !== 0) throw new Malformed(`binary of kind ${kind} has ${length} bytes`)
+        return binaryFrom(kind, bytes)
+      }
+      default:
+        return this.container(tag)
+    }
+  }
+
+  private container(tag: number): unknown {
+    if (++this.depth > 10_000) throw new Malformed("nesting too deep")
+    try {
+      switch (tag) {
+        case Tag.Array: {
+          const length = this.count()
+          const out: Array<unknown> = []
+          for (let i = 0; i < length; i++) {
+            if (this.buf[this.pos] === Tag.Hole) {
+              this.pos++
+              out.length = i + 1
+              continue
+            }
+            out.push(this.value())
+          }
+          return out
+        }
+        case Tag.Object:
+        case Tag.ObjectRef: {
+          let keys: ReadonlyArray<string>
+          if (tag === Tag.ObjectRef) {
+            const id = this.varint()
+            const shape = this.shapes[id]
+            if (shape === undefined) throw new Malformed(`unknown object shape ${id}`)
+            keys = shape
+          } else {
+            const n = this.count()
+            const fresh: Array<string> = []
+            for (let i = 0; i < n; i++) fresh.push(this.string(this.byte()))
+            this.shapes.push(fresh)
+            keys = fresh
+          }
+          const out: Record<string, unknown> = {}
+          for (const key of keys) {
+            const value = this.value()
+            // A `__proto__` key must stay data, never become the prototype.
+            if (key === "__proto__") {
+              Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
+            } else out[key] = value
+          }
+          return out
+        }
+        case Tag.Map: {
+          const n = this.count()
+          const out = new Map<unknown, unknown>()
+          for (let i = 0; i < n; i++) {
+            const key = this.value()
+            out.set(key, this.value())
+          }
+          return out
+        }
+        case Tag.Set: {
+          const n = this.count()
+          const out = new Set<unknown>()
+          for (let i = 0; i < n; i++) out.add(this.value())
+          return out
+        }
+        default:
+          throw new Malformed(`unknown tag 0x${tag.toString(16)} at byte ${this.pos - 1}`)
+      }
+    } finally {
+      this.depth--
+    }
+  }
+}
