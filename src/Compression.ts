@@ -189,15 +189,15 @@ const fflateCompress = (
     catch: (error) => fail(name, String(error))
   })
 
-const fflateDecompress =
-  (name: string, run: (data: Uint8Array, out: Uint8Array) => Uint8Array) => (data: Uint8Array, out: Uint8Array) =>
-    Effect.flatMap(
-      Effect.try({ try: () => run(data, out), catch: (error) => fail(name, String(error)) }),
-      (result) =>
-        result.length === out.length && result.buffer === out.buffer
-          ? Effect.void
-          : Effect.fail(fail(name, `decompressed to ${result.length} bytes, expected ${out.length}`))
-    )
+// fflate silently truncates output that overflows a given buffer, so it decompresses into its own and the size is checked.
+const fflateDecompress = (name: string, run: (data: Uint8Array) => Uint8Array) => (data: Uint8Array, out: Uint8Array) =>
+  Effect.flatMap(
+    Effect.try({ try: () => run(data), catch: (error) => fail(name, String(error)) }),
+    (result) =>
+      result.length === out.length
+        ? Effect.sync(() => out.set(result))
+        : Effect.fail(fail(name, `decompressed to ${result.length} bytes, expected ${out.length}`))
+  )
 
 /**
  * gzip in pure JavaScript (fflate), readable and writable interchangeably with {@link gzip}.
@@ -215,7 +215,7 @@ export const fflateGzip: Compressor = {
     stream.ondata = (chunk) => ondata(chunk)
     return stream
   }),
-  decompress: fflateDecompress("gzip", (data, out) => Fflate.gunzipSync(data, { out }))
+  decompress: fflateDecompress("gzip", (data) => Fflate.gunzipSync(data))
 }
 
 /**
@@ -234,7 +234,7 @@ export const fflateZlib: Compressor = {
     stream.ondata = (chunk) => ondata(chunk)
     return stream
   }),
-  decompress: fflateDecompress("zlib", (data, out) => Fflate.unzlibSync(data, { out }))
+  decompress: fflateDecompress("zlib", (data) => Fflate.unzlibSync(data))
 }
 
 /**

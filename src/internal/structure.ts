@@ -33,7 +33,9 @@ export const Tag = {
   Set: 0x90,
   Section: 0x91,
   InlineBinary: 0x92,
-  Hole: 0x93
+  Hole: 0x93,
+  /** A string with lone surrogates, which UTF-8 cannot hold: raw UTF-16 code units. */
+  String16: 0x94
 } as const
 
 /** Binary kinds, stable across versions. */
@@ -303,7 +305,19 @@ export class Encoder {
     this.pos = lengthAt + head + written
   }
 
+  /** Strings with lone surrogates go as UTF-16, which keeps them exactly. */
+  private string16(s: string) {
+    this.byte(Tag.String16)
+    this.varint(s.length)
+    this.ensure(s.length * 2)
+    for (let i = 0; i < s.length; i++) {
+      this.view.setUint16(this.pos, s.charCodeAt(i), true)
+      this.pos += 2
+    }
+  }
+
   string(s: string) {
+    if (!s.isWellFormed()) return this.string16(s)
     if (!this.options.canonical && s.length <= MAX_INTERNED_LENGTH) {
       const id = this.strings.get(s)
       if (id !== undefined) {
@@ -353,10 +367,7 @@ export class Encoder {
     if (this.options.canonical) {
       this.byte(Tag.Object)
       this.varint(keys.length)
-      for (const key of keys) {
-        this.byte(Tag.String)
-        this.rawString(key)
-      }
+      for (const key of keys) this.string(key)
       return
     }
     // Shapes: a key sequence seen before is written as its id.
@@ -561,6 +572,14 @@ export class Decoder {
   }
 
   private string(tag: number): string {
+    if (tag === Tag.String16) {
+      const length = this.count()
+      this.need(length * 2)
+      let s = ""
+      for (let i = 0; i < length; i++) s += String.fromCharCode(this.view.getUint16(this.pos + i * 2, true))
+      this.pos += length * 2
+      return s
+    }
     if (tag === Tag.StringRef) {
       const id = this.varint()
       const s = this.strings[id]
@@ -624,6 +643,7 @@ export class Decoder {
       }
       case Tag.String:
       case Tag.StringRef:
+      case Tag.String16:
         return this.string(tag)
       case Tag.Date: {
         this.need(8)

@@ -1,0 +1,355 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Schema } from "effect"
+import * as Fs from "node:fs"
+import { Codec, Compression, PersistError } from "../src/index.ts"
+import { everything } from "./fixtures/values.ts"
+
+const codec = Codec.make()
+const roundTrip = (value: unknown, options?: Codec.EncodeOptions & Codec.DecodeOptions) =>
+  Effect.flatMap(codec.encode(value, options), (bytes) => codec.decode(bytes, options))
+
+const methods: ReadonlyArray<Codec.CompressOption> = [false, true, "zstd", "gzip", ["zlib", 6], "brotli"]
+
+/** A plain-data schema covering what Schema arbitraries generate well. */
+const Record = Schema.Struct({
+  n: Schema.Number,
+  i: Schema.Int,
+  s: Schema.String,
+  b: Schema.Boolean,
+  big: Schema.BigInt,
+  list: Schema.Array(Schema.Union([Schema.String, Schema.Number, Schema.Null])),
+  maybe: Schema.optional(Schema.String),
+  bytes: Schema.Uint8Array,
+  nested: Schema.Array(Schema.Struct({ k: Schema.String, v: Schema.Array(Schema.Int) }))
+})
+
+class Point extends Schema.Class<Point>("Point")({ x: Schema.Number, y: Schema.Number }) {}
+class Shape extends Schema.Class<Shape>("Shape")({
+  name: Schema.String,
+  points: Schema.Array(Point),
+  created: Schema.Date,
+  weights: Schema.Uint8Array
+}) {}
+
+describe("Codec", () => {
+  describe("schemaless round trips", () => {
+    for (const compress of methods) {
+      it.effect(`every supported type, compress: ${JSON.stringify(compress)}`, () =>
+        Effect.gen(function*() {
+          const value = everything()
+          assert.deepStrictEqual(yield* roundTrip(value, { compress }), value)
+        }))
+    }
+
+    it.effect.prop("generated records survive schemaless encoding", [Record], ([value]) =>
+      Effect.gen(function*() {
+        assert.deepStrictEqual(yield* roundTrip(value), value)
+      }))
+
+    it.effect.prop("generated records survive every compressor", [Record], ([value]) =>
+      Effect.gen(function*() {
+        for (const compress of methods) assert.deepStrictEqual(yield* roundTrip(value, { compress }), value)
+      }), { arbitrary: { runs: 25 } })
+
+    it.effect("sparse arrays keep their holes; -0 stays -0", () =>
+      Effect.gen(function*() {
+        // oxlint-disable-next-line no-sparse-arrays
+        const sparse = [1, , 3]
+        const back = (yield* roundTrip({ sparse, zero: -0 })) as { sparse: Array<number>; zero: number }
+        assert.isFalse(1 in back.sparse)
+        assert.strictEqual(back.sparse.length, 3)
+        assert.isTrue(Object.is(back.zero, -0))
+      }))
+  })
+
+  describe("raw sections", () => {
+    it.effect("big typed arrays decode as aligned views over the input, without copies", () =>
+      Effect.gen(function*() {
+        const walk = Float64Array.from({ length: 100_000 }, (_, i) => i / 3)
+        const bytes = yield* codec.encode({ walk, ints: new Int32Array(1001).fill(7) })
+        const back = (yield* codec.decode(bytes)) as { walk: Float64Array; ints: Int32Array }
+        assert.strictEqual(back.walk.buffer, bytes.buffer, "a view over the decoded bytes, not a copy")
+        assert.strictEqual(back.walk.byteOffset % 64, 0)
+        assert.strictEqual(back.ints.byteOffset % 64, 0)
+        assert.deepStrictEqual(back.walk, walk)
+      }))
+
+    it.effect("decoding into shared memory gives SharedArrayBuffer-backed arrays", () =>
+      Effect.gen(function*() {
+        for (const compress of [false, true]) {
+          const bytes = yield* codec.encode({ walk: new Float64Array(1000).fill(1) }, { compress })
+          const back = (yield* codec.decode(bytes, { shared: true })) as { walk: Float64Array }
+          assert.instanceOf(back.walk.buffer, SharedArrayBuffer)
+          assert.strictEqual(back.walk[999], 1)
+        }
+      }))
+  })
+
+  describe("schema mode", () => {
+    it.effect("class instances, Dates and bytes round-trip through their Schema", () =>
+      Effect.gen(function*() {
+        const shapes = Codec.make(Schema.Array(Shape))
+        const value = [
+          new Shape({
+            name: "triangle",
+            points: [new Point({ x: 0, y: 0 }), new Point({ x: 1, y: 0 }), new Point({ x: 0, y: 1 })],
+            created: new Date(0),
+            weights: new Uint8Array(512).fill(3)
+          })
+        ]
+        for (const compress of methods) {
+          const back = yield* Effect.flatMap(shapes.encode(value, { compress }), (bytes) => shapes.decode(bytes))
+          assert.instanceOf(back[0], Shape)
+          assert.instanceOf(back[0]!.points[2], Point)
+          assert.deepStrictEqual(back, value)
+        }
+        const header = yield* Codec.readHeader(yield* shapes.encode(value))
+        assert.strictEqual(header.mode, "schema")
+        assert.isTrue(header.fingerprint.some((byte) => byte !== 0))
+      }))
+
+    it.effect.prop("generated values survive schema mode", [Record], ([value]) =>
+      Effect.gen(function*() {
+        const typed = Codec.make(Record)
+        assert.deepStrictEqual(yield* Effect.flatMap(typed.encode(value, { compress: true }), typed.decode), value)
+      }), { arbitrary: { runs: 25 } })
+
+    it.effect("compatible evolution: a new optional field, a removed field", () =>
+      Effect.gen(function*() {
+        const V1 = Schema.Struct({ id: Schema.Int, name: Schema.String, legacy: Schema.String })
+        const V2 = Schema.Struct({ id: Schema.Int, name: Schema.String, email: Schema.optional(Schema.String) })
+        const bytes = yield* Codec.make(V1).encode({ id: 1, name: "ada", legacy: "x" })
+        assert.deepStrictEqual(yield* Codec.make(V2).decode(bytes), { id: 1, name: "ada" })
+      }))
+
+    it.effect("incompatible data fails with SchemaMismatch naming the field", () =>
+      Effect.gen(function*() {
+        const V1 = Schema.Struct({ id: Schema.Int, profile: Schema.Struct({ age: Schema.String }) })
+        const V3 = Schema.Struct({ id: Schema.Int, profile: Schema.Struct({ age: Schema.Number }) })
+        const bytes = yield* Codec.make(V1).encode({ id: 1, profile: { age: "old" } })
+        const error = yield* Effect.flip(Codec.make(V3).decode(bytes))
+        assert.instanceOf(error, PersistError.SchemaMismatch)
+        assert.include((error as PersistError.SchemaMismatch).path, `["profile"]["age"]`)
+        const missing = yield* Effect.flip(
+          Codec.make(Schema.Struct({ id: Schema.Int, email: Schema.String })).decode(bytes)
+        )
+        assert.include((missing as PersistError.SchemaMismatch).path, `["email"]`)
+      }))
+
+    it.effect("encoding a value that does not match the Schema fails", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(Codec.make(Schema.Struct({ n: Schema.Int })).encode({ n: 1.5 }))
+        assert.instanceOf(error, PersistError.SchemaMismatch)
+      }))
+  })
+
+  describe("values that cannot be encoded", () => {
+    it.effect("functions, symbols, cycles and class instances without a Schema", () =>
+      Effect.gen(function*() {
+        const cycle: Record<string, unknown> = {}
+        cycle.self = cycle
+        for (
+          const [value, path, words] of [
+            [{ f: () => 1 }, `["f"]`, "function"],
+            [[1, Symbol("s")], "[1]", "symbol"],
+            [cycle, `["self"]`, "circular"],
+            [{ p: new Point({ x: 1, y: 2 }) }, `["p"]`, "Point"]
+          ] as const
+        ) {
+          const error = yield* Effect.flip(codec.encode(value))
+          assert.instanceOf(error, PersistError.UnsupportedValue)
+          assert.strictEqual((error as PersistError.UnsupportedValue).path, path)
+          assert.include(error.message, words)
+        }
+      }))
+  })
+
+  describe("bad input", () => {
+    const sample = () => codec.encode(everything())
+
+    it.effect("wrong magic", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(codec.decode(new TextEncoder().encode("PK\u0003\u0004 not a dump at all")))
+        assert.instanceOf(error, PersistError.BadMagic)
+      }))
+
+    it.effect("a newer format version", () =>
+      Effect.gen(function*() {
+        const bytes = (yield* sample()).slice()
+        bytes[8] = 2
+        const error = yield* Effect.flip(codec.decode(bytes))
+        assert.instanceOf(error, PersistError.UnsupportedVersion)
+        assert.strictEqual((error as PersistError.UnsupportedVersion).version, 2)
+      }))
+
+    it.effect("an unknown compression method", () =>
+      Effect.gen(function*() {
+        const custom: Compression.Compressor = {
+          id: 201,
+          name: "reverse",
+          extensions: [],
+          levels: { min: 0, max: 0, default: 0 },
+          compress: (parts) => Effect.succeed(parts.map((part) => part.slice().reverse()).reverse()),
+          decompress: (data, out) => Effect.sync(() => out.set(data.slice().reverse()))
+        }
+        const bytes = yield* codec.encode([1, 2, 3], { compress: "reverse" }).pipe(
+          Effect.provide(Compression.layerWith(custom))
+        )
+        assert.deepStrictEqual(
+          yield* codec.decode(bytes).pipe(Effect.provide(Compression.layerWith(custom))),
+          [1, 2, 3],
+          "a custom compressor provided by a Layer works"
+        )
+        const error = yield* Effect.flip(codec.decode(bytes))
+        assert.instanceOf(error, PersistError.UnknownCompression)
+        assert.include(error.message, "201")
+      }))
+
+    it.effect("truncation at every boundary: header, structure, each section, trailer", () =>
+      Effect.gen(function*() {
+        const bytes = yield* sample()
+        const view = new DataView(bytes.buffer, bytes.byteOffset + Codec.HEADER_BYTES)
+        const count = view.getUint32(8, true)
+        const cuts = new Set([0, 1, 7, 8, 63, 64, 65, 80, bytes.length - 24, bytes.length - 1])
+        for (let i = 0; i < count; i++) {
+          const offset = Codec.HEADER_BYTES + view.getUint32(16 + i * 24 + 8, true)
+          cuts.add(offset)
+          cuts.add(offset + 1)
+          cuts.add(offset + view.getUint32(16 + i * 24 + 16, true) - 1)
+        }
+        assert.isAtLeast(count, 4, "the sample has several sections")
+        for (const cut of cuts) {
+          const error = yield* Effect.flip(codec.decode(bytes.subarray(0, cut)))
+          assert.instanceOf(error, PersistError.Truncated, `cut at ${cut}: ${error._tag}`)
+        }
+      }))
+
+    it.effect("a flipped byte anywhere is caught", () =>
+      Effect.gen(function*() {
+        const bytes = yield* sample()
+        for (let i = 0; i < 200; i++) {
+          const at = Math.floor(Math.random() * bytes.length)
+          const flipped = bytes.slice()
+          flipped[at]! ^= 1 << (i % 8)
+          const error = yield* Effect.flip(codec.decode(flipped))
+          assert.include(["Corrupted", "BadMagic", "UnsupportedVersion", "Truncated", "UnknownCompression"], error._tag)
+        }
+      }))
+
+    it.effect("a crafted structure cannot pollute prototypes", () =>
+      Effect.gen(function*() {
+        const hostile = JSON.parse(`{"__proto__": {"polluted": true}, "a": 1}`)
+        const back = (yield* roundTrip(hostile)) as Record<string, unknown>
+        assert.isUndefined(({} as Record<string, unknown>).polluted)
+        assert.strictEqual(Object.getPrototypeOf(back), Object.prototype)
+        assert.deepStrictEqual(Object.getOwnPropertyDescriptor(back, "__proto__")?.value, { polluted: true })
+      }))
+
+    it.effect("bad compression options are typed errors", () =>
+      Effect.gen(function*() {
+        for (const compress of ["lzma", ["zstd", 99], ["gzip", 1.5]] as const) {
+          const error = yield* Effect.flip(codec.encode([1], { compress }))
+          assert.instanceOf(error, PersistError.InvalidPersistOptions)
+        }
+      }))
+  })
+
+  describe("golden files", () => {
+    const golden = (name: string) => new URL(`./fixtures/golden/${name}`, import.meta.url)
+    // Regenerate with UPDATE_GOLDEN=1 only together with a format version bump.
+    const update = process.env.UPDATE_GOLDEN === "1"
+
+    it.effect("the format is locked: encoding a fixed value gives the committed bytes", () =>
+      Effect.gen(function*() {
+        const bytes = yield* codec.encode(everything())
+        if (update) Fs.writeFileSync(golden("everything.v1.ejlb"), bytes)
+        assert.deepStrictEqual(bytes, new Uint8Array(Fs.readFileSync(golden("everything.v1.ejlb"))))
+      }))
+
+    it.effect("committed dumps still decode, every method", () =>
+      Effect.gen(function*() {
+        for (const method of ["zstd", "gzip", "zlib", "brotli"]) {
+          const file = golden(`everything.v1.${method}.ejlb`)
+          if (update) Fs.writeFileSync(file, yield* codec.encode(everything(), { compress: method }))
+          assert.deepStrictEqual(yield* codec.decode(new Uint8Array(Fs.readFileSync(file))), everything())
+        }
+        const header = yield* Codec.readHeader(new Uint8Array(Fs.readFileSync(golden("everything.v1.ejlb"))))
+        assert.strictEqual(header.version, Codec.VERSION)
+      }))
+  })
+})
+
+describe("Compression", () => {
+  const parts = [new TextEncoder().encode("hello ".repeat(1000)), new Uint8Array(5000).fill(7)]
+  const joined = Codec.concat(parts)
+  const all = [
+    Compression.zstd,
+    Compression.gzip,
+    Compression.zlib,
+    Compression.brotli,
+    Compression.fflateGzip,
+    Compression.fflateZlib
+  ]
+
+  it.effect("every compressor round-trips parts without joining them", () =>
+    Effect.gen(function*() {
+      for (const compressor of all) {
+        const compressed = Codec.concat(yield* compressor.compress(parts, compressor.levels.default))
+        assert.isBelow(compressed.length, joined.length / 10, compressor.name)
+        const out = new Uint8Array(joined.length)
+        yield* compressor.decompress(compressed, out)
+        assert.deepStrictEqual(out, joined)
+      }
+    }))
+
+  it.effect("fflate and node:zlib read each other's gzip and zlib", () =>
+    Effect.gen(function*() {
+      for (
+        const [a, b] of [[Compression.gzip, Compression.fflateGzip], [
+          Compression.zlib,
+          Compression.fflateZlib
+        ]] as const
+      ) {
+        for (const [writer, reader] of [[a, b], [b, a]] as const) {
+          const out = new Uint8Array(joined.length)
+          yield* reader.decompress(Codec.concat(yield* writer.compress(parts, 3)), out)
+          assert.deepStrictEqual(out, joined)
+        }
+      }
+    }))
+
+  it.effect("corrupt or mis-sized compressed data is a CompressionError", () =>
+    Effect.gen(function*() {
+      for (const compressor of all) {
+        const compressed = Codec.concat(yield* compressor.compress(parts, compressor.levels.default))
+        const wrongSize = yield* Effect.flip(compressor.decompress(compressed, new Uint8Array(joined.length - 1)))
+        assert.instanceOf(wrongSize, Compression.CompressionError, compressor.name)
+        const garbage = yield* Effect.flip(compressor.decompress(new Uint8Array(64).fill(0xab), new Uint8Array(100)))
+        assert.instanceOf(garbage, Compression.CompressionError, compressor.name)
+      }
+    }))
+
+  it.effect("the fflate layer compresses with gzip by default", () =>
+    Effect.gen(function*() {
+      const bytes = yield* Codec.make().encode([1, 2, 3], { compress: true }).pipe(
+        Effect.provide(Compression.layerFflate)
+      )
+      assert.strictEqual((yield* Codec.readHeader(bytes)).compression, Compression.Ids.gzip)
+      assert.deepStrictEqual(yield* Codec.make().decode(bytes), [1, 2, 3], "read back by node:zlib")
+      const zstd = yield* Codec.make().encode([1], { compress: "zstd" }).pipe(
+        Effect.provide(Compression.layerFflate),
+        Effect.flip
+      )
+      assert.instanceOf(zstd, PersistError.InvalidPersistOptions)
+      assert.include(zstd.message, "available: gzip, zlib")
+    }))
+
+  it.effect("layerWith can make a custom compressor the default", () =>
+    Effect.gen(function*() {
+      const tagged: Compression.Compressor = { ...Compression.gzip, id: 150, name: "tagged-gzip" }
+      const bytes = yield* Codec.make().encode("x", { compress: true }).pipe(
+        Effect.provide(Layer.fresh(Compression.layerWith(tagged, { asDefault: true })))
+      )
+      assert.strictEqual((yield* Codec.readHeader(bytes)).compression, 150)
+    }))
+})

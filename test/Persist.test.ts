@@ -1,0 +1,174 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema, Sink, Stream } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Codec, Compression, Persist, PersistError } from "../src/index.ts"
+import { everything, joblibExample } from "./fixtures/values.ts"
+
+/** A fresh directory, removed afterwards. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-persist-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A real small filesystem: a tmpfs of `size`, optionally read-only (needs root, as in CI). */
+const tmpfs = (options: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-tmpfs-"))
+      ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir])
+      return dir
+    }),
+    (dir) =>
+      Effect.sync(() => {
+        ChildProcess.execFileSync("umount", [dir])
+        Fs.rmSync(dir, { recursive: true, force: true })
+      })
+  )
+
+const headerOf = (path: string) => Codec.readHeader(new Uint8Array(Fs.readFileSync(path)))
+
+describe("Persist", () => {
+  describe("joblib's persistence examples", () => {
+    // joblib.dump([('a', [1, 2, 3]), ('b', np.arange(10))], filename, compress=...)
+    const cases: ReadonlyArray<readonly [string, Persist.DumpOptions | undefined, number]> = [
+      ["data.pkl", undefined, Compression.Ids.none],
+      ["data.pkl", { compress: true }, Compression.Ids.zstd],
+      ["data.pkl.z", undefined, Compression.Ids.zlib],
+      ["data.pkl.gz", { compress: ["gzip", 3] }, Compression.Ids.gzip],
+      ["data.pkl.zst", undefined, Compression.Ids.zstd],
+      ["data.pkl.br", undefined, Compression.Ids.brotli]
+    ]
+    for (const [name, options, method] of cases) {
+      it.effect(`${name} ${JSON.stringify(options ?? {})}`, () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const file = Path.join(dir, name)
+          yield* Persist.dump(joblibExample(), file, options)
+          assert.strictEqual((yield* headerOf(file)).compression, method)
+          assert.deepStrictEqual(yield* Persist.load(file), joblibExample())
+          assert.deepStrictEqual(Fs.readdirSync(dir), [name], "no temporary file is left")
+        }))
+    }
+
+    it.effect("a file object: dump to a Sink, load from a Stream", () =>
+      Effect.gen(function*() {
+        const chunks: Array<Uint8Array> = []
+        const sink = Sink.forEach((chunk: Uint8Array) => Effect.sync(() => void chunks.push(chunk)))
+        yield* Persist.dump(joblibExample(), sink, { compress: 3 })
+        assert.isAbove(chunks.length, 1)
+        // Re-chunk into odd sizes, as a network stream would.
+        const all = Codec.concat(chunks)
+        const pieces = Array.from({ length: Math.ceil(all.length / 7) }, (_, i) => all.subarray(i * 7, i * 7 + 7))
+        assert.deepStrictEqual(yield* Persist.load(Stream.fromIterable(pieces)), joblibExample())
+      }))
+  })
+
+  describe("files", () => {
+    it.effect("the method comes from the header, never from the extension", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const zst = Path.join(dir, "really-zstd.gz")
+        yield* Persist.dump(everything(), zst, { compress: "zstd" })
+        assert.strictEqual((yield* headerOf(zst)).compression, Compression.Ids.zstd)
+        assert.deepStrictEqual(yield* Persist.load(zst), everything())
+      }))
+
+    it.effect("data-last and a Schema", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = Path.join(dir, "typed.bin")
+        const Row = Schema.Struct({ id: Schema.Int, when: Schema.Date })
+        yield* Persist.dump(file, { schema: Schema.Array(Row) })([{ id: 1, when: new Date(9) }])
+        assert.deepStrictEqual(yield* Persist.load(file, Schema.Array(Row)), [{ id: 1, when: new Date(9) }])
+        const mismatch = yield* Effect.flip(Persist.load(file, Schema.Array(Schema.Struct({ id: Schema.String }))))
+        assert.instanceOf(mismatch, PersistError.SchemaMismatch)
+        assert.include(mismatch.message, `["id"]`)
+      }))
+
+    it.effect("load into shared memory hands arrays to workers without copies", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        for (const compress of [false, true]) {
+          const file = Path.join(dir, `walk-${compress}.bin`)
+          yield* Persist.dump({ walk: new Float64Array(10_000).fill(3) }, file, { compress })
+          const back = (yield* Persist.load(file, undefined, { shared: true })) as { walk: Float64Array }
+          assert.instanceOf(back.walk.buffer, SharedArrayBuffer)
+          assert.strictEqual(back.walk[9_999], 3)
+        }
+      }))
+
+    it.effect("a missing file, a truncated file, a file that is not a dump", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const missing = yield* Effect.flip(Persist.load(Path.join(dir, "nope.bin")))
+        assert.instanceOf(missing, PersistError.PersistIOError)
+        assert.strictEqual((missing as PersistError.PersistIOError).reason, "NotFound")
+
+        const file = Path.join(dir, "cut.bin")
+        yield* Persist.dump(everything(), file)
+        const bytes = Fs.readFileSync(file)
+        Fs.writeFileSync(file, bytes.subarray(0, bytes.length - 100))
+        assert.instanceOf(yield* Effect.flip(Persist.load(file)), PersistError.Truncated)
+        Fs.writeFileSync(file, "")
+        assert.instanceOf(yield* Effect.flip(Persist.load(file)), PersistError.Truncated)
+        Fs.writeFileSync(file, "name,score\nada,1\n")
+        assert.instanceOf(yield* Effect.flip(Persist.load(file)), PersistError.BadMagic)
+      }))
+
+    it.effect("an extension we have no compressor for is refused", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const error = yield* Effect.flip(Persist.dump([1], Path.join(dir, "data.xz")))
+        assert.instanceOf(error, PersistError.InvalidPersistOptions)
+        assert.include(error.message, ".xz")
+        assert.deepStrictEqual(Fs.readdirSync(dir), [])
+      }))
+  })
+
+  describe("faults", () => {
+    it.effect("a full disk fails with NoSpace and leaves neither a partial dump nor a temporary file", () =>
+      Effect.gen(function*() {
+        const dir = yield* tmpfs("size=256k")
+        const file = Path.join(dir, "big.bin")
+        yield* Persist.dump({ small: [1, 2, 3] }, file)
+        const before = Fs.readFileSync(file)
+        const error = yield* Effect.flip(Persist.dump({ walk: new Float64Array(200_000).fill(1) }, file))
+        assert.instanceOf(error, PersistError.PersistIOError)
+        assert.strictEqual((error as PersistError.PersistIOError).reason, "NoSpace")
+        assert.deepStrictEqual(Fs.readdirSync(dir), ["big.bin"], "only the earlier dump")
+        assert.deepStrictEqual(Fs.readFileSync(file), before, "the earlier dump is intact")
+        assert.deepStrictEqual(yield* Persist.load(file), { small: [1, 2, 3] })
+      }))
+
+    it.effect("a read-only directory fails with ReadOnly", () =>
+      Effect.gen(function*() {
+        const dir = yield* tmpfs("size=64k,ro")
+        const error = yield* Effect.flip(Persist.dump([1], Path.join(dir, "x.bin")))
+        assert.instanceOf(error, PersistError.PersistIOError)
+        assert.strictEqual((error as PersistError.PersistIOError).reason, "ReadOnly")
+      }))
+
+    it.effect("a failing Sink fails the dump with its own error", () =>
+      Effect.gen(function*() {
+        const sink = Sink.forEach((_: Uint8Array) => Effect.fail("disk on fire" as const))
+        assert.strictEqual(yield* Effect.flip(Persist.dump([1], sink)), "disk on fire")
+      }))
+
+    it.effect("a flipped byte on disk is caught by the checksum", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = Path.join(dir, "flip.bin")
+        yield* Persist.dump({ walk: new Float64Array(5_000).fill(2) }, file)
+        const bytes = Fs.readFileSync(file)
+        bytes[bytes.length - 1000]! ^= 0x10
+        Fs.writeFileSync(file, bytes)
+        assert.instanceOf(yield* Effect.flip(Persist.load(file)), PersistError.Corrupted)
+        // Skipping verification is a choice the caller makes explicitly.
+        const unchecked = (yield* Persist.load(file, undefined, { verify: false })) as { walk: Float64Array }
+        assert.strictEqual(unchecked.walk.length, 5_000)
+      }))
+  })
+})
