@@ -3,7 +3,9 @@
  * is named). Not part of CI: timings belong here, not in tests.
  */
 const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
-  parallel: () => import("./parallel.ts")
+  parallel: () => import("./parallel.ts"),
+  persist: () => import("./persist.ts"),
+  hash: () => import("./hash.ts")
 }
 
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites)

@@ -62,39 +62,63 @@ const DOMAIN = new TextEncoder().encode("effect-joblib/hash/v1\u0000")
 /** Big binary values are streamed to the hasher rather than copied. */
 const STREAM_BYTES = 4096
 
+/** Feeds the wasm hasher in slices: large single updates run measurably slower here. */
+const SLICE = 1 << 24
+
+const sliced = (update: (bytes: Uint8Array) => void) => (bytes: Uint8Array) => {
+  for (let offset = 0; offset < bytes.length; offset += SLICE) update(bytes.subarray(offset, offset + SLICE))
+}
+
 interface Sink {
+  readonly init: () => void
   readonly update: (bytes: Uint8Array) => void
   readonly digest: () => string
 }
 
-const sinkFor = (algorithm: Algorithm): Effect.Effect<Sink> => {
-  if (algorithm === "sha256") {
-    return Effect.sync(() => {
-      const hash = Crypto.createHash("sha256")
-      return { update: (bytes) => void hash.update(bytes), digest: () => hash.digest("hex") }
-    })
-  }
-  return Effect.map(xxh128, (hasher) => {
-    hasher.init()
-    return { update: (bytes) => void hasher.update(bytes), digest: () => hasher.digest("hex") }
-  })
+const sha256Sink = (): Sink => {
+  const hash = Crypto.createHash("sha256")
+  return { init: () => {}, update: (bytes) => void hash.update(bytes), digest: () => hash.digest("hex") }
 }
 
-const hashPlain = (value: unknown, algorithm: Algorithm): Effect.Effect<string, UnhashableValue> =>
-  Effect.flatMap(sinkFor(algorithm), (sink) =>
-    Effect.try({
-      try: () => {
-        sink.update(DOMAIN)
-        const encoder = new Encoder({ sectionBytes: STREAM_BYTES, canonical: true }, sink.update)
-        encoder.value(value)
-        sink.update(encoder.result())
-        return `${algorithm}:${sink.digest()}`
-      },
-      catch: (error) =>
-        error instanceof Unsupported
-          ? new UnhashableValue({ path: formatPath(error.path), message: error.message })
-          : new UnhashableValue({ path: "the root", message: String(error) })
-    }))
+/** One canonical encoder, reused: hashing is synchronous, so calls never overlap. */
+const encoder = new Encoder({ sectionBytes: STREAM_BYTES, canonical: true })
+
+const hashWith = (sink: Sink, value: unknown, algorithm: Algorithm): Effect.Effect<string, UnhashableValue> => {
+  try {
+    sink.init()
+    sink.update(DOMAIN)
+    encoder.reset(sink.update)
+    encoder.value(value)
+    sink.update(encoder.result())
+    return Effect.succeed(`${algorithm}:${sink.digest()}`)
+  } catch (error) {
+    return Effect.fail(
+      error instanceof Unsupported
+        ? new UnhashableValue({ path: formatPath(error.path), message: error.message })
+        : new UnhashableValue({ path: "the root", message: String(error) })
+    )
+  } finally {
+    encoder.reset()
+  }
+}
+
+let xxh128Sink: Sink | undefined
+
+const hashPlain = (value: unknown, algorithm: Algorithm): Effect.Effect<string, UnhashableValue> => {
+  if (algorithm === "sha256") return Effect.suspend(() => hashWith(sha256Sink(), value, algorithm))
+  if (xxh128Sink !== undefined) {
+    const sink = xxh128Sink
+    return Effect.suspend(() => hashWith(sink, value, algorithm))
+  }
+  return Effect.flatMap(xxh128, (hasher) => {
+    xxh128Sink ??= {
+      init: () => void hasher.init(),
+      update: sliced((bytes) => void hasher.update(bytes)),
+      digest: () => hasher.digest("hex")
+    }
+    return hashWith(xxh128Sink, value, algorithm)
+  })
+}
 
 /**
  * The content hash of a value.

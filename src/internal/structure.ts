@@ -185,22 +185,41 @@ export interface EncodeOptions {
 const MAX_INTERNED_LENGTH = 64
 
 export class Encoder {
-  buf: Uint8Array = new Uint8Array(1024)
+  buf: Uint8Array = new Uint8Array(256)
   view = new DataView(this.buf.buffer)
   pos = 0
-  readonly sections: Array<Section> = []
-  private readonly strings = new Map<string, number>()
-  private readonly shapes: ShapeNode = { id: -1, next: new Map() }
+  sections: Array<Section> = []
+  private strings = new Map<string, number>()
+  private shapes: ShapeNode = { id: -1, next: new Map() }
   private shapeCount = 0
-  private readonly path: Array<PropertyKey> = []
-  private readonly seen = new Set<object>()
+  private path: Array<PropertyKey> = []
+  private seen = new Set<object>()
   readonly options: EncodeOptions
   /** In canonical mode, called with the structure bytes so far and then each big binary value. */
-  readonly flush: ((bytes: Uint8Array) => void) | undefined
+  flush: ((bytes: Uint8Array) => void) | undefined
 
   constructor(options: EncodeOptions, flush?: (bytes: Uint8Array) => void) {
     this.options = options
     this.flush = flush
+  }
+
+  /** Makes the encoder ready for a new value, keeping its buffer: for hot paths that encode many small values. */
+  reset(flush?: (bytes: Uint8Array) => void) {
+    this.pos = 0
+    this.flush = flush
+    if (this.sections.length > 0) this.sections = []
+    if (this.strings.size > 0) this.strings = new Map()
+    if (this.shapeCount > 0) {
+      this.shapes = { id: -1, next: new Map() }
+      this.shapeCount = 0
+    }
+    if (this.path.length > 0) this.path = []
+    if (this.seen.size > 0) this.seen = new Set()
+    // A buffer grown by a huge value is not kept.
+    if (this.buf.length > 1 << 20) {
+      this.buf = new Uint8Array(256)
+      this.view = new DataView(this.buf.buffer)
+    }
   }
 
   private ensure(n: number) {
