@@ -196,6 +196,10 @@ const writeRest = async (handle: Fs.promises.FileHandle, parts: ReadonlyArray<Ui
   }
 }
 
+/** Big files are read in this many concurrent pieces: the page faults of fresh memory then spread over the thread pool. */
+const READ_PIECES = 4
+const PIECE_MIN = 8 << 20
+
 /** Reads a whole file into one buffer (shared memory when asked), at offset 0 so that sections stay aligned. */
 const readFile = (path: string, shared: boolean) =>
   Effect.acquireUseRelease(
@@ -204,13 +208,21 @@ const readFile = (path: string, shared: boolean) =>
       io(path, "read", async () => {
         const { size } = await handle.stat()
         const bytes = new Uint8Array(shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size))
-        let offset = 0
-        while (offset < size) {
-          const { bytesRead } = await handle.read(bytes, offset, size - offset, offset)
-          if (bytesRead === 0) break
-          offset += bytesRead
-        }
-        return offset === size ? bytes : bytes.subarray(0, offset)
+        const pieces = size >= PIECE_MIN * 2 ? READ_PIECES : 1
+        const piece = Math.ceil(size / pieces / 4096) * 4096
+        const read = await Promise.all(Array.from({ length: pieces }, async (_, i) => {
+          const end = Math.min(size, (i + 1) * piece)
+          let offset = i * piece
+          while (offset < end) {
+            const { bytesRead } = await handle.read(bytes, offset, end - offset, offset)
+            if (bytesRead === 0) break
+            offset += bytesRead
+          }
+          return offset - i * piece
+        }))
+        const total = read.reduce((a, b) => a + b, 0)
+        // A file that shrank while being read is reported as truncated by the decoder.
+        return total === size ? bytes : bytes.subarray(0, read[0]!)
       }),
     (handle) => Effect.promise(() => handle.close().catch(() => undefined))
   )

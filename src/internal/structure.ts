@@ -139,14 +139,23 @@ export const binaryFrom = (kind: number, bytes: Uint8Array): unknown => {
 
 /** A value the encoder cannot represent, with where it was found. */
 export class Unsupported extends Error {
-  readonly path: ReadonlyArray<PropertyKey>
+  readonly path: Array<PropertyKey>
   readonly kind: string
-  constructor(kind: string, path: ReadonlyArray<PropertyKey>) {
+  constructor(kind: string, path: Array<PropertyKey>) {
     super(`cannot encode ${kind} at ${formatPath(path)}`)
     this.kind = kind
     this.path = path
   }
+
+  /** Adds an enclosing key, as the error unwinds out of a container. */
+  at(key: PropertyKey) {
+    this.path.unshift(key)
+    this.message = `cannot encode ${this.kind} at ${formatPath(this.path)}`
+  }
 }
+
+/** Containers nested deeper than this are checked for cycles. */
+const CHECK_DEPTH = 64
 
 export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
   path.length === 0
@@ -162,11 +171,6 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true })
 interface ShapeNode {
   id: number
   readonly next: Map<string, ShapeNode>
-}
-
-const isPlainObject = (value: object): boolean => {
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
 }
 
 /** The part of a value that goes to a raw section. */
@@ -192,7 +196,6 @@ export class Encoder {
   private strings = new Map<string, number>()
   private shapes: ShapeNode = { id: -1, next: new Map() }
   private shapeCount = 0
-  private path: Array<PropertyKey> = []
   private seen = new Set<object>()
   readonly options: EncodeOptions
   /** In canonical mode, called with the structure bytes so far and then each big binary value. */
@@ -213,7 +216,7 @@ export class Encoder {
       this.shapes = { id: -1, next: new Map() }
       this.shapeCount = 0
     }
-    if (this.path.length > 0) this.path = []
+    this.depth = 0
     if (this.seen.size > 0) this.seen = new Set()
     // A buffer grown by a huge value is not kept.
     if (this.buf.length > 1 << 20) {
@@ -336,15 +339,16 @@ export class Encoder {
   }
 
   string(s: string) {
-    if (!s.isWellFormed()) return this.string16(s)
-    if (!this.options.canonical && s.length <= MAX_INTERNED_LENGTH) {
+    const intern = !this.options.canonical && s.length <= MAX_INTERNED_LENGTH
+    if (intern) {
       const id = this.strings.get(s)
       if (id !== undefined) {
         this.byte(Tag.StringRef)
         return this.varint(id)
       }
-      this.strings.set(s, this.strings.size)
     }
+    if (!s.isWellFormed()) return this.string16(s)
+    if (intern) this.strings.set(s, this.strings.size)
     this.byte(Tag.String)
     this.rawString(s)
   }
@@ -426,7 +430,7 @@ export class Encoder {
         if (value === null) return this.byte(Tag.Null)
         return this.object(value)
       default:
-        throw new Unsupported(typeof value === "function" ? "a function" : `a ${typeof value}`, this.path)
+        throw new Unsupported(typeof value === "function" ? "a function" : `a ${typeof value}`, [])
     }
   }
 
@@ -445,72 +449,97 @@ export class Encoder {
     for (const b of bytes) this.buf[this.pos++] = b
   }
 
+  /** Encodes a child value; on failure, adds its key to the error's path while unwinding (nothing is kept on success). */
+  private child(key: PropertyKey, value: unknown) {
+    try {
+      this.value(value)
+    } catch (error) {
+      if (error instanceof Unsupported) error.at(key)
+      throw error
+    }
+  }
+
+  // Cycles: plain nesting is cheap to follow; only past CHECK_DEPTH are visited containers remembered.
+  private depth = 0
+
   private enter(value: object) {
-    if (this.seen.has(value)) throw new Unsupported("a circular reference", this.path)
-    this.seen.add(value)
+    if (++this.depth > CHECK_DEPTH) {
+      if (this.seen.has(value)) throw new Unsupported("a circular reference", [])
+      this.seen.add(value)
+    }
+  }
+
+  private leave(value: object) {
+    if (this.depth-- > CHECK_DEPTH) this.seen.delete(value)
   }
 
   private object(value: object) {
-    const kind = binaryKind(value)
-    if (kind !== undefined) return this.binary(value, kind)
-    if (value instanceof Date) return this.float64(Tag.Date, value.getTime())
-    this.enter(value)
-    if (Array.isArray(value)) {
-      this.byte(Tag.Array)
-      this.varint(value.length)
-      for (let i = 0; i < value.length; i++) {
-        if (!(i in value)) {
-          this.byte(Tag.Hole)
-          continue
-        }
-        this.path.push(i)
-        this.value(value[i])
-        this.path.pop()
-      }
-    } else if (value instanceof Map) {
-      this.entries(Tag.Map, Array.from(value), true)
-    } else if (value instanceof Set) {
-      this.entries(Tag.Set, Array.from(value, (item) => [item, undefined] as const), false)
-    } else if (isPlainObject(value)) {
+    const proto = Object.getPrototypeOf(value)
+    if (proto === Object.prototype || proto === null) {
+      this.enter(value)
       const keys = Object.keys(value)
       if (this.options.canonical) keys.sort()
       this.objectKeys(keys)
-      for (const key of keys) {
-        this.path.push(key)
-        this.value((value as Record<string, unknown>)[key])
-        this.path.pop()
+      let i = 0
+      try {
+        for (; i < keys.length; i++) this.value((value as Record<string, unknown>)[keys[i]!])
+      } catch (error) {
+        if (error instanceof Unsupported) error.at(keys[i]!)
+        throw error
       }
-    } else {
-      const name = value.constructor?.name ?? "object"
-      throw new Unsupported(`an instance of ${name} (give a Schema to encode class instances)`, this.path)
+      return this.leave(value)
     }
-    this.seen.delete(value)
+    if (Array.isArray(value)) {
+      this.enter(value)
+      this.byte(Tag.Array)
+      this.varint(value.length)
+      let i = 0
+      try {
+        for (; i < value.length; i++) {
+          if (!(i in value)) this.byte(Tag.Hole)
+          else this.value(value[i])
+        }
+      } catch (error) {
+        if (error instanceof Unsupported) error.at(i)
+        throw error
+      }
+      return this.leave(value)
+    }
+    const kind = binaryKind(value)
+    if (kind !== undefined) return this.binary(value, kind)
+    if (value instanceof Date) return this.float64(Tag.Date, value.getTime())
+    if (value instanceof Map) {
+      this.enter(value)
+      this.entries(Tag.Map, Array.from(value), true)
+      return this.leave(value)
+    }
+    if (value instanceof Set) {
+      this.enter(value)
+      this.entries(Tag.Set, Array.from(value, (item) => [item, undefined] as const), false)
+      return this.leave(value)
+    }
+    const name = value.constructor?.name ?? "object"
+    throw new Unsupported(`an instance of ${name} (give a Schema to encode class instances)`, [])
   }
 
   private entries(tag: number, entries: ReadonlyArray<readonly [unknown, unknown]>, withValues: boolean) {
     this.byte(tag)
     this.varint(entries.length)
-    if (!this.options.canonical) {
-      for (const [key, value] of entries) {
-        this.path.push(withValues ? String(key) : "<member>")
-        this.value(key)
-        if (withValues) this.value(value)
-        this.path.pop()
-      }
-      return
+    let ordered = entries
+    if (this.options.canonical) {
+      // Canonical: order by each key's own canonical bytes.
+      const keyed = entries.map(([key, value]) => {
+        const keyEncoder = new Encoder({ ...this.options }, undefined)
+        keyEncoder.value(key)
+        return { bytes: keyEncoder.buf.subarray(0, keyEncoder.pos), entry: [key, value] as const }
+      })
+      keyed.sort((a, b) => compareBytes(a.bytes, b.bytes))
+      ordered = keyed.map(({ entry }) => entry)
     }
-    // Canonical: order by each key's own canonical bytes.
-    const encoded = entries.map(([key, value]) => {
-      const keyEncoder = new Encoder({ ...this.options }, undefined)
-      keyEncoder.value(key)
-      return { bytes: keyEncoder.buf.subarray(0, keyEncoder.pos), key, value }
-    })
-    encoded.sort((a, b) => compareBytes(a.bytes, b.bytes))
-    for (const { key, value } of encoded) {
-      this.path.push(withValues ? String(key) : "<member>")
-      this.value(key)
-      if (withValues) this.value(value)
-      this.path.pop()
+    for (const [key, value] of ordered) {
+      const at = withValues ? String(key) : "<member>"
+      this.child(at, key)
+      if (withValues) this.child(at, value)
     }
   }
 
@@ -716,12 +745,14 @@ export class Decoder {
           } else {
             const n = this.count()
             const fresh: Array<string> = []
-            for (let i = 0; i < n; i++) fresh.push(this.string(this.byte()))
+            // Keys are internalized once per shape: stores with internalized keys are much faster.
+            for (let i = 0; i < n; i++) fresh.push(Object.keys({ [this.string(this.byte())]: 0 })[0]!)
             this.shapes.push(fresh)
             keys = fresh
           }
           const out: Record<string, unknown> = {}
-          for (const key of keys) {
+          for (let i = 0; i < keys.length; i++) {
+            const key = keys[i]!
             const value = this.value()
             // A `__proto__` key must stay data, never become the prototype.
             if (key === "__proto__") {
