@@ -283,7 +283,10 @@ const resolveCompression = (
 
 const schemaIssue = (error: Schema.SchemaError): SchemaMismatch => {
   const path = /\n\s+at (\[.*\])\s*$/m.exec(error.message)?.[1] ?? "the root"
-  return new SchemaMismatch({ path, message: error.message })
+  return new SchemaMismatch({
+    path,
+    message: `the data does not match the Schema at ${path}: ${error.message.split("\n")[0]}`
+  })
 }
 
 const toStructure = (

@@ -1,0 +1,39 @@
+import { type Effect, pipe, Schema, type Stream } from "effect"
+import { describe, expect, it } from "tstyche"
+import { Codec, type Compression, Hashing, Persist, type PersistError } from "../src/index.ts"
+
+class Point extends Schema.Class<Point>("Point")({ x: Schema.Number }) {}
+declare const bytes: Stream.Stream<Uint8Array, "NetworkError">
+
+describe("Persist", () => {
+  it("load without a Schema is unknown; with one, the Schema's type", () => {
+    expect(Persist.load("/tmp/x")).type.toBe<Effect.Effect<unknown, Persist.LoadError>>()
+    expect(Persist.load("/tmp/x", Schema.Array(Point))).type.toBe<
+      Effect.Effect<ReadonlyArray<Point>, Persist.LoadError>
+    >()
+    expect(Persist.load(bytes, Point)).type.toBe<Effect.Effect<Point, Persist.LoadError | "NetworkError">>()
+  })
+
+  it("dump, data-first and data-last, checks the value against the Schema", () => {
+    expect(Persist.dump({ any: "thing" }, "/tmp/x")).type.toBe<Effect.Effect<void, Persist.DumpError>>()
+    expect(pipe(new Point({ x: 1 }), Persist.dump("/tmp/x", { schema: Point }))).type.toBe<
+      Effect.Effect<void, Persist.DumpError>
+    >()
+    expect(Persist.dump).type.not.toBeCallableWith("not a point", "/tmp/x", { schema: Point })
+  })
+})
+
+describe("Codec and Hashing", () => {
+  it("a Schema codec decodes to the Schema's type", () => {
+    const codec = Codec.make(Point)
+    expect(codec.decode(new Uint8Array())).type.toBe<
+      Effect.Effect<Point, PersistError.DecodeError | Compression.CompressionError>
+    >()
+  })
+
+  it("hash gives an algorithm-prefixed string", () => {
+    expect(Hashing.hash({ a: 1 })).type.toBe<
+      Effect.Effect<string, Hashing.UnhashableValue | PersistError.SchemaMismatch>
+    >()
+  })
+})
