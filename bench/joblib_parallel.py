@@ -1,12 +1,12 @@
 """joblib (loky, 2 workers) on the P1-P4 workloads; prints JSON of median milliseconds."""
 import json
-import statistics
 import sys
 import time
 from math import sqrt
 
 import numpy as np
 from joblib import Parallel, delayed
+from timing import measure
 
 
 def spin(n):
@@ -23,16 +23,6 @@ def calibrate(target_ms=10.0):
     spin(n)
     per = (time.perf_counter() - t) / n
     return max(1, int(target_ms / 1000 / per))
-
-
-def measure(runs, f):
-    f()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 def main():

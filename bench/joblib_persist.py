@@ -1,23 +1,11 @@
 """joblib.dump/load and joblib.hash on the D1-D3 and H1 workloads; prints JSON (ms, bytes)."""
 import json
 import os
-import statistics
-import sys
 import tempfile
-import time
 
 import joblib
 import numpy as np
-
-
-def measure(runs, f):
-    f()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+from timing import measure
 
 
 def main():

@@ -268,12 +268,8 @@ const reviveDefect = (defect: SerializedDefect, worker: string): Error => {
   return error
 }
 
-/**
- * Builds a pool backend on top of a spawn function; shared by threads and processes.
- *
- * @internal
- */
-export const makePool = Effect.fnUntraced(function*(options: {
+/** Builds a pool backend on top of a spawn function. */
+const makePool = Effect.fnUntraced(function*(options: {
   readonly name: string
   readonly workers: number
   readonly maxBytes: number

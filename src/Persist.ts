@@ -227,7 +227,7 @@ const readFile = (path: string, shared: boolean) =>
     (handle) => Effect.promise(() => handle.close().catch(() => undefined))
   )
 
-/** Collects a byte stream into one buffer, sized from the header once it has arrived. */
+/** Collects a byte stream into one buffer (shared memory when asked). */
 const collect = <E, R>(stream: Stream.Stream<Uint8Array, E, R>, shared: boolean) =>
   Effect.gen(function*() {
     const chunks: Array<Uint8Array> = []
