@@ -120,6 +120,17 @@ export interface Codec<A> {
     ReadonlyArray<Uint8Array>,
     UnsupportedValue | SchemaMismatch | InvalidPersistOptions | Compression.CompressionError
   >
+  /**
+   * Encodes all but the trailer, whose checksum `seal()` computes: a writer can start writing
+   * the parts and checksum them meanwhile.
+   */
+  readonly encodeUnsealed: (
+    value: A,
+    options?: EncodeOptions
+  ) => Effect.Effect<
+    { readonly parts: ReadonlyArray<Uint8Array>; readonly seal: () => Uint8Array },
+    UnsupportedValue | SchemaMismatch | InvalidPersistOptions | Compression.CompressionError
+  >
   /** Encodes to one byte array. */
   readonly encode: (
     value: A,
@@ -304,7 +315,7 @@ const toStructure = (
         : new UnsupportedValue({ path: "the root", message: String(error) })
   })
 
-const encodeParts = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
+const encodeUnsealed = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
   Effect.fnUntraced(function*(value: A, options?: EncodeOptions) {
     const plain = schema === undefined
       ? value
@@ -320,7 +331,7 @@ const encodeParts = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
       : yield* compression.compressor.compress(body.parts, compression.level)
     let storedBytes = 0
     for (const part of stored) storedBytes += part.byteLength
-    const checksum = digestParts(yield* xxh64, stored)
+    const hasher = yield* xxh64
     const fingerprint = schema === undefined ? new Uint8Array(16) : yield* fingerprintOf(schema)
 
     const header = new Uint8Array(HEADER_BYTES)
@@ -334,12 +345,21 @@ const encodeParts = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
     writeU64(view, 40, storedBytes)
     view.setUint32(48, headerChecksum(header), true)
 
-    const trailer = new Uint8Array(TRAILER_BYTES)
-    trailer.set(checksum, 0)
-    writeU64(new DataView(trailer.buffer), 8, storedBytes)
-    trailer.set(END_MAGIC, 16)
-    return [header, ...stored, trailer] as ReadonlyArray<Uint8Array>
+    const seal = () => {
+      const trailer = new Uint8Array(TRAILER_BYTES)
+      trailer.set(digestParts(hasher, stored), 0)
+      writeU64(new DataView(trailer.buffer), 8, storedBytes)
+      trailer.set(END_MAGIC, 16)
+      return trailer
+    }
+    return { parts: [header, ...stored] as ReadonlyArray<Uint8Array>, seal }
   })
+
+const encodeParts = <A>(schema: Schema.Codec<A, unknown> | undefined) => (value: A, options?: EncodeOptions) =>
+  Effect.map(
+    encodeUnsealed(schema)(value, options),
+    ({ parts, seal }) => [...parts, seal()] as ReadonlyArray<Uint8Array>
+  )
 
 // ---------------------------------------------------------------------------
 // decoding
@@ -543,6 +563,7 @@ export const make: {
   return {
     schema: codec,
     encodeParts: parts,
+    encodeUnsealed: encodeUnsealed(codec),
     encode: (value, options) => Effect.map(parts(value, options), concat),
     decode: decodeBytes(codec)
   }

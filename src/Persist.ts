@@ -147,8 +147,11 @@ const ioError = (path: string, doing: string) => (error: unknown) => {
 const io = <A>(path: string, doing: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: ioError(path, doing) })
 
-/** Writes `parts` to `path` through a temporary file and a rename. */
-const writeAtomically = (path: string, parts: ReadonlyArray<Uint8Array>, fsync: boolean) => {
+/**
+ * Writes `parts` then the trailer from `seal` to `path` through a temporary file and a rename.
+ * The trailer's checksum is computed on this thread while the thread pool writes the parts.
+ */
+const writeAtomically = (path: string, parts: ReadonlyArray<Uint8Array>, seal: () => Uint8Array, fsync: boolean) => {
   const temporary = NodePath.join(
     NodePath.dirname(path),
     `.${NodePath.basename(path)}.${process.pid}.${Crypto.randomBytes(6).toString("hex")}.tmp`
@@ -157,14 +160,14 @@ const writeAtomically = (path: string, parts: ReadonlyArray<Uint8Array>, fsync: 
     io(temporary, "create", () => Fs.promises.open(temporary, "wx", 0o644)),
     (handle) =>
       io(temporary, "write", async () => {
-        // writev takes at most IOV_MAX (1024) buffers per call.
-        for (let i = 0; i < parts.length; i += 1024) {
-          const chunk = parts.slice(i, i + 1024) as Array<Uint8Array>
-          let expected = 0
-          for (const part of chunk) expected += part.byteLength
-          const { bytesWritten } = await handle.writev(chunk)
-          if (bytesWritten !== expected) await writeRest(handle, chunk, bytesWritten)
+        const writing = writeAll(handle, parts)
+        let trailer: Uint8Array
+        try {
+          trailer = seal()
+        } finally {
+          await writing
         }
+        await writeAll(handle, [trailer])
         if (fsync) await handle.datasync()
       }),
     (handle) => Effect.promise(() => handle.close().catch(() => undefined))
@@ -177,6 +180,18 @@ const writeAtomically = (path: string, parts: ReadonlyArray<Uint8Array>, fsync: 
         : Effect.promise(() => Fs.promises.rm(temporary, { force: true }).catch(() => undefined))
     )
   )
+}
+
+/** Writes parts in order at the file's current position. */
+const writeAll = async (handle: Fs.promises.FileHandle, parts: ReadonlyArray<Uint8Array>) => {
+  // writev takes at most IOV_MAX (1024) buffers per call.
+  for (let i = 0; i < parts.length; i += 1024) {
+    const chunk = parts.slice(i, i + 1024) as Array<Uint8Array>
+    let expected = 0
+    for (const part of chunk) expected += part.byteLength
+    const { bytesWritten } = await handle.writev(chunk)
+    if (bytesWritten !== expected) await writeRest(handle, chunk, bytesWritten)
+  }
 }
 
 /** Finishes a short writev, part by part. */
@@ -308,8 +323,11 @@ export const dump: {
       const path = typeof target === "string" ? target : undefined
       const compress = yield* compressionFor(path, options?.compress)
       const codec = options?.schema === undefined ? Codec.make() : Codec.make(options.schema)
+      if (typeof target === "string") {
+        const { parts, seal } = yield* codec.encodeUnsealed(value, { compress })
+        return yield* writeAtomically(target, parts, seal, options?.fsync === true)
+      }
       const parts = yield* codec.encodeParts(value, { compress })
-      if (typeof target === "string") return yield* writeAtomically(target, parts, options?.fsync === true)
       return yield* Stream.run(Stream.fromIterable(parts), target).pipe(Effect.asVoid)
     }).pipe(Effect.withSpan("Persist.dump"))
 )
