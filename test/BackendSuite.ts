@@ -182,6 +182,42 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           assert.deepStrictEqual(yield* Parallel.map([9, 16], SquareRoot), [3, 4])
         }))
 
+      it.effect("a worker that dies mid-batch fails the map with WorkerCrashed, and is replaced", () =>
+        Effect.gen(function*() {
+          if (!capabilities.isolated) return // exiting would end the test process itself
+          const error = yield* Effect.flip(Parallel.map([1, 2, 3], (x) => {
+            if (x === 2) (globalThis as any).process.exit(3)
+            return x
+          }, { batchSize: 1 }))
+          assert.instanceOf(error, ParallelError.WorkerCrashed)
+          assert.strictEqual((error as ParallelError.WorkerCrashed).exitCode, 3)
+          assert.include(error.message, "exited with code 3")
+          assert.deepStrictEqual(yield* Parallel.map([1, 4, 9], SquareRoot), [1, 2, 3], "the pool is whole again")
+        }))
+
+      it.effect("a whole-map timeout interrupts the work and leaves the pool usable", () =>
+        Effect.gen(function*() {
+          const exit = yield* Effect.exit(
+            Parallel.map([60_000, 60_000], Sleep, { batchSize: 1 }).pipe(Effect.timeout("200 millis"))
+          )
+          assert.isTrue(Exit.isFailure(exit))
+          assert.deepStrictEqual(yield* Parallel.map([16], SquareRoot), [4])
+        }))
+
+      it.effect("a stream that stops early interrupts the rest", () =>
+        Effect.gen(function*() {
+          const counter = new Int32Array(new SharedArrayBuffer(4))
+          const items = Array.from({ length: 200 }, (_, i) => ({ i, counter }))
+          const first = yield* Parallel.stream(items, async ({ i, counter }) => {
+            await new Promise((resolve) => setTimeout(resolve, 5))
+            Atomics.add(counter, 0, 1)
+            return i
+          }, { batchSize: 1 }).pipe(Stream.take(3), Stream.runCollect)
+          assert.deepStrictEqual(first, [0, 1, 2])
+          yield* Effect.sleep("100 millis")
+          assert.isBelow(Atomics.load(counter, 0), 20, "no work runs on after the consumer stopped")
+        }))
+
       it.effect("async work checks for cancellation between items", () =>
         Effect.gen(function*() {
           const counter = new Int32Array(new SharedArrayBuffer(4))
