@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { Backend, ParallelError } from "../src/index.ts"
+import { Backend, Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
 import { suite } from "./BackendSuite.ts"
 
@@ -15,6 +15,30 @@ describe("Backend options", () => {
       assert.strictEqual(backend.workers, Cpus.available())
       assert.strictEqual(backend.name, "threads")
     }).pipe(Effect.provide(Backend.threads({ workers: -1 }))))
+
+  it.effect("threads: env and resourceLimits reach the workers", () =>
+    Effect.gen(function*() {
+      const seen = yield* Parallel.map([1], (_) => (globalThis as any).process.env.EJL_TEST)
+      assert.deepStrictEqual(seen, ["from the layer"])
+      const limit = yield* Parallel.map([1], (_) =>
+        (globalThis as any).process.getBuiltinModule("node:worker_threads").resourceLimits.maxOldGenerationSizeMb)
+      assert.deepStrictEqual(limit, [64])
+    }).pipe(
+      Effect.provide(
+        Backend.threads({
+          workers: 1,
+          env: { EJL_TEST: "from the layer" },
+          resourceLimits: { maxOldGenerationSizeMb: 64 }
+        })
+      )
+    ))
+
+  it.effect("validateOptions checks options without running anything", () =>
+    Effect.gen(function*() {
+      yield* Parallel.validateOptions({ batchSize: 8, preDispatch: 2 })
+      const error = yield* Effect.flip(Parallel.validateOptions({ batchSize: 0 }))
+      assert.strictEqual(error.option, "batchSize")
+    }))
 
   it.effect("the default backend is sequential", () =>
     Effect.gen(function*() {

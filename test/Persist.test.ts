@@ -76,6 +76,14 @@ describe("Persist", () => {
         assert.deepStrictEqual(yield* Persist.load(zst), everything())
       }))
 
+    it.effect("fsync: true writes a durable dump that loads the same", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = Path.join(dir, "durable.bin")
+        yield* Persist.dump(everything(), file, { fsync: true, compress: true })
+        assert.deepStrictEqual(yield* Persist.load(file), everything())
+      }))
+
     it.effect("data-last and a Schema", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
