@@ -18,7 +18,7 @@ export const Scored = Schema.Struct({ id: Schema.Int, region: Schema.String, sco
 export const score = (customer: Customer): number => {
   const spend = Float64Array.from(customer.spend)
   let risk = 0.5
-  for (let round = 0; round < 150; round++) {
+  for (let round = 0; round < 250; round++) {
     for (let i = 0; i < spend.length; i++) {
       risk = 3.7 * risk * (1 - risk) * 0.5 + 0.25 * Math.tanh(spend[i]! / 500)
     }
