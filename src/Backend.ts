@@ -10,6 +10,7 @@
  * @stability unstable
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -290,8 +291,8 @@ const makePool = Effect.fnUntraced(function*(options: {
       Effect.map(work.ship, ({ key, spec }): Runner<I, A, E> => {
         const counts = work.mayShare && items !== undefined ? countBuffers(items, options.maxBytes) : undefined
         const sharer = new Sharer(options.maxBytes, counts)
-        const decode = (raw: RawOutcome, slot: Slot): Outcome<A, E> => {
-          if (raw.status === undefined) {
+        const decode = (raw: RawOutcome, slot: Slot, count: number): Outcome<A, E> => {
+          if (raw.status === undefined && !raw.interrupted) {
             const values = work.decodeSuccess === identity
               ? raw.values as ReadonlyArray<A>
               : raw.values.map(work.decodeSuccess)
@@ -308,6 +309,10 @@ const makePool = Effect.fnUntraced(function*(options: {
                 ? Exit.fail(work.decodeFailure(value))
                 : Exit.die(reviveDefect(value as SerializedDefect, `${options.name} worker ${slot.workerId}`))
             )
+          }
+          // A task that interrupted itself stopped its batch: that item and the rest are interrupted, never dropped.
+          if (raw.interrupted) {
+            for (let i = exits.length; i < count; i++) exits.push(Exit.failCause(Cause.interrupt()))
           }
           return { _tag: "Exits", exits, duration: raw.duration }
         }
@@ -327,7 +332,10 @@ const makePool = Effect.fnUntraced(function*(options: {
               }
               if (work.mayShare) encoded = shareAll(sharer, encoded)
               const transfer = sharer.takeTransfer()
-              return Effect.map(slot.run(key, spec, encoded, start, failFast, transfer), (raw) => decode(raw, slot))
+              return Effect.map(
+                slot.run(key, spec, encoded, start, failFast, transfer),
+                (raw) => decode(raw, slot, items.length)
+              )
             })
           }
         }

@@ -6,7 +6,7 @@ import { Cause, Effect, Exit, Fiber, type Layer, Option, Result, Stream } from "
 import { Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
 import { CurrentObserver, type Observer } from "../src/internal/engine.ts"
-import { Mirror, Negative, Point, Scaled, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
+import { InterruptsItself, Mirror, Negative, Point, Scaled, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
 
 export interface Capabilities {
   /** Work runs in another isolate: values are copied, inline functions are shipped by source. */
@@ -145,6 +145,16 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           const results = yield* Parallel.map([4, -1], SquareRoot, { mode: "result" })
           assert.deepStrictEqual(results[0], Result.succeed(2))
           assert.isTrue(Result.isFailure(results[1]!))
+        }))
+
+      it.effect("a task that interrupts itself is reported, never dropped", () =>
+        Effect.gen(function*() {
+          const exits = yield* Parallel.map([1, 2, 3], InterruptsItself, { mode: "exit", batchSize: 3 })
+          assert.strictEqual(exits.length, 3, "no item is lost")
+          assert.deepStrictEqual(exits[0], Exit.succeed(1))
+          assert.isTrue(Exit.isFailure(exits[1]!) && Cause.hasInterruptsOnly(exits[1].cause))
+          const failFast = yield* Effect.exit(Parallel.map([1, 2, 3], InterruptsItself))
+          assert.isTrue(Exit.isFailure(failFast))
         }))
 
       it.effect("mode: exit also records defects per item", () =>

@@ -27,6 +27,8 @@ export type Spawn = (control: SharedArrayBuffer, handlers: EndpointHandlers) => 
 export interface RawOutcome {
   readonly values: ReadonlyArray<unknown>
   readonly status: Uint8Array | undefined
+  /** The batch stopped because a task interrupted itself; items from `values.length` on did not finish. */
+  readonly interrupted: boolean
   readonly duration: number
 }
 
@@ -120,7 +122,12 @@ export class Slot {
             const request = pending.get(message.id)
             pending.delete(message.id)
             request?.resolve(
-              Exit.succeed({ values: message.values, status: message.status, duration: message.duration })
+              Exit.succeed({
+                values: message.values,
+                status: message.status,
+                interrupted: message.interrupted,
+                duration: message.duration
+              })
             )
             return
           }
