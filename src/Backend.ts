@@ -54,6 +54,11 @@ export interface Runner<I, A, E> {
   readonly outstanding: (slot: number) => number
   /** Completes when the next batch of any map sharing the backend finishes. */
   readonly settled: Effect.Effect<void>
+  /**
+   * Batch-size policy state kept across maps of the same work on this backend, by policy, so that a warm
+   * pool starts where the last map left off (joblib keeps its auto batch size within `with Parallel()`).
+   */
+  readonly batchState: WeakMap<object, unknown> | undefined
   readonly run: (
     slot: number,
     items: ReadonlyArray<I>,
@@ -163,6 +168,7 @@ const makeSequential = (concurrency: number): Backend => {
         slots: concurrency,
         outstanding: (slot) => outstanding[slot]!,
         settled: settled.wait,
+        batchState: undefined,
         run: (slot, items, start, failFast) =>
           Effect.suspend(() => {
             outstanding[slot]!++
@@ -278,6 +284,7 @@ const makePool = Effect.fnUntraced(function*(options: {
   readonly spawn: Spawn
 }) {
   const settled = makeSettled()
+  const batchStates = new Map<number, WeakMap<object, unknown>>()
   const slots = Array.from(
     { length: options.workers },
     (_, i) => new Slot(i, options.spawn, options.grace, settled.notify)
@@ -320,6 +327,7 @@ const makePool = Effect.fnUntraced(function*(options: {
           slots: slots.length,
           outstanding: (slot) => slots[slot]!.outstanding,
           settled: settled.wait,
+          batchState: batchStates.get(key) ?? batchStates.set(key, new WeakMap()).get(key),
           run: (index, items, start, failFast) => {
             const slot = slots[index]!
             return Effect.suspend(() => {

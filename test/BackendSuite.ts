@@ -419,11 +419,19 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
         Effect.gen(function*() {
           const record = recordBatches()
           const xs = Array.from({ length: 20_000 }, (_, i) => i)
-          yield* Parallel.map(xs, (x) => x + 1).pipe(record.provide)
+          // A function of its own, so that no earlier map has warmed its batch size.
+          yield* Parallel.map(xs, (x) => x * 3 + 1).pipe(record.provide)
           const sizes = record.dispatched.map((batch) => batch.size)
           assert.strictEqual(sizes[0], 1)
           assert.isAtLeast(Math.max(...sizes), 64, `sizes ${sizes.join(",")}`)
           assert.strictEqual(sizes.reduce((a, b) => a + b, 0), xs.length)
+
+          // A pool keeps the size for the next map of the same work, as joblib does within `with Parallel()`.
+          const again = recordBatches()
+          yield* Parallel.map(xs, (x) => x * 3 + 1).pipe(again.provide)
+          const first = again.dispatched[0]!.size
+          if (capabilities.isolated) assert.isAbove(first, 1, "a warm pool starts from the size it reached")
+          else assert.strictEqual(first, 1)
         }))
 
       it.effect("auto batching stays at 1 for slow tasks", () =>

@@ -176,7 +176,12 @@ const drive = <I, A, E, EI, RI>(
   Effect.gen(function*() {
     const source = yield* makeSource(input)
     const observer = yield* CurrentObserver
-    const step = yield* Schedule.toStep(options.batchSize)
+    type Step = Effect.Success<ReturnType<typeof Schedule.toStep<number, Observation, never, never>>>
+    let step = runner.batchState?.get(options.batchSize) as Step | undefined
+    if (step === undefined) {
+      step = yield* Schedule.toStep(options.batchSize)
+      runner.batchState?.set(options.batchSize, step)
+    }
     const nextSize = (observation: Observation, current: number) =>
       step(0, observation).pipe(
         Effect.map(([size]) => Math.max(1, Math.floor(size))),
