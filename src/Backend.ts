@@ -21,6 +21,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { Worker } from "node:worker_threads"
+import { isThenable } from "./internal/buffers.js"
 import * as Options from "./internal/options.ts"
 import { type RawOutcome, Slot, type Spawn } from "./internal/pool.ts"
 import { Status } from "./internal/protocol.ts"
@@ -106,9 +107,6 @@ export interface Backend {
 export const Backend: Context.Reference<Backend> = Context.Reference<Backend>("effect-joblib/Backend", {
   defaultValue: () => makeSequential(1)
 })
-
-const isThenable = (u: unknown): u is PromiseLike<unknown> =>
-  u !== null && (typeof u === "object" || typeof u === "function") && typeof (u as any).then === "function"
 
 const runLocal = <I, A, E>(local: Local<I, A, E>, items: ReadonlyArray<I>, start: number, failFast: boolean) =>
   Effect.gen(function*() {

@@ -9,64 +9,7 @@
  * - a buffer that already lives in shared memory is passed as it is.
  * Plain objects, arrays and Maps are walked; other values go to structured clone.
  */
-
-const isPlainObject = (u: object): boolean => {
-  const proto = Object.getPrototypeOf(u)
-  return proto === Object.prototype || proto === null
-}
-
-const MAX_DEPTH = 8
-
-/**
- * Rebuilds `value` with every big non-shared buffer replaced by `replace(buffer)`,
- * copying containers only along changed paths; returns `value` itself when nothing changed.
- */
-const mapBuffers = (
-  value: unknown,
-  threshold: number,
-  replace: (buffer: ArrayBuffer) => ArrayBufferLike,
-  depth: number
-): unknown => {
-  if (value === null || typeof value !== "object" || depth > MAX_DEPTH) return value
-  if (ArrayBuffer.isView(value)) {
-    const buffer = value.buffer
-    if (value.byteLength < threshold || !(buffer instanceof ArrayBuffer)) return value
-    const replaced = replace(buffer)
-    if (replaced === buffer) return value
-    const Ctor = value.constructor as new(buffer: ArrayBufferLike, offset: number, length: number) => ArrayBufferView
-    const length = value instanceof DataView ? value.byteLength : (value as unknown as { length: number }).length
-    return new Ctor(replaced, value.byteOffset, length)
-  }
-  if (value instanceof ArrayBuffer) return value.byteLength < threshold ? value : replace(value)
-  if (Array.isArray(value)) {
-    let out: Array<unknown> | undefined
-    for (let i = 0; i < value.length; i++) {
-      const item = value[i]
-      const mapped = mapBuffers(item, threshold, replace, depth + 1)
-      if (mapped !== item) (out ??= value.slice())[i] = mapped
-    }
-    return out ?? value
-  }
-  if (value instanceof Map) {
-    let changed = false
-    const entries = Array.from(value, ([k, v]) => {
-      const mapped = mapBuffers(v, threshold, replace, depth + 1)
-      if (mapped !== v) changed = true
-      return [k, mapped] as const
-    })
-    return changed ? new Map(entries) : value
-  }
-  if (isPlainObject(value)) {
-    let out: Record<string, unknown> | undefined
-    for (const key of Object.keys(value)) {
-      const item = (value as Record<string, unknown>)[key]
-      const mapped = mapBuffers(item, threshold, replace, depth + 1)
-      if (mapped !== item) (out ??= { ...(value as Record<string, unknown>) })[key] = mapped
-    }
-    return out ?? value
-  }
-  return value
-}
+import { mapBuffers } from "./buffers.js"
 
 /** How many items use each big non-shared buffer of `items`. */
 export const countBuffers = (items: ReadonlyArray<unknown>, threshold: number): Map<ArrayBuffer, number> => {

@@ -11,6 +11,7 @@
  * @import { Exit } from "effect/Exit"
  * @import { FromWorker, SerializedDefect, ToWorker, WorkSpec } from "./protocol.ts"
  */
+import { isThenable, mapBuffers } from "./buffers.js"
 import { CANCEL, Status } from "./wire.js"
 
 /**
@@ -54,14 +55,6 @@ export const serializeDefect = (defect) => {
   return { name: "Error", message, stack: undefined }
 }
 
-/**
- * @param {unknown} u
- * @returns {u is PromiseLike<unknown>}
- */
-const isThenable = (u) =>
-  u !== null && (typeof u === "object" || typeof u === "function") &&
-  typeof (/** @type {any} */ (u).then) === "function"
-
 /** @param {unknown} u */
 const identity = (u) => u
 
@@ -70,28 +63,12 @@ const identity = (u) => u
  * @param {unknown} value
  * @param {number} threshold
  * @param {Set<ArrayBuffer>} into
- * @param {number} [depth]
  */
-export const transferables = (value, threshold, into, depth = 0) => {
-  if (value === null || typeof value !== "object" || depth > 8) return
-  if (ArrayBuffer.isView(value)) {
-    const buffer = value.buffer
-    if (value.byteLength >= threshold && buffer instanceof ArrayBuffer) into.add(buffer)
-  } else if (value instanceof ArrayBuffer) {
-    if (value.byteLength >= threshold) into.add(value)
-  } else if (Array.isArray(value)) {
-    for (const item of value) transferables(item, threshold, into, depth + 1)
-  } else if (value instanceof Map) {
-    for (const item of value.values()) transferables(item, threshold, into, depth + 1)
-  } else {
-    const proto = Object.getPrototypeOf(value)
-    if (proto === Object.prototype || proto === null) {
-      for (const key of Object.keys(value)) {
-        transferables(/** @type {Record<string, unknown>} */ (value)[key], threshold, into, depth + 1)
-      }
-    }
-  }
-}
+const transferables = (value, threshold, into) =>
+  mapBuffers(value, threshold, (buffer) => {
+    into.add(buffer)
+    return buffer
+  })
 
 /** The Task registry that `Task.make` fills; read through globalThis so that this file need not import Task.ts. */
 const taskRegistry =
