@@ -520,8 +520,7 @@ const decodeBytes = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
     } else if (stored.length !== header.bodyBytes) {
       return yield* corrupted("the body length does not match the header")
     } else if (options?.shared === true && !(stored.buffer instanceof SharedArrayBuffer)) {
-      body = new Uint8Array(new SharedArrayBuffer(stored.length))
-      body.set(stored)
+      body = concat([stored], { shared: true })
     }
     const plain = yield* decodeBody(body)
     if (schema === undefined) return plain as A
@@ -570,15 +569,27 @@ export const make: {
 }
 
 /**
- * Joins byte arrays into one.
+ * Joins byte arrays into one, optionally in shared memory.
+ *
+ * **Example** (Joining the parts of a dump)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Codec } from "effect-joblib"
+ *
+ * const bytes = Effect.map(Codec.make().encodeParts([1, 2, 3]), (parts) => Codec.concat(parts))
+ * ```
  *
  * @category utilities
  * @since 0.1.0
  */
-export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+export const concat = (
+  parts: ReadonlyArray<Uint8Array>,
+  options?: { readonly shared?: boolean | undefined }
+): Uint8Array => {
   let length = 0
   for (const part of parts) length += part.byteLength
-  const out = new Uint8Array(length)
+  const out = new Uint8Array(options?.shared === true ? new SharedArrayBuffer(length) : new ArrayBuffer(length))
   let offset = 0
   for (const part of parts) {
     out.set(part, offset)

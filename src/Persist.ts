@@ -244,22 +244,7 @@ const readFile = (path: string, shared: boolean) =>
 
 /** Collects a byte stream into one buffer (shared memory when asked). */
 const collect = <E, R>(stream: Stream.Stream<Uint8Array, E, R>, shared: boolean) =>
-  Effect.gen(function*() {
-    const chunks: Array<Uint8Array> = []
-    let length = 0
-    yield* Stream.runForEach(stream, (chunk) =>
-      Effect.sync(() => {
-        chunks.push(chunk)
-        length += chunk.byteLength
-      }))
-    const bytes = new Uint8Array(shared ? new SharedArrayBuffer(length) : new ArrayBuffer(length))
-    let offset = 0
-    for (const chunk of chunks) {
-      bytes.set(chunk, offset)
-      offset += chunk.byteLength
-    }
-    return bytes
-  })
+  Effect.map(Stream.runCollect(stream), (chunks) => Codec.concat(chunks, { shared }))
 
 /**
  * Writes a value to a file or a Sink. Plain data needs no Schema; with
