@@ -9,11 +9,6 @@ export type WorkSpec =
   | { readonly kind: "task"; readonly url: string; readonly name: string }
   | { readonly kind: "fn"; readonly source: string }
 
-export interface Options {
-  /** Size in bytes from which result buffers are transferred. */
-  readonly threshold: number
-}
-
 export type ToWorker =
   | {
     readonly _: "run"

@@ -42,7 +42,7 @@ import { CANCEL, Status } from "./wire.js"
  * @param {unknown} defect
  * @returns {SerializedDefect}
  */
-export const serializeDefect = (defect) => {
+const serializeDefect = (defect) => {
   if (defect instanceof Error) {
     return { name: defect.name, message: defect.message, stack: defect.stack }
   }
