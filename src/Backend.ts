@@ -18,29 +18,53 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
+import { fork } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
 import { isThenable } from "./internal/buffers.js"
+import * as Cpus from "./internal/cpus.ts"
 import * as Options from "./internal/options.ts"
 import { type RawOutcome, Slot, type Spawn } from "./internal/pool.ts"
 import { type SerializedDefect, Status } from "./internal/protocol.ts"
+import { TaskReporter } from "./internal/report.ts"
 import { countBuffers, Sharer } from "./internal/share.ts"
 import { identity, type Local, type Work } from "./internal/work.ts"
-import type { InvalidOptions, ParallelError } from "./ParallelError.ts"
+import { type InvalidOptions, type ParallelError, TaskTimeout } from "./ParallelError.ts"
 
 /**
  * The outcome of one batch and how long it took in milliseconds. When every
  * item succeeded it holds their `values`; otherwise an `Exit` per item that ran,
  * in batch order. In fail-fast mode a batch stops at its first failure, so
- * `exits` may be shorter than the batch.
+ * `exits` may be shorter than the batch. An item that overran the map's
+ * `timeout` fails with `TaskTimeout`.
  *
  * @category models
  * @since 0.1.0
  */
 export type Outcome<A, E> =
   | { readonly _tag: "Values"; readonly values: ReadonlyArray<A>; readonly duration: number }
-  | { readonly _tag: "Exits"; readonly exits: ReadonlyArray<Exit.Exit<A, E>>; readonly duration: number }
+  | {
+    readonly _tag: "Exits"
+    readonly exits: ReadonlyArray<Exit.Exit<A, E | TaskTimeout>>
+    readonly duration: number
+  }
+
+/**
+ * How one batch runs.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface RunOptions {
+  /** Stop the batch at its first failure. */
+  readonly failFast: boolean
+  /** Per-item limit in milliseconds, counted from the moment the item starts. */
+  readonly timeout: number | undefined
+  /** Receives what a running task reports with `Progress.report`, with the item's input index. */
+  readonly onProgress: ((index: number, data: unknown) => void) | undefined
+}
 
 /**
  * A backend prepared for one map: its slots and a way to run a batch on one of them.
@@ -59,12 +83,14 @@ export interface Runner<I, A, E> {
    * pool starts where the last map left off (joblib keeps its auto batch size within `with Parallel()`).
    */
   readonly batchState: WeakMap<object, unknown> | undefined
+  /** Workers started so far to replace others (crashed, timed out, or over their memory limit). */
+  readonly restarts: () => number
   readonly run: (
     slot: number,
     items: ReadonlyArray<I>,
     /** Input index of the first item. */
     start: number,
-    failFast: boolean
+    options: RunOptions
   ) => Effect.Effect<Outcome<A, E>, ParallelError>
 }
 
@@ -78,6 +104,11 @@ export interface Backend {
   readonly name: string
   /** How many batches it runs at once. */
   readonly workers: number
+  /**
+   * Present on a hint-aware backend ({@link auto}): the backend to use for a map's `prefer` hint.
+   * Backends without it ignore the hint, so that an explicitly provided Layer always wins.
+   */
+  readonly select?: ((prefer: Prefer) => Effect.Effect<Backend, InvalidOptions>) | undefined
   /** Checks that the work can run here (for example that a function can be shipped) before any dispatch. */
   readonly prepare: <I, A, E>(
     work: Work<I, A, E>,
@@ -107,22 +138,73 @@ export const Backend: Context.Reference<Backend> = Context.Reference<Backend>("e
   defaultValue: () => makeSequential(1)
 })
 
-const runLocal = <I, A, E>(local: Local<I, A, E>, items: ReadonlyArray<I>, start: number, failFast: boolean) =>
+/**
+ * Which implementation a map would rather run on, for a hint-aware backend.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type Prefer = "threads" | "processes"
+
+const timedOut = (index: number, timeout: number, elapsed: number) =>
+  new TaskTimeout({
+    index,
+    timeout,
+    elapsed,
+    message: `item ${index} ran for ${Math.round(elapsed)} ms, over its ${timeout} ms timeout`
+  })
+
+/** Applies a per-item timeout to an effect; the item counts as timed out if it overran, even synchronously. */
+const withTimeout = <A, E>(
+  effect: Effect.Effect<A, E>,
+  index: number,
+  timeout: number | undefined
+): Effect.Effect<Exit.Exit<A, E | TaskTimeout>> => {
+  if (timeout === undefined) return Effect.exit(effect)
+  const began = performance.now()
+  return Effect.map(Effect.exit(Effect.timeoutOption(effect, timeout)), (exit): Exit.Exit<A, E | TaskTimeout> => {
+    if (Exit.isFailure(exit)) return Exit.failCause(exit.cause)
+    const elapsed = performance.now() - began
+    const option = exit.value
+    return option._tag === "None" || elapsed > timeout
+      ? Exit.fail(timedOut(index, timeout, elapsed))
+      : Exit.succeed(option.value)
+  })
+}
+
+const runLocal = <I, A, E>(local: Local<I, A, E>, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
   Effect.gen(function*() {
+    const { failFast, timeout, onProgress } = options
     const started = performance.now()
     const values: Array<A> = []
-    let exits: Array<Exit.Exit<A, E>> | undefined
+    let exits: Array<Exit.Exit<A, E | TaskTimeout>> | undefined
     for (let i = 0; i < items.length; i++) {
-      let exit: Exit.Exit<A, E>
+      const index = start + i
+      let exit: Exit.Exit<A, E | TaskTimeout>
       let out: A | PromiseLike<A> | Effect.Effect<A, E, any>
+      const began = performance.now()
       try {
-        out = local.run(items[i]!, start + i)
+        out = local.run(items[i]!, index)
       } catch (defect) {
         out = Effect.die(defect)
       }
-      if (Effect.isEffect(out)) exit = yield* Effect.exit(local.provide(out))
-      else if (isThenable(out)) exit = yield* Effect.exit(Effect.promise(() => out as PromiseLike<A>))
-      else exit = Exit.succeed(out)
+      if (Effect.isEffect(out)) {
+        const provided = local.provide(out)
+        exit = yield* withTimeout(
+          onProgress === undefined
+            ? provided
+            : Effect.provideService(provided, TaskReporter, (data) => onProgress(index, data)),
+          index,
+          timeout
+        )
+      } else if (isThenable(out)) {
+        exit = yield* withTimeout(Effect.promise(() => out as PromiseLike<A>), index, timeout)
+      } else {
+        const elapsed = performance.now() - began
+        exit = timeout !== undefined && elapsed > timeout
+          ? Exit.fail(timedOut(index, timeout, elapsed))
+          : Exit.succeed(out)
+      }
       if (exits === undefined) {
         if (Exit.isSuccess(exit)) {
           values.push(exit.value)
@@ -166,10 +248,11 @@ const makeSequential = (concurrency: number): Backend => {
         outstanding: (slot) => outstanding[slot]!,
         settled: settled.wait,
         batchState: undefined,
-        run: (slot, items, start, failFast) =>
+        restarts: () => 0,
+        run: (slot, items, start, options) =>
           Effect.suspend(() => {
             outstanding[slot]!++
-            return runLocal(local, items, start, failFast).pipe(
+            return runLocal(local, items, start, options).pipe(
               locks[slot]!.withPermits(1),
               Effect.ensuring(Effect.sync(() => {
                 outstanding[slot]!--
@@ -214,6 +297,34 @@ export const sequential = (
       (parsed) => makeSequential(parsed.concurrency ?? 1)
     )
   )
+/**
+ * Options shared by {@link threads} and {@link processes}.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface PoolOptions {
+  /**
+   * Worker count with joblib's n_jobs rules: -1 is every CPU (cgroup quotas respected), -2 all but one.
+   * Inside a worker the count is capped by the CPU budget that worker was given.
+   */
+  readonly workers?: number | undefined
+  /** Arrays and buffers from this many bytes are shared instead of copied per task (joblib's `max_nbytes`). Default 1 MB. */
+  readonly maxBytes?: number | undefined
+  /** How long a cancelled or timed-out task may take to stop before its worker is terminated. Default 500 millis. */
+  readonly interruptGrace?: Duration.Input | undefined
+  /**
+   * Recycle a worker between batches once it holds more than this many megabytes: its heap for a
+   * thread, its resident set for a process (loky recycles at 300 MB). Default: never.
+   */
+  readonly memoryLimitMb?: number | undefined
+  readonly execArgv?: ReadonlyArray<string> | undefined
+  /**
+   * Extra environment variables of each worker. Workers also get `UV_THREADPOOL_SIZE`, `OMP_NUM_THREADS`
+   * and similar set to `max(1, cpus / workers)` unless set here or already set in this process.
+   */
+  readonly env?: Readonly<Record<string, string>> | undefined
+}
 
 /**
  * Options of {@link threads}.
@@ -221,35 +332,42 @@ export const sequential = (
  * @category models
  * @since 0.1.0
  */
-export interface ThreadsOptions {
-  /** Worker count with joblib's n_jobs rules: -1 is every CPU (cgroup quotas respected), -2 all but one. */
-  readonly workers?: number | undefined
-  /** Arrays and buffers from this many bytes are shared instead of copied per task (joblib's `max_nbytes`). Default 1 MB. */
-  readonly maxBytes?: number | undefined
-  /** How long a cancelled batch may take to stop before its worker is terminated. Default 500 millis. */
-  readonly interruptGrace?: Duration.Input | undefined
+export interface ThreadsOptions extends PoolOptions {
   /** `resourceLimits` of each worker thread. */
   readonly resourceLimits?: {
     readonly maxOldGenerationSizeMb?: number | undefined
     readonly maxYoungGenerationSizeMb?: number | undefined
     readonly stackSizeMb?: number | undefined
   } | undefined
-  readonly execArgv?: ReadonlyArray<string> | undefined
-  readonly env?: Readonly<Record<string, string>> | undefined
+}
+
+/**
+ * Options of {@link processes}.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface ProcessesOptions extends PoolOptions {}
+
+const PoolOptionsFields = {
+  workers: Schema.optional(Options.Jobs),
+  maxBytes: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  interruptGrace: Schema.optional(Options.DurationInput),
+  memoryLimitMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
+  execArgv: Schema.optional(Schema.Array(Schema.String)),
+  env: Schema.optional(Schema.Record(Schema.String, Schema.String))
 }
 
 const ThreadsOptionsSchema = Schema.Struct({
-  workers: Schema.optional(Options.Jobs),
-  maxBytes: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
-  interruptGrace: Schema.optional(Schema.Any),
+  ...PoolOptionsFields,
   resourceLimits: Schema.optional(Schema.Struct({
     maxOldGenerationSizeMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
     maxYoungGenerationSizeMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
     stackSizeMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0)))
-  })),
-  execArgv: Schema.optional(Schema.Array(Schema.String)),
-  env: Schema.optional(Schema.Record(Schema.String, Schema.String))
+  }))
 })
+
+const ProcessesOptionsSchema = Schema.Struct(PoolOptionsFields)
 
 /** Shares the big buffers of a batch; returns the batch itself when it holds none. */
 const shareAll = (sharer: Sharer, items: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
@@ -264,6 +382,7 @@ const shareAll = (sharer: Sharer, items: ReadonlyArray<unknown>): ReadonlyArray<
 }
 
 const threadEntry = new URL("./internal/threadWorker.js", import.meta.url)
+const processEntry = fileURLToPath(new URL("./internal/processWorker.js", import.meta.url))
 
 const reviveDefect = (defect: SerializedDefect, worker: string): Error => {
   const error = new Error(defect.message)
@@ -272,37 +391,95 @@ const reviveDefect = (defect: SerializedDefect, worker: string): Error => {
   return error
 }
 
-/** Builds a pool backend on top of a spawn function. */
-const makePool = Effect.fnUntraced(function*(options: {
+/** Native thread pools that a worker should size to its share of the CPUs, as joblib does for BLAS. */
+const NATIVE_THREAD_VARIABLES = [
+  "UV_THREADPOOL_SIZE",
+  "OMP_NUM_THREADS",
+  "OPENBLAS_NUM_THREADS",
+  "MKL_NUM_THREADS",
+  "VECLIB_MAXIMUM_THREADS",
+  "NUMEXPR_NUM_THREADS",
+  "BLIS_NUM_THREADS"
+]
+
+/** The environment of a worker: its CPU budget for nested maps, native thread pool sizes, then the user's. */
+const workerEnv = (workers: number, user: Readonly<Record<string, string>> | undefined) => {
+  const share = String(Math.max(1, Math.floor(Cpus.available() / workers)))
+  const env: Record<string, string | undefined> = { ...process.env }
+  for (const name of NATIVE_THREAD_VARIABLES) env[name] ??= share
+  env[Cpus.BUDGET_VARIABLE] = share
+  return { ...env, ...user }
+}
+
+interface PoolConfig {
   readonly name: string
   readonly workers: number
   readonly maxBytes: number
   readonly grace: number
+  readonly memoryLimit: number | undefined
+  /** Workers share no memory with this process: reused buffers are sent once per worker and referred to. */
+  readonly isolated: boolean
   readonly spawn: Spawn
-}) {
+}
+
+/** Parses the options every pool has, resolving the worker count against the CPU budget. */
+const resolvePool = Effect.fnUntraced(function*(
+  parsed: { readonly workers?: number | undefined } & Omit<PoolOptions, "workers">
+) {
+  const requested = yield* Options.resolveJobs("workers", parsed.workers ?? -1)
+  // Inside a worker, a nested pool gets no more workers than that worker's share of the CPUs.
+  const budget = Cpus.budget()
+  const workers = budget === undefined ? requested : Math.min(requested, budget)
+  return {
+    workers,
+    maxBytes: parsed.maxBytes ?? 1024 * 1024,
+    grace: Duration.toMillis(Duration.fromInputUnsafe(parsed.interruptGrace ?? 500)),
+    memoryLimit: parsed.memoryLimitMb === undefined ? undefined : parsed.memoryLimitMb * 1024 * 1024,
+    env: workerEnv(workers, parsed.env)
+  }
+})
+
+/** Builds a pool backend on top of a spawn function. */
+const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
   const settled = makeSettled()
   const batchStates = new Map<number, WeakMap<object, unknown>>()
   const slots = Array.from(
-    { length: options.workers },
-    (_, i) => new Slot(i, options.spawn, options.grace, settled.notify)
+    { length: config.workers },
+    (_, i) =>
+      new Slot(i, config.spawn, {
+        grace: config.grace,
+        memoryLimit: config.memoryLimit,
+        onSettle: settled.notify,
+        onRestart: () => {}
+      })
   )
   yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(slots.map((slot) => slot.close()))))
   yield* Effect.promise(() => Promise.all(slots.map((slot) => slot.warm())))
   const backend: Backend = {
-    name: options.name,
-    workers: options.workers,
+    name: config.name,
+    workers: config.workers,
     prepare: <I, A, E>(work: Work<I, A, E>, items?: ReadonlyArray<I>) =>
-      Effect.map(work.ship, ({ key, spec }): Runner<I, A, E> => {
-        const counts = work.mayShare && items !== undefined ? countBuffers(items, options.maxBytes) : undefined
-        const sharer = new Sharer(options.maxBytes, counts)
-        const decode = (raw: RawOutcome, slot: Slot, count: number): Outcome<A, E> => {
+      Effect.gen(function*() {
+        const { key, spec } = yield* work.ship
+        const counts = work.mayShare && items !== undefined ? countBuffers(items, config.maxBytes) : undefined
+        const sharer = new Sharer(config.maxBytes, counts, config.isolated)
+        if (config.isolated) {
+          // Buffers sent once per process for this map are dropped when it ends.
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              const ids = sharer.referenced()
+              if (ids.length > 0) { for (const slot of slots) slot.release(ids) }
+            })
+          )
+        }
+        const decode = (raw: RawOutcome, slot: Slot, start: number, timeout: number | undefined): Outcome<A, E> => {
           if (raw.status === undefined && !raw.interrupted) {
             const values = work.decodeSuccess === identity
               ? raw.values as ReadonlyArray<A>
               : raw.values.map(work.decodeSuccess)
             return { _tag: "Values", values, duration: raw.duration }
           }
-          const exits: Array<Exit.Exit<A, E>> = []
+          const exits: Array<Exit.Exit<A, E | TaskTimeout>> = []
           for (let i = 0; i < raw.values.length; i++) {
             const status = raw.status === undefined ? Status.Success : raw.status[i]
             const value = raw.values[i]
@@ -311,42 +488,137 @@ const makePool = Effect.fnUntraced(function*(options: {
                 ? Exit.succeed(work.decodeSuccess(value))
                 : status === Status.Failure
                 ? Exit.fail(work.decodeFailure(value))
-                : Exit.die(reviveDefect(value as SerializedDefect, `${options.name} worker ${slot.workerId}`))
+                : status === Status.Timeout
+                ? Exit.fail(timedOut(start + i, timeout ?? 0, value as number))
+                : Exit.die(reviveDefect(value as SerializedDefect, `${config.name} worker ${slot.workerId}`))
             )
-          }
-          // A task that interrupted itself stopped its batch: that item and the rest are interrupted, never dropped.
-          if (raw.interrupted) {
-            for (let i = exits.length; i < count; i++) exits.push(Exit.failCause(Cause.interrupt()))
           }
           return { _tag: "Exits", exits, duration: raw.duration }
         }
+        const runOnce = (slot: Slot, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
+          Effect.suspend(() => {
+            let encoded: ReadonlyArray<unknown> = items
+            if (work.encodeItem !== identity) {
+              // Pushed, not preallocated: structured clone copies packed arrays much faster than holey ones.
+              const out: Array<unknown> = []
+              for (let i = 0; i < items.length; i++) out.push(work.encodeItem(items[i]!))
+              encoded = out
+            }
+            if (work.mayShare) encoded = shareAll(sharer, encoded)
+            const onProgress = options.onProgress
+            return slot.run({
+              key,
+              spec,
+              items: encoded,
+              start,
+              failFast: options.failFast,
+              timeout: options.timeout,
+              refs: sharer.takeRefs(),
+              transfer: sharer.takeTransfer(),
+              onProgress: onProgress === undefined ? undefined : (index, data) => onProgress(start + index, data)
+            })
+          })
+        const run = (
+          slot: Slot,
+          items: ReadonlyArray<I>,
+          start: number,
+          options: RunOptions
+        ): Effect.Effect<Outcome<A, E>, ParallelError> =>
+          Effect.flatMap(runOnce(slot, items, start, options), (raw) => {
+            const outcome = decode(raw, slot, start, options.timeout)
+            // A task that interrupted itself stopped its batch: that item and the rest are interrupted, never dropped.
+            if (raw.interrupted && outcome._tag === "Exits") {
+              const exits = outcome.exits as Array<Exit.Exit<A, E | TaskTimeout>>
+              for (let i = exits.length; i < items.length; i++) exits.push(Exit.failCause(Cause.interrupt()))
+            }
+            const stoppedAt = raw.stoppedAt
+            if (stoppedAt === undefined || options.failFast || stoppedAt + 1 >= items.length) {
+              return Effect.succeed(outcome)
+            }
+            // The worker was replaced at a stuck item: the items after it run on the replacement.
+            const next = stoppedAt + 1
+            return Effect.map(run(slot, items.slice(next), start + next, options), (rest) => ({
+              _tag: "Exits" as const,
+              exits: [...exitsOf(outcome), ...exitsOf(rest)],
+              duration: outcome.duration + rest.duration
+            }))
+          })
         return {
           slots: slots.length,
           outstanding: (slot) => slots[slot]!.outstanding,
           settled: settled.wait,
           batchState: batchStates.get(key) ?? batchStates.set(key, new WeakMap()).get(key),
-          run: (index, items, start, failFast) => {
-            const slot = slots[index]!
-            return Effect.suspend(() => {
-              let encoded: ReadonlyArray<unknown> = items
-              if (work.encodeItem !== identity) {
-                // Pushed, not preallocated: structured clone copies packed arrays much faster than holey ones.
-                const out: Array<unknown> = []
-                for (let i = 0; i < items.length; i++) out.push(work.encodeItem(items[i]!))
-                encoded = out
-              }
-              if (work.mayShare) encoded = shareAll(sharer, encoded)
-              const transfer = sharer.takeTransfer()
-              return Effect.map(
-                slot.run(key, spec, encoded, start, failFast, transfer),
-                (raw) => decode(raw, slot, items.length)
-              )
-            })
-          }
-        }
+          restarts: () => slots.reduce((sum, slot) => sum + Math.max(0, slot.spawned - 1), 0),
+          run: (index, items, start, options) => run(slots[index]!, items, start, options)
+        } satisfies Runner<I, A, E>
       })
   }
   return backend
+})
+
+const exitsOf = <A, E>(outcome: Outcome<A, E>): ReadonlyArray<Exit.Exit<A, E | TaskTimeout>> =>
+  outcome._tag === "Exits" ? outcome.exits : outcome.values.map(Exit.succeed)
+
+const makeThreads = Effect.fnUntraced(function*(options: ThreadsOptions | undefined) {
+  const parsed = yield* Options.parse(ThreadsOptionsSchema, "Backend.threads", options)
+  const pool = yield* resolvePool(parsed)
+  let count = 0
+  return yield* makePool({
+    ...pool,
+    name: "threads",
+    isolated: false,
+    spawn: (control, handlers) => {
+      const worker = new Worker(
+        threadEntry,
+        {
+          workerData: { control, threshold: pool.maxBytes },
+          resourceLimits: parsed.resourceLimits,
+          execArgv: parsed.execArgv ? [...parsed.execArgv] : undefined,
+          env: pool.env,
+          name: `effect-joblib-${++count}`
+        } as ConstructorParameters<typeof Worker>[1]
+      )
+      worker.on("message", handlers.onMessage)
+      worker.on("error", handlers.onError)
+      worker.on("exit", (code) => handlers.onExit(code, undefined))
+      return {
+        id: worker.threadId,
+        post: (message, transfer) => worker.postMessage(message, transfer as Array<ArrayBuffer> | undefined),
+        terminate: () => worker.terminate().then(() => undefined)
+      }
+    }
+  })
+})
+
+const makeProcesses = Effect.fnUntraced(function*(options: ProcessesOptions | undefined) {
+  const parsed = yield* Options.parse(ProcessesOptionsSchema, "Backend.processes", options)
+  const pool = yield* resolvePool(parsed)
+  return yield* makePool({
+    ...pool,
+    name: "processes",
+    isolated: true,
+    spawn: (_control, handlers) => {
+      const child = fork(processEntry, [], {
+        serialization: "advanced",
+        execArgv: parsed.execArgv ? [...parsed.execArgv] : undefined,
+        env: { ...pool.env, EFFECT_JOBLIB_THRESHOLD: String(pool.maxBytes) },
+        stdio: ["ignore", "inherit", "inherit", "ipc"]
+      })
+      child.on("message", (message) => handlers.onMessage(message as never))
+      child.on("error", handlers.onError)
+      child.on("exit", (code, signal) => handlers.onExit(code ?? undefined, signal ?? undefined))
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+      return {
+        id: child.pid ?? -1,
+        // A failed send means the channel closed: the exit handler reports the worker as crashed.
+        post: (message) => void child.send(message, () => {}),
+        terminate: () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+          return exited
+        }
+      }
+    }
+  })
 })
 
 /**
@@ -372,36 +644,86 @@ const makePool = Effect.fnUntraced(function*(options: {
  * @since 0.1.0
  */
 export const threads = (options?: ThreadsOptions): Layer.Layer<never, InvalidOptions> =>
+  Layer.effect(Backend)(makeThreads(options))
+
+/**
+ * A pool of child processes (`child_process.fork`, "advanced" serialization
+ * so that typed arrays travel as raw bytes), with the same semantics as
+ * {@link threads}. A process that segfaults, exits or runs out of memory
+ * fails only its batch with `WorkerCrashed` and is replaced. A buffer that
+ * several items use is sent to each process once and referred to after.
+ * Workers ignore SIGINT and exit when this process goes away, so Ctrl-C
+ * leaves none behind.
+ *
+ * **Example** (Isolating native or crash-prone work)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Backend, Parallel } from "effect-joblib"
+ *
+ * const program = Parallel.map([1, 2, 3], (x) => x * 2).pipe(
+ *   Effect.provide(Backend.processes({ workers: 2 }))
+ * )
+ * ```
+ *
+ * @category layers
+ * @since 0.2.0
+ */
+export const processes = (options?: ProcessesOptions): Layer.Layer<never, InvalidOptions> =>
+  Layer.effect(Backend)(makeProcesses(options))
+
+/**
+ * Options of {@link auto}.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface AutoOptions {
+  /** The implementation for maps without a `prefer` hint. Default `"threads"`. */
+  readonly prefer?: Prefer | undefined
+  readonly threads?: ThreadsOptions | undefined
+  readonly processes?: ProcessesOptions | undefined
+}
+
+/**
+ * A hint-aware backend: each map runs on threads or processes by its `prefer`
+ * option (joblib's `prefer=`), and each pool starts the first time a map asks
+ * for it. Hints only choose within this backend: when the application
+ * provides `threads` or `processes` explicitly, maps run there whatever they
+ * prefer, as joblib lets an explicit backend win.
+ *
+ * **Example** (A library hinting, the application deciding)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Backend, Parallel } from "effect-joblib"
+ *
+ * // Library code: would rather isolate this work in processes.
+ * const risky = Parallel.map([1, 2, 3], (x) => x + 1, { prefer: "processes" })
+ * // The application: honours hints here; with Backend.threads() it would run on threads.
+ * const program = risky.pipe(Effect.provide(Backend.auto()))
+ * ```
+ *
+ * @category layers
+ * @since 0.2.0
+ */
+export const auto = (options?: AutoOptions): Layer.Layer<never, InvalidOptions> =>
   Layer.effect(Backend)(Effect.gen(function*() {
-    const parsed = yield* Options.parse(ThreadsOptionsSchema, "Backend.threads", options)
-    const workers = yield* Options.resolveJobs("workers", parsed.workers ?? -1)
-    const maxBytes = parsed.maxBytes ?? 1024 * 1024
-    const grace = Duration.toMillis(Duration.fromInputUnsafe(parsed.interruptGrace ?? 500))
-    let count = 0
-    return yield* makePool({
-      name: "threads",
+    const scope = yield* Effect.scope
+    const pools = {
+      threads: yield* Effect.cached(Scope.provide(makeThreads(options?.threads), scope)),
+      processes: yield* Effect.cached(Scope.provide(makeProcesses(options?.processes), scope))
+    }
+    const fallback = options?.prefer ?? "threads"
+    const workers = yield* Options.resolveJobs(
+      "workers",
+      (fallback === "threads" ? options?.threads : options?.processes)?.workers ?? -1
+    )
+    const select = (prefer: Prefer) => pools[prefer]
+    return {
+      name: "auto",
       workers,
-      maxBytes,
-      grace,
-      spawn: (control, handlers) => {
-        const worker = new Worker(
-          threadEntry,
-          {
-            workerData: { control, threshold: maxBytes },
-            resourceLimits: parsed.resourceLimits,
-            execArgv: parsed.execArgv ? [...parsed.execArgv] : undefined,
-            env: parsed.env ? { ...process.env, ...parsed.env } : undefined,
-            name: `effect-joblib-${++count}`
-          } as ConstructorParameters<typeof Worker>[1]
-        )
-        worker.on("message", handlers.onMessage)
-        worker.on("error", handlers.onError)
-        worker.on("exit", (code) => handlers.onExit(code, undefined))
-        return {
-          id: worker.threadId,
-          post: (message, transfer) => worker.postMessage(message, transfer as Array<ArrayBuffer> | undefined),
-          terminate: () => worker.terminate().then(() => undefined)
-        }
-      }
-    })
+      select,
+      prepare: (work, items) => Effect.flatMap(select(fallback), (backend) => backend.prepare(work, items))
+    } satisfies Backend
   }))

@@ -6,21 +6,25 @@
  * @stability unstable
  * @since 0.1.0
  */
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { dual } from "effect/Function"
+import * as Metric from "effect/Metric"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { Backend } from "./Backend.ts"
-import type { Backend as BackendShape, Outcome } from "./Backend.ts"
+import type { Backend as BackendShape, Outcome, Prefer } from "./Backend.ts"
 import * as Batching from "./Batching.ts"
 import * as Engine from "./internal/engine.ts"
 import * as Options from "./internal/options.ts"
 import * as Internal from "./internal/work.ts"
-import type { InvalidOptions, ParallelError } from "./ParallelError.ts"
+import type { InvalidOptions, ParallelError, TaskTimeout, WorkerCrashed } from "./ParallelError.ts"
+import * as Progress from "./Progress.ts"
 import * as Task from "./Task.ts"
 
 /**
@@ -69,6 +73,43 @@ export interface MapOptions<M extends Mode = Mode> {
   /** Batches in flight at most; bounds how far the input is read ahead. Default `2 * concurrency`. */
   readonly preDispatch?: number | undefined
   readonly mode?: M | undefined
+  /**
+   * Per-task time limit, counted from the moment the task starts running in its worker (start to close;
+   * joblib instead limits the wait for each result in the parent). A task over it is interrupted; a worker
+   * that does not yield within the backend's `interruptGrace` is terminated and replaced. The task then
+   * fails with `TaskTimeout`. In-process (sequential) synchronous code cannot be stopped: it is reported
+   * as timed out once it returns.
+   */
+  readonly timeout?: Duration.Input | undefined
+  /**
+   * Re-runs failed tasks as a Schedule allows: a task that failed with a typed error or `TaskTimeout`
+   * (alone, on the same worker), and a whole batch whose worker crashed (`WorkerCrashed`, on a replacement).
+   * `while` picks which failures to retry; by default all of them.
+   */
+  readonly retry?: Schedule.Schedule<unknown, RetryError<any>> | RetryOptions<any> | undefined
+  /** joblib's `verbose`: progress lines through the Effect Logger, more often as it grows (above 10: every batch). */
+  readonly verbose?: number | undefined
+  /** Which implementation a hint-aware backend (`Backend.auto`) should use; other backends ignore it. */
+  readonly prefer?: Prefer | undefined
+}
+
+/**
+ * The failures `retry` may re-run.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type RetryError<E> = E | TaskTimeout | WorkerCrashed
+
+/**
+ * A retry policy with a filter.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface RetryOptions<E> {
+  readonly schedule: Schedule.Schedule<unknown, RetryError<E>>
+  readonly while?: ((error: RetryError<E>) => boolean) | undefined
 }
 
 /**
@@ -88,8 +129,8 @@ export interface StreamOptions<M extends Mode = Mode, O extends boolean = boolea
  * @category models
  * @since 0.1.0
  */
-export type Out<A, E, M extends Mode> = M extends "exit" ? Exit.Exit<A, E>
-  : M extends "result" ? Result.Result<A, E>
+export type Out<A, E, M extends Mode> = M extends "exit" ? Exit.Exit<A, E | TaskTimeout>
+  : M extends "result" ? Result.Result<A, E | TaskTimeout>
   : A
 
 /**
@@ -122,8 +163,26 @@ const OptionsSchema = Schema.Struct({
   ])),
   preDispatch: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   mode: Schema.optional(Schema.Literals(["failFast", "exit", "result"])),
-  ordered: Schema.optional(Schema.Boolean)
+  ordered: Schema.optional(Schema.Boolean),
+  timeout: Schema.optional(Options.DurationInput),
+  retry: Schema.optional(Schema.Union([
+    Schema.declare((u): u is Schedule.Schedule<unknown, unknown> => Schedule.isSchedule(u), {
+      expected: "a Schedule"
+    }),
+    Schema.Struct({
+      schedule: Schema.declare((u): u is Schedule.Schedule<unknown, unknown> => Schedule.isSchedule(u), {
+        expected: "a Schedule"
+      }),
+      while: Schema.optional(Schema.declare((u): u is (error: unknown) => boolean => typeof u === "function", {
+        expected: "a predicate"
+      }))
+    })
+  ])),
+  verbose: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  prefer: Schema.optional(Schema.Literals(["threads", "processes"]))
 })
+
+const always = () => true
 
 const resolve = Effect.fnUntraced(function*(where: string, options: StreamOptions | undefined, backend: BackendShape) {
   const parsed = yield* Options.parse(OptionsSchema, where, options)
@@ -144,9 +203,136 @@ const resolve = Effect.fnUntraced(function*(where: string, options: StreamOption
     splitTail: batchSize === "auto",
     failFast: mode === "failFast",
     ordered: parsed.ordered ?? true,
-    mode
+    mode,
+    timeout: parsed.timeout === undefined ? undefined : Options.toMillis(parsed.timeout),
+    retry: parsed.retry === undefined
+      ? undefined
+      : Schedule.isSchedule(parsed.retry)
+      ? { schedule: parsed.retry, while: always }
+      : { schedule: parsed.retry.schedule, while: parsed.retry.while ?? always },
+    verbose: parsed.verbose ?? 0
   }
 })
+
+/** The backend for a map: the provided one, or the one a hint-aware backend picks for `prefer`. */
+const backendFor = (options: StreamOptions | undefined): Effect.Effect<BackendShape, InvalidOptions> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    return options?.prefer !== undefined && backend.select !== undefined
+      ? yield* backend.select(options.prefer)
+      : backend
+  })
+
+const tasksCompleted = Metric.counter("effect_joblib_tasks_completed", {
+  description: "Tasks finished by Parallel.map and Parallel.stream, successfully or not"
+})
+const taskDuration = Metric.histogram("effect_joblib_task_duration_ms", {
+  description: "Milliseconds per task in a worker (each batch's time over its size)",
+  boundaries: Metric.exponentialBoundaries({ start: 0.01, factor: 4, count: 14 })
+})
+const workerRestarts = Metric.counter("effect_joblib_worker_restarts", {
+  description: "Workers started to replace one that crashed, timed out, or outgrew its memory limit"
+})
+
+let nextMapId = 1
+
+/** Follows one map: counts, progress events, verbose lines and metrics. */
+const track = (
+  label: string,
+  backend: BackendShape,
+  resolved: Effect.Success<ReturnType<typeof resolve>>,
+  restarts: () => number,
+  reporter: Progress.Reporter,
+  context: Context.Context<never>
+) => {
+  const mapId = nextMapId++
+  const began = performance.now()
+  const restartsBefore = restarts()
+  let completed = 0
+  let dispatched = 0
+  let batches = 0
+  let total: number | undefined
+  const lines = resolved.verbose > 0 ? Progress.verboseLines(resolved.verbose) : undefined
+  const log = Effect.runForkWith(context)
+  const snapshot = (): Progress.Snapshot => {
+    const elapsed = performance.now() - began
+    return {
+      mapId,
+      label,
+      completed,
+      dispatched,
+      batches,
+      total,
+      elapsed,
+      eta: total !== undefined && completed > 0 ? (elapsed / completed) * (total - completed) : undefined
+    }
+  }
+  const emit = (event: Progress.Event) => {
+    reporter(event)
+    const line = lines?.(event)
+    if (line !== undefined) log(Effect.logInfo(line))
+  }
+  const observer: Engine.Observer = {
+    dispatched: (start, size, slot) => {
+      dispatched += size
+      batches++
+      emit({ ...snapshot(), _tag: "BatchDispatched", start, size, slot })
+    },
+    completed: (start, size, duration, failed) => {
+      completed += size
+      tasksCompleted.updateUnsafe(size, context)
+      taskDuration.updateUnsafe(duration / size, context)
+      emit({ ...snapshot(), _tag: "BatchCompleted", start, size, duration, failed })
+    },
+    total: (n) => void (total = n),
+    progress: (index, data) => emit({ ...snapshot(), _tag: "TaskProgress", index, data })
+  }
+  return {
+    observer,
+    started: Effect.sync(() =>
+      emit({
+        ...snapshot(),
+        _tag: "Started",
+        workers: resolved.concurrency,
+        backend: backend.name,
+        preDispatch: resolved.preDispatch
+      })
+    ),
+    finished: (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.sync(() => {
+        workerRestarts.updateUnsafe(restarts() - restartsBefore, context)
+        emit(
+          Exit.isSuccess(exit)
+            ? { ...snapshot(), _tag: "Finished" }
+            : { ...snapshot(), _tag: "Failed", reason: Cause.pretty(exit.cause).split("\n")[0]! }
+        )
+      })
+  }
+}
+
+/** Prepares a map: its backend, options, runner and tracking. */
+const setUp = <I, A, E>(
+  where: string,
+  items: Input<I, any, any>,
+  work: Work<I, A, E>,
+  options: StreamOptions | undefined
+) =>
+  Effect.gen(function*() {
+    const backend = yield* backendFor(options)
+    const resolved = yield* resolve(where, options, backend)
+    const runner = yield* backend.prepare(toWork(work), Array.isArray(items) ? items as ReadonlyArray<I> : undefined)
+    const tracker = track(
+      label(work),
+      backend,
+      resolved,
+      runner.restarts,
+      yield* Progress.Progress,
+      yield* Effect.context()
+    )
+    yield* Effect.annotateCurrentSpan({ backend: backend.name, workers: resolved.concurrency })
+    yield* tracker.started
+    return { resolved, runner, tracker, engine: { ...resolved, observer: tracker.observer } }
+  })
 
 const toWork = <I, A, E>(work: Work<I, A, E>): Internal.Work<I, A, E> =>
   Task.isTask(work)
@@ -165,7 +351,7 @@ const toOut = <A, E>(mode: Mode, exit: Exit.Exit<A, E>): Effect.Effect<unknown> 
   return Effect.failCause(exit.cause as Cause.Cause<never>)
 }
 
-const exitsOf = <A, E>(outcome: Outcome<A, E>): ReadonlyArray<Exit.Exit<A, E>> =>
+const exitsOf = <A, E>(outcome: Outcome<A, E>): ReadonlyArray<Exit.Exit<A, E | TaskTimeout>> =>
   outcome._tag === "Exits" ? outcome.exits : outcome.values.map((value) => Exit.succeed(value))
 
 /** Concatenates arrays; `concat` copies packed arrays fast, chunked to stay under argument limits. */
@@ -241,11 +427,12 @@ export const map: {
   (args) => isInput(args[0]),
   <I, A, E, EI, RI>(items: Input<I, EI, RI>, work: Work<I, A, E>, options?: MapOptions) =>
     Effect.gen(function*() {
-      const backend = yield* Backend
-      const resolved = yield* resolve("Parallel.map", { ...options, ordered: false }, backend)
-      const runner = yield* backend.prepare(toWork(work), Array.isArray(items) ? items as ReadonlyArray<I> : undefined)
+      const { engine, resolved, runner, tracker } = yield* setUp("Parallel.map", items, work, {
+        ...options,
+        ordered: false
+      })
       // Batches arrive out of order; keep them whole and join once at the end.
-      const batches = yield* Engine.collect(items, runner, resolved)
+      const batches = yield* Engine.collect(items, runner, engine).pipe(Effect.onExit((exit) => tracker.finished(exit)))
       const parts: Array<{ readonly start: number; readonly values: ReadonlyArray<unknown> }> = []
       for (const { start, outcome } of batches) {
         if (outcome._tag === "Values" && resolved.mode === "failFast") {
@@ -330,10 +517,9 @@ export const stream: {
   (args) => isInput(args[0]),
   <I, A, E, EI, RI>(items: Input<I, EI, RI>, work: Work<I, A, E>, options?: StreamOptions) =>
     Stream.unwrap(Effect.gen(function*() {
-      const backend = yield* Backend
-      const resolved = yield* resolve("Parallel.stream", options, backend)
-      const runner = yield* backend.prepare(toWork(work), Array.isArray(items) ? items as ReadonlyArray<I> : undefined)
-      return Engine.run(items, runner, resolved).pipe(
+      const { engine, resolved, runner, tracker } = yield* setUp("Parallel.stream", items, work, options)
+      return Engine.run(items, runner, engine).pipe(
+        Stream.onExit((exit) => tracker.finished(exit)),
         Stream.flatMap(({ start, outcome }) =>
           Stream.fromIterable(exitsOf(outcome).map((exit, i) => [start + i, exit] as const))
         ),
@@ -343,7 +529,7 @@ export const stream: {
             : Effect.map(toOut(resolved.mode, exit), (value) => ({ index, value }))
         )
       )
-    }))
+    })).pipe(Stream.withSpan("Parallel.stream", { attributes: { work: label(work) } }))
 )
 
 /**
@@ -362,4 +548,6 @@ export const stream: {
  * @since 0.1.0
  */
 export const validateOptions = (options: StreamOptions): Effect.Effect<void, InvalidOptions> =>
-  Effect.flatMap(Backend, (backend: BackendShape) => Effect.asVoid(resolve("Parallel", options, backend)))
+  Effect.gen(function*() {
+    yield* resolve("Parallel", options, yield* Backend)
+  })

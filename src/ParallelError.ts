@@ -105,14 +105,43 @@ export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCr
 }) {}
 
 /**
+ * A task ran longer than the map's `timeout`, counted from the moment it
+ * started in its worker. It was interrupted; a worker that would not yield
+ * (a synchronous loop) was terminated and replaced.
+ *
+ * **Example** (Matching a timeout)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Parallel } from "effect-joblib"
+ *
+ * const program = Parallel.map([1, 2], (x) => new Promise((resolve) => setTimeout(() => resolve(x), 5_000)), {
+ *   timeout: "1 second"
+ * }).pipe(Effect.catchTag("TaskTimeout", (e) => Effect.succeed(e.index)))
+ * ```
+ *
+ * @category errors
+ * @since 0.2.0
+ */
+export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout", {
+  /** Input index of the item. */
+  index: Schema.Number,
+  /** The limit, in milliseconds. */
+  timeout: Schema.Number,
+  /** How long the item had run when it was stopped, in milliseconds. */
+  elapsed: Schema.Number,
+  message: Schema.String
+}) {}
+
+/**
  * Every error that `Parallel.map` adds to the task's own error type.
  *
  * @category models
  * @since 0.1.0
  */
-export type ParallelError = InvalidOptions | UnshippableFunction | TaskNotFound | WorkerCrashed
+export type ParallelError = InvalidOptions | UnshippableFunction | TaskNotFound | WorkerCrashed | TaskTimeout
 
-const tags = new Set(["InvalidOptions", "UnshippableFunction", "TaskNotFound", "WorkerCrashed"])
+const tags = new Set(["InvalidOptions", "UnshippableFunction", "TaskNotFound", "WorkerCrashed", "TaskTimeout"])
 
 /**
  * Tells whether a value is one of the {@link ParallelError}s.

@@ -38,6 +38,13 @@ export * as ParallelError from "./ParallelError.ts"
 export * as Task from "./Task.ts"
 
 /**
+ * Progress of parallel maps: typed events, joblib's `verbose` lines and a terminal progress bar.
+ *
+ * @since 0.2.0
+ */
+export * as Progress from "./Progress.ts"
+
+/**
  * Schema-driven binary codec with raw aligned sections and compression.
  *
  * @since 0.1.0

@@ -4,9 +4,14 @@ import { Backend, Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
 import { suite } from "./BackendSuite.ts"
 
-suite("Backend.sequential (default)", Backend.sequential(), { isolated: false, workers: 1 })
-suite("Backend.sequential({ concurrency: 4 })", Backend.sequential({ concurrency: 4 }), { isolated: false, workers: 4 })
-suite("Backend.threads", Backend.threads({ workers: 2 }), { isolated: true, workers: 2 })
+suite("Backend.sequential (default)", Backend.sequential(), { isolated: false, sharedMemory: true, workers: 1 })
+suite("Backend.sequential({ concurrency: 4 })", Backend.sequential({ concurrency: 4 }), {
+  isolated: false,
+  sharedMemory: true,
+  workers: 4
+})
+suite("Backend.threads", Backend.threads({ workers: 2 }), { isolated: true, sharedMemory: true, workers: 2 })
+suite("Backend.processes", Backend.processes({ workers: 2 }), { isolated: true, sharedMemory: false, workers: 2 })
 
 describe("Backend options", () => {
   it.effect("threads: -1 is every CPU", () =>

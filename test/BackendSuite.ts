@@ -11,16 +11,18 @@ import { InterruptsItself, Mirror, Negative, Point, Scaled, Sleep, SquareRoot, T
 export interface Capabilities {
   /** Work runs in another isolate: values are copied, inline functions are shipped by source. */
   readonly isolated: boolean
+  /** Workers see the parent's SharedArrayBuffers (false for processes). */
+  readonly sharedMemory: boolean
   readonly workers: number
 }
 
 /** Records dispatched and completed batches. */
 export const recordBatches = () => {
   const dispatched: Array<{ start: number; size: number; slot: number }> = []
-  const completed: Array<{ start: number; size: number; duration: number }> = []
+  const completed: Array<{ start: number; size: number; duration: number; failed: number }> = []
   const observer: Observer = {
     dispatched: (start, size, slot) => void dispatched.push({ start, size, slot }),
-    completed: (start, size, duration) => void completed.push({ start, size, duration })
+    completed: (start, size, duration, failed) => void completed.push({ start, size, duration, failed })
   }
   return { dispatched, completed, provide: Effect.provideService(CurrentObserver, observer) }
 }
@@ -113,16 +115,17 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
 
       it.effect("fail-fast stops dispatch after the first failure", () =>
         Effect.gen(function*() {
-          const counter = new Int32Array(new SharedArrayBuffer(4))
-          const items = Array.from({ length: 400 }, (_, i) => ({ i, counter }))
-          const exit = yield* Effect.exit(Parallel.map(items, ({ i, counter }) => {
-            Atomics.add(counter, 0, 1)
-            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2)
-            if (i === 5) throw new Error("boom")
-            return i
-          }, { batchSize: 1 }))
+          const record = recordBatches()
+          const items = Array.from({ length: 400 }, (_, i) => i)
+          const exit = yield* Effect.exit(
+            Parallel.map(items, (i) => {
+              Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2)
+              if (i === 5) throw new Error("boom")
+              return i
+            }, { batchSize: 1 }).pipe(record.provide)
+          )
           assert.isTrue(Exit.isFailure(exit))
-          const ran = Atomics.load(counter, 0)
+          const ran = record.dispatched.length
           assert.isAtLeast(ran, 6)
           assert.isBelow(ran, 60, `only the batches in flight finish, ran ${ran}`)
         }))
@@ -282,6 +285,19 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
         Effect.gen(function*() {
           const big = new Float64Array(256 * 1024) // 2 MB, over the 1 MB threshold
           const items = Array.from({ length: 20 }, (_, i) => ({ i, big }))
+          if (!capabilities.sharedMemory) {
+            // One copy per process: the tasks a process runs all write into its copy, so each sees the
+            // writes of the ones before it there. A copy per task would see only its own write.
+            const seen = yield* Parallel.map(items, ({ i, big }) => {
+              big[i] = i + 1
+              return { pid: (globalThis as any).process.pid as number, written: big.filter((x) => x > 0).length }
+            }, { batchSize: 1 })
+            const perProcess = new Map<number, number>()
+            for (const { pid, written } of seen) perProcess.set(pid, Math.max(perProcess.get(pid) ?? 0, written))
+            assert.strictEqual([...perProcess.values()].reduce((a, b) => a + b, 0), 20)
+            assert.strictEqual(big[0], 0, "the caller's array is not written")
+            return
+          }
           const results = yield* Parallel.map(items, ({ i, big }) => {
             big[i] = i + 1
             return big
@@ -315,8 +331,12 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
             }
           }
           // Without the whole input up front (a Stream), a big array is shared: it may come again.
-          const fromStream = yield* Parallel.map(Stream.fromIterable(arrays), (a) => a, { batchSize: 1 })
-          if (capabilities.isolated) assert.instanceOf(fromStream[0]!.buffer, SharedArrayBuffer)
+          const fromStream = yield* Parallel.map(Stream.fromIterable(arrays), (a) => a[0], { batchSize: 1 })
+          assert.deepStrictEqual(fromStream, capabilities.isolated ? [0, 0, 0] : [99, 99, 99])
+          if (capabilities.isolated && capabilities.sharedMemory) {
+            const same = yield* Parallel.map(Stream.fromIterable(arrays), (a) => a, { batchSize: 1 })
+            assert.instanceOf(same[0]!.buffer, SharedArrayBuffer)
+          }
         }))
 
       it.effect("arrays the caller already shares are used in place", () =>
@@ -326,7 +346,11 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           yield* Parallel.map(Array.from({ length: 8 }, (_, i) => ({ i, shared })), ({ i, shared }) => {
             Atomics.store(shared, i, i * 10)
           }, { batchSize: 1 })
-          assert.deepStrictEqual(Array.from(shared), [0, 10, 20, 30, 40, 50, 60, 70])
+          assert.deepStrictEqual(
+            Array.from(shared),
+            capabilities.sharedMemory ? [0, 10, 20, 30, 40, 50, 60, 70] : [0, 0, 0, 0, 0, 0, 0, 0],
+            "a process gets a copy of shared memory"
+          )
         }))
 
       it.effect("big results come back whole", () =>

@@ -3,7 +3,7 @@
  * lazily, cuts it into batches sized by a Schedule, keeps at most `preDispatch`
  * batches in flight, and emits results in input order or as they complete.
  */
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -15,12 +15,14 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
-import type { Outcome, Runner } from "../Backend.ts"
+import type { Outcome, Runner, RunOptions } from "../Backend.ts"
 import type { Observation } from "../Batching.ts"
-import type { ParallelError } from "../ParallelError.ts"
+import type { ParallelError, TaskTimeout } from "../ParallelError.ts"
 
 /** A lazy, buffered puller over any input. */
 export interface Source<I, E> {
+  /** The input's length, when known up front. */
+  readonly length?: number | undefined
   /** Pulls until `n` items are buffered or the input ends. */
   readonly fill: (n: number) => Effect.Effect<void, E>
   readonly buffered: () => number
@@ -68,6 +70,7 @@ const bufferedSource = <I, E>(pull: (n: number) => Effect.Effect<ReadonlyArray<I
 const arraySource = <I>(array: ReadonlyArray<I>): Source<I, never> => {
   let offset = 0
   return {
+    length: array.length,
     fill: () => Effect.void,
     buffered: () => array.length - offset,
     done: () => true,
@@ -126,7 +129,18 @@ export const makeSource = <I, E, R>(input: Input<I, E, R>): Effect.Effect<Source
 /** Hooks into the dispatch loop, for progress reporting and tests. */
 export interface Observer {
   readonly dispatched: (start: number, size: number, slot: number) => void
-  readonly completed: (start: number, size: number, duration: number) => void
+  /** `failed` items of the batch failed (after any retries). */
+  readonly completed: (start: number, size: number, duration: number, failed: number) => void
+  /** The input ended: it holds `total` items. */
+  readonly total?: ((total: number) => void) | undefined
+  /** A running task reported `data` with `Progress.report`. */
+  readonly progress?: ((index: number, data: unknown) => void) | undefined
+}
+
+/** Re-runs failed tasks: a whole batch whose worker crashed, or single items that failed with a typed error. */
+export interface RetryPolicy {
+  readonly schedule: Schedule.Schedule<unknown, unknown>
+  readonly while: (error: unknown) => boolean
 }
 
 export const CurrentObserver = Context.Reference<Observer | undefined>("effect-joblib/internal/Observer", {
@@ -143,6 +157,10 @@ export interface EngineOptions {
   readonly splitTail: boolean
   readonly failFast: boolean
   readonly ordered: boolean
+  /** Per-item limit in milliseconds, from the moment the item starts in its worker. */
+  readonly timeout: number | undefined
+  readonly retry: RetryPolicy | undefined
+  readonly observer: Observer | undefined
 }
 
 /** A tail batch should run at least this long, or its round trip costs more than the balance it buys. */
@@ -175,7 +193,30 @@ const drive = <I, A, E, EI, RI>(
 ): Effect.Effect<void, never, RI | Scope.Scope> =>
   Effect.gen(function*() {
     const source = yield* makeSource(input)
-    const observer = yield* CurrentObserver
+    const observers = [yield* CurrentObserver, options.observer].filter((o): o is Observer => o !== undefined)
+    const notify = (f: (observer: Observer) => void) => {
+      for (const observer of observers) f(observer)
+    }
+    let totalKnown = false
+    const noteTotal = (total: number) => {
+      if (totalKnown) return
+      totalKnown = true
+      notify((o) => o.total?.(total))
+    }
+    if (source.length !== undefined) noteTotal(source.length)
+    const onProgress = observers.some((o) => o.progress !== undefined)
+      ? (index: number, data: unknown) => notify((o) => o.progress?.(index, data))
+      : undefined
+    const runOptions: RunOptions = {
+      // With retries every item runs, so that a failed one can be retried without losing the rest.
+      failFast: options.failFast && options.retry === undefined,
+      timeout: options.timeout,
+      onProgress
+    }
+    const runBatchOnce = (slot: number, items: Array<I>, start: number) =>
+      options.retry === undefined
+        ? runner.run(slot, items, start, runOptions)
+        : retryBatch(runner, slot, items, start, runOptions, options.retry)
     type Step = Effect.Success<ReturnType<typeof Schedule.toStep<number, Observation, never, never>>>
     let step = runner.batchState?.get(options.batchSize) as Step | undefined
     if (step === undefined) {
@@ -242,7 +283,7 @@ const drive = <I, A, E, EI, RI>(
       })
 
     const runBatch = (start: number, items: Array<I>, slot: number) =>
-      runner.run(slot, items, start, options.failFast).pipe(
+      runBatchOnce(slot, items, start).pipe(
         Effect.matchCauseEffect({
           onFailure: fail,
           onSuccess: (outcome) =>
@@ -252,7 +293,8 @@ const drive = <I, A, E, EI, RI>(
                 if (failed !== undefined) return yield* fail(failed.cause)
               }
               const sized = yield* nextSize({ size: items.length, duration: outcome.duration }, size)
-              observer?.completed(start, items.length, outcome.duration)
+              const failed = outcome._tag === "Exits" ? outcome.exits.filter(Exit.isFailure).length : 0
+              notify((o) => o.completed(start, items.length, outcome.duration, failed))
               const perItem = outcome.duration / items.length
               perItemMillis = perItemMillis === 0 ? perItem : 0.8 * perItemMillis + 0.2 * perItem
               batchMillis = batchMillis === 0 ? outcome.duration : 0.8 * batchMillis + 0.2 * outcome.duration
@@ -289,6 +331,7 @@ const drive = <I, A, E, EI, RI>(
         } else {
           yield* source.fill(batch)
         }
+        if (source.done()) noteTotal(next + source.buffered())
         const items = source.take(batch)
         if (items.length === 0) {
           yield* permits.release(1)
@@ -297,7 +340,7 @@ const drive = <I, A, E, EI, RI>(
         const start = next
         next += items.length
         const slot = yield* acquireSlot
-        observer?.dispatched(start, items.length, slot)
+        notify((o) => o.dispatched(start, items.length, slot))
         yield* FiberSet.run(fibers, runBatch(start, items, slot))
       }
     })
@@ -311,6 +354,61 @@ const drive = <I, A, E, EI, RI>(
     )
     yield* Deferred.await(finished)
   })
+
+/** The typed error of a failed exit, if it failed with one. */
+const typedError = (exit: Exit.Exit<unknown, unknown>) => {
+  if (Exit.isSuccess(exit)) return undefined
+  const reason = exit.cause.reasons.find(Cause.isFailReason)
+  return reason === undefined ? undefined : { error: reason.error }
+}
+
+/**
+ * Runs a batch with retries: the whole batch again while its worker crashes, then each item that failed
+ * with a typed error (or a timeout) on its own, as the policy allows. Items still failing keep their last exit.
+ */
+const retryBatch = <I, A, E>(
+  runner: Runner<I, A, E>,
+  slot: number,
+  items: ReadonlyArray<I>,
+  start: number,
+  runOptions: RunOptions,
+  policy: RetryPolicy
+): Effect.Effect<Outcome<A, E>, ParallelError> =>
+  runner.run(slot, items, start, runOptions).pipe(
+    Effect.retry({
+      schedule: policy.schedule,
+      while: (error: ParallelError) => error._tag === "WorkerCrashed" && policy.while(error)
+    }),
+    Effect.flatMap((outcome): Effect.Effect<Outcome<A, E>, ParallelError> => {
+      if (outcome._tag === "Values") return Effect.succeed(outcome)
+      type Attempt = Exit.Exit<A, E | TaskTimeout>
+      const retryItem = (i: number, exit: Attempt): Effect.Effect<Attempt, ParallelError> =>
+        runner.run(slot, [items[i]!], start + i, runOptions).pipe(
+          Effect.map((single): Attempt =>
+            single._tag === "Values" ? Exit.succeed(single.values[0]!) : single.exits[0] ?? exit
+          ),
+          // A typed failure fails this attempt, so that the schedule decides whether to try again.
+          Effect.flatMap((next) => {
+            const failure = typedError(next)
+            return failure === undefined
+              ? Effect.succeed(next)
+              : Effect.fail<{ failure: Attempt } | ParallelError>({ failure: next })
+          }),
+          Effect.retry({
+            schedule: policy.schedule,
+            while: (failed: { failure: Exit.Exit<A, E | TaskTimeout> } | ParallelError) =>
+              "failure" in failed
+                ? policy.while(typedError(failed.failure)!.error)
+                : failed._tag === "WorkerCrashed" && policy.while(failed)
+          }),
+          Effect.catch((failed) => ("failure" in failed ? Effect.succeed(failed.failure) : Effect.fail(failed)))
+        )
+      return Effect.forEach(outcome.exits, (exit, i) => {
+        const failure = typedError(exit)
+        return failure !== undefined && policy.while(failure.error) ? retryItem(i, exit) : Effect.succeed(exit)
+      }).pipe(Effect.map((exits) => ({ _tag: "Exits" as const, exits, duration: outcome.duration })))
+    })
+  )
 
 /** Runs the map and emits each batch's results as a Stream element, with backpressure. */
 export const run = <I, A, E, EI, RI>(

@@ -1,4 +1,5 @@
 /** Option parsing shared by Parallel and the backends. */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { InvalidOptions } from "../ParallelError.ts"
@@ -45,3 +46,11 @@ export const resolveJobs = (option: string, n: number): Effect.Effect<number, In
       })
     )
 }
+
+/** Anything `Duration` accepts: millis as a number, `"1 second"`, a Duration. */
+export const DurationInput = Schema.declare(
+  (u): u is Duration.Input => u !== undefined && Duration.fromInput(u as Duration.Input)._tag === "Some",
+  { expected: "a duration such as 500 (millis) or \"2 seconds\"" }
+)
+
+export const toMillis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))

@@ -21,10 +21,20 @@ export type ToWorker =
     readonly start: number
     /** Stop the batch at its first failure. */
     readonly failFast: boolean
+    /**
+     * Per-item time limit in milliseconds. When set the worker reports each item as it starts
+     * (a `tick` carrying the results so far), so that the pool can tell a stuck item apart.
+     */
+    readonly timeout?: number | undefined
+    /** The items hold references to buffers sent earlier with `buffers` (process workers). */
+    readonly refs?: boolean | undefined
   }
   | { readonly _: "cancel"; readonly id: number }
+  /** Buffers that several items use, sent once per process and referred to by id. */
+  | { readonly _: "buffers"; readonly entries: ReadonlyArray<readonly [number, ArrayBuffer]> }
+  | { readonly _: "release"; readonly ids: ReadonlyArray<number> }
 
-export { CANCEL, Status } from "./wire.js"
+export { CANCEL, REF, Status } from "./wire.js"
 
 export interface SerializedDefect {
   readonly name: string
@@ -32,18 +42,37 @@ export interface SerializedDefect {
   readonly stack: string | undefined
 }
 
+/** Results of consecutive items of a batch. */
+export interface Partial {
+  /** Per item: the encoded success, encoded typed failure, milliseconds for a timeout, or a SerializedDefect. */
+  readonly values: ReadonlyArray<unknown>
+  /** Absent when every item succeeded. */
+  readonly status?: Uint8Array | undefined
+}
+
 export type FromWorker =
   | { readonly _: "ready" }
-  | {
+  | (Partial & {
+    /** Item `index` of batch `id` starts now; the values are those of the items finished since the last tick. */
+    readonly _: "tick"
+    readonly id: number
+    readonly index: number
+  })
+  | (Partial & {
     readonly _: "done"
     readonly id: number
-    /** Per item: the encoded success, encoded typed failure, or a SerializedDefect. */
-    readonly values: ReadonlyArray<unknown>
-    /** Absent when every item succeeded. Shorter than the batch when it stopped early. */
-    readonly status?: Uint8Array | undefined
     readonly interrupted: boolean
     /** Milliseconds the worker spent on the batch. */
     readonly duration: number
+    /** Bytes the worker holds after the batch: heap for a thread, resident set for a process. */
+    readonly memory: number
+  })
+  | {
+    /** A task reported progress of its own. */
+    readonly _: "progress"
+    readonly id: number
+    readonly index: number
+    readonly data: unknown
   }
   | {
     readonly _: "loadFailed"

@@ -8,8 +8,12 @@
  *   shared memory;
  * - a buffer that already lives in shared memory is passed as it is.
  * Plain objects, arrays and Maps are walked; other values go to structured clone.
+ *
+ * Worker processes share no memory: there a buffer that several items use
+ * (or any big buffer, when the input is not known up front) is sent to each
+ * process once and the items carry a reference to it.
  */
-import { mapBuffers } from "./buffers.js"
+import { makeRef, mapBuffers } from "./buffers.js"
 
 /** How many items use each big non-shared buffer of `items`. */
 export const countBuffers = (items: ReadonlyArray<unknown>, threshold: number): Map<ArrayBuffer, number> => {
@@ -31,17 +35,40 @@ export const countBuffers = (items: ReadonlyArray<unknown>, threshold: number): 
   return counts
 }
 
+let nextRef = 1
+
 /** Prepares the big buffers of one map's items for workers. */
 export class Sharer {
   readonly threshold: number
   /** Uses per buffer over the whole input, when it is known up front. */
   readonly counts: Map<ArrayBuffer, number> | undefined
+  /** Workers are processes: refer to buffers instead of sharing memory. */
+  readonly isolated: boolean
   readonly copies = new WeakMap<ArrayBuffer, SharedArrayBuffer>()
   /** Copies to move with the next message. */
   private transfer: Array<ArrayBuffer> = []
-  constructor(threshold: number, counts?: Map<ArrayBuffer, number>) {
+  /** Reference ids by buffer, and every buffer referred to, for process workers. */
+  private readonly ids = new Map<ArrayBufferLike, number>()
+  private readonly held = new Map<number, ArrayBuffer>()
+  /** Buffers the values shared since the last `takeRefs` refer to. */
+  private refs: Map<number, ArrayBuffer> | undefined
+  constructor(threshold: number, counts?: Map<ArrayBuffer, number>, isolated = false) {
     this.threshold = threshold
     this.counts = counts
+    this.isolated = isolated
+  }
+
+  private refer = (buffer: ArrayBufferLike, view: ArrayBufferView | undefined): unknown => {
+    if (buffer instanceof ArrayBuffer && this.counts?.get(buffer) === 1) return buffer
+    let id = this.ids.get(buffer)
+    if (id === undefined) {
+      id = nextRef++
+      this.ids.set(buffer, id)
+      // Shared memory cannot cross to a process: send a plain copy of it.
+      this.held.set(id, buffer instanceof ArrayBuffer ? buffer : new Uint8Array(buffer).slice().buffer)
+    }
+    ;(this.refs ??= new Map()).set(id, this.held.get(id)!)
+    return makeRef(id, view)
   }
 
   private replace = (buffer: ArrayBuffer): ArrayBufferLike => {
@@ -61,7 +88,21 @@ export class Sharer {
 
   /** Returns `value` itself when nothing in it needs preparing. */
   share(value: unknown): unknown {
-    return mapBuffers(value, this.threshold, this.replace, 0)
+    return this.isolated
+      ? mapBuffers(value, this.threshold, this.refer, 0, true)
+      : mapBuffers(value, this.threshold, this.replace, 0)
+  }
+
+  /** The buffers that the values shared since the last call refer to, by id (process workers). */
+  takeRefs(): ReadonlyMap<number, ArrayBuffer> | undefined {
+    const refs = this.refs
+    this.refs = undefined
+    return refs
+  }
+
+  /** Ids of every buffer referred to so far, for workers to drop when the map ends. */
+  referenced(): Array<number> {
+    return [...this.held.keys()]
   }
 
   /** The buffers to move with the message that carries the values shared since the last call. */

@@ -1,5 +1,6 @@
 // @ts-check
 /** Entry point of a worker thread of `Backend.threads`; plain JavaScript so that it starts without type stripping. */
+import { getHeapStatistics } from "node:v8"
 import { parentPort, workerData } from "node:worker_threads"
 import { makeRuntime } from "./workerRuntime.js"
 
@@ -8,7 +9,10 @@ const { control, threshold } = /** @type {{ control: SharedArrayBuffer; threshol
 const handle = makeRuntime(
   (message, transfer) => port.postMessage(message, /** @type {Array<ArrayBuffer>} */ (transfer)),
   new Int32Array(control),
-  threshold
+  threshold,
+  // A thread shares its process's resident set, so it is judged by its own heap.
+  () => getHeapStatistics().used_heap_size,
+  undefined
 )
 port.on("message", handle)
 port.postMessage({ _: "ready" })

@@ -11,7 +11,7 @@
  * @import { Exit } from "effect/Exit"
  * @import { FromWorker, SerializedDefect, ToWorker, WorkSpec } from "./protocol.ts"
  */
-import { isThenable, mapBuffers } from "./buffers.js"
+import { isThenable, mapBuffers, reviveRefs } from "./buffers.js"
 import { CANCEL, Status } from "./wire.js"
 
 /**
@@ -28,7 +28,7 @@ import { CANCEL, Status } from "./wire.js"
  * What a task needs from `effect` to run Effects; loaded only for tasks.
  * @typedef {{
  *   readonly isEffect: (u: unknown) => boolean
- *   readonly fork: (effect: unknown) => Fiber<unknown, unknown>
+ *   readonly fork: (effect: unknown, report: (data: unknown) => void) => Fiber<unknown, unknown>
  *   readonly classify: (exit: Exit<unknown, unknown>) =>
  *     | { readonly _tag: "Failure"; readonly error: unknown }
  *     | { readonly _tag: "Interrupted" }
@@ -37,6 +37,18 @@ import { CANCEL, Status } from "./wire.js"
  */
 
 /** @typedef {{ values: Array<unknown>, status: Uint8Array | undefined, interrupted: boolean }} BatchOut */
+
+/**
+ * What a batch needs from its worker besides the items.
+ * @typedef {{
+ *   readonly cancelled: () => boolean
+ *   readonly setFiber: (fiber: Fiber<unknown, unknown> | undefined) => void
+ *   readonly timeout: number | undefined
+ *   readonly tick: (index: number, out: BatchOut) => void
+ *   readonly report: (index: number, data: unknown) => void
+ *   readonly yieldMillis: number | undefined
+ * }} BatchContext
+ */
 
 /**
  * @param {unknown} defect
@@ -81,14 +93,15 @@ const taskRegistry =
  * @returns {Promise<Loaded>}
  */
 const loadTask = async (task) => {
-  const [Effect, Exit, Cause, Schema, Layer, Scope, { isTransparent }] = await Promise.all([
+  const [Effect, Exit, Cause, Schema, Layer, Scope, { isTransparent }, { TaskReporter }] = await Promise.all([
     import("effect/Effect"),
     import("effect/Exit"),
     import("effect/Cause"),
     import("effect/Schema"),
     import("effect/Layer"),
     import("effect/Scope"),
-    import("./transparent.ts")
+    import("./transparent.ts"),
+    import("./report.ts")
   ])
   const decodePayload = isTransparent(task.payload)
     ? identity
@@ -106,12 +119,12 @@ const loadTask = async (task) => {
     encodeError: isTransparent(task.error) ? identity : Schema.encodeUnknownSync(/** @type {any} */ (task.error)),
     effects: {
       isEffect: Effect.isEffect,
-      fork: (effect) =>
-        Effect.runFork(
-          /** @type {any} */ (context === undefined
-            ? effect
-            : Effect.provideContext(/** @type {any} */ (effect), context))
-        ),
+      fork: (effect, report) => {
+        const reporting = Effect.provideService(/** @type {any} */ (effect), TaskReporter, report)
+        return Effect.runFork(
+          /** @type {any} */ (context === undefined ? reporting : Effect.provideContext(reporting, context))
+        )
+      },
       classify: (exit) => {
         if (Exit.isSuccess(exit)) return { _tag: "Defect", defect: new Error("not a failure") }
         const error = Cause.findError(exit.cause)
@@ -138,19 +151,33 @@ const load = async (spec) => {
   return loadTask(task)
 }
 
+/** @param {number} ms */
+const sleep = (ms) => {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer
+  const promise = new Promise((resolve) => (timer = setTimeout(resolve, ms)))
+  return { promise, cancel: () => clearTimeout(timer) }
+}
+
+/** Resolves to `TIMED_OUT` if `promise` takes longer than `ms`. */
+const TIMED_OUT = Symbol("timedOut")
+
 /**
  * Runs a batch item by item. Plain values are handled synchronously; promises
- * are awaited; Effects run on a fiber that a cancel message can interrupt.
+ * are awaited; Effects run on a fiber that a cancel message or the item's
+ * timeout can interrupt. A synchronous item that overruns its timeout cannot
+ * be stopped here: the pool terminates the worker.
  *
  * @param {Loaded} work
  * @param {ReadonlyArray<unknown>} items
  * @param {number} start
  * @param {boolean} failFast
- * @param {() => boolean} cancelled
- * @param {(fiber: Fiber<unknown, unknown> | undefined) => void} setFiber
+ * @param {BatchContext} context
  * @returns {Promise<BatchOut>}
  */
-const runBatchItems = async (work, items, start, failFast, cancelled, setFiber) => {
+const runBatchItems = async (work, items, start, failFast, context) => {
+  const { cancelled, setFiber, timeout, yieldMillis } = context
+  let lastYield = performance.now()
   // Values are pushed so that the array stays packed: structured clone copies those much faster.
   /** @type {BatchOut} */
   const out = { values: [], status: undefined, interrupted: false }
@@ -174,22 +201,40 @@ const runBatchItems = async (work, items, start, failFast, cancelled, setFiber) 
     }
   }
   for (let i = 0; i < items.length; i++) {
+    // A process learns of a cancel only from a message, so a long synchronous batch lets messages in now and then.
+    if (yieldMillis !== undefined && performance.now() - lastYield > yieldMillis) {
+      await new Promise((resolve) => setImmediate(resolve))
+      lastYield = performance.now()
+    }
     if (cancelled()) {
       out.interrupted = true
       return out
     }
+    if (timeout !== undefined) context.tick(i, out)
+    const began = performance.now()
+    const overran = () => timeout !== undefined && performance.now() - began > timeout
     let ok
     try {
       let value = work.run(items[i], start + i)
       const effects = work.effects
       if (effects !== undefined && effects.isEffect(value)) {
-        const fiber = effects.fork(value)
+        const fiber = effects.fork(value, (data) => context.report(i, data))
         setFiber(fiber)
+        let timedOut = false
+        const timer = timeout === undefined ? undefined : setTimeout(() => {
+          timedOut = true
+          fiber.interruptUnsafe()
+        }, timeout)
         /** @type {Exit<unknown, unknown>} */
         const exit = await new Promise((resolve) => fiber.addObserver(resolve))
+        clearTimeout(timer)
         setFiber(undefined)
-        if (exit._tag === "Success") {
-          ok = record(work.encodeSuccess(exit.value), Status.Success)
+        if (timedOut) {
+          ok = record(performance.now() - began, Status.Timeout)
+        } else if (exit._tag === "Success") {
+          ok = overran()
+            ? record(performance.now() - began, Status.Timeout)
+            : record(work.encodeSuccess(exit.value), Status.Success)
         } else {
           const classified = effects.classify(exit)
           if (classified._tag === "Interrupted") {
@@ -201,8 +246,17 @@ const runBatchItems = async (work, items, start, failFast, cancelled, setFiber) 
             : record(serializeDefect(classified.defect), Status.Defect)
         }
       } else {
-        if (isThenable(value)) value = await value
-        ok = record(work.encodeSuccess(value), Status.Success)
+        if (isThenable(value)) {
+          if (timeout === undefined) value = await value
+          else {
+            const deadline = sleep(timeout)
+            value = await Promise.race([value, deadline.promise.then(() => TIMED_OUT)])
+            deadline.cancel()
+          }
+        }
+        ok = value === TIMED_OUT || overran()
+          ? record(performance.now() - began, Status.Timeout)
+          : record(work.encodeSuccess(value), Status.Success)
       }
     } catch (defect) {
       ok = record(serializeDefect(defect), Status.Defect)
@@ -218,42 +272,45 @@ const runBatchItems = async (work, items, start, failFast, cancelled, setFiber) 
  * @param {(message: FromWorker, transfer: ReadonlyArray<ArrayBuffer>) => void} post
  * @param {Int32Array} control
  * @param {number} threshold
+ * @param {() => number} memory bytes this worker holds, reported after each batch for the pool's memory guard
+ * @param {number | undefined} yieldMillis how often a batch lets messages in, for workers without shared memory
  * @returns {(message: ToWorker) => void}
  */
-export const makeRuntime = (post, control, threshold) => {
+export const makeRuntime = (post, control, threshold, memory, yieldMillis) => {
   /** @type {Map<number, Promise<Loaded>>} */
   const loaded = new Map()
   /** @type {Map<number, Fiber<unknown, unknown>>} */
   const running = new Map()
+  /** Buffers sent once per process (see the `buffers` message). */
+  /** @type {Map<number, ArrayBuffer>} */
+  const buffers = new Map()
+  /** Batches cancelled by message; the control word holds only the latest. */
+  /** @type {Set<number>} */
+  const cancelledIds = new Set()
   // Batches run one at a time, in arrival order; later ones wait in this chain.
   /** @type {Promise<void>} */
   let queue = Promise.resolve()
 
   /**
-   * @param {number} id
+   * Results of `out` from item `from` on, with their big buffers to move.
    * @param {BatchOut} out
-   * @param {number} started
+   * @param {number} from
    */
-  const send = (id, out, started) => {
+  const partial = (out, from) => {
+    const values = from === 0 ? out.values : out.values.slice(from)
     /** @type {Set<ArrayBuffer>} */
     const transfer = new Set()
-    transferables(out.values, threshold, transfer)
-    post({
-      _: "done",
-      id,
-      values: out.values,
-      status: out.status?.subarray(0, out.values.length),
-      interrupted: out.interrupted,
-      duration: performance.now() - started
-    }, [...transfer])
+    transferables(values, threshold, transfer)
+    return { values, status: out.status?.slice(from, out.values.length), transfer: [...transfer] }
   }
 
   /** @param {Extract<ToWorker, { _: "run" }>} message */
   const runBatch = async (message) => {
     const { id } = message
-    const cancelled = () => Atomics.load(control, CANCEL) === id
+    const cancelled = () => Atomics.load(control, CANCEL) === id || cancelledIds.has(id)
     if (cancelled()) {
-      return post({ _: "done", id, values: [], interrupted: true, duration: 0 }, [])
+      cancelledIds.delete(id)
+      return post({ _: "done", id, values: [], interrupted: true, duration: 0, memory: memory() }, [])
     }
     /** @type {Loaded} */
     let work
@@ -269,19 +326,55 @@ export const makeRuntime = (post, control, threshold) => {
     } catch (error) {
       return post({ _: "loadFailed", id, message: error instanceof Error ? error.message : String(error) }, [])
     }
+    const items = message.refs
+      ? /** @type {ReadonlyArray<unknown>} */ (reviveRefs(message.items, buffers))
+      : message.items
     const started = performance.now()
-    const out = await runBatchItems(work, message.items, message.start, message.failFast, cancelled, (fiber) => {
-      if (fiber === undefined) running.delete(id)
-      else running.set(id, fiber)
+    let sent = 0
+    const out = await runBatchItems(work, items, message.start, message.failFast, {
+      cancelled,
+      setFiber: (fiber) => {
+        if (fiber === undefined) running.delete(id)
+        else running.set(id, fiber)
+      },
+      timeout: message.timeout,
+      tick: (index, out) => {
+        const { values, status, transfer } = partial(out, sent)
+        sent = out.values.length
+        post({ _: "tick", id, index, values, status }, transfer)
+      },
+      report: (index, data) => post({ _: "progress", id, index, data }, []),
+      yieldMillis
     })
-    send(id, out, started)
+    cancelledIds.delete(id)
+    const { values, status, transfer } = partial(out, sent)
+    post({
+      _: "done",
+      id,
+      values,
+      status,
+      interrupted: out.interrupted,
+      duration: performance.now() - started,
+      memory: memory()
+    }, transfer)
   }
 
   return (message) => {
-    if (message._ === "cancel") {
-      const fiber = running.get(message.id)
-      if (fiber !== undefined) fiber.interruptUnsafe()
-      return
+    switch (message._) {
+      case "cancel": {
+        Atomics.store(control, CANCEL, message.id)
+        cancelledIds.add(message.id)
+        running.get(message.id)?.interruptUnsafe()
+        return
+      }
+      case "buffers": {
+        for (const [bufferId, buffer] of message.entries) buffers.set(bufferId, buffer)
+        return
+      }
+      case "release": {
+        for (const bufferId of message.ids) buffers.delete(bufferId)
+        return
+      }
     }
     queue = queue.then(() => runBatch(message)).catch((error) => {
       post({ _: "loadFailed", id: message.id, message: String(error) }, [])
