@@ -252,6 +252,7 @@ const track = (
   let dispatched = 0
   let batches = 0
   let total: number | undefined
+  let exhausted = false
   const lines = resolved.verbose > 0 ? Progress.verboseLines(resolved.verbose) : undefined
   const log = Effect.runForkWith(context)
   const snapshot = (): Progress.Snapshot => {
@@ -263,6 +264,7 @@ const track = (
       dispatched,
       batches,
       total,
+      exhausted,
       elapsed,
       eta: total !== undefined && completed > 0 ? (elapsed / completed) * (total - completed) : undefined
     }
@@ -285,6 +287,7 @@ const track = (
       emit({ ...snapshot(), _tag: "BatchCompleted", start, size, duration, failed })
     },
     total: (n) => void (total = n),
+    exhausted: () => void (exhausted = true),
     progress: (index, data) => emit({ ...snapshot(), _tag: "TaskProgress", index, data })
   }
   return {

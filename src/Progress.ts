@@ -36,6 +36,8 @@ export interface Snapshot {
   readonly batches: number
   /** The number of items, once known: at once for an array, when the input ends otherwise. */
   readonly total: number | undefined
+  /** The dispatcher found no more input: every item has been dispatched. */
+  readonly exhausted: boolean
   /** Milliseconds since the map started. */
   readonly elapsed: number
   /** Estimated milliseconds left, from the pace so far; undefined until the total and a first result are known. */
@@ -263,7 +265,7 @@ export const verboseLines = (level: number): (event: Event) => string | undefine
         } | elapsed: ${shortTime(event.elapsed / 1000)} finished`
       case "BatchCompleted": {
         const elapsed = event.elapsed / 1000
-        if (event.total === undefined) {
+        if (!event.exhausted) {
           if (skipped(event.batches, level)) return undefined
           return `${prefix}: Done ${String(event.completed).padStart(3)} tasks      | elapsed: ${shortTime(elapsed)}`
         }

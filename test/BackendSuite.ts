@@ -2,11 +2,23 @@
  * The backend conformance suite: every Backend layer must pass it.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, type Layer, Option, Result, Stream } from "effect"
-import { Parallel, ParallelError } from "../src/index.ts"
+import { Cause, Effect, Exit, Fiber, type Layer, Option, Result, Schedule, Stream } from "effect"
+import { Parallel, ParallelError, Progress } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
 import { CurrentObserver, type Observer } from "../src/internal/engine.ts"
-import { InterruptsItself, Mirror, Negative, Point, Scaled, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
+import {
+  Flake,
+  Flaky,
+  InterruptsItself,
+  Mirror,
+  Negative,
+  Point,
+  Reports,
+  Scaled,
+  Sleep,
+  SquareRoot,
+  Throws
+} from "./fixtures/tasks.ts"
 
 export interface Capabilities {
   /** Work runs in another isolate: values are copied, inline functions are shipped by source. */
@@ -470,6 +482,123 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           const record = recordBatches()
           yield* Parallel.map(Array.from({ length: 10 }, (_, i) => i), (x) => x, { batchSize: 4 }).pipe(record.provide)
           assert.deepStrictEqual(record.dispatched.map((batch) => batch.size), [4, 4, 2])
+        }))
+    })
+
+    describe("timeouts", () => {
+      it.effect("a task over its timeout fails the map with TaskTimeout naming the item", () =>
+        Effect.gen(function*() {
+          const error = yield* Effect.flip(
+            Parallel.map([0, 1, 2, 3], (x) =>
+              new Promise<number>((resolve) => setTimeout(() => resolve(x), x === 2 ? 60_000 : 1)), {
+              timeout: 150,
+              batchSize: 1
+            })
+          )
+          assert.instanceOf(error, ParallelError.TaskTimeout)
+          const timeout = error as ParallelError.TaskTimeout
+          assert.strictEqual(timeout.index, 2)
+          assert.strictEqual(timeout.timeout, 150)
+          assert.isAtLeast(timeout.elapsed, 100)
+        }))
+
+      it.effect("an Effect task over its timeout is interrupted; mode: result records it per item", () =>
+        Effect.gen(function*() {
+          const results = yield* Parallel.map([5, 60_000, 5, 5], Sleep, {
+            timeout: "200 millis",
+            mode: "result",
+            batchSize: 2
+          })
+          assert.deepStrictEqual(results.map(Result.isSuccess), [true, false, true, true])
+          const failure = results[1]!
+          assert.isTrue(Result.isFailure(failure) && failure.failure instanceof ParallelError.TaskTimeout)
+        }))
+
+      if (capabilities.isolated) {
+        it.effect("a synchronous infinite loop times out, its worker is replaced, and the pool stays full", () =>
+          Effect.gen(function*() {
+            const exits = yield* Parallel.map([1, 2, 3, 4, 5, 6], (x) => {
+              if (x === 2) { while (true) {} }
+              return x * 10
+            }, { timeout: 100, mode: "exit", batchSize: 3 })
+            assert.strictEqual(exits.length, 6)
+            assert.deepStrictEqual(exits[0], Exit.succeed(10))
+            const stuck = Option.getOrThrow(Exit.findErrorOption(exits[1]!))
+            assert.instanceOf(stuck, ParallelError.TaskTimeout)
+            assert.strictEqual((stuck as ParallelError.TaskTimeout).index, 1)
+            // The items after the stuck one in its batch ran on the replacement worker.
+            assert.deepStrictEqual(exits.slice(2), [30, 40, 50, 60].map((x) => Exit.succeed(x)))
+            const workers = new Set(
+              yield* Parallel.map(Array.from({ length: 40 }, (_, i) => i), (i) => {
+                Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
+                const threads = (globalThis as any).process.getBuiltinModule("node:worker_threads")
+                return `${(globalThis as any).process.pid}:${threads.threadId}:${i % 1}`
+              }, { batchSize: 1 })
+            )
+            assert.strictEqual(workers.size, capabilities.workers, "every slot has a live worker")
+          }))
+      }
+    })
+
+    describe("retries", () => {
+      it.effect("retry re-runs typed failures as the Schedule allows", () =>
+        Effect.gen(function*() {
+          const key = `retry-${Math.random()}`
+          const items = [0, 1, 2, 3].map((i) => ({ key: `${key}-${i}`, failures: i === 2 ? 2 : 0 }))
+          const attempts = yield* Parallel.map(items, Flaky, { retry: Schedule.recurs(3), batchSize: 2 })
+          assert.deepStrictEqual(attempts, [1, 1, 3, 1])
+          const tooFew = yield* Effect.flip(
+            Parallel.map([{ key: `${key}-x`, failures: 5 }], Flaky, { retry: Schedule.recurs(1) })
+          )
+          assert.instanceOf(tooFew, Flake)
+          assert.strictEqual((tooFew as Flake).attempt, 2)
+        }))
+
+      it.effect("retry's while picks which failures are retried", () =>
+        Effect.gen(function*() {
+          const key = `while-${Math.random()}`
+          const error = yield* Effect.flip(Parallel.map([{ key, failures: 1 }], Flaky, {
+            retry: { schedule: Schedule.recurs(3), while: (e) => !(e instanceof Flake) }
+          }))
+          assert.instanceOf(error, Flake)
+          assert.strictEqual((error as Flake).attempt, 1, "not retried")
+        }))
+    })
+
+    describe("progress", () => {
+      it.effect("reports started, batches and finished, with counts and the task's own progress", () =>
+        Effect.gen(function*() {
+          const events: Array<Progress.Event> = []
+          yield* Parallel.map([1, 2, 3, 4, 5, 6], Reports, { batchSize: 2 }).pipe(
+            Effect.provideService(Progress.Progress, (event) => void events.push(event))
+          )
+          const tags = events.map((event) => event._tag)
+          assert.strictEqual(tags[0], "Started")
+          assert.strictEqual(tags.at(-1), "Finished")
+          assert.strictEqual(tags.filter((tag) => tag === "BatchDispatched").length, 3)
+          assert.strictEqual(tags.filter((tag) => tag === "BatchCompleted").length, 3)
+          const own = events.filter((event) => event._tag === "TaskProgress")
+          assert.strictEqual(own.length, 12)
+          assert.deepStrictEqual([...new Set(own.map((event) => event.index))].sort(), [0, 1, 2, 3, 4, 5])
+          assert.deepStrictEqual(own[0]!.data, { step: 1, of: 2 })
+          const finished = events.at(-1)!
+          assert.strictEqual(finished.completed, 6)
+          assert.strictEqual(finished.total, 6)
+          // Each batch completes before the map finishes, and the ETA shrinks to 0 at the end.
+          const completed = events.filter((event) => event._tag === "BatchCompleted")
+          assert.strictEqual(completed.at(-1)!.eta, 0)
+        }))
+
+      it.effect("a failed map ends with a Failed event", () =>
+        Effect.gen(function*() {
+          const events: Array<Progress.Event> = []
+          yield* Effect.exit(
+            Parallel.map([1, -1], SquareRoot).pipe(
+              Effect.provideService(Progress.Progress, (event) => void events.push(event))
+            )
+          )
+          assert.strictEqual(events.at(-1)!._tag, "Failed")
+          assert.include((events.at(-1) as { reason: string }).reason, "Negative")
         }))
     })
 

@@ -131,8 +131,10 @@ export interface Observer {
   readonly dispatched: (start: number, size: number, slot: number) => void
   /** `failed` items of the batch failed (after any retries). */
   readonly completed: (start: number, size: number, duration: number, failed: number) => void
-  /** The input ended: it holds `total` items. */
+  /** The input holds `total` items: known up front for an array, when the input ends otherwise. */
   readonly total?: ((total: number) => void) | undefined
+  /** The dispatcher asked for more items and found none (joblib's iterator becoming None). */
+  readonly exhausted?: (() => void) | undefined
   /** A running task reported `data` with `Progress.report`. */
   readonly progress?: ((index: number, data: unknown) => void) | undefined
 }
@@ -334,6 +336,7 @@ const drive = <I, A, E, EI, RI>(
         if (source.done()) noteTotal(next + source.buffered())
         const items = source.take(batch)
         if (items.length === 0) {
+          notify((o) => o.exhausted?.())
           yield* permits.release(1)
           return
         }
@@ -382,27 +385,35 @@ const retryBatch = <I, A, E>(
     Effect.flatMap((outcome): Effect.Effect<Outcome<A, E>, ParallelError> => {
       if (outcome._tag === "Values") return Effect.succeed(outcome)
       type Attempt = Exit.Exit<A, E | TaskTimeout>
-      const retryItem = (i: number, exit: Attempt): Effect.Effect<Attempt, ParallelError> =>
-        runner.run(slot, [items[i]!], start + i, runOptions).pipe(
+      const retryItem = (i: number, exit: Attempt): Effect.Effect<Attempt, ParallelError> => {
+        // The batch's own run was the first attempt: the schedule sees that failure before any re-run.
+        let first = true
+        const rerun = runner.run(slot, [items[i]!], start + i, runOptions).pipe(
           Effect.map((single): Attempt =>
             single._tag === "Values" ? Exit.succeed(single.values[0]!) : single.exits[0] ?? exit
-          ),
+          )
+        )
+        return Effect.suspend(() => {
+          if (!first) return rerun
+          first = false
+          return Effect.succeed(exit)
+        }).pipe(
           // A typed failure fails this attempt, so that the schedule decides whether to try again.
-          Effect.flatMap((next) => {
-            const failure = typedError(next)
-            return failure === undefined
+          Effect.flatMap((next) =>
+            typedError(next) === undefined
               ? Effect.succeed(next)
               : Effect.fail<{ failure: Attempt } | ParallelError>({ failure: next })
-          }),
+          ),
           Effect.retry({
             schedule: policy.schedule,
-            while: (failed: { failure: Exit.Exit<A, E | TaskTimeout> } | ParallelError) =>
+            while: (failed: { failure: Attempt } | ParallelError) =>
               "failure" in failed
                 ? policy.while(typedError(failed.failure)!.error)
                 : failed._tag === "WorkerCrashed" && policy.while(failed)
           }),
           Effect.catch((failed) => ("failure" in failed ? Effect.succeed(failed.failure) : Effect.fail(failed)))
         )
+      }
       return Effect.forEach(outcome.exits, (exit, i) => {
         const failure = typedError(exit)
         return failure !== undefined && policy.while(failure.error) ? retryItem(i, exit) : Effect.succeed(exit)
