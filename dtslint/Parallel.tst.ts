@@ -1,4 +1,4 @@
-import { type Effect, type Exit, pipe, type Result, Schema, Stream } from "effect"
+import { type Effect, type Exit, pipe, type Result, Schedule, Schema, Stream } from "effect"
 import { describe, expect, it } from "tstyche"
 import { Parallel, type ParallelError, Task } from "../src/index.ts"
 
@@ -38,11 +38,25 @@ describe("Parallel.map", () => {
 
   it("moves typed errors into the values in exit and result modes", () => {
     expect(Parallel.map(numbers, SquareRoot, { mode: "exit" })).type.toBe<
-      Effect.Effect<Array<Exit.Exit<number, Negative>>, ParallelError.ParallelError>
+      Effect.Effect<Array<Exit.Exit<number, Negative | ParallelError.TaskTimeout>>, ParallelError.ParallelError>
     >()
     expect(Parallel.map(numbers, SquareRoot, { mode: "result" })).type.toBe<
-      Effect.Effect<Array<Result.Result<number, Negative>>, ParallelError.ParallelError>
+      Effect.Effect<Array<Result.Result<number, Negative | ParallelError.TaskTimeout>>, ParallelError.ParallelError>
     >()
+  })
+
+  it("types retry's filter with the task's errors, timeouts and crashes", () => {
+    Parallel.map(numbers, SquareRoot, {
+      retry: {
+        schedule: Schedule.recurs(2),
+        while: (error) => {
+          expect(error).type.toBe<Negative | ParallelError.TaskTimeout | ParallelError.WorkerCrashed>()
+          return error._tag !== "Negative"
+        }
+      }
+    })
+    expect(Parallel.map).type.not.toBeCallableWith(numbers, SquareRoot, { retry: 3 })
+    expect(Parallel.map).type.not.toBeCallableWith(numbers, SquareRoot, { timeout: true })
   })
 
   it("rejects items of the wrong type", () => {

@@ -420,7 +420,8 @@ export const readHeader = (
         })
       )
     }
-    if (view.getUint32(48, true) !== headerChecksum(bytes)) {
+    // The checksum covers bytes 0-47; the reserved bytes after it are always written as zeros.
+    if (view.getUint32(48, true) !== headerChecksum(bytes) || bytes.subarray(52, HEADER_BYTES).some((b) => b !== 0)) {
       return Effect.fail(new Corrupted({ message: "the header checksum does not match: the header is corrupted" }))
     }
     return Effect.succeed<Header>({

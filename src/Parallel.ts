@@ -62,7 +62,7 @@ export type Mode = "failFast" | "exit" | "result"
  * @category models
  * @since 0.1.0
  */
-export interface MapOptions<M extends Mode = Mode> {
+export interface MapOptions<M extends Mode = Mode, E = any> {
   /**
    * joblib's n_jobs: how many workers this map uses at once. `-1` is every CPU,
    * `-2` all but one; `0` is an error. Defaults to the backend's size.
@@ -86,7 +86,7 @@ export interface MapOptions<M extends Mode = Mode> {
    * (alone, on the same worker), and a whole batch whose worker crashed (`WorkerCrashed`, on a replacement).
    * `while` picks which failures to retry; by default all of them.
    */
-  readonly retry?: Schedule.Schedule<unknown, RetryError<any>> | RetryOptions<any> | undefined
+  readonly retry?: Schedule.Schedule<unknown, RetryError<E>> | RetryOptions<E> | undefined
   /** joblib's `verbose`: progress lines through the Effect Logger, more often as it grows (above 10: every batch). */
   readonly verbose?: number | undefined
   /** Which implementation a hint-aware backend (`Backend.auto`) should use; other backends ignore it. */
@@ -118,7 +118,7 @@ export interface RetryOptions<E> {
  * @category models
  * @since 0.1.0
  */
-export interface StreamOptions<M extends Mode = Mode, O extends boolean = boolean> extends MapOptions<M> {
+export interface StreamOptions<M extends Mode = Mode, O extends boolean = boolean, E = any> extends MapOptions<M, E> {
   /** `true` (default) emits in input order; `false` emits as batches complete, each result with its index. */
   readonly ordered?: O | undefined
 }
@@ -406,7 +406,7 @@ export const map: {
    */
   <I, A, E = never, M extends Mode = "failFast">(
     work: Work<I, A, E>,
-    options?: MapOptions<M>
+    options?: MapOptions<M, E>
   ): <EI = never, RI = never>(
     items: Input<I, EI, RI>
   ) => Effect.Effect<Array<Out<A, E, M>>, Err<E, M> | EI | ParallelError, RI>
@@ -424,7 +424,7 @@ export const map: {
   <I, A, E = never, EI = never, RI = never, M extends Mode = "failFast">(
     items: Input<I, EI, RI>,
     work: Work<I, A, E>,
-    options?: MapOptions<M>
+    options?: MapOptions<M, E>
   ): Effect.Effect<Array<Out<A, E, M>>, Err<E, M> | EI | ParallelError, RI>
 } = dual(
   (args) => isInput(args[0]),
@@ -488,7 +488,7 @@ export const stream: {
    */
   <I, A, E = never, M extends Mode = "failFast", O extends boolean = true>(
     work: Work<I, A, E>,
-    options?: StreamOptions<M, O>
+    options?: StreamOptions<M, O, E>
   ): <EI = never, RI = never>(
     items: Input<I, EI, RI>
   ) => Stream.Stream<
@@ -510,7 +510,7 @@ export const stream: {
   <I, A, E = never, EI = never, RI = never, M extends Mode = "failFast", O extends boolean = true>(
     items: Input<I, EI, RI>,
     work: Work<I, A, E>,
-    options?: StreamOptions<M, O>
+    options?: StreamOptions<M, O, E>
   ): Stream.Stream<
     O extends false ? Indexed<Out<A, E, M>> : Out<A, E, M>,
     Err<E, M> | EI | ParallelError,

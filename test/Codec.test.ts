@@ -227,8 +227,13 @@ describe("Codec", () => {
     it.effect("a flipped byte anywhere is caught", () =>
       Effect.gen(function*() {
         const bytes = yield* sample()
-        for (let i = 0; i < 200; i++) {
-          const at = Math.floor(Math.random() * bytes.length)
+        // Every header and trailer byte, and a spread of body bytes.
+        const positions = [
+          ...Array.from({ length: 64 }, (_, i) => i),
+          ...Array.from({ length: 200 }, (_, i) => 64 + Math.floor((i * (bytes.length - 88)) / 200)),
+          ...Array.from({ length: 24 }, (_, i) => bytes.length - 24 + i)
+        ]
+        for (const [i, at] of positions.entries()) {
           const flipped = bytes.slice()
           flipped[at]! ^= 1 << (i % 8)
           const error = yield* Effect.flip(codec.decode(flipped))

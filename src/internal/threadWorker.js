@@ -10,8 +10,11 @@ const handle = makeRuntime(
   (message, transfer) => port.postMessage(message, /** @type {Array<ArrayBuffer>} */ (transfer)),
   new Int32Array(control),
   threshold,
-  // A thread shares its process's resident set, so it is judged by its own heap.
-  () => getHeapStatistics().used_heap_size,
+  // A thread shares its process's resident set, so it is judged by its own heap and the buffers it holds.
+  () => {
+    const heap = getHeapStatistics()
+    return heap.used_heap_size + heap.external_memory
+  },
   undefined
 )
 port.on("message", handle)

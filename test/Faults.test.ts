@@ -1,0 +1,277 @@
+/**
+ * Faults with real workers: crashes of every kind, stuck code, memory growth,
+ * and interruption, checked against real thread ids and process PIDs.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { TestClock } from "effect/testing"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Backend, Parallel, ParallelError } from "../src/index.ts"
+import * as Cpus from "../src/internal/cpus.ts"
+import { Flaky, NestedProbe } from "./fixtures/tasks.ts"
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Waits until none of `pids` is alive, up to a few seconds; returns those still alive. */
+const waitGone = (pids: Iterable<number>) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + 5000
+    let left = [...pids].filter(alive)
+    while (left.length > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      left = left.filter(alive)
+    }
+    return left
+  })
+
+/** The PID of the process an inline function runs in. */
+const pidOf = (_: unknown) => (globalThis as any).process.pid as number
+
+const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-joblib-faults-"))
+
+/** Inline functions that crash their worker at item 2, with a check of the error. */
+const crashes: Array<readonly [string, (x: number) => unknown, (error: ParallelError.WorkerCrashed) => void]> = [
+  [
+    "process.exit(3)",
+    (x) => (x === 2 ? (globalThis as any).process.exit(3) : x),
+    (e) => assert.strictEqual(e.exitCode, 3)
+  ],
+  [
+    "an uncaught exception in async code",
+    (x) => {
+      if (x !== 2) return x
+      setTimeout(() => {
+        throw new Error("async boom")
+      }, 1)
+      return new Promise(() => {})
+    },
+    (e) => assert.match(e.message, /async boom|code 1/)
+  ]
+]
+
+describe.each(
+  [
+    ["threads", (options?: Backend.ThreadsOptions) => Backend.threads({ workers: 2, ...options })],
+    ["processes", (options?: Backend.ProcessesOptions) => Backend.processes({ workers: 2, ...options })]
+  ] as const
+)("faults on %s", (name, make) => {
+  for (const [what, crash, check] of crashes) {
+    it.live(`${what} fails its batch with WorkerCrashed; the map never hangs and the pool recovers`, () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(Parallel.map([0, 1, 2, 3], crash, { batchSize: 1 }))
+        assert.instanceOf(error, ParallelError.WorkerCrashed)
+        check(error as ParallelError.WorkerCrashed)
+        assert.deepStrictEqual(yield* Parallel.map([1, 2, 3], (x) => x * 2), [2, 4, 6])
+      }).pipe(Effect.provide(make())))
+  }
+
+  it.live("running out of memory crashes only the worker", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Parallel.map([1], (_) => {
+        const hoard: Array<Array<number>> = []
+        while (true) hoard.push(Array.from({ length: 100_000 }, (_, i) => i))
+      }))
+      assert.instanceOf(error, ParallelError.WorkerCrashed)
+      assert.deepStrictEqual(yield* Parallel.map([1, 2], (x) => x + 1), [2, 3])
+    }).pipe(Effect.provide(
+      name === "threads"
+        ? make({ workers: 1, resourceLimits: { maxOldGenerationSizeMb: 32 } })
+        : make({ workers: 1, execArgv: ["--max-old-space-size=32"] })
+    )))
+
+  it.live("a worker that crashes mid-batch is retried on a replacement", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      // The first attempt at item 2 leaves a marker and exits; the retry finds the marker and succeeds.
+      const items = [0, 1, 2, 3].map((i) => ({ i, marker: Path.join(dir, `crashed-${i}`) }))
+      const out = yield* Parallel.map(items, ({ i, marker }) => {
+        const fs = (globalThis as any).process.getBuiltinModule("node:fs")
+        if (i === 2 && !fs.existsSync(marker)) {
+          fs.writeFileSync(marker, "")
+          ;(globalThis as any).process.exit(3)
+        }
+        return i * 10
+      }, { batchSize: 2, retry: Schedule.recurs(2) })
+      assert.deepStrictEqual(out, [0, 10, 20, 30])
+      assert.isTrue(Fs.existsSync(items[2]!.marker), "the first attempt did crash")
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }).pipe(Effect.provide(make())))
+
+  it.live("a worker over its memory limit is recycled between batches", () =>
+    Effect.gen(function*() {
+      const seen = yield* Parallel.map(Array.from({ length: 12 }, (_, i) => i), (_) => {
+        // Each task keeps 8 MB alive in its worker.
+        const g = globalThis as any
+        ;(g.hoard ??= []).push(new Float64Array(1024 * 1024).fill(1))
+        const threads = g.process.getBuiltinModule("node:worker_threads")
+        return `${g.process.pid}:${threads.threadId}`
+      }, { batchSize: 1, concurrency: 1 })
+      // With a limit above a fresh worker's footprint and below it plus ~100 MB, workers are replaced along the way.
+      assert.isAbove(new Set(seen).size, 1, "the worker was replaced")
+      assert.isBelow(new Set(seen).size, 12, "but not after every batch")
+    }).pipe(Effect.provide(make({ workers: 1, memoryLimitMb: name === "threads" ? 40 : 120 }))))
+
+  it.live("workers size native thread pools to their share of the CPUs, unless told otherwise", () =>
+    Effect.gen(function*() {
+      const [env] = yield* Parallel.map([1], (_) => {
+        const env = (globalThis as any).process.env
+        return { omp: env.OMP_NUM_THREADS, uv: env.UV_THREADPOOL_SIZE, budget: env.EFFECT_JOBLIB_CPU_BUDGET }
+      })
+      const share = String(Math.max(1, Math.floor(Cpus.available() / 2)))
+      assert.deepStrictEqual(env, { omp: "4", uv: share, budget: share })
+    }).pipe(Effect.provide(make({ env: { OMP_NUM_THREADS: "4" } }))))
+}, 60_000)
+
+describe("processes", () => {
+  it.live("a segfault or SIGKILL fails the batch with the signal; the parent is unharmed", () =>
+    Effect.gen(function*() {
+      const segfault = yield* Effect.flip(Parallel.map([1], (_) => {
+        const proc = (globalThis as any).process
+        proc.kill(proc.pid, "SIGSEGV")
+        return new Promise(() => {})
+      }))
+      assert.instanceOf(segfault, ParallelError.WorkerCrashed)
+      assert.strictEqual((segfault as ParallelError.WorkerCrashed).signal, "SIGSEGV")
+
+      // SIGKILL one worker from outside while a map of slow tasks runs.
+      const pids = [...new Set(yield* Parallel.map(Array.from({ length: 20 }, (_, i) => i), pidOf, { batchSize: 1 }))]
+      assert.strictEqual(pids.length, 2)
+      const fiber = yield* Effect.forkChild(Parallel.map(Array.from({ length: 200 }, (_, i) => i), (x) => {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
+        return x
+      }, { batchSize: 1 }))
+      yield* Effect.sleep(100)
+      process.kill(pids[0]!, "SIGKILL")
+      const killed = yield* Effect.flip(Fiber.join(fiber))
+      assert.instanceOf(killed, ParallelError.WorkerCrashed)
+      assert.strictEqual((killed as ParallelError.WorkerCrashed).signal, "SIGKILL")
+      assert.isFalse(alive(pids[0]!))
+    }).pipe(Effect.provide(Backend.processes({ workers: 2 }))))
+
+  it.live("closing the Layer, or interrupting a map, leaves no worker process alive", () =>
+    Effect.gen(function*() {
+      const pids = new Set<number>()
+      yield* Effect.gen(function*() {
+        for (const pid of yield* Parallel.map(Array.from({ length: 20 }, (_, i) => i), pidOf, { batchSize: 1 })) {
+          pids.add(pid)
+        }
+        // A map stuck in synchronous loops, interrupted from outside.
+        const stuck = yield* Effect.forkChild(Parallel.map([1, 2], (_) => {
+          while (true) {}
+        }))
+        yield* Effect.sleep(200)
+        yield* Fiber.interrupt(stuck)
+        for (const pid of yield* Parallel.map(Array.from({ length: 20 }, (_, i) => i), pidOf, { batchSize: 1 })) {
+          pids.add(pid)
+        }
+      }).pipe(Effect.provide(Backend.processes({ workers: 2, interruptGrace: 100 })))
+      assert.isAtLeast(pids.size, 2)
+      assert.deepStrictEqual(yield* waitGone(pids), [])
+    }))
+
+  it.live("a whole-map Effect.timeout stops every worker's work", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const result = yield* Parallel.map(Array.from({ length: 4 }, (_, i) => Path.join(dir, `${i}`)), (file) => {
+        const fs = (globalThis as any).process.getBuiltinModule("node:fs")
+        const until = Date.now() + 3000
+        while (Date.now() < until) {}
+        fs.writeFileSync(file, "finished")
+      }, { batchSize: 1 }).pipe(Effect.timeoutOption(300))
+      assert.isTrue(Option.isNone(result))
+      yield* Effect.sleep(3500)
+      assert.deepStrictEqual(Fs.readdirSync(dir), [], "no task ran to its end after the timeout")
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }).pipe(Effect.provide(Backend.processes({ workers: 2, interruptGrace: 100 }))), 15_000)
+
+  it("SIGINT to a program leaves no worker process and no temp file behind", async () => {
+    const dir = tmp()
+    const child = ChildProcess.spawn(
+      Path.join(process.cwd(), "node_modules/.bin/node"),
+      [Path.join(import.meta.dirname, "fixtures/interrupted.ts"), dir],
+      { stdio: ["ignore", "pipe", "inherit"] }
+    )
+    let output = ""
+    const pids = await new Promise<Array<number>>((resolve, reject) => {
+      child.stdout.on("data", (chunk) => {
+        output += chunk
+        const line = output.split("\n").find((l) => l.startsWith("workers "))
+        if (line !== undefined) resolve(line.slice(8).split(",").map(Number))
+      })
+      child.on("exit", () => reject(new Error(`exited early: ${output}`)))
+    })
+    assert.strictEqual(pids.length, 2)
+    for (const pid of pids) assert.isTrue(alive(pid))
+    // Let a dump start, then interrupt the program as Ctrl-C would.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    child.kill("SIGINT")
+    const code = await new Promise((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal)))
+    assert.notStrictEqual(code, 0)
+    assert.deepStrictEqual(await Effect.runPromise(waitGone(pids)), [])
+    assert.deepStrictEqual(
+      Fs.readdirSync(dir).filter((f) => f !== "done.ejlb" && f !== "big.ejlb"),
+      [],
+      "no temp files"
+    )
+    Fs.rmSync(dir, { recursive: true, force: true })
+  }, 30_000)
+})
+
+describe("prefer and nesting", () => {
+  it.live("Backend.auto follows the prefer hint; an explicit backend wins over it", () =>
+    Effect.gen(function*() {
+      const [inThread] = yield* Parallel.map([1], pidOf)
+      const [inProcess] = yield* Parallel.map([1], pidOf, { prefer: "processes" })
+      assert.strictEqual(inThread, process.pid, "threads by default")
+      assert.notStrictEqual(inProcess, process.pid)
+      const [explicit] = yield* Parallel.map([1], pidOf, { prefer: "processes" }).pipe(
+        Effect.provide(Backend.threads({ workers: 1 }))
+      )
+      assert.strictEqual(explicit, process.pid, "an explicitly provided threads backend ignores the hint")
+    }).pipe(Effect.provide(Backend.auto({ threads: { workers: 1 }, processes: { workers: 1 } }))))
+
+  it.live("a map nested in a worker's task stays within that worker's CPU budget", () =>
+    Effect.gen(function*() {
+      // Every leaf task records how many leaves run at once, in shared memory.
+      const counters = new Int32Array(new SharedArrayBuffer(8))
+      const outer = Cpus.available()
+      const results = yield* Parallel.map(
+        Array.from({ length: outer }, (_, i) => ({ i, counters })),
+        NestedProbe,
+        { batchSize: 1 }
+      )
+      assert.strictEqual(results.length, outer)
+      const budgetPerWorker = Math.max(1, Math.floor(Cpus.available() / outer))
+      for (const inner of results) assert.strictEqual(inner.workers, budgetPerWorker)
+      assert.isAtMost(Atomics.load(counters, 1), Cpus.available(), "busy threads never exceed the CPUs")
+    }).pipe(Effect.provide(Backend.threads({ workers: -1 }))), 30_000)
+})
+
+describe("retry timing", () => {
+  it.effect("retries back off as the Schedule says (TestClock)", () =>
+    Effect.gen(function*() {
+      const key = `backoff-${Math.random()}`
+      const fiber = yield* Effect.forkChild(
+        Parallel.map([{ key, failures: 2 }], Flaky, {
+          retry: Schedule.max([Schedule.exponential("1 second"), Schedule.recurs(3)])
+        })
+      )
+      yield* Effect.yieldNow
+      assert.isUndefined(fiber.pollUnsafe(), "waiting 1s before the first retry")
+      yield* TestClock.adjust("1 second")
+      assert.isUndefined(fiber.pollUnsafe(), "then 2s before the second")
+      yield* TestClock.adjust("2 seconds")
+      const exit = yield* Fiber.await(fiber)
+      assert.deepStrictEqual(exit, Exit.succeed([3]))
+    }))
+})
