@@ -46,11 +46,23 @@ describe("Parallel.map", () => {
   })
 
   it("types retry's filter with the task's errors, timeouts and crashes", () => {
+    Parallel.map(numbers, (x) => x, {
+      retry: {
+        schedule: Schedule.recurs(2),
+        while: (error) => {
+          expect(error).type.toBeAssignableTo<ParallelError.TaskTimeout | ParallelError.WorkerCrashed>()
+          return true
+        }
+      }
+    })
     Parallel.map(numbers, SquareRoot, {
       retry: {
         schedule: Schedule.recurs(2),
         while: (error) => {
-          expect(error).type.toBe<Negative | ParallelError.TaskTimeout | ParallelError.WorkerCrashed>()
+          expect(error).type.toBeAssignableTo<Negative | ParallelError.TaskTimeout | ParallelError.WorkerCrashed>()
+          expect<Negative | ParallelError.TaskTimeout | ParallelError.WorkerCrashed>().type.toBeAssignableTo<
+            typeof error
+          >()
           return error._tag !== "Negative"
         }
       }

@@ -406,7 +406,7 @@ export const map: {
    */
   <I, A, E = never, M extends Mode = "failFast">(
     work: Work<I, A, E>,
-    options?: MapOptions<M, E>
+    options?: MapOptions<M, NoInfer<E>>
   ): <EI = never, RI = never>(
     items: Input<I, EI, RI>
   ) => Effect.Effect<Array<Out<A, E, M>>, Err<E, M> | EI | ParallelError, RI>
@@ -424,7 +424,7 @@ export const map: {
   <I, A, E = never, EI = never, RI = never, M extends Mode = "failFast">(
     items: Input<I, EI, RI>,
     work: Work<I, A, E>,
-    options?: MapOptions<M, E>
+    options?: MapOptions<M, NoInfer<E>>
   ): Effect.Effect<Array<Out<A, E, M>>, Err<E, M> | EI | ParallelError, RI>
 } = dual(
   (args) => isInput(args[0]),
@@ -488,7 +488,7 @@ export const stream: {
    */
   <I, A, E = never, M extends Mode = "failFast", O extends boolean = true>(
     work: Work<I, A, E>,
-    options?: StreamOptions<M, O, E>
+    options?: StreamOptions<M, O, NoInfer<E>>
   ): <EI = never, RI = never>(
     items: Input<I, EI, RI>
   ) => Stream.Stream<
@@ -510,7 +510,7 @@ export const stream: {
   <I, A, E = never, EI = never, RI = never, M extends Mode = "failFast", O extends boolean = true>(
     items: Input<I, EI, RI>,
     work: Work<I, A, E>,
-    options?: StreamOptions<M, O, E>
+    options?: StreamOptions<M, O, NoInfer<E>>
   ): Stream.Stream<
     O extends false ? Indexed<Out<A, E, M>> : Out<A, E, M>,
     Err<E, M> | EI | ParallelError,
