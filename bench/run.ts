@@ -4,6 +4,7 @@
  */
 const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   parallel: () => import("./parallel.ts"),
+  processes: () => import("./processes.ts"),
   persist: () => import("./persist.ts"),
   hash: () => import("./hash.ts")
 }

@@ -19,4 +19,6 @@ const handle = makeRuntime(
 process.on("message", (message) => handle(/** @type {import("./protocol.ts").ToWorker} */ (message)))
 // The parent is gone (killed, or closed the channel): nothing is left to work for.
 process.on("disconnect", () => process.exit(0))
+// Ctrl-C reaches the whole process group; the parent decides when its workers stop.
+process.on("SIGINT", () => {})
 send({ _: "ready" })
