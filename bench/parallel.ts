@@ -4,34 +4,15 @@
  * all on 2 workers.
  */
 import { Effect, Layer } from "effect"
-import { execFileSync } from "node:child_process"
 import { Worker } from "node:worker_threads"
 import { Piscina } from "piscina"
 import { Tinypool } from "tinypool"
 import { Backend, Parallel } from "../src/index.ts"
 import { interleaved, measure, now, type Row, table } from "./harness.ts"
+import { calibrate, joblib, spin, sum } from "./workloads.ts"
 
 const WORKERS = 2
 const workerFile = (name: string) => new URL(`./workers/${name}.mjs`, import.meta.url).href
-
-const spin = (n: number) => {
-  let x = 0
-  for (let i = 0; i < n; i++) x = (x + Math.sqrt(i)) % 1000
-  return x
-}
-
-const sum = (array: Float64Array) => {
-  let total = 0
-  for (let i = 0; i < array.length; i++) total += array[i]!
-  return total
-}
-
-const calibrate = (targetMs: number) => {
-  spin(1e6)
-  const start = now()
-  spin(1e6)
-  return Math.max(1, Math.round((targetMs / (now() - start)) * 1e6))
-}
 
 /** A raw worker_threads pool with hand-made batches: the floor any library pays. */
 const rawPool = async () => {
@@ -58,18 +39,6 @@ const rawPool = async () => {
       }
     })
   return { run, close: () => Promise.all(workers.map((w) => w.terminate())) }
-}
-
-const joblib = (which: "warm" | "cold"): Record<string, number> | undefined => {
-  try {
-    const out = execFileSync("/usr/bin/python3", [new URL("./joblib_parallel.py", import.meta.url).pathname, which], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"]
-    })
-    return JSON.parse(out)
-  } catch {
-    return undefined
-  }
 }
 
 export const run = async () => {

@@ -5,31 +5,13 @@
  * a stuck synchronous task. 2 workers throughout.
  */
 import { Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
-import { type ChildProcess, execFileSync, fork } from "node:child_process"
+import { type ChildProcess, fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Backend, Parallel, Progress } from "../src/index.ts"
 import { interleaved, median, now, type Row, table } from "./harness.ts"
+import { calibrate, joblib, spin, sum } from "./workloads.ts"
 
 const WORKERS = 2
-
-const spin = (n: number) => {
-  let x = 0
-  for (let i = 0; i < n; i++) x = (x + Math.sqrt(i)) % 1000
-  return x
-}
-
-const sum = (array: Float64Array) => {
-  let total = 0
-  for (let i = 0; i < array.length; i++) total += array[i]!
-  return total
-}
-
-const calibrate = (targetMs: number) => {
-  spin(1e6)
-  const start = now()
-  spin(1e6)
-  return Math.max(1, Math.round((targetMs / (now() - start)) * 1e6))
-}
 
 /** Raw child processes with hand-made batches, round robin: the floor a process pool pays. */
 const rawProcesses = async () => {
@@ -67,18 +49,6 @@ const rawProcesses = async () => {
       })
     ))
   return { run, close }
-}
-
-const joblib = (which: "warm" | "cold"): Record<string, number> | undefined => {
-  try {
-    const out = execFileSync("/usr/bin/python3", [new URL("./joblib_parallel.py", import.meta.url).pathname, which], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"]
-    })
-    return JSON.parse(out)
-  } catch {
-    return undefined
-  }
 }
 
 /** Builds a pool once and runs effects against it. */

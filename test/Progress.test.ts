@@ -28,6 +28,21 @@ const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 const withoutTimes = (lines: ReadonlyArray<string>) =>
   lines.map((line) => line.replace(/(elapsed|remaining): +[\d.]+(s|min)/g, "$1: T"))
 
+/** The Started event of a 2-worker threads map with 4 batches pre-dispatched. */
+const started = (base: Pick<Progress.Snapshot, "mapId" | "label" | "total">): Progress.Event => ({
+  ...base,
+  _tag: "Started",
+  workers: 2,
+  backend: "threads",
+  preDispatch: 4,
+  completed: 0,
+  dispatched: 0,
+  batches: 0,
+  exhausted: false,
+  elapsed: 0,
+  eta: undefined
+})
+
 describe("Progress", () => {
   it.effect("layerEvents streams every map's events to subscribers", () =>
     Effect.gen(function*() {
@@ -78,19 +93,7 @@ describe("Progress", () => {
         // and the input found exhausted by the dispatch after the last item's.
         const lines = Progress.verboseLines(verbose)
         const base = { mapId: 1, label: "f", total: n, eta: undefined, elapsed: 100 }
-        const out = [
-          lines({
-            ...base,
-            _tag: "Started",
-            workers: 2,
-            backend: "threads",
-            preDispatch: 4,
-            completed: 0,
-            dispatched: 0,
-            batches: 0,
-            exhausted: false
-          })
-        ]
+        const out = [lines(started(base))]
         for (let k = 1; k <= n; k++) {
           const batches = Math.min(n, 3 + k)
           out.push(lines({
@@ -134,16 +137,7 @@ describe("Progress", () => {
     it("the 'out of' form estimates the time remaining", () => {
       const lines = Progress.verboseLines(100)
       const base = { mapId: 1, label: "f", batches: 4, total: 4, exhausted: true, eta: undefined }
-      lines({
-        ...base,
-        _tag: "Started",
-        workers: 2,
-        backend: "threads",
-        preDispatch: 4,
-        completed: 0,
-        dispatched: 0,
-        elapsed: 0
-      })
+      lines(started(base))
       const line = lines({
         ...base,
         _tag: "BatchCompleted",
