@@ -20,6 +20,7 @@ const rawProcesses = async () => {
     () =>
       fork(fileURLToPath(new URL("./workers/batch-process.mjs", import.meta.url)), [], { serialization: "advanced" })
   )
+  for (const child of children) child.setMaxListeners(0)
   await Promise.all(children.map((c) => new Promise((resolve) => c.once("message", resolve))))
   let nextId = 0
   const run = (op: string, items: ReadonlyArray<unknown>, batch: number) =>

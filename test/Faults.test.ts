@@ -3,7 +3,7 @@
  * and interruption, checked against real thread ids and process PIDs.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { Effect, Exit, Fiber, Metric, Option, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -68,10 +68,21 @@ describe.each(
   for (const [what, crash, check] of crashes) {
     it.live(`${what} fails its batch with WorkerCrashed; the map never hangs and the pool recovers`, () =>
       Effect.gen(function*() {
+        const restarts = Effect.map(
+          Metric.snapshot,
+          (all) =>
+            (all.find((m) => m.id === "effect_joblib_worker_restarts")?.state as { count: number } | undefined)
+              ?.count ?? 0
+        )
+        const before = yield* restarts
         const error = yield* Effect.flip(Parallel.map([0, 1, 2, 3], crash, { batchSize: 1 }))
         assert.instanceOf(error, ParallelError.WorkerCrashed)
         check(error as ParallelError.WorkerCrashed)
-        assert.deepStrictEqual(yield* Parallel.map([1, 2, 3], (x) => x * 2), [2, 4, 6])
+        assert.deepStrictEqual(
+          yield* Parallel.map(Array.from({ length: 8 }, (_, i) => i), (x) => x * 2, { batchSize: 1 }),
+          [0, 2, 4, 6, 8, 10, 12, 14]
+        )
+        assert.isAbove(yield* restarts, before, "the replacement is counted as a worker restart")
       }).pipe(Effect.provide(make())))
   }
 
