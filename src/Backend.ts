@@ -452,8 +452,7 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
       new Slot(i, config.spawn, {
         grace: config.grace,
         memoryLimit: config.memoryLimit,
-        onSettle: settled.notify,
-        onRestart: () => {}
+        onSettle: settled.notify
       })
   )
   yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(slots.map((slot) => slot.close()))))

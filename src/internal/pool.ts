@@ -45,8 +45,6 @@ export interface SlotOptions {
   readonly memoryLimit: number | undefined
   /** Called when any batch settles, for dispatchers waiting for a free slot. */
   readonly onSettle: () => void
-  /** Called when a worker is started to replace another. */
-  readonly onRestart: () => void
 }
 
 export interface BatchRequest {
@@ -72,7 +70,6 @@ interface Pending {
   current: number
   since: number
   watchdog: ReturnType<typeof setTimeout> | undefined
-  started: boolean
   /** Interrupts the batch where it was last sent. */
   cancel?: () => Promise<void>
   /** Ends a wait started by `cancel` when the worker answers. */
@@ -179,7 +176,7 @@ export class Slot {
     })
     this.live = live
     this.lives.add(live)
-    if (this.spawned++ > 0) this.options.onRestart()
+    this.spawned++
     return live
   }
 
@@ -190,7 +187,6 @@ export class Slot {
       case "tick": {
         const pending = live.pending.get(message.id)
         if (pending === undefined) return
-        pending.started = true
         append(pending, message)
         pending.current = message.index
         pending.since = performance.now()
@@ -303,7 +299,6 @@ export class Slot {
     const id = nextBatchId++
     pending.values = []
     pending.status = undefined
-    pending.started = false
     live.pending.set(id, pending)
     live.ready.then(() => {
       if (live.dead || live.pending.get(id) !== pending) return
@@ -377,7 +372,6 @@ export class Slot {
         current: 0,
         since: 0,
         watchdog: undefined,
-        started: false,
         resolve: (exit) => {
           pending.resolveCancelled?.()
           if (settled) return
