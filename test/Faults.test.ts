@@ -286,3 +286,20 @@ describe("retry timing", () => {
       assert.deepStrictEqual(exit, Exit.succeed([3]))
     }))
 })
+
+describe("after every fault above", () => {
+  it("no worker process of this test run is left alive", () => {
+    // Children of this process whose command line runs the process worker entry point.
+    const orphans = Fs.readdirSync("/proc").filter((entry) => {
+      if (!/^\d+$/.test(entry)) return false
+      try {
+        const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+        return ppid === process.pid && Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("processWorker.js")
+      } catch {
+        return false
+      }
+    })
+    assert.deepStrictEqual(orphans, [])
+  })
+})
