@@ -13,9 +13,9 @@ import * as V8 from "node:v8"
 import { Persist } from "../src/index.ts"
 import { measure } from "./harness.ts"
 
-const python = (script: string): Record<string, number> | undefined => {
+const python = (script: string, ...args: Array<string>): Record<string, number> | undefined => {
   try {
-    return JSON.parse(execFileSync("/usr/bin/python3", [new URL(script, import.meta.url).pathname], {
+    return JSON.parse(execFileSync("/usr/bin/python3", [new URL(script, import.meta.url).pathname, ...args], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "ignore"],
       maxBuffer: 1 << 24
@@ -98,7 +98,10 @@ export const run = async () => {
   await ours("D3 D2, default (zstd 3)", records, true, 3)
   await ours("D3 D2, fast (zstd 1)", records, ["zstd", 1], 3)
 
-  const joblib = python("./joblib_persist.py")
+  // joblib gets the very same 80 MB: the walk's bytes, read with np.fromfile.
+  const walkFile = file("walk.f64")
+  Fs.writeFileSync(walkFile, new Uint8Array(walk.buffer))
+  const joblib = python("./joblib_persist.py", walkFile)
   const j = (workload: string, key: string, note: string) =>
     lines.push({
       workload,

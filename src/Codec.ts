@@ -514,10 +514,8 @@ const decodeBytes = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
             `available: ${set.compressors.map((c) => `${c.name} (${c.id})`).join(", ")}`
         })
       }
-      body = new Uint8Array(
-        options?.shared === true ? new SharedArrayBuffer(header.bodyBytes) : new ArrayBuffer(header.bodyBytes)
-      )
-      yield* compressor.decompress(stored, body)
+      body = yield* compressor.decompress(stored, header.bodyBytes)
+      if (options?.shared === true) body = concat([body], { shared: true })
     } else if (stored.length !== header.bodyBytes) {
       return yield* corrupted("the body length does not match the header")
     } else if (options?.shared === true && !(stored.buffer instanceof SharedArrayBuffer)) {
