@@ -78,3 +78,17 @@ export * as Persist from "./Persist.ts"
  * @since 0.1.0
  */
 export * as PersistError from "./PersistError.ts"
+
+/**
+ * Where `Cache` keeps its entries: memory, filesystem, SQLite.
+ *
+ * @since 0.3.0
+ */
+export * as Store from "./Store.ts"
+
+/**
+ * The typed errors of `Cache` and its stores.
+ *
+ * @since 0.3.0
+ */
+export * as CacheError from "./CacheError.ts"

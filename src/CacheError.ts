@@ -1,0 +1,80 @@
+/**
+ * The typed errors of `Cache` and its `Store`s.
+ *
+ * @stability unstable
+ * @since 0.3.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * A store could not be read or written: a read-only or full directory, a
+ * locked or damaged database, a server that went away.
+ *
+ * **Example** (Matching a store failure)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-joblib"
+ *
+ * const recover = Effect.catchTag("StoreError", (e: CacheError.StoreError) => Effect.succeed(e.store))
+ * ```
+ *
+ * @category errors
+ * @since 0.3.0
+ */
+export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
+  /** Which store: `"memory"`, `"filesystem"`, `"sqlite"`, `"redis"`. */
+  store: Schema.String,
+  /** What it was doing: `"get"`, `"put"`, `"lock"`, … */
+  operation: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * A memoized function or a shelved result was asked for an entry the cache
+ * does not hold (any more).
+ *
+ * **Example** (A cleared shelved result)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-joblib"
+ *
+ * const recover = Effect.catchTag("EntryNotFound", (e: CacheError.EntryNotFound) => Effect.succeed(e.key))
+ * ```
+ *
+ * @category errors
+ * @since 0.3.0
+ */
+export class EntryNotFound extends Schema.TaggedError<EntryNotFound>()("EntryNotFound", {
+  key: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * A memoized function was set up wrongly: for example a bare anonymous
+ * function without a `name`, or an argument the key cannot be computed from.
+ *
+ * **Example** (Naming an anonymous function)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-joblib"
+ *
+ * const recover = Effect.catchTag("InvalidMemoize", (e: CacheError.InvalidMemoize) => Effect.succeed(e.message))
+ * ```
+ *
+ * @category errors
+ * @since 0.3.0
+ */
+export class InvalidMemoize extends Schema.TaggedError<InvalidMemoize>()("InvalidMemoize", {
+  message: Schema.String
+}) {}
+
+/**
+ * Every error the cache adds to a memoized function's own.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export type CacheError = StoreError | EntryNotFound | InvalidMemoize

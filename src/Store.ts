@@ -1,0 +1,632 @@
+/**
+ * Where `Cache` keeps its entries. A store is a service provided by a Layer:
+ * in memory, on the filesystem (the default for a cache with a directory),
+ * in SQLite (for millions of entries), or in Redis (shared across machines).
+ *
+ * Every store writes atomically, records accesses itself (never from file
+ * atimes) for LRU eviction, offers a lock per key so that concurrent callers
+ * in other processes compute a missing entry once, and enforces the size
+ * limits it was given.
+ *
+ * @stability unstable
+ * @since 0.3.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as NodePath from "node:path"
+import { StoreError } from "./CacheError.ts"
+
+/**
+ * What a store records about an entry.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface Meta {
+  readonly key: string
+  /** The memoized function's name. */
+  readonly function: string
+  /** Bytes of the stored data. */
+  readonly size: number
+  /** Milliseconds the original computation took. */
+  readonly duration: number
+  /** When it was stored and last read, in epoch milliseconds. */
+  readonly created: number
+  readonly accessed: number
+  /** A short representation of the input, for listings. */
+  readonly input: string
+  /** The function's version tag and source hash when it was stored. */
+  readonly version?: string | undefined
+  readonly source?: string | undefined
+  /** Epoch milliseconds after which the entry is stale. */
+  readonly expires?: number | undefined
+  /** The entry holds a typed failure, not a value. */
+  readonly failure?: boolean | undefined
+}
+
+/**
+ * An entry: its metadata and the data (a `Codec` dump, checksummed).
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface Entry {
+  readonly meta: Meta
+  readonly data: Uint8Array
+}
+
+/**
+ * A held lock on a key; `release` is idempotent.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface Lock {
+  readonly release: Effect.Effect<void>
+}
+
+/**
+ * Size limits a store enforces after each write, evicting the least recently
+ * used entries first.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface Limits {
+  readonly maxBytes?: number | undefined
+  readonly maxItems?: number | undefined
+  /** Milliseconds since the last access after which an entry is removed. */
+  readonly maxAge?: number | undefined
+}
+
+/**
+ * The store service.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface Shape {
+  readonly name: string
+  /** Reads an entry and records the access; undefined when missing or unreadable. */
+  readonly get: (key: string) => Effect.Effect<Entry | undefined, StoreError>
+  /** Reads an entry's metadata without recording an access. */
+  readonly meta: (key: string) => Effect.Effect<Meta | undefined, StoreError>
+  /** Writes an entry atomically, replacing any other; then enforces the limits. */
+  readonly put: (entry: Entry) => Effect.Effect<void, StoreError>
+  readonly remove: (key: string) => Effect.Effect<boolean, StoreError>
+  readonly list: Effect.Effect<ReadonlyArray<Meta>, StoreError>
+  readonly clear: Effect.Effect<void, StoreError>
+  /**
+   * Takes the lock on `key` for `ttl` milliseconds, or returns undefined when another caller holds it.
+   * A lock whose holder died expires after its ttl.
+   */
+  readonly lock: (key: string, ttl: number) => Effect.Effect<Lock | undefined, StoreError>
+}
+
+/**
+ * The store a `Cache` uses.
+ *
+ * **Example** (An in-memory store for tests)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Store } from "effect-joblib"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* Store.Store
+ *   return yield* store.list
+ * }).pipe(Effect.provide(Store.layerMemory()))
+ * ```
+ *
+ * @category services
+ * @since 0.3.0
+ */
+export class Store extends Context.Service<Store, Shape>()("effect-joblib/Store") {}
+
+const KEY = /^[A-Za-z0-9:_-]{1,200}$/
+
+const checkKey = (store: string, operation: string, key: string) =>
+  KEY.test(key)
+    ? Effect.void
+    : Effect.fail(
+      new StoreError({
+        store,
+        operation,
+        message: `invalid key ${JSON.stringify(key)}: use letters, digits, ':', '_', '-'`
+      })
+    )
+
+/** Runs synchronous store code, turning a throw into a StoreError. */
+const attempt = <A>(store: string, operation: string, run: () => A) =>
+  Effect.try({
+    try: run,
+    catch: (error) =>
+      new StoreError({ store, operation, message: error instanceof Error ? error.message : String(error) })
+  })
+
+/** The entries to evict to meet `limits`, least recently used first. */
+export const overLimits = (entries: ReadonlyArray<Meta>, limits: Limits, now: number): Array<string> => {
+  const evict: Array<string> = []
+  const kept: Array<Meta> = []
+  for (const meta of entries) {
+    if (limits.maxAge !== undefined && now - meta.accessed > limits.maxAge) evict.push(meta.key)
+    else kept.push(meta)
+  }
+  kept.sort((a, b) => a.accessed - b.accessed)
+  let bytes = kept.reduce((sum, meta) => sum + meta.size, 0)
+  let items = kept.length
+  for (const meta of kept) {
+    const over = (limits.maxBytes !== undefined && bytes > limits.maxBytes) ||
+      (limits.maxItems !== undefined && items > limits.maxItems)
+    if (!over) break
+    evict.push(meta.key)
+    bytes -= meta.size
+    items--
+  }
+  return evict
+}
+
+const hasLimits = (limits: Limits | undefined): limits is Limits =>
+  limits !== undefined &&
+  (limits.maxBytes !== undefined || limits.maxItems !== undefined || limits.maxAge !== undefined)
+
+/** Removes what is over the limits, through the store's own list and remove. */
+const enforce = (shape: Pick<Shape, "list" | "remove">, limits: Limits) =>
+  Effect.flatMap(
+    shape.list,
+    (entries) => Effect.forEach(overLimits(entries, limits, Date.now()), shape.remove, { discard: true })
+  )
+
+/**
+ * Options of every store layer.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface StoreOptions {
+  readonly limits?: Limits | undefined
+}
+
+/**
+ * Keeps entries in this process's memory.
+ *
+ * **Example** (A bounded in-memory store)
+ *
+ * ```ts
+ * import { Store } from "effect-joblib"
+ *
+ * const layer = Store.layerMemory({ limits: { maxItems: 1000 } })
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layerMemory = (options?: StoreOptions): Layer.Layer<Store> =>
+  Layer.sync(Store)(() => {
+    const entries = new Map<string, Entry>()
+    const locks = new Map<string, { token: string; expires: number }>()
+    const shape: Shape = {
+      name: "memory",
+      get: (key) =>
+        Effect.sync(() => {
+          const entry = entries.get(key)
+          if (entry === undefined) return undefined
+          const touched = { meta: { ...entry.meta, accessed: Date.now() }, data: entry.data }
+          entries.set(key, touched)
+          return touched
+        }),
+      meta: (key) => Effect.sync(() => entries.get(key)?.meta),
+      put: (entry) =>
+        Effect.andThen(
+          Effect.andThen(
+            checkKey("memory", "put", entry.meta.key),
+            Effect.sync(() => void entries.set(entry.meta.key, entry))
+          ),
+          hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
+        ),
+      remove: (key) => Effect.sync(() => entries.delete(key)),
+      list: Effect.sync(() => Array.from(entries.values(), (entry) => entry.meta)),
+      clear: Effect.sync(() => entries.clear()),
+      lock: (key, ttl) =>
+        Effect.sync(() => {
+          const held = locks.get(key)
+          if (held !== undefined && held.expires > Date.now()) return undefined
+          const token = Crypto.randomUUID()
+          locks.set(key, { token, expires: Date.now() + ttl })
+          return { release: Effect.sync(() => void (locks.get(key)?.token === token && locks.delete(key))) }
+        })
+    }
+    return shape
+  })
+
+const ENTRY_MAGIC = Buffer.from("EJLBC1\n\0", "latin1")
+
+/** The file of an entry: two levels of shards, so that no directory grows huge. */
+const entryPath = (root: string, key: string) => {
+  const name = key.replaceAll(":", "_")
+  const digest = name.length > 4 ? name.slice(-4) : name.padStart(4, "0")
+  return NodePath.join(root, digest.slice(0, 2), digest.slice(2, 4), `${name}.entry`)
+}
+
+/**
+ * Writes `bytes` to `path` through a temporary file and a rename, so that readers never see a part.
+ * `accessed` (epoch ms) becomes the file's modification time: the filesystem store's access record.
+ */
+const writeAtomically = (path: string, bytes: ReadonlyArray<Uint8Array>, accessed?: number) => {
+  const temporary = `${path}.${process.pid}.${Crypto.randomBytes(6).toString("hex")}.tmp`
+  try {
+    const fd = Fs.openSync(temporary, "wx", 0o644)
+    try {
+      for (const part of bytes) {
+        // A write may be short (a nearly full disk): keep going until it fails or completes.
+        for (let offset = 0; offset < part.length;) offset += Fs.writeSync(fd, part, offset)
+      }
+      if (accessed !== undefined) Fs.futimesSync(fd, accessed / 1000, accessed / 1000)
+    } finally {
+      Fs.closeSync(fd)
+    }
+    Fs.renameSync(temporary, path)
+  } catch (error) {
+    Fs.rmSync(temporary, { force: true })
+    throw error
+  }
+}
+
+const encodeEntry = (entry: Entry): Array<Uint8Array> => {
+  const meta = Buffer.from(JSON.stringify(entry.meta), "utf8")
+  const length = Buffer.alloc(4)
+  length.writeUInt32LE(meta.length)
+  return [ENTRY_MAGIC, length, meta, entry.data]
+}
+
+/** Parses an entry file; undefined when it is damaged or truncated. */
+const decodeEntry = (bytes: Uint8Array, key: string): Entry | undefined => {
+  if (bytes.length < 12 || !ENTRY_MAGIC.equals(bytes.subarray(0, 8))) return undefined
+  const metaLength = Buffer.from(bytes.buffer, bytes.byteOffset + 8, 4).readUInt32LE(0)
+  if (12 + metaLength > bytes.length) return undefined
+  let meta: Meta
+  try {
+    meta = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 12, metaLength).toString("utf8"))
+  } catch {
+    return undefined
+  }
+  const data = bytes.subarray(12 + metaLength)
+  if (meta.key !== key || meta.size !== data.length) return undefined
+  return { meta, data }
+}
+
+const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === "ENOENT"
+
+/** Whether a process of this machine is alive (a lock left by a dead one can be taken at once). */
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/**
+ * Keeps entries as files under `directory`: one file per entry (metadata and
+ * data together, so that a rename publishes both at once), in two levels of
+ * shard directories, with a `.gitignore` at the root as joblib does. Writes
+ * go through a temporary file and a rename. Reads record the access time in
+ * the entry's modification time, set explicitly. Locks are files created
+ * with `O_EXCL`, holding their owner's PID and expiry.
+ *
+ * **Example** (A cache directory with a size budget)
+ *
+ * ```ts
+ * import { Store } from "effect-joblib"
+ *
+ * const layer = Store.layerFileSystem(".cache/effect-joblib", { limits: { maxBytes: 1e9 } })
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layerFileSystem = (directory: string, options?: StoreOptions): Layer.Layer<Store, StoreError> =>
+  Layer.effect(Store)(attempt("filesystem", "open", () => {
+    const root = NodePath.resolve(directory)
+    Fs.mkdirSync(root, { recursive: true })
+    const ignore = NodePath.join(root, ".gitignore")
+    if (!Fs.existsSync(ignore)) writeAtomically(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
+    const store = "filesystem"
+    const readMeta = (path: string, key: string): Meta | undefined => {
+      let fd: number
+      try {
+        fd = Fs.openSync(path, "r")
+      } catch (error) {
+        if (isMissing(error)) return undefined
+        throw error
+      }
+      try {
+        const head = Buffer.alloc(12)
+        if (Fs.readSync(fd, head, 0, 12, 0) < 12 || !ENTRY_MAGIC.equals(head.subarray(0, 8))) return undefined
+        const metaLength = head.readUInt32LE(8)
+        const metaBytes = Buffer.alloc(metaLength)
+        if (Fs.readSync(fd, metaBytes, 0, metaLength, 12) < metaLength) return undefined
+        const meta = JSON.parse(metaBytes.toString("utf8")) as Meta
+        const { size, mtimeMs } = Fs.fstatSync(fd)
+        if (meta.key !== key || 12 + metaLength + meta.size !== size) return undefined
+        return { ...meta, accessed: Math.floor(mtimeMs) }
+      } catch {
+        return undefined
+      } finally {
+        Fs.closeSync(fd)
+      }
+    }
+    const keyOf = (file: string) => file.slice(0, -".entry".length).replaceAll("_", ":")
+    const walk = (visit: (path: string, file: string) => void) => {
+      for (const a of Fs.readdirSync(root)) {
+        if (a.startsWith(".") || !Fs.statSync(NodePath.join(root, a)).isDirectory()) continue
+        for (const b of Fs.readdirSync(NodePath.join(root, a))) {
+          const dir = NodePath.join(root, a, b)
+          for (const file of Fs.readdirSync(dir)) {
+            if (file.endsWith(".entry")) visit(NodePath.join(dir, file), file)
+          }
+        }
+      }
+    }
+    const shape: Shape = {
+      name: store,
+      get: (key) =>
+        Effect.andThen(
+          checkKey(store, "get", key),
+          attempt(store, "get", () => {
+            const path = entryPath(root, key)
+            let bytes: Buffer
+            try {
+              bytes = Fs.readFileSync(path)
+            } catch (error) {
+              if (isMissing(error)) return undefined
+              throw error
+            }
+            const entry = decodeEntry(bytes, key)
+            if (entry === undefined) return undefined
+            const now = new Date()
+            // The access record: best effort, a read-only cache still serves hits.
+            try {
+              Fs.utimesSync(path, now, now)
+            } catch {}
+            return { meta: { ...entry.meta, accessed: now.getTime() }, data: entry.data }
+          })
+        ),
+      meta: (key) =>
+        Effect.andThen(checkKey(store, "meta", key), attempt(store, "meta", () => readMeta(entryPath(root, key), key))),
+      put: (entry) =>
+        Effect.andThen(
+          Effect.andThen(
+            checkKey(store, "put", entry.meta.key),
+            attempt(store, "put", () => {
+              const path = entryPath(root, entry.meta.key)
+              Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
+              writeAtomically(path, encodeEntry(entry), entry.meta.accessed)
+            })
+          ),
+          hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
+        ),
+      remove: (key) =>
+        Effect.andThen(
+          checkKey(store, "remove", key),
+          attempt(store, "remove", () => {
+            try {
+              Fs.unlinkSync(entryPath(root, key))
+              return true
+            } catch (error) {
+              if (isMissing(error)) return false
+              throw error
+            }
+          })
+        ),
+      list: attempt(store, "list", () => {
+        const out: Array<Meta> = []
+        walk((path, file) => {
+          const meta = readMeta(path, keyOf(file))
+          if (meta !== undefined) out.push(meta)
+        })
+        return out
+      }),
+      clear: attempt(store, "clear", () => walk((path) => Fs.rmSync(path, { force: true }))),
+      lock: (key, ttl) =>
+        Effect.andThen(
+          checkKey(store, "lock", key),
+          attempt(store, "lock", () => {
+            const path = `${entryPath(root, key)}.lock`
+            Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
+            const token = Crypto.randomUUID()
+            const body = JSON.stringify({ token, pid: process.pid, host: Os.hostname(), expires: Date.now() + ttl })
+            for (let attempt = 0; attempt < 2; attempt++) {
+              try {
+                Fs.writeFileSync(path, body, { flag: "wx" })
+                return {
+                  release: Effect.sync(() => {
+                    try {
+                      if (JSON.parse(Fs.readFileSync(path, "utf8")).token === token) Fs.unlinkSync(path)
+                    } catch {}
+                  })
+                }
+              } catch (error) {
+                if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+              }
+              // Held: take it over only if its holder died or it expired.
+              let holder: { pid: number; host: string; expires: number } | undefined
+              try {
+                holder = JSON.parse(Fs.readFileSync(path, "utf8"))
+              } catch {
+                holder = undefined // half-written or just released
+              }
+              const stale = holder === undefined ||
+                holder.expires < Date.now() ||
+                (holder.host === Os.hostname() && !alive(holder.pid))
+              if (!stale) return undefined
+              Fs.rmSync(path, { force: true })
+            }
+            return undefined
+          })
+        )
+    }
+    return shape
+  }))
+
+/**
+ * Keeps entries in a SQLite database file, through Node's built-in
+ * `node:sqlite`: one table of entries indexed by last access, and one of
+ * locks with expiry. WAL mode and a busy timeout let several processes share
+ * the file. Accesses are recorded in batches (at most a second late), so that
+ * a hit is a single indexed read.
+ *
+ * **Example** (A cache for millions of entries)
+ *
+ * ```ts
+ * import { Store } from "effect-joblib"
+ *
+ * const layer = Store.layerSqlite(".cache/effect-joblib.sqlite", { limits: { maxItems: 5_000_000 } })
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<Store, StoreError> =>
+  Layer.effect(Store)(Effect.gen(function*() {
+    const store = "sqlite"
+    const { DatabaseSync } = yield* attempt(store, "open", () => process.getBuiltinModule("node:sqlite"))
+    const db = yield* Effect.acquireRelease(
+      attempt(store, "open", () => {
+        if (file !== ":memory:") Fs.mkdirSync(NodePath.dirname(NodePath.resolve(file)), { recursive: true })
+        const db = new DatabaseSync(file, { timeout: 5000 })
+        db.exec(`
+          PRAGMA journal_mode = WAL;
+          PRAGMA synchronous = NORMAL;
+          CREATE TABLE IF NOT EXISTS entries (
+            key TEXT PRIMARY KEY, meta TEXT NOT NULL, data BLOB NOT NULL,
+            size INTEGER NOT NULL, accessed INTEGER NOT NULL
+          ) WITHOUT ROWID;
+          CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed);
+          CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires INTEGER NOT NULL);
+        `)
+        return db
+      }),
+      (db) => Effect.sync(() => db.close())
+    )
+    const statements = yield* attempt(store, "open", () => ({
+      get: db.prepare("SELECT meta, data FROM entries WHERE key = ?"),
+      meta: db.prepare("SELECT meta, accessed FROM entries WHERE key = ?"),
+      put: db.prepare(
+        "INSERT OR REPLACE INTO entries (key, meta, data, size, accessed) VALUES (?, ?, ?, ?, ?)"
+      ),
+      touch: db.prepare("UPDATE entries SET accessed = ? WHERE key = ? AND accessed < ?"),
+      remove: db.prepare("DELETE FROM entries WHERE key = ?"),
+      list: db.prepare("SELECT meta, accessed FROM entries"),
+      totals: db.prepare("SELECT count(*) AS items, coalesce(sum(size), 0) AS bytes FROM entries"),
+      oldest: db.prepare("SELECT key, size FROM entries ORDER BY accessed LIMIT ?"),
+      expired: db.prepare("DELETE FROM entries WHERE accessed < ?"),
+      clear: db.prepare("DELETE FROM entries"),
+      lock: db.prepare(
+        "INSERT INTO locks (key, token, expires) VALUES (?, ?, ?) " +
+          "ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires = excluded.expires WHERE locks.expires < ?"
+      ),
+      unlock: db.prepare("DELETE FROM locks WHERE key = ? AND token = ?")
+    }))
+    // Accesses wait here and are written together: a write per hit would cost more than the hit.
+    const accesses = new Map<string, number>()
+    let flushedAt = Date.now()
+    const flush = () => {
+      if (accesses.size === 0) return
+      db.exec("BEGIN")
+      try {
+        for (const [key, at] of accesses) statements.touch.run(at, key, at)
+        db.exec("COMMIT")
+      } catch (error) {
+        db.exec("ROLLBACK")
+        throw error
+      }
+      accesses.clear()
+      flushedAt = Date.now()
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => flush()).pipe(Effect.ignore))
+    const parseMeta = (row: { meta: string; accessed: number }): Meta | undefined => {
+      try {
+        const meta = JSON.parse(row.meta) as Meta
+        return { ...meta, accessed: Math.max(row.accessed, accesses.get(meta.key) ?? 0) }
+      } catch {
+        return undefined
+      }
+    }
+    const limits = options?.limits
+    const enforceSql = () => {
+      if (!hasLimits(limits)) return
+      if (limits.maxAge !== undefined) statements.expired.run(Date.now() - limits.maxAge)
+      const { items, bytes } = statements.totals.get() as { items: number; bytes: number }
+      let overItems = limits.maxItems === undefined ? 0 : items - limits.maxItems
+      let overBytes = limits.maxBytes === undefined ? 0 : bytes - limits.maxBytes
+      if (overItems <= 0 && overBytes <= 0) return
+      flush()
+      const rows = statements.oldest.all(Math.max(overItems, 64)) as Array<{ key: string; size: number }>
+      for (const row of rows) {
+        if (overItems <= 0 && overBytes <= 0) break
+        statements.remove.run(row.key)
+        overItems--
+        overBytes -= row.size
+      }
+    }
+    const shape: Shape = {
+      name: store,
+      get: (key) =>
+        attempt(store, "get", () => {
+          const row = statements.get.get(key) as { meta: string; data: Uint8Array } | undefined
+          if (row === undefined) return undefined
+          let meta: Meta
+          try {
+            meta = JSON.parse(row.meta)
+          } catch {
+            return undefined
+          }
+          if (meta.key !== key || meta.size !== row.data.length) return undefined
+          const now = Date.now()
+          accesses.set(key, now)
+          if (accesses.size >= 256 || now - flushedAt > 1000) flush()
+          return { meta: { ...meta, accessed: now }, data: row.data }
+        }),
+      meta: (key) =>
+        attempt(store, "meta", () => {
+          const row = statements.meta.get(key) as { meta: string; accessed: number } | undefined
+          return row === undefined ? undefined : parseMeta(row)
+        }),
+      put: (entry) =>
+        Effect.andThen(
+          checkKey(store, "put", entry.meta.key),
+          attempt(store, "put", () => {
+            const { meta, data } = entry
+            statements.put.run(meta.key, JSON.stringify(meta), data, data.length, meta.accessed)
+            enforceSql()
+          })
+        ),
+      remove: (key) => attempt(store, "remove", () => statements.remove.run(key).changes > 0),
+      list: attempt(store, "list", () => {
+        const out: Array<Meta> = []
+        for (const row of statements.list.all() as Array<{ meta: string; accessed: number }>) {
+          const meta = parseMeta(row)
+          if (meta !== undefined) out.push(meta)
+        }
+        return out
+      }),
+      clear: attempt(store, "clear", () => {
+        statements.clear.run()
+        accesses.clear()
+      }),
+      lock: (key, ttl) =>
+        attempt(store, "lock", () => {
+          const token = Crypto.randomUUID()
+          const now = Date.now()
+          if (statements.lock.run(key, token, now + ttl, now).changes === 0) return undefined
+          return { release: Effect.sync(() => void statements.unlock.run(key, token)).pipe(Effect.ignore) }
+        })
+    }
+    return shape
+  }))

@@ -1,0 +1,150 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { CacheError, Store } from "../src/index.ts"
+import { limitsSuite, suite } from "./StoreSuite.ts"
+
+/** Builds a store layer in the test's scope, so that its resources live as long as the test. */
+const open = <E>(layer: Layer.Layer<Store.Store, E>) => Effect.map(Layer.build(layer), Context.get(Store.Store))
+
+const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-store-"))
+
+suite("Store.layerMemory", () => Store.layerMemory())
+suite("Store.layerFileSystem", () => Store.layerFileSystem(tmp()))
+suite("Store.layerSqlite", () => Store.layerSqlite(Path.join(tmp(), "cache.sqlite")))
+limitsSuite("Store.layerMemory", (limits) => Store.layerMemory({ limits }))
+limitsSuite("Store.layerFileSystem", (limits) => Store.layerFileSystem(tmp(), { limits }))
+limitsSuite("Store.layerSqlite", (limits) => Store.layerSqlite(Path.join(tmp(), "cache.sqlite"), { limits }))
+
+const entry = (key: string, text: string): Store.Entry => {
+  const data = new TextEncoder().encode(text)
+  const now = Date.now()
+  return { meta: { key, function: "f", size: data.length, duration: 1, created: now, accessed: now, input: "" }, data }
+}
+
+/** A real small filesystem: a tmpfs of `size`, optionally read-only (needs root, as in CI). */
+const tmpfs = (options: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-tmpfs-"))
+      ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir])
+      return dir
+    }),
+    (dir) =>
+      Effect.sync(() => {
+        ChildProcess.execFileSync("umount", [dir])
+        Fs.rmSync(dir, { recursive: true, force: true })
+      })
+  )
+
+const files = (dir: string): Array<string> =>
+  Fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => Path.relative(dir, Path.join(entry.parentPath, entry.name)))
+
+describe("Store.overLimits", () => {
+  it("picks expired entries, then the least recently used until under budget", () => {
+    const now = 10_000
+    const metas = [1, 2, 3, 4].map((i) => ({ ...entry(`xxh128:k${i}`, "12345").meta, accessed: now - i * 100 }))
+    assert.deepStrictEqual(Store.overLimits(metas, { maxItems: 2 }, now), ["xxh128:k4", "xxh128:k3"])
+    assert.deepStrictEqual(Store.overLimits(metas, { maxBytes: 12 }, now), ["xxh128:k4", "xxh128:k3"])
+    assert.deepStrictEqual(Store.overLimits(metas, { maxAge: 250 }, now), ["xxh128:k3", "xxh128:k4"])
+  })
+})
+
+describe("Store.layerFileSystem faults", () => {
+  it.effect("writes a .gitignore, and one sharded file per entry", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const store = yield* open(Store.layerFileSystem(dir))
+      yield* store.put(entry("xxh128:0123abcd", "x"))
+      assert.strictEqual(Fs.readFileSync(Path.join(dir, ".gitignore"), "utf8").trim().split("\n").at(-1), "*")
+      assert.deepStrictEqual(files(dir).sort(), [".gitignore", Path.join("ab", "cd", "xxh128_0123abcd.entry")])
+    }))
+
+  it.effect("a corrupt or truncated entry reads as missing, never as data", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const store = yield* open(Store.layerFileSystem(dir))
+      yield* store.put(entry("xxh128:00aa", "hello world"))
+      const file = Path.join(dir, "00", "aa", "xxh128_00aa.entry")
+      const whole = Fs.readFileSync(file)
+      Fs.writeFileSync(file, whole.subarray(0, whole.length - 3))
+      assert.isUndefined(yield* store.get("xxh128:00aa"), "truncated")
+      const flipped = Buffer.from(whole)
+      flipped[20]! ^= 0xff
+      Fs.writeFileSync(file, flipped)
+      assert.isUndefined(yield* store.get("xxh128:00aa"), "damaged metadata")
+      Fs.writeFileSync(file, "not an entry")
+      assert.isUndefined(yield* store.get("xxh128:00aa"), "garbage")
+    }))
+
+  it.effect("a read-only directory gives a StoreError on write, and hits are still served", () =>
+    Effect.gen(function*() {
+      const dir = yield* tmpfs("size=1m")
+      yield* Effect.flatMap(open(Store.layerFileSystem(dir)), (store) => store.put(entry("xxh128:11bb", "kept")))
+      ChildProcess.execFileSync("mount", ["-o", "remount,ro", dir])
+      const store = yield* open(Store.layerFileSystem(dir))
+      const error = yield* Effect.flip(store.put(entry("xxh128:22cc", "new")))
+      assert.instanceOf(error, CacheError.StoreError)
+      assert.strictEqual(error.operation, "put")
+      assert.strictEqual(new TextDecoder().decode((yield* store.get("xxh128:11bb"))!.data), "kept")
+      ChildProcess.execFileSync("mount", ["-o", "remount,rw", dir])
+    }))
+
+  it.effect("a full disk gives a StoreError and leaves no partial entry or temp file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tmpfs("size=64k")
+      const store = yield* open(Store.layerFileSystem(dir))
+      const error = yield* Effect.flip(store.put(entry("xxh128:33dd", "x".repeat(200_000))))
+      assert.instanceOf(error, CacheError.StoreError)
+      assert.deepStrictEqual(files(dir), [".gitignore"])
+      assert.isUndefined(yield* store.get("xxh128:33dd"))
+    }))
+
+  it.effect("a lock left by a dead process is taken over at once", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const store = yield* open(Store.layerFileSystem(dir))
+      const dead = ChildProcess.spawnSync(process.execPath, ["-e", "console.log(process.pid)"], { encoding: "utf8" })
+      const pid = Number(dead.stdout.trim())
+      const lockFile = Path.join(dir, "ee", "ff", "xxh128_44eeff.entry.lock")
+      Fs.mkdirSync(Path.dirname(lockFile), { recursive: true })
+      Fs.writeFileSync(
+        lockFile,
+        JSON.stringify({ token: "t", pid, host: Os.hostname(), expires: Date.now() + 600_000 })
+      )
+      const lock = yield* store.lock("xxh128:44eeff", 60_000)
+      assert.isDefined(lock)
+      yield* lock!.release
+      assert.isFalse(Fs.existsSync(lockFile))
+    }))
+})
+
+describe("Store.layerSqlite faults", () => {
+  it.effect("a damaged database file is a StoreError when the layer is built", () =>
+    Effect.gen(function*() {
+      const file = Path.join(tmp(), "cache.sqlite")
+      Fs.writeFileSync(file, "this is not a database, just text long enough to look like a header".repeat(20))
+      const error = yield* Effect.flip(open(Store.layerSqlite(file)))
+      assert.instanceOf(error, CacheError.StoreError)
+      assert.strictEqual(error.store, "sqlite")
+    }))
+
+  it.effect("two connections to one file see each other's entries and locks", () =>
+    Effect.gen(function*() {
+      const file = Path.join(tmp(), "cache.sqlite")
+      const a = yield* open(Store.layerSqlite(file))
+      const b = yield* open(Store.layerSqlite(file))
+      yield* a.put(entry("xxh128:55aa", "shared"))
+      assert.strictEqual(new TextDecoder().decode((yield* b.get("xxh128:55aa"))!.data), "shared")
+      const lock = yield* a.lock("xxh128:55aa", 60_000)
+      assert.isDefined(lock)
+      assert.isUndefined(yield* b.lock("xxh128:55aa", 60_000))
+      yield* lock!.release
+      assert.isDefined(yield* b.lock("xxh128:55aa", 60_000))
+    }))
+})
