@@ -521,6 +521,8 @@ const decodeBytes = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
     } else if (options?.shared === true && !(stored.buffer instanceof SharedArrayBuffer)) {
       body = concat([stored], { shared: true })
     }
+    // Typed arrays are views over the body: bytes handed over at an unaligned offset are copied once.
+    if (body.byteOffset % 8 !== 0) body = body.slice()
     const plain = yield* decodeBody(body)
     if (schema === undefined) return plain as A
     return yield* Schema.decodeUnknownEffect(schema as Schema.Codec<A, unknown, never, never>)(plain).pipe(

@@ -80,6 +80,13 @@ export * as Persist from "./Persist.ts"
 export * as PersistError from "./PersistError.ts"
 
 /**
+ * Memoization on a pluggable store: joblib's `Memory`.
+ *
+ * @since 0.3.0
+ */
+export * as Cache from "./Cache.ts"
+
+/**
  * Where `Cache` keeps its entries: memory, filesystem, SQLite.
  *
  * @since 0.3.0

@@ -255,3 +255,19 @@ const analyzeSource = (fn: Function, source: string): Analysis => {
 
 /** Rebuilds a function shipped with {@link analyze}. */
 export const revive = (source: string): Function => new Function(`"use strict"; return (${source})`)()
+
+/** The names of a function's parameters, read from its source ("" for a destructured one); undefined if unreadable. */
+export const parameterNames = (fn: Function): Array<string> | undefined => {
+  const node = parseExpression(Function.prototype.toString.call(fn))
+  if (node === undefined) return undefined
+  const target = node.type === "ObjectExpression" ? (node as any).properties[0]?.value : node
+  if (target === undefined || !Array.isArray((target as any).params)) return undefined
+  return ((target as any).params as Array<Node>).map((param: any) => {
+    const inner = param.type === "AssignmentPattern"
+      ? param.left
+      : param.type === "RestElement"
+      ? param.argument
+      : param
+    return inner.type === "Identifier" ? inner.name as string : ""
+  })
+}

@@ -1,0 +1,713 @@
+/**
+ * Memoization on a pluggable `Store`: joblib's `Memory`, so that the same
+ * thing is never computed twice, in this process or in others sharing the
+ * store.
+ *
+ * A memoized function hashes its arguments (with `Hashing`) together with its
+ * identity (name and version) into a key, and keeps its results as `Codec`
+ * dumps in the store. Concurrent callers of one missing key compute it once:
+ * fibers of this process wait on the first one, and other processes wait on
+ * the store's lock for that key.
+ *
+ * @stability unstable
+ * @since 0.3.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as Util from "node:util"
+import { EntryNotFound, InvalidMemoize, StoreError } from "./CacheError.ts"
+import * as Codec from "./Codec.ts"
+import * as Hashing from "./Hashing.ts"
+import { parameterNames } from "./internal/closure.ts"
+import * as Store from "./Store.ts"
+
+/**
+ * Options of a cache.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface CacheOptions {
+  /**
+   * When the store cannot be read or written (a read-only or full directory, a server gone):
+   * `"fail"` (the default) fails the call with `StoreError`; `"compute"` computes without caching
+   * and logs one warning.
+   */
+  readonly onStoreError?: "fail" | "compute" | undefined
+  /**
+   * How long a computation holds its key's lock against other processes. A holder that died releases
+   * it after this long, and another caller computes. Default 10 minutes.
+   */
+  readonly lockTimeout?: Duration.Input | undefined
+  /** How often a caller waiting for another process's computation looks for its result. Default 50 millis. */
+  readonly pollInterval?: Duration.Input | undefined
+}
+
+interface Shape {
+  readonly store: Store.Shape
+  readonly onStoreError: "fail" | "compute"
+  readonly lockTimeout: number
+  readonly pollInterval: number
+  /** Computations running in this process, by key. */
+  readonly inflight: Map<string, Deferred.Deferred<Exit.Exit<unknown, unknown>>>
+  /** Source hashes seen per function name, to warn about collisions and invalidate once. */
+  readonly sources: Map<string, string>
+  readonly warned: Set<string>
+}
+
+/**
+ * The cache service.
+ *
+ * **Example** (A cache on the filesystem)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * const square = Cache.memoize((x: number) => x * x, { name: "square" })
+ * const program = square(4).pipe(Effect.provide(Cache.layerFileSystem(".cache/effect-joblib")))
+ * ```
+ *
+ * @category services
+ * @since 0.3.0
+ */
+export class Cache extends Context.Service<Cache, Shape>()("effect-joblib/Cache") {}
+
+/**
+ * A cache over the `Store` provided to it.
+ *
+ * **Example** (A cache over an in-memory store)
+ *
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cache, Store } from "effect-joblib"
+ *
+ * const layer = Cache.layer().pipe(Layer.provide(Store.layerMemory()))
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layer = (options?: CacheOptions): Layer.Layer<Cache, never, Store.Store> =>
+  Layer.effect(Cache)(Effect.map(Effect.service(Store.Store), (store) => ({
+    store,
+    onStoreError: options?.onStoreError ?? "fail",
+    lockTimeout: Duration.toMillis(Duration.fromInputUnsafe(options?.lockTimeout ?? "10 minutes")),
+    pollInterval: Duration.toMillis(Duration.fromInputUnsafe(options?.pollInterval ?? 50)),
+    inflight: new Map(),
+    sources: new Map(),
+    warned: new Set()
+  })))
+
+/**
+ * A cache in `directory`, joblib's `Memory(location)`.
+ *
+ * **Example** (The usual set-up)
+ *
+ * ```ts
+ * import { Cache } from "effect-joblib"
+ *
+ * const layer = Cache.layerFileSystem(".cache/effect-joblib", { limits: { maxBytes: 1e9 } })
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layerFileSystem = (
+  directory: string,
+  options?: CacheOptions & Store.StoreOptions
+): Layer.Layer<Cache, StoreError> => layer(options).pipe(Layer.provide(Store.layerFileSystem(directory, options)))
+
+/**
+ * A cache in a SQLite file, for millions of entries.
+ *
+ * **Example** (One file, shared by processes)
+ *
+ * ```ts
+ * import { Cache } from "effect-joblib"
+ *
+ * const layer = Cache.layerSqlite(".cache/effect-joblib.sqlite")
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layerSqlite = (
+  file: string,
+  options?: CacheOptions & Store.StoreOptions
+): Layer.Layer<Cache, StoreError> => layer(options).pipe(Layer.provide(Store.layerSqlite(file, options)))
+
+/**
+ * A cache in this process's memory, for tests.
+ *
+ * **Example** (In tests)
+ *
+ * ```ts
+ * import { Cache } from "effect-joblib"
+ *
+ * const layer = Cache.layerMemory()
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layerMemory = (options?: CacheOptions & Store.StoreOptions): Layer.Layer<Cache> =>
+  layer(options).pipe(Layer.provide(Store.layerMemory(options)))
+
+/**
+ * Options of {@link memoize}.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface MemoizeOptions<E = unknown> {
+  /** The function's name in keys and listings; defaults to the function's own name. */
+  readonly name?: string | undefined
+  /** An explicit invalidation tag: changing it makes every earlier entry a miss. */
+  readonly version?: string | undefined
+  /**
+   * Arguments left out of the key, by parameter name (joblib's `ignore=['debug']`) or by a path into
+   * one: `"options.verbose"`.
+   */
+  readonly ignore?: ReadonlyArray<string> | undefined
+  /** Entries older than this are recomputed (joblib's `expires_after`). */
+  readonly timeToLive?: Duration.Input | undefined
+  /** Called with an entry's metadata on each hit; false recomputes it (joblib's `cache_validation_callback`). */
+  readonly validate?: ((meta: Store.Meta) => boolean) | undefined
+  /** Cache typed failures too, optionally with a time to live of their own. Default false. */
+  readonly cacheFailures?: boolean | { readonly timeToLive?: Duration.Input | undefined } | undefined
+  /**
+   * Treat entries stored by a different source of the function as stale (the default), or rely on
+   * `version` alone (`false`).
+   */
+  readonly invalidateOnSourceChange?: boolean | undefined
+  /** Schemas for the stored value and failure, for class instances; plain data needs none. */
+  readonly success?: Schema.Top | undefined
+  readonly failure?: Schema.Codec<E, unknown> | undefined
+}
+
+/**
+ * A small serializable reference to a cached result (joblib's `MemorizedResult`): pass it to workers,
+ * read it with {@link get}, drop it with {@link clearShelved}.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface Shelved<A> {
+  readonly _tag: "Shelved"
+  readonly key: string
+  readonly function: string
+  /** Phantom: the value's type. */
+  readonly _A?: A
+}
+
+/**
+ * A memoized function and its methods.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface Memoized<Args extends ReadonlyArray<unknown>, A, E, R> {
+  /** Returns the cached result, or computes and stores it. */
+  (...args: Args): Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache>
+  /** Computes and stores, whatever the cache holds (joblib's `func.call`). */
+  readonly call: (...args: Args) => Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache>
+  /** Whether a valid entry is cached for these arguments (joblib's `check_call_in_cache`). */
+  readonly check: (...args: Args) => Effect.Effect<boolean, StoreError | InvalidMemoize, Cache>
+  /** Computes or fetches, and returns a reference to the stored result (joblib's `call_and_shelve`). */
+  readonly shelve: (...args: Args) => Effect.Effect<Shelved<A>, E | StoreError | InvalidMemoize, R | Cache>
+  /** Removes every entry of this function (joblib's `func.clear()`). */
+  readonly clear: Effect.Effect<number, StoreError, Cache>
+  /** The key for these arguments. */
+  readonly key: (...args: Args) => Effect.Effect<string, InvalidMemoize>
+  readonly name: string
+}
+
+/** Sets `path` (dot-separated, below a parameter) to undefined in a copy of `value`. */
+const without = (value: unknown, path: ReadonlyArray<string>): unknown => {
+  if (path.length === 0) return undefined
+  if (value === null || typeof value !== "object") return value
+  const [head, ...rest] = path
+  const copy: Record<string, unknown> = Array.isArray(value) ? [...value] as any : { ...(value as object) }
+  if (head! in copy) copy[head!] = without(copy[head!], rest)
+  return copy
+}
+
+const shortRepr = (args: ReadonlyArray<unknown>) => {
+  const text = args.map((arg) => Util.inspect(arg, { depth: 2, breakLength: Infinity, maxArrayLength: 4 })).join(", ")
+  return text.length > 120 ? `${text.slice(0, 119)}…` : text
+}
+
+/** The cache of the current context, with store failures handled as configured. */
+const withStore = <A>(
+  cache: Shape,
+  operation: Effect.Effect<A, StoreError>,
+  fallback: A
+): Effect.Effect<A, StoreError> =>
+  cache.onStoreError === "fail" ? operation : operation.pipe(
+    Effect.catchTag("StoreError", (error) =>
+      Effect.as(
+        cache.warned.has("store")
+          ? Effect.void
+          : Effect.andThen(
+            Effect.sync(() => cache.warned.add("store")),
+            Effect.logWarning(
+              `effect-joblib cache: the ${error.store} store failed (${error.message}); computing without caching`
+            )
+          ),
+        fallback
+      ))
+  )
+
+type Found<A, E> = { readonly _tag: "Value"; readonly value: A } | { readonly _tag: "Failure"; readonly error: E }
+
+/**
+ * Memoizes a function of any arguments that returns a value, a Promise or an Effect. Typed failures
+ * of an Effect are passed through (and cached with `cacheFailures`). The function must have a name,
+ * or be given one.
+ *
+ * **Example** (joblib's first Memory example)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * let calls = 0
+ * const f = Cache.memoize(function f(x: number) {
+ *   calls++
+ *   return x * 2
+ * })
+ * const program = Effect.gen(function*() {
+ *   yield* f(1) // computes
+ *   yield* f(1) // read back
+ *   return calls // 1
+ * }).pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @category memoization
+ * @since 0.3.0
+ */
+export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = never>(
+  fn: (...args: Args) => A | PromiseLike<A> | Effect.Effect<A, E, R>,
+  options?: MemoizeOptions<E>
+): Memoized<Args, A, E, R> => {
+  const name = options?.name ?? fn.name
+  const source = fn.toString()
+  const version = options?.version ?? ""
+  const ttl = options?.timeToLive === undefined
+    ? undefined
+    : Duration.toMillis(Duration.fromInputUnsafe(options.timeToLive))
+  const cacheFailures = options?.cacheFailures !== undefined && options.cacheFailures !== false
+  const failureTtl = typeof options?.cacheFailures === "object" && options.cacheFailures.timeToLive !== undefined
+    ? Duration.toMillis(Duration.fromInputUnsafe(options.cacheFailures.timeToLive))
+    : ttl
+  const checkSource = options?.invalidateOnSourceChange !== false
+  const valueCodec = options?.success === undefined ? Codec.make() : Codec.make(options.success)
+  const failureCodec = options?.failure === undefined ? Codec.make() : Codec.make(options.failure)
+  // Ignored arguments: a parameter name, optionally followed by a path into that argument.
+  let ignored: Effect.Effect<
+    ReadonlyArray<{ readonly index: number; readonly path: ReadonlyArray<string> }>,
+    InvalidMemoize
+  >
+  const ignore = options?.ignore ?? []
+  if (ignore.length === 0) ignored = Effect.succeed([])
+  else {
+    const params = parameterNames(fn)
+    const resolved: Array<{ index: number; path: Array<string> }> = []
+    let problem: string | undefined
+    for (const entry of ignore) {
+      const [param, ...path] = entry.split(".")
+      const index = params?.indexOf(param!) ?? -1
+      if (index < 0) {
+        problem = `cannot ignore "${entry}": ${name || "the function"} has no parameter "${param}"` +
+          (params === undefined ? " that can be read from its source" : ` (it has ${params.join(", ") || "none"})`)
+        break
+      }
+      resolved.push({ index, path })
+    }
+    ignored = problem === undefined ? Effect.succeed(resolved) : Effect.fail(new InvalidMemoize({ message: problem }))
+  }
+  const sourceHash = Hashing.hash(source).pipe(Effect.orDie, Effect.cached, Effect.runSync)
+
+  const keyOf = (args: Args): Effect.Effect<string, InvalidMemoize> =>
+    Effect.gen(function*() {
+      if (name === "") {
+        return yield* new InvalidMemoize({
+          message: "an anonymous function needs a name to be memoized: Cache.memoize(fn, { name: \"myFunction\" })"
+        })
+      }
+      let keyed: Array<unknown> = [...args]
+      for (const { index, path } of yield* ignored) keyed[index] = without(keyed[index], path)
+      if (keyed.length > 0 && keyed.at(-1) === undefined) keyed = keyed.slice(0, -1) // f(x) and f(x, undefined)
+      return yield* Hashing.hash({ function: name, version, args: keyed }).pipe(
+        Effect.mapError((error) =>
+          new InvalidMemoize({ message: `the arguments of ${name} cannot be hashed: ${error.message}` })
+        )
+      )
+    })
+
+  /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
+  const lookup = (cache: Shape, key: string): Effect.Effect<Found<A, E> | undefined, StoreError> =>
+    Effect.gen(function*() {
+      const entry = yield* withStore(cache, cache.store.get(key), undefined)
+      if (entry === undefined) return undefined
+      const meta = entry.meta
+      if (meta.expires !== undefined && meta.expires < (yield* Clock.currentTimeMillis)) return undefined
+      if (options?.validate !== undefined && !options.validate(meta)) return undefined
+      if (checkSource && meta.source !== undefined && meta.source !== (yield* sourceHash)) {
+        yield* invalidate(cache)
+        return undefined
+      }
+      const decoded = yield* Effect.exit(
+        meta.failure === true ? failureCodec.decode(entry.data) : valueCodec.decode(entry.data)
+      )
+      if (Exit.isFailure(decoded)) {
+        yield* Effect.logWarning(`effect-joblib cache: the entry ${key} of ${name} is damaged; recomputing it`)
+        yield* Effect.ignore(cache.store.remove(key))
+        return undefined
+      }
+      return meta.failure === true
+        ? { _tag: "Failure" as const, error: decoded.value as E }
+        : { _tag: "Value" as const, value: decoded.value as A }
+    })
+
+  /** Drops this function's entries stored by another source, once per process. */
+  const invalidate = (cache: Shape) =>
+    Effect.gen(function*() {
+      const current = yield* sourceHash
+      const flag = `source:${name}:${current}`
+      if (cache.warned.has(flag)) return
+      cache.warned.add(flag)
+      const stale = (yield* withStore(cache, cache.store.list, [])).filter((meta) =>
+        meta.function === name && meta.source !== undefined && meta.source !== current
+      )
+      yield* Effect.forEach(stale, (meta) => Effect.ignore(cache.store.remove(meta.key)), { discard: true })
+      yield* Effect.logInfo(
+        `effect-joblib cache: the source of ${name} changed; ${stale.length} cached entries were invalidated`
+      )
+    })
+
+  const notifyIdentity = (cache: Shape) =>
+    Effect.gen(function*() {
+      const current = yield* sourceHash
+      const seen = cache.sources.get(name)
+      if (seen === undefined) cache.sources.set(name, current)
+      else if (seen !== current && !cache.warned.has(`collision:${name}`)) {
+        cache.warned.add(`collision:${name}`)
+        yield* Effect.logWarning(
+          `effect-joblib cache: two different functions are memoized under the name "${name}"; ` +
+            `give them distinct names, or their results may be mixed up`
+        )
+      }
+    })
+
+  const fromFound = (found: Found<A, E>): Effect.Effect<A, E> =>
+    found._tag === "Value" ? Effect.succeed(found.value) : Effect.fail(found.error)
+
+  const compute = (args: Args) =>
+    Effect.suspend(() => {
+      const out = fn(...args)
+      if (Effect.isEffect(out)) return out
+      if (out !== null && typeof out === "object" && typeof (out as PromiseLike<A>).then === "function") {
+        return Effect.promise(() => out as PromiseLike<A>)
+      }
+      return Effect.succeed(out as A)
+    })
+
+  /** Computes under the key's lock and stores the outcome. */
+  const computeAndStore = (cache: Shape, key: string, args: Args, force: boolean) =>
+    Effect.gen(function*() {
+      // Another process may be computing it: wait for its lock or its result.
+      let lock: Store.Lock | undefined
+      while (true) {
+        lock = yield* withStore(cache, cache.store.lock(key, cache.lockTimeout), { release: Effect.void })
+        if (lock !== undefined) break
+        yield* Effect.sleep(cache.pollInterval)
+        if (!force) {
+          const found = yield* lookup(cache, key)
+          if (found !== undefined) return Exit.succeed(found)
+        }
+      }
+      return yield* Effect.gen(function*() {
+        if (!force) {
+          const found = yield* lookup(cache, key)
+          if (found !== undefined) return Exit.succeed(found)
+        }
+        const started = performance.now()
+        const exit = yield* Effect.exit(compute(args))
+        const duration = performance.now() - started
+        const failure = Exit.isFailure(exit) ? exit.cause.reasons.find(Cause.isFailReason) : undefined
+        const store = (data: Uint8Array, isFailure: boolean, lifetime: number | undefined) =>
+          Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            yield* withStore(
+              cache,
+              cache.store.put({
+                meta: {
+                  key,
+                  function: name,
+                  size: data.length,
+                  duration,
+                  created: now,
+                  accessed: now,
+                  input: shortRepr(args),
+                  version,
+                  source: yield* sourceHash,
+                  expires: lifetime === undefined ? undefined : now + lifetime,
+                  failure: isFailure || undefined
+                },
+                data
+              }),
+              undefined
+            )
+          })
+        if (Exit.isSuccess(exit)) {
+          const data = yield* Effect.exit(valueCodec.encode(exit.value as never))
+          if (Exit.isSuccess(data)) yield* store(data.value, false, ttl)
+          else {yield* Effect.logWarning(
+              `effect-joblib cache: the result of ${name} cannot be stored: ${Cause.pretty(data.cause)}`
+            )}
+          return Exit.succeed<Found<A, E>>({ _tag: "Value", value: exit.value })
+        }
+        if (failure !== undefined && cacheFailures) {
+          const data = yield* Effect.exit(failureCodec.encode(failure.error as never))
+          if (Exit.isSuccess(data)) yield* store(data.value, true, failureTtl)
+          else {
+            yield* Effect.logWarning(
+              `effect-joblib cache: the failure of ${name} cannot be stored (give its Schema as \`failure\`): ` +
+                Cause.pretty(data.cause)
+            )
+          }
+        }
+        return exit as Exit.Exit<never, E>
+      }).pipe(Effect.ensuring(lock.release))
+    })
+
+  const run = (args: Args, force: boolean): Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache> =>
+    Effect.gen(function*() {
+      const cache = yield* Effect.service(Cache)
+      yield* notifyIdentity(cache)
+      const key = yield* keyOf(args)
+      if (!force) {
+        const found = yield* lookup(cache, key)
+        if (found !== undefined) return yield* fromFound(found)
+      }
+      // One computation per key in this process: later callers wait for it.
+      const running = cache.inflight.get(key)
+      if (running !== undefined && !force) {
+        const exit = yield* Deferred.await(running)
+        if (!(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))) {
+          return yield* (exit as Exit.Exit<Found<A, E>, E | StoreError>).pipe(Effect.flatMap(fromFound))
+        }
+        return yield* run(args, force) // the computing fiber was interrupted: try again
+      }
+      const deferred = Deferred.makeUnsafe<Exit.Exit<unknown, unknown>>()
+      cache.inflight.set(key, deferred)
+      // The outcome, with a store failure folded in: waiting fibers get exactly what this one gets.
+      const outcome = yield* computeAndStore(cache, key, args, force).pipe(
+        Effect.exit,
+        Effect.map((exit): Exit.Exit<Found<A, E>, E | StoreError> =>
+          Exit.isSuccess(exit) ? exit.value as Exit.Exit<Found<A, E>, E> : Exit.failCause(exit.cause)
+        ),
+        Effect.onExit((done) =>
+          Effect.sync(() => {
+            if (cache.inflight.get(key) === deferred) cache.inflight.delete(key)
+            Deferred.doneUnsafe(
+              deferred,
+              Effect.succeed(Exit.isSuccess(done) ? done.value : done) as Effect.Effect<Exit.Exit<unknown, unknown>>
+            )
+          })
+        )
+      )
+      return yield* Effect.flatMap(outcome, fromFound)
+    }) as Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache>
+
+  const memoized = ((...args: Args) => run(args, false)) as Memoized<Args, A, E, R>
+  Object.defineProperty(memoized, "name", { value: name })
+  return Object.assign(memoized, {
+    call: (...args: Args) => run(args, true),
+    check: (...args: Args) =>
+      Effect.gen(function*() {
+        const cache = yield* Effect.service(Cache)
+        return (yield* lookup(cache, yield* keyOf(args))) !== undefined
+      }),
+    shelve: (...args: Args) =>
+      Effect.as(run(args, false), Effect.map(keyOf(args), (key) => ({ _tag: "Shelved" as const, key, function: name })))
+        .pipe(Effect.flatten),
+    clear: Effect.gen(function*() {
+      const cache = yield* Effect.service(Cache)
+      const mine = (yield* cache.store.list).filter((meta) => meta.function === name)
+      for (const meta of mine) yield* cache.store.remove(meta.key)
+      return mine.length
+    }),
+    key: (...args: Args) => keyOf(args)
+  })
+}
+
+/**
+ * Reads a shelved result. Fails with `EntryNotFound` once it was cleared or evicted.
+ *
+ * **Example** (call_and_shelve, then get)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * const g = Cache.memoize(function g(x: number) {
+ *   return x + 1
+ * })
+ * const program = Effect.gen(function*() {
+ *   const shelved = yield* g.shelve(41)
+ *   return yield* Cache.get(shelved) // 42
+ * }).pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @category shelving
+ * @since 0.3.0
+ */
+export const get = <A>(
+  shelved: Shelved<A>,
+  schema?: Schema.Codec<A, unknown>
+): Effect.Effect<A, EntryNotFound | StoreError, Cache> =>
+  Effect.gen(function*() {
+    const cache = yield* Effect.service(Cache)
+    const entry = yield* cache.store.get(shelved.key)
+    const missing = new EntryNotFound({
+      key: shelved.key,
+      message: `the shelved result of ${shelved.function} (${shelved.key}) is no longer in the cache`
+    })
+    if (entry === undefined || entry.meta.failure === true) return yield* missing
+    const codec = schema === undefined ? Codec.make() : Codec.make(schema)
+    const decoded = yield* Effect.exit(codec.decode(entry.data))
+    if (Exit.isFailure(decoded)) return yield* missing
+    return decoded.value as A
+  })
+
+/**
+ * Removes a shelved result from the cache.
+ *
+ * **Example** (Clearing a shelved result)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * declare const shelved: Cache.Shelved<number>
+ * const program = Cache.clearShelved(shelved)
+ * ```
+ *
+ * @category shelving
+ * @since 0.3.0
+ */
+export const clearShelved = <A>(shelved: Shelved<A>): Effect.Effect<void, StoreError, Cache> =>
+  Effect.flatMap(Effect.service(Cache), (cache) => Effect.asVoid(cache.store.remove(shelved.key)))
+
+/**
+ * Every entry's metadata: function, key, size, duration of the original
+ * computation, created and last-accessed times, and a short input.
+ *
+ * **Example** (Listing entries)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * const program = Cache.entries.pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @category inspection
+ * @since 0.3.0
+ */
+export const entries: Effect.Effect<ReadonlyArray<Store.Meta>, StoreError, Cache> = Effect.flatMap(
+  Effect.service(Cache),
+  (cache) => cache.store.list
+)
+
+/**
+ * Totals of the cache.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface Stats {
+  readonly items: number
+  readonly bytes: number
+  /** Entries per function name. */
+  readonly functions: Readonly<Record<string, number>>
+}
+
+/**
+ * Counts the cache's entries and bytes, per function too.
+ *
+ * **Example** (Reporting the cache's size)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * const program = Cache.stats.pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @category inspection
+ * @since 0.3.0
+ */
+export const stats: Effect.Effect<Stats, StoreError, Cache> = Effect.map(entries, (metas) => {
+  const functions: Record<string, number> = {}
+  let bytes = 0
+  for (const meta of metas) {
+    bytes += meta.size
+    functions[meta.function] = (functions[meta.function] ?? 0) + 1
+  }
+  return { items: metas.length, bytes, functions }
+})
+
+/**
+ * Removes every entry.
+ *
+ * **Example** (Starting afresh)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * const program = Cache.clear.pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @category maintenance
+ * @since 0.3.0
+ */
+export const clear: Effect.Effect<void, StoreError, Cache> = Effect.flatMap(
+  Effect.service(Cache),
+  (cache) => cache.store.clear
+)
+
+/**
+ * Evicts entries until the cache is within `limits`: expired first, then the
+ * least recently used (joblib's `reduce_size`). Returns how many were removed.
+ *
+ * **Example** (Keeping the cache under 1 GB)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * const program = Cache.reduceSize({ maxBytes: 1e9 }).pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @category maintenance
+ * @since 0.3.0
+ */
+export const reduceSize = (limits: Store.Limits): Effect.Effect<number, StoreError, Cache> =>
+  Effect.gen(function*() {
+    const cache = yield* Effect.service(Cache)
+    const evict = Store.overLimits(yield* cache.store.list, limits, Date.now())
+    for (const key of evict) yield* cache.store.remove(key)
+    return evict.length
+  })

@@ -1,0 +1,304 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Logger, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Backend, Cache, CacheError, Parallel, Store } from "../src/index.ts"
+
+const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-cache-"))
+
+/** Runs `effect` with a Logger that keeps the messages. */
+const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    const logger = Logger.make(({ message }) => {
+      lines.push((Array.isArray(message) ? message : [message]).join(" "))
+    })
+    const value = yield* effect.pipe(Effect.provide(Logger.layer([logger])))
+    return { value, lines }
+  })
+
+class Boom extends Schema.TaggedError<Boom>()("Boom", { n: Schema.Number }) {}
+
+describe("Cache (joblib's Memory examples)", () => {
+  it.effect("f(1) runs once, then is read back; f(2) recomputes", () => {
+    const calls: Array<number> = []
+    const f = Cache.memoize(function f(x: number) {
+      calls.push(x)
+      return { x, squared: x * x }
+    })
+    return Effect.gen(function*() {
+      assert.deepStrictEqual(yield* f(1), { x: 1, squared: 1 })
+      assert.deepStrictEqual(yield* f(1), { x: 1, squared: 1 })
+      assert.deepStrictEqual(yield* f(2), { x: 2, squared: 4 })
+      assert.deepStrictEqual(calls, [1, 2])
+      assert.isTrue(yield* f.check(1))
+      assert.isFalse(yield* f.check(3))
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("ignore=['debug']: an ignored argument is left out of the key", () => {
+    let calls = 0
+    const f = Cache.memoize(function f(x: number, debug = false) {
+      calls++
+      if (debug) console.log("debug")
+      return x
+    }, { ignore: ["debug"] })
+    return Effect.gen(function*() {
+      yield* f(1, false)
+      yield* f(1, true)
+      yield* f(1)
+      assert.strictEqual(calls, 1)
+      const bad = yield* Effect.flip(
+        Cache.memoize(function g(x: number) {
+          return x
+        }, { ignore: ["verbose"] })(1)
+      )
+      assert.instanceOf(bad, CacheError.InvalidMemoize)
+      assert.include(bad.message, `no parameter "verbose"`)
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("a path into an argument can be ignored", () => {
+    let calls = 0
+    const f = Cache.memoize(function f(options: { size: number; verbose: boolean }) {
+      calls++
+      return options.size
+    }, { ignore: ["options.verbose"] })
+    return Effect.gen(function*() {
+      yield* f({ size: 1, verbose: true })
+      yield* f({ size: 1, verbose: false })
+      yield* f({ size: 2, verbose: false })
+      assert.strictEqual(calls, 2)
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("call_and_shelve, then get, clear, and get again failing", () => {
+    const g = Cache.memoize(function g(x: number) {
+      return new Float64Array([x, x + 1])
+    })
+    return Effect.gen(function*() {
+      const shelved = yield* g.shelve(41)
+      // A plain reference: it survives structured cloning (as when sent to a worker).
+      const copy = structuredClone(shelved)
+      assert.deepStrictEqual(Array.from(yield* Cache.get(copy)), [41, 42])
+      yield* Cache.clearShelved(copy)
+      const missing = yield* Effect.flip(Cache.get(shelved))
+      assert.instanceOf(missing, CacheError.EntryNotFound)
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("checkpointing inside Parallel: the second round is served from the cache", () => {
+    const calls: Array<number> = []
+    const slow = Cache.memoize(function slow(x: number) {
+      calls.push(x)
+      return Effect.as(Effect.sleep(1), x * 10)
+    })
+    return Effect.gen(function*() {
+      const items = Array.from({ length: 12 }, (_, i) => i)
+      const first = yield* Parallel.map(items, (x) => Effect.runPromise(Effect.provide(slow(x), cacheContext)))
+      const second = yield* Parallel.map(items, (x) => Effect.runPromise(Effect.provide(slow(x), cacheContext)))
+      assert.deepStrictEqual(first, second)
+      assert.strictEqual(calls.length, 12, "each item computed once")
+    }).pipe(Effect.provide(Backend.sequential({ concurrency: 4 })))
+  })
+})
+
+const cacheContext = Effect.runSync(Effect.scoped(Layer.build(Cache.layerMemory())))
+
+describe("Cache behaviour", () => {
+  it.effect("N fibers asking for one missing key compute it once", () => {
+    let calls = 0
+    const f = Cache.memoize(function slowSquare(x: number) {
+      calls++
+      return Effect.as(Effect.sleep(20), x * x)
+    })
+    return Effect.gen(function*() {
+      const results = yield* Effect.all(Array.from({ length: 10 }, () => f(7)), { concurrency: "unbounded" })
+      assert.deepStrictEqual(results, Array.from({ length: 10 }, () => 49))
+      assert.strictEqual(calls, 1)
+    }).pipe(Effect.provide(Cache.layerMemory()), advancingClock)
+  })
+
+  it.effect("timeToLive recomputes stale entries (TestClock)", () => {
+    let calls = 0
+    const f = Cache.memoize(function ttl(x: number) {
+      calls++
+      return x
+    }, { timeToLive: "1 hour" })
+    return Effect.gen(function*() {
+      yield* f(1)
+      yield* TestClock.adjust("59 minutes")
+      yield* f(1)
+      assert.strictEqual(calls, 1)
+      yield* TestClock.adjust("2 minutes")
+      yield* f(1)
+      assert.strictEqual(calls, 2)
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("validate decides from the entry's metadata", () => {
+    let calls = 0
+    const f = Cache.memoize(function validated(x: number) {
+      calls++
+      return x
+    }, { validate: (meta) => meta.duration < 0 })
+    return Effect.gen(function*() {
+      yield* f(1)
+      yield* f(1)
+      assert.strictEqual(calls, 2, "every entry rejected")
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("typed failures pass through, and are cached only when asked", () => {
+    let calls = 0
+    const make = (cacheFailures: boolean) =>
+      Cache.memoize(function fails(n: number) {
+        calls++
+        return Effect.fail(new Boom({ n }))
+      }, { cacheFailures, name: `fails-${cacheFailures}`, failure: Boom })
+    return Effect.gen(function*() {
+      const plain = make(false)
+      assert.instanceOf(yield* Effect.flip(plain(1)), Boom)
+      yield* Effect.flip(plain(1))
+      assert.strictEqual(calls, 2)
+      calls = 0
+      const cached = make(true)
+      const first = yield* Effect.flip(cached(1))
+      const second = yield* Effect.flip(cached(1))
+      assert.strictEqual(calls, 1)
+      assert.deepStrictEqual(second, first)
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("a changed source invalidates the old entries once, and a shared name is warned about", () =>
+    Effect.gen(function*() {
+      const store = Store.layerMemory()
+      const cache = Cache.layer().pipe(Layer.provide(store))
+      const context = yield* Layer.build(cache)
+      let calls = 0
+      const v1 = Cache.memoize((x: number) => {
+        calls++
+        return x + 1
+      }, { name: "evolving" })
+      const v2 = Cache.memoize((x: number) => {
+        calls++
+        return x + 2
+      }, { name: "evolving" })
+      const { value, lines } = yield* logged(
+        Effect.gen(function*() {
+          yield* v1(1)
+          yield* v1(2)
+          yield* v1(1)
+          const changed = yield* v2(1)
+          return changed
+        }).pipe(Effect.provide(context))
+      )
+      assert.strictEqual(value, 3, "the new source's result, not the old entry")
+      assert.strictEqual(calls, 3)
+      assert.isTrue(lines.some((line) => line.includes("two different functions are memoized under the name")))
+      assert.isTrue(lines.some((line) => line.includes("the source of evolving changed; 2 cached entries")))
+      const versionOnly = Cache.memoize((x: number) => x + 3, { name: "evolving", invalidateOnSourceChange: false })
+      assert.strictEqual(yield* versionOnly(1).pipe(Effect.provide(context)), 3, "version-only control keeps entries")
+    }))
+
+  it.effect("a damaged entry is a miss: recomputed, replaced, with a warning naming the key", () => {
+    let calls = 0
+    const f = Cache.memoize(function damaged(x: number) {
+      calls++
+      return x * 3
+    })
+    return Effect.gen(function*() {
+      yield* f(5)
+      const key = yield* f.key(5)
+      const store = yield* Effect.service(Store.Store)
+      const entry = (yield* store.get(key))!
+      const data = entry.data.slice()
+      data[data.length - 30]! ^= 0xff
+      yield* store.put({ meta: entry.meta, data })
+      const { value, lines } = yield* logged(f(5))
+      assert.strictEqual(value, 15)
+      assert.strictEqual(calls, 2)
+      assert.isTrue(lines.some((line) => line.includes(key) && line.includes("damaged")))
+      yield* f(5)
+      assert.strictEqual(calls, 2, "the replacement is served")
+    }).pipe(Effect.provide(Cache.layer().pipe(Layer.provideMerge(Store.layerMemory()))))
+  })
+
+  it.effect("stats, entries, reduceSize and clear", () => {
+    const f = Cache.memoize(function sized(n: number) {
+      return new Uint8Array(n)
+    })
+    return Effect.gen(function*() {
+      yield* f(1000)
+      yield* f(2000)
+      yield* f(3000)
+      const stats = yield* Cache.stats
+      assert.strictEqual(stats.items, 3)
+      assert.strictEqual(stats.functions.sized, 3)
+      assert.isAbove(stats.bytes, 6000)
+      const listed = yield* Cache.entries
+      assert.isTrue(listed.every((meta) => meta.function === "sized" && meta.input.length > 0))
+      assert.strictEqual(yield* Cache.reduceSize({ maxItems: 1 }), 2)
+      assert.strictEqual((yield* Cache.stats).items, 1)
+      yield* Cache.clear
+      assert.strictEqual((yield* Cache.stats).items, 0)
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("an anonymous function must be named", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Cache.memoize((x: number) => x)(1))
+      assert.instanceOf(error, CacheError.InvalidMemoize)
+      assert.include(error.message, "name")
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("results survive across layers on the filesystem, with no partial entry on a crash", () => {
+    const dir = tmp()
+    let calls = 0
+    const f = Cache.memoize(function persisted(x: number) {
+      calls++
+      return { x, values: new Float64Array(1000).fill(x) }
+    })
+    return Effect.gen(function*() {
+      yield* Effect.scoped(Effect.provide(f(3), Cache.layerFileSystem(dir)))
+      const again = yield* Effect.scoped(Effect.provide(f(3), Cache.layerFileSystem(dir)))
+      assert.strictEqual(calls, 1)
+      assert.strictEqual(again.values[999], 3)
+    })
+  })
+
+  it.effect("an unwritable store fails with StoreError, or computes with one warning when asked", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir])
+      yield* Effect.addFinalizer(() => Effect.sync(() => ChildProcess.execFileSync("umount", [dir])))
+      yield* Effect.scoped(Effect.provide(Effect.void, Cache.layerFileSystem(dir)))
+      ChildProcess.execFileSync("mount", ["-o", "remount,ro", dir])
+      let calls = 0
+      const f = Cache.memoize(function unwritable(x: number) {
+        calls++
+        return x
+      })
+      const error = yield* Effect.flip(Effect.scoped(Effect.provide(f(1), Cache.layerFileSystem(dir))))
+      assert.instanceOf(error, CacheError.StoreError)
+      const { value, lines } = yield* logged(
+        Effect.scoped(Effect.provide(
+          Effect.all([f(1), f(2)]),
+          Cache.layerFileSystem(dir, { onStoreError: "compute" })
+        ))
+      )
+      assert.deepStrictEqual(value, [1, 2])
+      assert.strictEqual(lines.filter((line) => line.includes("computing without caching")).length, 1)
+    }))
+})
+
+/** Runs `effect` while moving the TestClock forward, so that its sleeps end. */
+const advancingClock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.forkChild(effect)
+    while (fiber.pollUnsafe() === undefined) yield* TestClock.adjust(10)
+    return yield* Fiber.join(fiber)
+  })
