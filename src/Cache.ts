@@ -20,13 +20,16 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import type * as Schema from "effect/Schema"
+import * as Schema from "effect/Schema"
+import * as Url from "node:url"
 import * as Util from "node:util"
-import { EntryNotFound, InvalidMemoize, type StoreError } from "./CacheError.ts"
+import { EntryNotFound, InvalidMemoize, StoreError } from "./CacheError.ts"
 import * as Codec from "./Codec.ts"
 import * as Hashing from "./Hashing.ts"
+import { callerUrl } from "./internal/caller.ts"
 import { parameterNames } from "./internal/closure.ts"
 import * as Store from "./Store.ts"
+import * as Task from "./Task.ts"
 
 /**
  * Options of a cache.
@@ -188,6 +191,8 @@ export interface MemoizeOptions<E = unknown> {
    * `version` alone (`false`).
    */
   readonly invalidateOnSourceChange?: boolean | undefined
+  /** The source whose changes invalidate entries; default: the function's own. */
+  readonly source?: string | undefined
   /** Schemas for the stored value and failure, for class instances; plain data needs none. */
   readonly success?: Schema.Top | undefined
   readonly failure?: Schema.Codec<E, unknown> | undefined
@@ -299,7 +304,7 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
   options?: MemoizeOptions<E>
 ): Memoized<Args, A, E, R> => {
   const name = options?.name ?? fn.name
-  const source = fn.toString()
+  const source = options?.source ?? fn.toString()
   const version = options?.version ?? ""
   const ttl = options?.timeToLive === undefined
     ? undefined
@@ -711,3 +716,70 @@ export const reduceSize = (limits: Store.Limits): Effect.Effect<number, StoreErr
     for (const key of evict) yield* cache.store.remove(key)
     return evict.length
   })
+
+const ownFile = Url.fileURLToPath(import.meta.url)
+const taskFile = Url.fileURLToPath(new URL("./Task.ts", import.meta.url))
+
+/**
+ * Options of {@link memoizeTask}.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface MemoizeTaskOptions<E> extends Omit<MemoizeOptions<E>, "success" | "failure"> {
+  /**
+   * The cache each worker opens (built once per worker, like a task's layer). Workers share results
+   * through the store, so use one that processes can share: a directory, SQLite or Redis.
+   */
+  readonly cache: Layer.Layer<Cache, StoreError>
+  /** The memoized task's name. Default: the task's name followed by `.cached`. */
+  readonly taskName?: string | undefined
+}
+
+/**
+ * Memoizes a Task and returns a new Task, so that `Parallel.map` runs it in
+ * workers of any backend, every worker sharing the store. Results, and typed
+ * failures with `cacheFailures`, are stored with the task's own Schemas. Call
+ * it at the top level of a module, as `Task.make` is: workers import that
+ * module to find it.
+ *
+ * **Example** (A resumable map)
+ *
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Cache, Parallel, Task } from "effect-joblib"
+ *
+ * export const Score = Task.make("Score", { payload: Schema.Number, success: Schema.Number, run: (x) => x * 2 })
+ * export const CachedScore = Cache.memoizeTask(Score, { cache: Cache.layerFileSystem(".cache/scores") })
+ *
+ * // Interrupted and run again, this recomputes only what was not finished.
+ * const program = Parallel.map([1, 2, 3], CachedScore)
+ * ```
+ *
+ * @category memoization
+ * @since 0.3.0
+ */
+export const memoizeTask = <P, A, E>(
+  task: Task.Task<P, A, E>,
+  options: MemoizeTaskOptions<E>
+): Task.Task<P, A, E | StoreError | InvalidMemoize> => {
+  const { cache, taskName, ...rest } = options
+  const memoized = memoize((payload: P) => Task.runOnce(task, payload), {
+    ...rest,
+    name: options.name ?? task.name,
+    source: String(task.run),
+    success: task.success as Schema.Top,
+    failure: task.error
+  })
+  return Task.make(taskName ?? `${task.name}.cached`, {
+    payload: task.payload as Schema.Codec<P, unknown>,
+    success: task.success as Schema.Codec<A, unknown>,
+    error: Schema.Union([task.error, StoreError, InvalidMemoize]) as unknown as Schema.Codec<
+      E | StoreError | InvalidMemoize,
+      unknown
+    >,
+    run: (payload: P) => memoized(payload),
+    layer: cache,
+    url: callerUrl([ownFile, taskFile]) ?? task.url
+  }) as Task.Task<P, A, E | StoreError | InvalidMemoize>
+}

@@ -15,6 +15,7 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Url from "node:url"
+import { callerUrl } from "./internal/caller.ts"
 
 /**
  * @category type ids
@@ -66,19 +67,6 @@ const keyOf = (url: string, name: string) => `${url}#${name}`
 
 const ownFile = Url.fileURLToPath(import.meta.url)
 
-// The first stack frame outside this file names the module that called `make`.
-const callerUrl = (): string | undefined => {
-  const stack = new Error().stack ?? ""
-  for (const line of stack.split("\n").slice(1)) {
-    const match = /(?:\(|at )((?:file:\/\/)?\/[^\s()]+?):\d+:\d+\)?\s*$/.exec(line.trim())
-    if (match === null) continue
-    const location = match[1]!
-    const path = location.startsWith("file://") ? Url.fileURLToPath(location) : location
-    if (path !== ownFile) return Url.pathToFileURL(path).href
-  }
-  return undefined
-}
-
 const TaskProto = {
   [TypeId]: TypeId,
   pipe() {
@@ -112,7 +100,7 @@ export const make = <P extends Schema.Top, S extends Schema.Top, F extends Schem
   name: string,
   options: Options<P, S, F, R>
 ): Task<P["Type"], S["Type"], F["Type"]> => {
-  const url = options.url ?? callerUrl()
+  const url = options.url ?? callerUrl([ownFile])
   if (url === undefined) {
     throw new globalThis.Error(`Task.make("${name}"): cannot tell the defining module; pass { url: import.meta.url }`)
   }
