@@ -633,3 +633,172 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
     }
     return shape
   }))
+
+/**
+ * Options of {@link layerRedis}.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface RedisOptions extends StoreOptions {
+  /** Prefix of every key the store writes, so that caches can share a server. Default `"effect-joblib:"`. */
+  readonly prefix?: string | undefined
+  /** Milliseconds to wait for a connection or a reply before failing. Default 2000. */
+  readonly timeout?: number | undefined
+}
+
+const unlockScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+/**
+ * Keeps entries on a Redis server (`redis://host:port/db`), so that workers
+ * on several machines share one cache. Each entry is a hash of its metadata
+ * and data; a sorted set records accesses for LRU eviction; locks are
+ * `SET NX PX` keys released by token. Commands fail fast with `StoreError`
+ * while the server is unreachable (no offline queue), and the client keeps
+ * reconnecting in the background.
+ *
+ * **Example** (A shared cache)
+ *
+ * ```ts
+ * import { Store } from "effect-joblib"
+ *
+ * const layer = Store.layerRedis("redis://127.0.0.1:6379/0", { prefix: "my-pipeline:" })
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Store, StoreError> =>
+  Layer.effect(Store)(Effect.gen(function*() {
+    const store = "redis"
+    const prefix = options?.prefix ?? "effect-joblib:"
+    const timeout = options?.timeout ?? 2000
+    const { Redis } = yield* Effect.tryPromise({
+      try: () => import("ioredis"),
+      catch: (error) => new StoreError({ store, operation: "open", message: `cannot load ioredis: ${String(error)}` })
+    })
+    const request = <A>(operation: string, run: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: run,
+        catch: (error) =>
+          new StoreError({ store, operation, message: error instanceof Error ? error.message : String(error) })
+      })
+    /** Runs a pipeline or transaction; its commands report errors in their replies, not by rejecting. */
+    const exec = (operation: string, run: () => Promise<Array<[Error | null, unknown]> | null>) =>
+      Effect.flatMap(request(operation, run), (replies) => {
+        const failed = replies === null
+          ? new Error("the transaction was aborted")
+          : replies.find(([error]) => error)?.[0]
+        return failed
+          ? Effect.fail(new StoreError({ store, operation, message: failed.message }))
+          : Effect.succeed((replies ?? []).map(([, reply]) => reply))
+      })
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new Redis(url, {
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          connectTimeout: timeout,
+          commandTimeout: timeout,
+          retryStrategy: (times: number) => Math.min(times * 200, 2000)
+        })
+      ),
+      (client) => Effect.sync(() => client.disconnect())
+    )
+    // A failed connection is reported as the layer's error, not as an unhandled event.
+    client.on("error", () => {})
+    yield* request("connect", () => client.connect())
+    const entryKey = (key: string) => `${prefix}entry:${key}`
+    const accessKey = `${prefix}access`
+    const parse = (key: string, fields: Record<string, Buffer> | null): Entry | undefined => {
+      if (fields === null || fields.meta === undefined || fields.data === undefined) return undefined
+      try {
+        const meta = JSON.parse(fields.meta.toString("utf8")) as Meta
+        const data = new Uint8Array(fields.data.buffer, fields.data.byteOffset, fields.data.length)
+        return meta.key === key && meta.size === data.length ? { meta, data } : undefined
+      } catch {
+        return undefined
+      }
+    }
+    const metaOf = Effect.fnUntraced(function*(keys: ReadonlyArray<string>) {
+      if (keys.length === 0) return [] as Array<Meta>
+      const pipeline = client.pipeline()
+      for (const key of keys) pipeline.hget(entryKey(key), "meta")
+      pipeline.zmscore(accessKey, ...keys)
+      const replies = yield* exec("list", () => pipeline.exec())
+      const scores = (replies.at(-1) ?? []) as Array<string | null>
+      const out: Array<Meta> = []
+      keys.forEach((_key, i) => {
+        const raw = replies[i] as string | null | undefined
+        if (raw === null || raw === undefined) return
+        try {
+          const meta = JSON.parse(raw) as Meta
+          out.push({ ...meta, accessed: Number(scores[i] ?? meta.accessed) })
+        } catch {}
+      })
+      return out
+    })
+    const shape: Shape = {
+      name: store,
+      get: (key) =>
+        Effect.andThen(
+          checkKey(store, "get", key),
+          Effect.gen(function*() {
+            const now = Date.now()
+            const replies = yield* exec("get", () =>
+              client.pipeline().hgetallBuffer(entryKey(key)).zadd(accessKey, "XX", String(now), key).exec())
+            const fields = replies[0] as Record<string, Buffer> | null
+            const entry = parse(key, fields && Object.keys(fields).length > 0 ? fields : null)
+            return entry === undefined ? undefined : { meta: { ...entry.meta, accessed: now }, data: entry.data }
+          })
+        ),
+      meta: (key) => Effect.andThen(checkKey(store, "meta", key), Effect.map(metaOf([key]), (metas) => metas[0])),
+      put: (entry) =>
+        Effect.andThen(
+          Effect.andThen(
+            checkKey(store, "put", entry.meta.key),
+            exec("put", () =>
+              client.multi()
+                .hset(
+                  entryKey(entry.meta.key),
+                  "meta",
+                  JSON.stringify(entry.meta),
+                  "data",
+                  Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.length)
+                )
+                .zadd(accessKey, String(entry.meta.accessed), entry.meta.key)
+                .exec())
+          ),
+          hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
+        ),
+      remove: (key) =>
+        Effect.map(
+          exec("remove", () => client.multi().del(entryKey(key)).zrem(accessKey, key).exec()),
+          (replies) => Number(replies[0] ?? 0) > 0
+        ),
+      list: Effect.flatMap(request("list", () => client.zrange(accessKey, "0", "-1")), metaOf),
+      clear: Effect.gen(function*() {
+        const keys = yield* request("clear", () => client.zrange(accessKey, "0", "-1"))
+        for (let i = 0; i < keys.length; i += 500) {
+          const chunk = keys.slice(i, i + 500)
+          yield* request("clear", () => client.del(...chunk.map(entryKey)))
+        }
+        yield* request("clear", () => client.del(accessKey))
+      }),
+      lock: (key, ttl) =>
+        Effect.andThen(
+          checkKey(store, "lock", key),
+          Effect.gen(function*() {
+            const token = Crypto.randomUUID()
+            const lockKey = `${prefix}lock:${key}`
+            const taken = yield* request("lock", () => client.set(lockKey, token, "PX", Math.max(1, ttl), "NX"))
+            if (taken !== "OK") return undefined
+            return {
+              release: request("unlock", () => client.eval(unlockScript, 1, lockKey, token)).pipe(Effect.ignore)
+            }
+          })
+        )
+    }
+    return shape
+  }))

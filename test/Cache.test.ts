@@ -6,6 +6,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Backend, Cache, CacheError, Parallel, Store } from "../src/index.ts"
+import { hasRedis, startRedis } from "./redisServer.ts"
 
 const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-cache-"))
 
@@ -303,3 +304,30 @@ const advancingClock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     while (fiber.pollUnsafe() === undefined) yield* TestClock.adjust(10)
     return yield* Fiber.join(fiber)
   })
+
+describe.skipIf(!hasRedis)("Cache on Redis", () => {
+  it.live("results are shared through the server; when it goes away, calls fail or compute as configured", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.promise(() => startRedis())
+      yield* Effect.addFinalizer(() => Effect.promise(() => server.stop()))
+      let calls = 0
+      const f = Cache.memoize(function viaRedis(x: number) {
+        calls++
+        return x * 2
+      })
+      const layer = (onStoreError: "fail" | "compute") =>
+        Cache.layer({ onStoreError }).pipe(Layer.provide(Store.layerRedis(server.url, { timeout: 500 })))
+      const failing = yield* Layer.build(layer("fail"))
+      const computing = yield* Layer.build(layer("compute"))
+      assert.strictEqual(yield* Effect.provide(f(21), failing), 42)
+      assert.strictEqual(yield* Effect.provide(f(21), computing), 42, "another client reads it back")
+      assert.strictEqual(calls, 1)
+      yield* Effect.promise(() => server.stop())
+      const error = yield* Effect.flip(Effect.provide(f(21), failing))
+      assert.instanceOf(error, CacheError.StoreError)
+      const { value, lines } = yield* logged(Effect.provide(f(21), computing))
+      assert.strictEqual(value, 42)
+      assert.strictEqual(calls, 2)
+      assert.isTrue(lines.some((line) => line.includes("computing without caching")))
+    }))
+})

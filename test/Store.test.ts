@@ -1,10 +1,11 @@
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { CacheError, Store } from "../src/index.ts"
+import { hasRedis, startRedis } from "./redisServer.ts"
 import { limitsSuite, suite } from "./StoreSuite.ts"
 
 /** Builds a store layer in the test's scope, so that its resources live as long as the test. */
@@ -15,6 +16,15 @@ const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-store-"))
 suite("Store.layerMemory", () => Store.layerMemory())
 suite("Store.layerFileSystem", () => Store.layerFileSystem(tmp()))
 suite("Store.layerSqlite", () => Store.layerSqlite(Path.join(tmp(), "cache.sqlite")))
+// The server is started here and stopped after the file; CI installs redis-server.
+const redis = hasRedis ? await startRedis() : undefined
+afterAll(() => redis?.stop())
+if (redis !== undefined) {
+  let db = 0
+  // One prefix per layer: suites must not see each other's entries.
+  suite("Store.layerRedis", () => Store.layerRedis(redis.url, { prefix: `suite-${db++}:` }))
+  limitsSuite("Store.layerRedis", (limits) => Store.layerRedis(redis.url, { prefix: `limits-${db++}:`, limits }))
+}
 limitsSuite("Store.layerMemory", (limits) => Store.layerMemory({ limits }))
 limitsSuite("Store.layerFileSystem", (limits) => Store.layerFileSystem(tmp(), { limits }))
 limitsSuite("Store.layerSqlite", (limits) => Store.layerSqlite(Path.join(tmp(), "cache.sqlite"), { limits }))
@@ -146,5 +156,35 @@ describe("Store.layerSqlite faults", () => {
       assert.isUndefined(yield* b.lock("xxh128:55aa", 60_000))
       yield* lock!.release
       assert.isDefined(yield* b.lock("xxh128:55aa", 60_000))
+    }))
+})
+
+describe.skipIf(!hasRedis)("Store.layerRedis faults", () => {
+  it.live("a server that goes away gives StoreErrors, and the store recovers when it is back", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.promise(() => startRedis())
+      const store = yield* open(Store.layerRedis(server.url, { prefix: "outage:", timeout: 500 }))
+      yield* store.put(entry("xxh128:66aa", "before"))
+      yield* Effect.promise(() => server.stop())
+      const error = yield* Effect.flip(store.get("xxh128:66aa"))
+      assert.instanceOf(error, CacheError.StoreError)
+      assert.strictEqual(error.store, "redis")
+      const restarted = yield* Effect.promise(() => startRedis(server.port))
+      yield* Effect.addFinalizer(() => Effect.promise(() => restarted.stop()))
+      // The client reconnects by itself; the fresh server is empty.
+      let back: Store.Entry | undefined | "down" = "down"
+      for (let i = 0; i < 50 && back === "down"; i++) {
+        back = yield* store.get("xxh128:66aa").pipe(
+          Effect.catchTag("StoreError", () => Effect.succeed("down" as const))
+        )
+        if (back === "down") yield* Effect.sleep(100)
+      }
+      assert.isUndefined(back, "reconnected")
+    }))
+
+  it.live("an unreachable server is a StoreError when the layer is built", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(open(Store.layerRedis("redis://127.0.0.1:1/0", { timeout: 300 })))
+      assert.instanceOf(error, CacheError.StoreError)
     }))
 })

@@ -1,0 +1,60 @@
+/** A real redis-server for tests, on a free loopback port, started and stopped by the test file. */
+import * as ChildProcess from "node:child_process"
+import * as Net from "node:net"
+
+export const hasRedis = ChildProcess.spawnSync("redis-server", ["--version"]).status === 0
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = Net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+const answers = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = Net.connect(port, "127.0.0.1")
+    socket.once("connect", () => socket.write("PING\r\n"))
+    socket.once("data", (data) => {
+      socket.destroy()
+      resolve(data.toString().startsWith("+PONG"))
+    })
+    socket.once("error", () => resolve(false))
+  })
+
+export interface RedisServer {
+  readonly url: string
+  readonly port: number
+  readonly stop: () => Promise<void>
+}
+
+export const startRedis = async (port?: number): Promise<RedisServer> => {
+  const chosen = port ?? await freePort()
+  const child = ChildProcess.spawn("redis-server", [
+    "--port",
+    String(chosen),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no"
+  ], { stdio: "ignore" })
+  const deadline = Date.now() + 10_000
+  while (!(await answers(chosen))) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`redis-server did not start on ${chosen}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  return {
+    url: `redis://127.0.0.1:${chosen}/0`,
+    port: chosen,
+    stop: () => {
+      if (child.exitCode === null) child.kill("SIGKILL")
+      return exited
+    }
+  }
+}
