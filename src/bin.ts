@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+/**
+ * The `effect-joblib` command line:
+ *
+ *   effect-joblib cache <dir|file.sqlite> ls|stats|prune|clear [--max-size 1GB] [--max-items N] [--max-age 30d]
+ *
+ * Works on filesystem caches (a directory) and SQLite caches (a `.sqlite` or `.db` file).
+ *
+ * @since 0.3.0
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Duration, Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import * as Fs from "node:fs"
+import * as Cache from "./Cache.ts"
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  t: 1e12,
+  tb: 1e12
+}
+
+/** Parses "1GB", "500 MB", "64k" or a plain number of bytes. */
+export const parseSize = (text: string): number | undefined => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  const unit = match === null ? undefined : UNITS[match[2]!.toLowerCase()]
+  return match === null || unit === undefined ? undefined : Math.round(Number(match[1]) * unit)
+}
+
+const formatBytes = (bytes: number) =>
+  bytes >= 1e9
+    ? `${(bytes / 1e9).toFixed(2)} GB`
+    : bytes >= 1e6
+    ? `${(bytes / 1e6).toFixed(2)} MB`
+    : bytes >= 1e3
+    ? `${(bytes / 1e3).toFixed(1)} kB`
+    : `${bytes} B`
+
+/** A `.sqlite`/`.db` path, or an existing SQLite file, is a SQLite cache; anything else a directory. */
+const isSqlite = (location: string) => {
+  if (/\.(sqlite3?|db)$/i.test(location)) return true
+  try {
+    const fd = Fs.openSync(location, "r")
+    try {
+      const head = Buffer.alloc(16)
+      Fs.readSync(fd, head, 0, 16, 0)
+      return head.toString("latin1") === "SQLite format 3\u0000"
+    } finally {
+      Fs.closeSync(fd)
+    }
+  } catch {
+    return false
+  }
+}
+
+const fail = (message: string) => Effect.andThen(Console.error(message), Effect.fail(new Error(message)))
+
+const cache = Command.make("cache", {
+  location: Argument.String("location").pipe(
+    Argument.withDescription("the cache directory, or its SQLite file (.sqlite, .db)")
+  ),
+  action: Argument.Literals("action", ["ls", "stats", "prune", "clear"]).pipe(
+    Argument.withDescription("ls: list entries; stats: totals; prune: evict to the limits; clear: remove all")
+  ),
+  maxSize: Flag.String("max-size").pipe(
+    Flag.optional,
+    Flag.withDescription("prune: keep at most this many bytes (1GB, 500MB)")
+  ),
+  maxItems: Flag.Int("max-items").pipe(Flag.optional, Flag.withDescription("prune: keep at most this many entries")),
+  maxAge: Flag.String("max-age").pipe(
+    Flag.optional,
+    Flag.withDescription("prune: remove entries unused for this long (30 days)")
+  )
+}, (config) =>
+  Effect.gen(function*() {
+    const location = config.location
+    if (!Fs.existsSync(location)) return yield* fail(`no cache at ${location}`)
+    const layer = isSqlite(location) ? Cache.layerSqlite(location) : Cache.layerFileSystem(location)
+    const run = Effect.gen(function*() {
+      switch (config.action) {
+        case "ls": {
+          const entries = [...yield* Cache.entries].sort((a, b) => b.accessed - a.accessed)
+          for (const meta of entries) {
+            yield* Console.log(
+              [
+                meta.function.padEnd(20),
+                formatBytes(meta.size).padStart(10),
+                `${meta.duration.toFixed(1)} ms`.padStart(10),
+                new Date(meta.accessed).toISOString(),
+                meta.key,
+                meta.input
+              ].join("  ")
+            )
+          }
+          return yield* Console.log(`${entries.length} entries`)
+        }
+        case "stats": {
+          const stats = yield* Cache.stats
+          yield* Console.log(`${stats.items} entries, ${formatBytes(stats.bytes)}`)
+          for (const [name, count] of Object.entries(stats.functions).sort((a, b) => b[1] - a[1])) {
+            yield* Console.log(`  ${name}: ${count}`)
+          }
+          return
+        }
+        case "prune": {
+          const maxBytes = Option.getOrUndefined(config.maxSize)
+          const bytes = maxBytes === undefined ? undefined : parseSize(maxBytes)
+          if (maxBytes !== undefined && bytes === undefined) return yield* fail(`--max-size: cannot read "${maxBytes}"`)
+          const age = Option.getOrUndefined(config.maxAge)
+          const maxAge = age === undefined ? undefined : Duration.fromInput(age as Duration.Input)
+          if (maxAge !== undefined && maxAge._tag === "None") return yield* fail(`--max-age: cannot read "${age}"`)
+          const limits = {
+            maxBytes: bytes,
+            maxItems: Option.getOrUndefined(config.maxItems),
+            maxAge: maxAge?._tag === "Some" ? Duration.toMillis(maxAge.value) : undefined
+          }
+          if (limits.maxBytes === undefined && limits.maxItems === undefined && limits.maxAge === undefined) {
+            return yield* fail("prune needs --max-size, --max-items or --max-age")
+          }
+          const removed = yield* Cache.reduceSize(limits)
+          const stats = yield* Cache.stats
+          return yield* Console.log(`removed ${removed} entries; ${stats.items} left, ${formatBytes(stats.bytes)}`)
+        }
+        case "clear": {
+          const before = (yield* Cache.stats).items
+          yield* Cache.clear
+          return yield* Console.log(`removed ${before} entries`)
+        }
+      }
+    })
+    return yield* Effect.provide(run, layer)
+  })).pipe(Command.withDescription("inspect and maintain a cache"))
+
+const app = Command.make("effect-joblib").pipe(Command.withSubcommands([cache]))
+
+if (import.meta.main) {
+  NodeRuntime.runMain(Command.run(app, { version: "0.3.0" }).pipe(Effect.provide(NodeServices.layer)))
+}
