@@ -1,6 +1,6 @@
 /** The `effect-joblib cache` command line, run as a real process on filesystem and SQLite caches. */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, type Layer } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
