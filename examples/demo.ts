@@ -1,18 +1,25 @@
 /**
  * `npm run demo`: score a generated customer dataset sequentially, on worker
- * threads and on worker processes, report the speedups, then persist and hash
- * the results. On a terminal each map shows a progress bar; Ctrl-C stops
- * everything and leaves no worker behind.
+ * threads and on worker processes, report the speedups, persist and hash the
+ * results, then run the scoring step through the disk cache: the first run
+ * computes it, later runs read it back. On a terminal each map shows a
+ * progress bar; Ctrl-C stops everything and leaves no worker behind.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Duration, Effect, Schema } from "effect"
-import { Backend, Hashing, Parallel, Persist, Progress } from "effect-joblib"
+import { Backend, Cache, Hashing, Parallel, Persist, Progress } from "effect-joblib"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { type Customer, Score, Scored } from "./scoring.ts"
 
 const records = Number(process.env.DEMO_RECORDS ?? 100_000)
+const cacheDir = process.env.DEMO_CACHE ?? ".cache/effect-joblib-demo"
+
+/** The scoring step, memoized: keyed by the content hash of its input, stored on disk. */
+const scoreAll = Cache.memoize(function scoreAll(customers: ReadonlyArray<Customer>) {
+  return Parallel.map(customers, Score)
+}, { success: Schema.Array(Scored) })
 const regions = ["north", "south", "east", "west"]
 
 const generate = (n: number): Array<Customer> => {
@@ -98,6 +105,23 @@ const program = Effect.gen(function*() {
   const after = yield* Hashing.hash(loaded.value)
   if (before !== after) return yield* Effect.die(new Error("the reloaded scores hash differently"))
   yield* Console.log(`content hash of the scores, before and after: ${before}`)
+
+  // The same step through the cache: computed on the first run, read back on every later one.
+  const cached = yield* timed(
+    Effect.gen(function*() {
+      const hit = yield* scoreAll.check(customers)
+      const scored = yield* scoreAll(customers)
+      return { hit, scored }
+    }).pipe(Effect.provide(Cache.layerFileSystem(cacheDir)), Effect.provide(Backend.threads({ workers: -1 })))
+  )
+  if (cached.value.scored.length !== customers.length) return yield* Effect.die(new Error("the cached scores differ"))
+  yield* Console.log(
+    cached.value.hit
+      ? `cache hit: the scoring step was read back from ${cacheDir} in ${cached.millis.toFixed(0)} ms (no scoring ran)`
+      : `cache miss: scored and stored in ${cacheDir} in ${
+        cached.millis.toFixed(0)
+      } ms; run the demo again to read it back`
+  )
 })
 
 // runMain turns Ctrl-C into interruption: every pool's scope closes and its workers are stopped.

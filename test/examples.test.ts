@@ -6,8 +6,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 
 const dir = new URL("../examples/", import.meta.url)
+const demoCache = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-demo-cache-"))
 const examples = Fs.readdirSync(dir).filter((file) => file.endsWith(".ts")).sort()
 
 const run = (file: string) =>
@@ -15,7 +18,7 @@ const run = (file: string) =>
     const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
     const handle = yield* spawner.spawn(
       ChildProcess.make(process.execPath, [new URL(file, dir).pathname], {
-        env: { ...process.env, DEMO_RECORDS: "3000" },
+        env: { ...process.env, DEMO_RECORDS: "3000", DEMO_CACHE: demoCache },
         extendEnv: true
       })
     )
@@ -39,6 +42,10 @@ describe("examples", () => {
         if (file === "demo.ts") {
           assert.include(stdout, "speedup")
           assert.include(stdout, "results identical across backends")
+          assert.include(stdout, "cache miss: scored and stored")
+          const again = yield* run(file)
+          assert.strictEqual(again.exitCode, 0, again.stderr)
+          assert.include(again.stdout, "cache hit: the scoring step was read back")
         }
       }), 60_000)
   }
