@@ -6,7 +6,8 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   parallel: () => import("./parallel.ts"),
   processes: () => import("./processes.ts"),
   persist: () => import("./persist.ts"),
-  hash: () => import("./hash.ts")
+  hash: () => import("./hash.ts"),
+  cache: () => import("./cache.ts")
 }
 
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites)

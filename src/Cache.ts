@@ -339,24 +339,35 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     }
     ignored = problem === undefined ? Effect.succeed(resolved) : Effect.fail(new InvalidMemoize({ message: problem }))
   }
-  const sourceHash = Hashing.hash(source).pipe(Effect.orDie, Effect.cached, Effect.runSync)
+  // Computed once, on first use (the hasher loads asynchronously); read synchronously after.
+  let sourceKey: string | undefined
+  const sourceHash: Effect.Effect<string> = Effect.suspend(() =>
+    sourceKey !== undefined
+      ? Effect.succeed(sourceKey)
+      : Effect.map(Effect.orDie(Hashing.hash(source)), (hash) => (sourceKey = hash))
+  )
 
-  const keyOf = (args: Args): Effect.Effect<string, InvalidMemoize> =>
-    Effect.gen(function*() {
-      if (name === "") {
-        return yield* new InvalidMemoize({
-          message: "an anonymous function needs a name to be memoized: Cache.memoize(fn, { name: \"myFunction\" })"
-        })
-      }
-      let keyed: Array<unknown> = [...args]
-      for (const { index, path } of yield* ignored) keyed[index] = without(keyed[index], path)
-      if (keyed.length > 0 && keyed.at(-1) === undefined) keyed = keyed.slice(0, -1) // f(x) and f(x, undefined)
-      return yield* Hashing.hash({ function: name, version, args: keyed }).pipe(
-        Effect.mapError((error) =>
-          new InvalidMemoize({ message: `the arguments of ${name} cannot be hashed: ${error.message}` })
-        )
+  const unnamed = new InvalidMemoize({
+    message: `an anonymous function needs a name to be memoized: Cache.memoize(fn, { name: "myFunction" })`
+  })
+  const hashArgs = (args: ReadonlyArray<unknown>) => {
+    // f(x) and f(x, undefined) are the same call.
+    const keyed = args.length > 0 && args.at(-1) === undefined ? args.slice(0, -1) : args
+    return Hashing.hash({ function: name, version, args: keyed }).pipe(
+      Effect.mapError((error) =>
+        new InvalidMemoize({ message: `the arguments of ${name} cannot be hashed: ${error.message}` })
       )
+    )
+  }
+  const keyOf = (args: Args): Effect.Effect<string, InvalidMemoize> => {
+    if (name === "") return Effect.fail(unnamed)
+    if (ignore.length === 0) return hashArgs(args)
+    return Effect.flatMap(ignored, (paths) => {
+      const keyed: Array<unknown> = [...args]
+      for (const { index, path } of paths) keyed[index] = without(keyed[index], path)
+      return hashArgs(keyed)
     })
+  }
 
   /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
   const lookup = (cache: Shape, key: string): Effect.Effect<Found<A, E> | undefined, StoreError> =>
@@ -400,7 +411,7 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     })
 
   const notifyIdentity = (cache: Shape) =>
-    Effect.gen(function*() {
+    sourceKey !== undefined && cache.sources.get(name) === sourceKey ? Effect.void : Effect.gen(function*() {
       const current = yield* sourceHash
       const seen = cache.sources.get(name)
       if (seen === undefined) cache.sources.set(name, current)

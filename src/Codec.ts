@@ -497,7 +497,7 @@ const decodeBytes = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
     if (options?.verify !== false) {
       const actual = digestParts(yield* xxh64, [stored])
       const expected = trailer.subarray(0, 8)
-      if (hex(actual) !== hex(expected)) {
+      if (actual.length !== expected.length || actual.some((byte, i) => byte !== expected[i])) {
         return yield* corrupted(
           `checksum mismatch: the stored body hashes to ${hex(actual)}, expected ${hex(expected)}`
         )

@@ -319,7 +319,7 @@ const alive = (pid: number) => {
  * data together, so that a rename publishes both at once), in two levels of
  * shard directories, with a `.gitignore` at the root as joblib does. Writes
  * go through a temporary file and a rename. Reads record the access time in
- * the entry's modification time, set explicitly. Locks are files created
+ * the entry's modification time, set explicitly and in batches. Locks are files created
  * with `O_EXCL`, holding their owner's PID and expiry.
  *
  * **Example** (A cache directory with a size budget)
@@ -334,148 +334,172 @@ const alive = (pid: number) => {
  * @since 0.3.0
  */
 export const layerFileSystem = (directory: string, options?: StoreOptions): Layer.Layer<Store, StoreError> =>
-  Layer.effect(Store)(attempt("filesystem", "open", () => {
-    const root = NodePath.resolve(directory)
-    Fs.mkdirSync(root, { recursive: true })
-    const ignore = NodePath.join(root, ".gitignore")
-    if (!Fs.existsSync(ignore)) writeAtomically(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
-    const store = "filesystem"
-    const readMeta = (path: string, key: string): Meta | undefined => {
-      let fd: number
-      try {
-        fd = Fs.openSync(path, "r")
-      } catch (error) {
-        if (isMissing(error)) return undefined
-        throw error
+  Layer.effect(Store)(Effect.gen(function*() {
+    // Access records wait here and are written together (at most a second late): a write per hit costs
+    // more than the rest of the hit. Best effort: a read-only cache still serves hits.
+    const accesses = new Map<string, number>()
+    let flushedAt = Date.now()
+    const flush = () => {
+      for (const [path, at] of accesses) {
+        try {
+          Fs.utimesSync(path, at / 1000, at / 1000)
+        } catch {}
       }
-      try {
-        const head = Buffer.alloc(12)
-        if (Fs.readSync(fd, head, 0, 12, 0) < 12 || !ENTRY_MAGIC.equals(head.subarray(0, 8))) return undefined
-        const metaLength = head.readUInt32LE(8)
-        const metaBytes = Buffer.alloc(metaLength)
-        if (Fs.readSync(fd, metaBytes, 0, metaLength, 12) < metaLength) return undefined
-        const meta = JSON.parse(metaBytes.toString("utf8")) as Meta
-        const { size, mtimeMs } = Fs.fstatSync(fd)
-        if (meta.key !== key || 12 + metaLength + meta.size !== size) return undefined
-        return { ...meta, accessed: Math.floor(mtimeMs) }
-      } catch {
-        return undefined
-      } finally {
-        Fs.closeSync(fd)
-      }
+      accesses.clear()
+      flushedAt = Date.now()
     }
-    const keyOf = (file: string) => file.slice(0, -".entry".length).replaceAll("_", ":")
-    const walk = (visit: (path: string, file: string) => void) => {
-      for (const a of Fs.readdirSync(root)) {
-        if (a.startsWith(".") || !Fs.statSync(NodePath.join(root, a)).isDirectory()) continue
-        for (const b of Fs.readdirSync(NodePath.join(root, a))) {
-          const dir = NodePath.join(root, a, b)
-          for (const file of Fs.readdirSync(dir)) {
-            if (file.endsWith(".entry")) visit(NodePath.join(dir, file), file)
-          }
+    yield* Effect.addFinalizer(() => Effect.sync(flush))
+    return yield* attempt("filesystem", "open", () =>
+      makeFileSystem(directory, options, accesses, () => {
+        if (accesses.size >= 256 || Date.now() - flushedAt > 1000) flush()
+      }))
+  }))
+
+const makeFileSystem = (
+  directory: string,
+  options: StoreOptions | undefined,
+  accesses: Map<string, number>,
+  accessed: () => void
+): Shape => {
+  const root = NodePath.resolve(directory)
+  Fs.mkdirSync(root, { recursive: true })
+  const ignore = NodePath.join(root, ".gitignore")
+  if (!Fs.existsSync(ignore)) writeAtomically(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
+  const store = "filesystem"
+  const readMeta = (path: string, key: string): Meta | undefined => {
+    let fd: number
+    try {
+      fd = Fs.openSync(path, "r")
+    } catch (error) {
+      if (isMissing(error)) return undefined
+      throw error
+    }
+    try {
+      const head = Buffer.alloc(12)
+      if (Fs.readSync(fd, head, 0, 12, 0) < 12 || !ENTRY_MAGIC.equals(head.subarray(0, 8))) return undefined
+      const metaLength = head.readUInt32LE(8)
+      const metaBytes = Buffer.alloc(metaLength)
+      if (Fs.readSync(fd, metaBytes, 0, metaLength, 12) < metaLength) return undefined
+      const meta = JSON.parse(metaBytes.toString("utf8")) as Meta
+      const { size, mtimeMs } = Fs.fstatSync(fd)
+      if (meta.key !== key || 12 + metaLength + meta.size !== size) return undefined
+      return { ...meta, accessed: Math.max(Math.floor(mtimeMs), accesses.get(path) ?? 0) }
+    } catch {
+      return undefined
+    } finally {
+      Fs.closeSync(fd)
+    }
+  }
+  const keyOf = (file: string) => file.slice(0, -".entry".length).replaceAll("_", ":")
+  const walk = (visit: (path: string, file: string) => void) => {
+    for (const a of Fs.readdirSync(root)) {
+      if (a.startsWith(".") || !Fs.statSync(NodePath.join(root, a)).isDirectory()) continue
+      for (const b of Fs.readdirSync(NodePath.join(root, a))) {
+        const dir = NodePath.join(root, a, b)
+        for (const file of Fs.readdirSync(dir)) {
+          if (file.endsWith(".entry")) visit(NodePath.join(dir, file), file)
         }
       }
     }
-    const shape: Shape = {
-      name: store,
-      get: (key) =>
-        Effect.andThen(
-          checkKey(store, "get", key),
-          attempt(store, "get", () => {
-            const path = entryPath(root, key)
-            let bytes: Buffer
-            try {
-              bytes = Fs.readFileSync(path)
-            } catch (error) {
-              if (isMissing(error)) return undefined
-              throw error
-            }
-            const entry = decodeEntry(bytes, key)
-            if (entry === undefined) return undefined
-            const now = new Date()
-            // The access record: best effort, a read-only cache still serves hits.
-            try {
-              Fs.utimesSync(path, now, now)
-            } catch {}
-            return { meta: { ...entry.meta, accessed: now.getTime() }, data: entry.data }
-          })
-        ),
-      meta: (key) =>
-        Effect.andThen(checkKey(store, "meta", key), attempt(store, "meta", () => readMeta(entryPath(root, key), key))),
-      put: (entry) =>
-        Effect.andThen(
-          Effect.andThen(
-            checkKey(store, "put", entry.meta.key),
-            attempt(store, "put", () => {
-              const path = entryPath(root, entry.meta.key)
-              Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
-              writeAtomically(path, encodeEntry(entry), entry.meta.accessed)
-            })
-          ),
-          hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
-        ),
-      remove: (key) =>
-        Effect.andThen(
-          checkKey(store, "remove", key),
-          attempt(store, "remove", () => {
-            try {
-              Fs.unlinkSync(entryPath(root, key))
-              return true
-            } catch (error) {
-              if (isMissing(error)) return false
-              throw error
-            }
-          })
-        ),
-      list: attempt(store, "list", () => {
-        const out: Array<Meta> = []
-        walk((path, file) => {
-          const meta = readMeta(path, keyOf(file))
-          if (meta !== undefined) out.push(meta)
+  }
+  const shape: Shape = {
+    name: store,
+    get: (key) =>
+      Effect.andThen(
+        checkKey(store, "get", key),
+        attempt(store, "get", () => {
+          const path = entryPath(root, key)
+          let bytes: Buffer
+          try {
+            bytes = Fs.readFileSync(path)
+          } catch (error) {
+            if (isMissing(error)) return undefined
+            throw error
+          }
+          const entry = decodeEntry(bytes, key)
+          if (entry === undefined) return undefined
+          const now = Date.now()
+          accesses.set(path, now)
+          accessed()
+          return { meta: { ...entry.meta, accessed: now }, data: entry.data }
         })
-        return out
-      }),
-      clear: attempt(store, "clear", () => walk((path) => Fs.rmSync(path, { force: true }))),
-      lock: (key, ttl) =>
+      ),
+    meta: (key) =>
+      Effect.andThen(checkKey(store, "meta", key), attempt(store, "meta", () => readMeta(entryPath(root, key), key))),
+    put: (entry) =>
+      Effect.andThen(
         Effect.andThen(
-          checkKey(store, "lock", key),
-          attempt(store, "lock", () => {
-            const path = `${entryPath(root, key)}.lock`
+          checkKey(store, "put", entry.meta.key),
+          attempt(store, "put", () => {
+            const path = entryPath(root, entry.meta.key)
             Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
-            const token = Crypto.randomUUID()
-            const body = JSON.stringify({ token, pid: process.pid, host: Os.hostname(), expires: Date.now() + ttl })
-            for (let attempt = 0; attempt < 2; attempt++) {
-              try {
-                Fs.writeFileSync(path, body, { flag: "wx" })
-                return {
-                  release: Effect.sync(() => {
-                    try {
-                      if (JSON.parse(Fs.readFileSync(path, "utf8")).token === token) Fs.unlinkSync(path)
-                    } catch {}
-                  })
-                }
-              } catch (error) {
-                if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-              }
-              // Held: take it over only if its holder died or it expired.
-              let holder: { pid: number; host: string; expires: number } | undefined
-              try {
-                holder = JSON.parse(Fs.readFileSync(path, "utf8"))
-              } catch {
-                holder = undefined // half-written or just released
-              }
-              const stale = holder === undefined ||
-                holder.expires < Date.now() ||
-                (holder.host === Os.hostname() && !alive(holder.pid))
-              if (!stale) return undefined
-              Fs.rmSync(path, { force: true })
-            }
-            return undefined
+            writeAtomically(path, encodeEntry(entry), entry.meta.accessed)
           })
-        )
-    }
-    return shape
-  }))
+        ),
+        hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
+      ),
+    remove: (key) =>
+      Effect.andThen(
+        checkKey(store, "remove", key),
+        attempt(store, "remove", () => {
+          try {
+            Fs.unlinkSync(entryPath(root, key))
+            return true
+          } catch (error) {
+            if (isMissing(error)) return false
+            throw error
+          }
+        })
+      ),
+    list: attempt(store, "list", () => {
+      const out: Array<Meta> = []
+      walk((path, file) => {
+        const meta = readMeta(path, keyOf(file))
+        if (meta !== undefined) out.push(meta)
+      })
+      return out
+    }),
+    clear: attempt(store, "clear", () => walk((path) => Fs.rmSync(path, { force: true }))),
+    lock: (key, ttl) =>
+      Effect.andThen(
+        checkKey(store, "lock", key),
+        attempt(store, "lock", () => {
+          const path = `${entryPath(root, key)}.lock`
+          Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
+          const token = Crypto.randomUUID()
+          const body = JSON.stringify({ token, pid: process.pid, host: Os.hostname(), expires: Date.now() + ttl })
+          for (let attempt = 0; attempt < 2; attempt++) {
+            try {
+              Fs.writeFileSync(path, body, { flag: "wx" })
+              return {
+                release: Effect.sync(() => {
+                  try {
+                    if (JSON.parse(Fs.readFileSync(path, "utf8")).token === token) Fs.unlinkSync(path)
+                  } catch {}
+                })
+              }
+            } catch (error) {
+              if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+            }
+            // Held: take it over only if its holder died or it expired.
+            let holder: { pid: number; host: string; expires: number } | undefined
+            try {
+              holder = JSON.parse(Fs.readFileSync(path, "utf8"))
+            } catch {
+              holder = undefined // half-written or just released
+            }
+            const stale = holder === undefined ||
+              holder.expires < Date.now() ||
+              (holder.host === Os.hostname() && !alive(holder.pid))
+            if (!stale) return undefined
+            Fs.rmSync(path, { force: true })
+          }
+          return undefined
+        })
+      )
+  }
+  return shape
+}
 
 /**
  * Keeps entries in a SQLite database file, through Node's built-in
