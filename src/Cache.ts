@@ -370,29 +370,50 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
   }
 
   /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
-  const lookup = (cache: Shape, key: string): Effect.Effect<Found<A, E> | undefined, StoreError> =>
-    Effect.gen(function*() {
-      const entry = yield* withStore(cache, cache.store.get(key), undefined)
-      if (entry === undefined) return undefined
-      const meta = entry.meta
-      if (meta.expires !== undefined && meta.expires < (yield* Clock.currentTimeMillis)) return undefined
-      if (options?.validate !== undefined && !options.validate(meta)) return undefined
-      if (checkSource && meta.source !== undefined && meta.source !== (yield* sourceHash)) {
-        yield* invalidate(cache)
-        return undefined
-      }
-      const decoded = yield* Effect.exit(
-        meta.failure === true ? failureCodec.decode(entry.data) : valueCodec.decode(entry.data)
-      )
-      if (Exit.isFailure(decoded)) {
-        yield* Effect.logWarning(`effect-joblib cache: the entry ${key} of ${name} is damaged; recomputing it`)
-        yield* Effect.ignore(cache.store.remove(key))
-        return undefined
-      }
-      return meta.failure === true
-        ? { _tag: "Failure" as const, error: decoded.value as E }
-        : { _tag: "Value" as const, value: decoded.value as A }
+  const decodeEntry = (cache: Shape, key: string, entry: Store.Entry) =>
+    Effect.matchEffect(entry.meta.failure === true ? failureCodec.decode(entry.data) : valueCodec.decode(entry.data), {
+      onFailure: () =>
+        Effect.logWarning(`effect-joblib cache: the entry ${key} of ${name} is damaged; recomputing it`).pipe(
+          Effect.andThen(Effect.ignore(cache.store.remove(key))),
+          Effect.as(undefined)
+        ),
+      onSuccess: (decoded): Effect.Effect<Found<A, E>> =>
+        Effect.succeed(
+          entry.meta.failure === true
+            ? { _tag: "Failure", error: decoded as E }
+            : { _tag: "Value", value: decoded as A }
+        )
     })
+
+  /** Checks an entry's freshness and source, then decodes it. A chain, not a generator: this is the hit path. */
+  const checked = (
+    cache: Shape,
+    key: string,
+    entry: Store.Entry
+  ): Effect.Effect<Found<A, E> | undefined, StoreError> => {
+    const meta = entry.meta
+    if (options?.validate !== undefined && !options.validate(meta)) return Effect.succeed(undefined)
+    if (checkSource && meta.source !== undefined && meta.source !== sourceKey) {
+      return Effect.flatMap(sourceHash, (current) =>
+        meta.source === current
+          ? checked(cache, key, entry)
+          : Effect.as(invalidate(cache), undefined))
+    }
+    if (meta.expires !== undefined) {
+      return Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => meta.expires! < now ? Effect.succeed(undefined) : decodeEntry(cache, key, entry)
+      )
+    }
+    return decodeEntry(cache, key, entry)
+  }
+
+  /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
+  const lookup = (cache: Shape, key: string): Effect.Effect<Found<A, E> | undefined, StoreError> =>
+    Effect.flatMap(
+      withStore(cache, cache.store.get(key), undefined),
+      (entry) => (entry === undefined ? Effect.succeed(undefined) : checked(cache, key, entry))
+    )
 
   /** Drops this function's entries stored by another source, once per process. */
   const invalidate = (cache: Shape) =>
@@ -507,14 +528,20 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     })
 
   const run = (args: Args, force: boolean): Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache> =>
+    Effect.flatMap(Effect.service(Cache), (cache) =>
+      Effect.andThen(notifyIdentity(cache), keyOf(args)).pipe(
+        Effect.flatMap((key) =>
+          force
+            ? miss(cache, key, args, force)
+            : Effect.flatMap(
+              lookup(cache, key),
+              (found) => found !== undefined ? fromFound(found) : miss(cache, key, args, force)
+            )
+        )
+      ))
+
+  const miss = (cache: Shape, key: string, args: Args, force: boolean) =>
     Effect.gen(function*() {
-      const cache = yield* Effect.service(Cache)
-      yield* notifyIdentity(cache)
-      const key = yield* keyOf(args)
-      if (!force) {
-        const found = yield* lookup(cache, key)
-        if (found !== undefined) return yield* fromFound(found)
-      }
       // One computation per key in this process: later callers wait for it.
       const running = cache.inflight.get(key)
       if (running !== undefined && !force) {
