@@ -802,13 +802,18 @@ export const memoizeTask = <P, A, E>(
   options: MemoizeTaskOptions<E>
 ): Task.Task<P, A, E | StoreError | InvalidMemoize> => {
   const { cache, taskName, ...rest } = options
-  const memoized = memoize((payload: P) => Task.runOnce(task, payload), {
+  // The task runs with its own services, provided with the cache by the memoized task's layer: built once per worker.
+  const run = task.run as (payload: P) => A | Effect.Effect<A, E, any>
+  const memoized = memoize((payload: P) => run(payload), {
     ...rest,
     name: options.name ?? task.name,
     source: String(task.run),
     success: task.success as Schema.Top,
     failure: task.error
   })
+  const layer: Layer.Layer<any, StoreError | unknown> = task.layer === undefined
+    ? cache
+    : Layer.merge(cache, task.layer)
   return Task.make(taskName ?? `${task.name}.cached`, {
     payload: task.payload as Schema.Codec<P, unknown>,
     success: task.success as Schema.Codec<A, unknown>,
@@ -816,8 +821,8 @@ export const memoizeTask = <P, A, E>(
       E | StoreError | InvalidMemoize,
       unknown
     >,
-    run: (payload: P) => memoized(payload),
-    layer: cache,
+    run: (payload: P) => memoized(payload) as Effect.Effect<A, E | StoreError | InvalidMemoize, any>,
+    layer: layer as Layer.Layer<any, unknown>,
     url: callerUrl([ownFile, taskFile]) ?? task.url
   }) as Task.Task<P, A, E | StoreError | InvalidMemoize>
 }

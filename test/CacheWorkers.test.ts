@@ -8,7 +8,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Backend, Cache, Parallel } from "../src/index.ts"
-import { CachedCounted } from "./fixtures/tasks.ts"
+import { CachedCounted, CachedScaled } from "./fixtures/tasks.ts"
 
 const computed = (dir: string) => {
   try {
@@ -39,6 +39,15 @@ describe.each(
       const results = yield* Parallel.map(items, CachedCounted, { batchSize: 1 }).pipe(Effect.provide(backend()))
       assert.deepStrictEqual(results, items.map(() => 14))
       assert.deepStrictEqual(computed(dir), [7], "computed once, by one worker")
+    }), 30_000)
+
+  it.live("a memoized task keeps its own layer, built once per worker", () =>
+    Effect.gen(function*() {
+      scratch()
+      const items = Array.from({ length: 12 }, (_, i) => i)
+      const out = yield* Parallel.map(items, CachedScaled, { batchSize: 1 }).pipe(Effect.provide(backend()))
+      assert.deepStrictEqual(out.map((o) => o.value), items.map((i) => i * 10))
+      assert.isAtMost(new Set(out.map((o) => o.initialized)).size, 2, "at most one initialization per worker")
     }), 30_000)
 
   it.live("an interrupted map, run again, recomputes only the items it had not finished", () =>
