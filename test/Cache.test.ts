@@ -7,6 +7,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { Backend, Cache, CacheError, Parallel, Store } from "../src/index.ts"
 import { hasRedis, startRedis } from "./redisServer.ts"
+import { tmpfs } from "./tmpfs.ts"
 
 const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-cache-"))
 
@@ -273,9 +274,7 @@ describe("Cache behaviour", () => {
 
   it.effect("an unwritable store fails with StoreError, or computes with one warning when asked", () =>
     Effect.gen(function*() {
-      const dir = tmp()
-      ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir])
-      yield* Effect.addFinalizer(() => Effect.sync(() => ChildProcess.execFileSync("umount", [dir])))
+      const dir = yield* tmpfs("size=1m")
       yield* Effect.scoped(Effect.provide(Effect.void, Cache.layerFileSystem(dir)))
       ChildProcess.execFileSync("mount", ["-o", "remount,ro", dir])
       let calls = 0

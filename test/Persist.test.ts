@@ -1,32 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema, Sink, Stream } from "effect"
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Codec, Compression, Persist, PersistError } from "../src/index.ts"
 import { everything, joblibExample } from "./fixtures/values.ts"
+import { tmpfs } from "./tmpfs.ts"
 
 /** A fresh directory, removed afterwards. */
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-persist-"))),
   (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
 )
-
-/** A real small filesystem: a tmpfs of `size`, optionally read-only (needs root, as in CI). */
-const tmpfs = (options: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-tmpfs-"))
-      ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir])
-      return dir
-    }),
-    (dir) =>
-      Effect.sync(() => {
-        ChildProcess.execFileSync("umount", [dir])
-        Fs.rmSync(dir, { recursive: true, force: true })
-      })
-  )
 
 const headerOf = (path: string) => Codec.readHeader(new Uint8Array(Fs.readFileSync(path)))
 

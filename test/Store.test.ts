@@ -7,6 +7,7 @@ import * as Path from "node:path"
 import { CacheError, Store } from "../src/index.ts"
 import { hasRedis, startRedis } from "./redisServer.ts"
 import { limitsSuite, suite } from "./StoreSuite.ts"
+import { tmpfs } from "./tmpfs.ts"
 
 /** Builds a store layer in the test's scope, so that its resources live as long as the test. */
 const open = <E>(layer: Layer.Layer<Store.Store, E>) => Effect.map(Layer.build(layer), Context.get(Store.Store))
@@ -34,21 +35,6 @@ const entry = (key: string, text: string): Store.Entry => {
   const now = Date.now()
   return { meta: { key, function: "f", size: data.length, duration: 1, created: now, accessed: now, input: "" }, data }
 }
-
-/** A real small filesystem: a tmpfs of `size`, optionally read-only (needs root, as in CI). */
-const tmpfs = (options: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-tmpfs-"))
-      ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir])
-      return dir
-    }),
-    (dir) =>
-      Effect.sync(() => {
-        ChildProcess.execFileSync("umount", [dir])
-        Fs.rmSync(dir, { recursive: true, force: true })
-      })
-  )
 
 const files = (dir: string): Array<string> =>
   Fs.readdirSync(dir, { recursive: true, withFileTypes: true })
