@@ -481,7 +481,7 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
         const exit = yield* Effect.exit(compute(args))
         const duration = performance.now() - started
         const failure = Exit.isFailure(exit) ? exit.cause.reasons.find(Cause.isFailReason) : undefined
-        const store = (data: Uint8Array, isFailure: boolean, lifetime: number | undefined) =>
+        const store = (data: ReadonlyArray<Uint8Array>, isFailure: boolean, lifetime: number | undefined) =>
           Effect.gen(function*() {
             const now = yield* Clock.currentTimeMillis
             yield* withStore(
@@ -490,7 +490,7 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
                 meta: {
                   key,
                   function: name,
-                  size: data.length,
+                  size: data.reduce((sum, part) => sum + part.length, 0),
                   duration,
                   created: now,
                   accessed: now,
@@ -506,7 +506,8 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
             )
           })
         if (Exit.isSuccess(exit)) {
-          const data = yield* Effect.exit(valueCodec.encode(exit.value as never))
+          // In parts: the filesystem store writes them without joining them first.
+          const data = yield* Effect.exit(valueCodec.encodeParts(exit.value as never))
           if (Exit.isSuccess(data)) yield* store(data.value, false, ttl)
           else {yield* Effect.logWarning(
               `effect-joblib cache: the result of ${name} cannot be stored: ${Cause.pretty(data.cause)}`
@@ -514,7 +515,7 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
           return Exit.succeed<Found<A, E>>({ _tag: "Value", value: exit.value })
         }
         if (failure !== undefined && cacheFailures) {
-          const data = yield* Effect.exit(failureCodec.encode(failure.error as never))
+          const data = yield* Effect.exit(failureCodec.encodeParts(failure.error as never))
           if (Exit.isSuccess(data)) yield* store(data.value, true, failureTtl)
           else {
             yield* Effect.logWarning(

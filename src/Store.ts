@@ -60,6 +60,33 @@ export interface Entry {
 }
 
 /**
+ * An entry to write: its data may come in parts (a `Codec` dump's sections), which the filesystem store
+ * writes without joining them first.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface NewEntry {
+  readonly meta: Meta
+  readonly data: Uint8Array | ReadonlyArray<Uint8Array>
+}
+
+/** The data of an entry as one buffer. */
+const joined = (data: NewEntry["data"]): Uint8Array => {
+  if (data instanceof Uint8Array) return data
+  if (data.length === 1) return data[0]!
+  let size = 0
+  for (const part of data) size += part.length
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const part of data) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
+
+/**
  * A held lock on a key; `release` is idempotent.
  *
  * @category models
@@ -96,7 +123,7 @@ export interface Shape {
   /** Reads an entry's metadata without recording an access. */
   readonly meta: (key: string) => Effect.Effect<Meta | undefined, StoreError>
   /** Writes an entry atomically, replacing any other; then enforces the limits. */
-  readonly put: (entry: Entry) => Effect.Effect<void, StoreError>
+  readonly put: (entry: NewEntry) => Effect.Effect<void, StoreError>
   readonly remove: (key: string) => Effect.Effect<boolean, StoreError>
   readonly list: Effect.Effect<ReadonlyArray<Meta>, StoreError>
   readonly clear: Effect.Effect<void, StoreError>
@@ -224,7 +251,7 @@ export const layerMemory = (options?: StoreOptions): Layer.Layer<Store> =>
         Effect.andThen(
           Effect.andThen(
             checkKey("memory", "put", entry.meta.key),
-            Effect.sync(() => void entries.set(entry.meta.key, entry))
+            Effect.sync(() => void entries.set(entry.meta.key, { meta: entry.meta, data: joined(entry.data) }))
           ),
           hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
         ),
@@ -276,20 +303,20 @@ const writeAtomically = (path: string, bytes: ReadonlyArray<Uint8Array>, accesse
   }
 }
 
-const encodeEntry = (entry: Entry): Array<Uint8Array> => {
+const encodeEntry = (entry: NewEntry): Array<Uint8Array> => {
   const json = JSON.stringify(entry.meta)
   // Padded with spaces so that the data starts 64-byte aligned in the file: views over it need no copy.
   const metaBytes = Buffer.byteLength(json, "utf8")
   const meta = Buffer.from(json + " ".repeat((64 - ((12 + metaBytes) % 64)) % 64), "utf8")
   const length = Buffer.alloc(4)
   length.writeUInt32LE(meta.length)
-  return [ENTRY_MAGIC, length, meta, entry.data]
+  return [ENTRY_MAGIC, length, meta, ...(entry.data instanceof Uint8Array ? [entry.data] : entry.data)]
 }
 
 /** Parses an entry file; undefined when it is damaged or truncated. */
 const decodeEntry = (bytes: Uint8Array, key: string): Entry | undefined => {
   if (bytes.length < 12 || !ENTRY_MAGIC.equals(bytes.subarray(0, 8))) return undefined
-  const metaLength = Buffer.from(bytes.buffer, bytes.byteOffset + 8, 4).readUInt32LE(0)
+  const metaLength = (bytes[8]! | (bytes[9]! << 8) | (bytes[10]! << 16) | (bytes[11]! << 24)) >>> 0
   if (12 + metaLength > bytes.length) return undefined
   let meta: Meta
   try {
@@ -303,6 +330,40 @@ const decodeEntry = (bytes: Uint8Array, key: string): Entry | undefined => {
 }
 
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === "ENOENT"
+
+/** Small entries are read in one call into this buffer, then copied out: a hit saves the `fstat` of readFileSync. */
+const scratch = Buffer.allocUnsafe(64 * 1024)
+
+/** Reads a whole entry file; undefined when it does not exist. */
+const readEntryFile = (path: string): Uint8Array | undefined => {
+  let fd: number
+  try {
+    fd = Fs.openSync(path, "r")
+  } catch (error) {
+    if (isMissing(error)) return undefined
+    throw error
+  }
+  try {
+    const n = Fs.readSync(fd, scratch, 0, scratch.length, 0)
+    if (n < scratch.length) {
+      // Copied into a buffer of its own at offset 0, so that the data's 64-byte alignment holds.
+      const out = new Uint8Array(n)
+      out.set(scratch.subarray(0, n))
+      return out
+    }
+    const { size } = Fs.fstatSync(fd)
+    const out = new Uint8Array(size)
+    let offset = 0
+    while (offset < size) {
+      const read = Fs.readSync(fd, out, offset, size - offset, offset)
+      if (read === 0) break
+      offset += read
+    }
+    return offset === size ? out : out.subarray(0, offset)
+  } finally {
+    Fs.closeSync(fd)
+  }
+}
 
 /** Whether a process of this machine is alive (a lock left by a dead one can be taken at once). */
 const alive = (pid: number) => {
@@ -409,13 +470,8 @@ const makeFileSystem = (
         checkKey(store, "get", key),
         attempt(store, "get", () => {
           const path = entryPath(root, key)
-          let bytes: Buffer
-          try {
-            bytes = Fs.readFileSync(path)
-          } catch (error) {
-            if (isMissing(error)) return undefined
-            throw error
-          }
+          const bytes = readEntryFile(path)
+          if (bytes === undefined) return undefined
           const entry = decodeEntry(bytes, key)
           if (entry === undefined) return undefined
           const now = Date.now()
@@ -631,7 +687,8 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
         Effect.andThen(
           checkKey(store, "put", entry.meta.key),
           attempt(store, "put", () => {
-            const { meta, data } = entry
+            const meta = entry.meta
+            const data = joined(entry.data)
             statements.put.run(meta.key, JSON.stringify(meta), data, data.length, meta.accessed)
             enforceSql()
           })
@@ -672,6 +729,8 @@ export interface RedisOptions extends StoreOptions {
   /** Milliseconds to wait for a connection or a reply before failing. Default 2000. */
   readonly timeout?: number | undefined
 }
+
+const toBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
 
 const unlockScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
@@ -791,7 +850,7 @@ export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Sto
                   "meta",
                   JSON.stringify(entry.meta),
                   "data",
-                  Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.length)
+                  toBuffer(joined(entry.data))
                 )
                 .zadd(accessKey, String(entry.meta.accessed), entry.meta.key)
                 .exec())
