@@ -10,7 +10,6 @@
  * @stability unstable
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -26,12 +25,12 @@ import { Worker } from "node:worker_threads"
 import { isThenable } from "./internal/buffers.js"
 import * as Cpus from "./internal/cpus.ts"
 import * as Options from "./internal/options.ts"
-import { type RawOutcome, Slot, type Spawn } from "./internal/pool.ts"
-import { type SerializedDefect, Status } from "./internal/protocol.ts"
+import { decode, timedOut } from "./internal/outcome.ts"
+import { Slot, type Spawn } from "./internal/pool.ts"
 import { TaskReporter } from "./internal/report.ts"
-import { countBuffers, Sharer } from "./internal/share.ts"
+import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
 import { identity, type Local, type Work } from "./internal/work.ts"
-import { type InvalidOptions, type ParallelError, TaskTimeout } from "./ParallelError.ts"
+import type { InvalidOptions, ParallelError, TaskTimeout } from "./ParallelError.ts"
 
 /**
  * The outcome of one batch and how long it took in milliseconds. When every
@@ -145,14 +144,6 @@ export const Backend: Context.Reference<Backend> = Context.Reference<Backend>("e
  * @since 0.2.0
  */
 export type Prefer = "threads" | "processes"
-
-const timedOut = (index: number, timeout: number, elapsed: number) =>
-  new TaskTimeout({
-    index,
-    timeout,
-    elapsed,
-    message: `item ${index} ran for ${Math.round(elapsed)} ms, over its ${timeout} ms timeout`
-  })
 
 /** Applies a per-item timeout to an effect; the item counts as timed out if it overran, even synchronously. */
 const withTimeout = <A, E>(
@@ -372,27 +363,8 @@ const ThreadsOptionsSchema = Schema.Struct({
 
 const ProcessesOptionsSchema = Schema.Struct(PoolOptionsFields)
 
-/** Shares the big buffers of a batch; returns the batch itself when it holds none. */
-const shareAll = (sharer: Sharer, items: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
-  let out: Array<unknown> | undefined
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i]
-    if (item === null || typeof item !== "object") continue
-    const shared = sharer.share(item)
-    if (shared !== item) (out ??= items.slice())[i] = shared
-  }
-  return out ?? items
-}
-
 const threadEntry = new URL("./internal/threadWorker.js", import.meta.url)
 const processEntry = fileURLToPath(new URL("./internal/processWorker.js", import.meta.url))
-
-const reviveDefect = (defect: SerializedDefect, worker: string): Error => {
-  const error = new Error(defect.message)
-  error.name = defect.name
-  error.stack = `${defect.stack ?? `${defect.name}: ${defect.message}`}\n    at <${worker}>`
-  return error
-}
 
 /** Native thread pools that a worker should size to its share of the CPUs, as joblib does for BLAS. */
 const NATIVE_THREAD_VARIABLES = [
@@ -474,29 +446,6 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
             })
           )
         }
-        const decode = (raw: RawOutcome, slot: Slot, start: number, timeout: number | undefined): Outcome<A, E> => {
-          if (raw.status === undefined && !raw.interrupted) {
-            const values = work.decodeSuccess === identity
-              ? raw.values as ReadonlyArray<A>
-              : raw.values.map(work.decodeSuccess)
-            return { _tag: "Values", values, duration: raw.duration }
-          }
-          const exits: Array<Exit.Exit<A, E | TaskTimeout>> = []
-          for (let i = 0; i < raw.values.length; i++) {
-            const status = raw.status === undefined ? Status.Success : raw.status[i]
-            const value = raw.values[i]
-            exits.push(
-              status === Status.Success
-                ? Exit.succeed(work.decodeSuccess(value))
-                : status === Status.Failure
-                ? Exit.fail(work.decodeFailure(value))
-                : status === Status.Timeout
-                ? Exit.fail(timedOut(start + i, timeout ?? 0, value as number))
-                : Exit.die(reviveDefect(value as SerializedDefect, `${config.name} worker ${slot.workerId}`))
-            )
-          }
-          return { _tag: "Exits", exits, duration: raw.duration }
-        }
         const runOnce = (slot: Slot, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
           Effect.suspend(() => {
             let encoded: ReadonlyArray<unknown> = items
@@ -527,12 +476,14 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
           options: RunOptions
         ): Effect.Effect<Outcome<A, E>, ParallelError> =>
           Effect.flatMap(runOnce(slot, items, start, options), (raw) => {
-            const outcome = decode(raw, slot, start, options.timeout)
-            // A task that interrupted itself stopped its batch: that item and the rest are interrupted, never dropped.
-            if (raw.interrupted && outcome._tag === "Exits") {
-              const exits = outcome.exits as Array<Exit.Exit<A, E | TaskTimeout>>
-              for (let i = exits.length; i < items.length; i++) exits.push(Exit.failCause(Cause.interrupt()))
-            }
+            const outcome = decode(
+              work,
+              raw,
+              start,
+              items.length,
+              options.timeout,
+              `${config.name} worker ${slot.workerId}`
+            )
             const stoppedAt = raw.stoppedAt
             if (stoppedAt === undefined || options.failFast || stoppedAt + 1 >= items.length) {
               return Effect.succeed(outcome)

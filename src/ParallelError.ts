@@ -134,14 +134,49 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
 }) {}
 
 /**
+ * The remote backend could not do its part: Redis is unreachable or went
+ * away, no worker is connected, or a worker rejected a batch (an inline
+ * function on a worker that does not allow them, a task whose source differs).
+ *
+ * **Example** (Matching a missing worker)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ParallelError } from "effect-joblib"
+ *
+ * const recover = Effect.catchTag("RemoteFailure", (e: ParallelError.RemoteFailure) => Effect.succeed(e.reason))
+ * ```
+ *
+ * @category errors
+ * @since 0.4.0
+ */
+export class RemoteFailure extends Schema.TaggedError<RemoteFailure>()("RemoteFailure", {
+  reason: Schema.Literals(["Unreachable", "NoWorker", "Rejected"]),
+  message: Schema.String
+}) {}
+
+/**
  * Every error that `Parallel.map` adds to the task's own error type.
  *
  * @category models
  * @since 0.1.0
  */
-export type ParallelError = InvalidOptions | UnshippableFunction | TaskNotFound | WorkerCrashed | TaskTimeout
+export type ParallelError =
+  | InvalidOptions
+  | UnshippableFunction
+  | TaskNotFound
+  | WorkerCrashed
+  | TaskTimeout
+  | RemoteFailure
 
-const tags = new Set(["InvalidOptions", "UnshippableFunction", "TaskNotFound", "WorkerCrashed", "TaskTimeout"])
+const tags = new Set([
+  "InvalidOptions",
+  "UnshippableFunction",
+  "TaskNotFound",
+  "WorkerCrashed",
+  "TaskTimeout",
+  "RemoteFailure"
+])
 
 /**
  * Tells whether a value is one of the {@link ParallelError}s.

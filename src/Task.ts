@@ -154,6 +154,23 @@ export const isTask = (u: unknown): u is Task<any, any, any> => Predicate.hasPro
 export const lookup = (url: string, name: string): Task<any, any, any> | undefined => registry.get(keyOf(url, name))
 
 /**
+ * Every Task defined so far in this process, in definition order. Remote
+ * workers use it to find the Tasks of the modules they were given.
+ *
+ * **Example** (Listing the tasks of a module)
+ *
+ * ```ts
+ * import { Task } from "effect-joblib"
+ *
+ * const names = Task.registered().map((task) => task.name)
+ * ```
+ *
+ * @category utilities
+ * @since 0.4.0
+ */
+export const registered = (): ReadonlyArray<Task<any, any, any>> => Array.from(registry.values())
+
+/**
  * Runs a task's `run` once, in the current fiber, with its layer provided.
  * Parallel backends call this; it is handy in tests too.
  *

@@ -80,6 +80,13 @@ export * as Persist from "./Persist.ts"
 export * as PersistError from "./PersistError.ts"
 
 /**
+ * The remote backend: batches through a BullMQ queue on Redis, and its workers.
+ *
+ * @since 0.4.0
+ */
+export * as Remote from "./Remote.ts"
+
+/**
  * Memoization on a pluggable store: joblib's `Memory`.
  *
  * @since 0.3.0

@@ -112,3 +112,15 @@ export class Sharer {
     return transfer
   }
 }
+
+/** Shares the big buffers of a batch; returns the batch itself when it holds none. */
+export const shareAll = (sharer: Sharer, items: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
+  let out: Array<unknown> | undefined
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]
+    if (item === null || typeof item !== "object") continue
+    const shared = sharer.share(item)
+    if (shared !== item) (out ??= items.slice())[i] = shared
+  }
+  return out ?? items
+}

@@ -20,6 +20,8 @@ export interface Local<I, A, E> {
 
 export interface Work<I, A, E> {
   readonly label: string
+  /** The source of what runs (the task's `run`), for checking that a remote worker runs the same code. */
+  readonly source: string
   /** Prepares in-process runs for one map; a task's layer is built once, in the map's scope. */
   readonly local: Effect.Effect<Local<I, A, E>, never, Scope.Scope>
   /** What a worker needs to run the items, with a key that stays the same across maps. */
@@ -48,6 +50,7 @@ export const fromTask = <P, A, E>(task: Task.Task<P, A, E>): Work<P, A, E> => {
   const shipped = Effect.succeed({ key: keyOf(`task:${task.url}#${task.name}`), spec })
   return {
     label: task.name,
+    source: String(task.run),
     local: task.layer === undefined
       ? Effect.succeed({
         run: task.run,
@@ -70,6 +73,7 @@ export const fromFunction = <I, A>(fn: (item: I, index: number) => A | PromiseLi
   let shipped: Effect.Effect<{ readonly key: number; readonly spec: WorkSpec }, UnshippableFunction> | undefined
   return {
     label,
+    source: String(fn),
     local: Effect.succeed({ run: fn, provide: identity as (effect: Effect.Effect<A, never, any>) => Effect.Effect<A> }),
     get ship() {
       return shipped ??= Effect.suspend(() => {

@@ -1,0 +1,581 @@
+/**
+ * The same `Parallel.map` across machines: a `Backend` whose batches go
+ * through a BullMQ queue on a Redis server, and workers that pull them and
+ * run them on a thread pool of their own.
+ *
+ * Batches travel as `node:v8` serialized bytes in Redis keys (typed arrays
+ * as raw bytes, never base64 JSON); the queue's jobs only name them. Workers
+ * pull, so a slow worker takes less work. A worker runs the Tasks of the
+ * modules it was given, found by name, and rejects a batch whose task source
+ * differs from its own. Inline functions run only on workers that allow them.
+ *
+ * @stability unstable
+ * @since 0.4.0
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
+import * as NodePath from "node:path"
+import * as Url from "node:url"
+import * as V8 from "node:v8"
+import * as Backend from "./Backend.ts"
+import * as Hashing from "./Hashing.ts"
+import { reviveRefs } from "./internal/buffers.js"
+import { decode, type Encoded } from "./internal/outcome.ts"
+import { type SerializedDefect, Status } from "./internal/protocol.ts"
+import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
+import { fromFunction, fromTask, type Work } from "./internal/work.ts"
+import {
+  type InvalidOptions,
+  type ParallelError,
+  RemoteFailure,
+  TaskNotFound,
+  TaskTimeout,
+  UnshippableFunction,
+  WorkerCrashed
+} from "./ParallelError.ts"
+import * as Task from "./Task.ts"
+
+/** What a batch names: a Task (by name, with a hash of its source) or an inline function's source. */
+type Spec =
+  | { readonly kind: "task"; readonly name: string; readonly source: string }
+  | { readonly kind: "fn"; readonly source: string }
+
+interface BatchMessage {
+  readonly spec: Spec
+  readonly items: ReadonlyArray<unknown>
+  readonly start: number
+  readonly failFast: boolean
+  readonly timeout: number | undefined
+  /** Big buffers the items refer to, each stored once per map under `prefix + id`. */
+  readonly refs: { readonly prefix: string; readonly ids: ReadonlyArray<number> } | undefined
+}
+
+/** A batch's results, and what its tasks reported with `Progress.report` on the way (input index, data). */
+interface ResultMessage extends Encoded {
+  readonly progress: ReadonlyArray<readonly [number, unknown]>
+}
+
+const urlOf = (
+  redis: string | Redacted.Redacted<string>
+) => (Redacted.isRedacted(redis) ? Redacted.value(redis) : redis)
+
+/** A Redis URL fit for messages: without its credentials. */
+const shown = (url: string) => {
+  try {
+    const parsed = new URL(url)
+    parsed.username = ""
+    parsed.password = ""
+    return parsed.toString()
+  } catch {
+    return "<redis url>"
+  }
+}
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
+/** A Redis connection for the life of the scope; `blocking` ones (for BullMQ's workers and events) wait instead of failing. */
+const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blocking: boolean) =>
+  Effect.gen(function*() {
+    const url = urlOf(redis)
+    const { Redis } = yield* Effect.promise(() => import("ioredis"))
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new Redis(url, {
+          lazyConnect: true,
+          connectTimeout: timeout,
+          maxRetriesPerRequest: blocking ? null : 1,
+          enableOfflineQueue: blocking,
+          retryStrategy: (times: number) => Math.min(times * 200, 2000)
+        })
+      ),
+      (client) => Effect.sync(() => client.disconnect())
+    )
+    // Failures surface as typed errors of the calls; the client keeps reconnecting in the background.
+    client.on("error", () => {})
+    yield* Effect.tryPromise({
+      try: () => client.connect(),
+      catch: (error) =>
+        new RemoteFailure({
+          reason: "Unreachable",
+          message: `cannot reach Redis at ${shown(url)}: ${messageOf(error)}`
+        })
+    })
+    return client
+  })
+
+const hashSource = (source: string) => Effect.orDie(Hashing.hash(source))
+
+/** Buffers from this size are sent once per map rather than with every batch that uses them. */
+const BIG = 1024 * 1024
+
+/** A worker's typed failure of a whole batch travels as this prefix and the error's JSON encoding. */
+const ERROR_PREFIX = "ParallelError: "
+const TransportedError = Schema.Union([WorkerCrashed, TaskNotFound, UnshippableFunction])
+
+/**
+ * Options of {@link layer}.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface Options {
+  /** The server, `redis://[user:password@]host:port/db`; a `Redacted` keeps the password out of logs. */
+  readonly redis: string | Redacted.Redacted<string>
+  /** The queue's name, shared with the workers. Default `"effect-joblib"`. */
+  readonly queue?: string | undefined
+  /** Batches in flight at most. Default 8. */
+  readonly slots?: number | undefined
+  /** How long a map waits for a worker to be connected before failing. Default 10 seconds. */
+  readonly noWorkerTimeout?: Duration.Input | undefined
+  /** Milliseconds to wait for Redis to answer a connection. Default 5000. */
+  readonly timeout?: number | undefined
+}
+
+/**
+ * A backend that sends batches to remote workers through a BullMQ queue on
+ * Redis. `Parallel.map` code does not change; only the provided Layer does.
+ *
+ * **Example** (Spreading a map over machines)
+ *
+ * ```ts
+ * import { Effect, Redacted } from "effect"
+ * import { Parallel, Remote } from "effect-joblib"
+ *
+ * const program = Parallel.map([1, 2, 3], (x) => x * 2).pipe(
+ *   Effect.provide(Remote.layer({ redis: Redacted.make("redis://127.0.0.1:6379/0") }))
+ * )
+ * ```
+ *
+ * @category layers
+ * @since 0.4.0
+ */
+export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
+  Layer.effect(Backend.Backend)(Effect.gen(function*() {
+    const name = options.queue ?? "effect-joblib"
+    const timeout = options.timeout ?? 5000
+    const slots = options.slots ?? 8
+    const waitForWorker = Duration.toMillis(Duration.fromInputUnsafe(options.noWorkerTimeout ?? "10 seconds"))
+    const client = yield* connect(options.redis, timeout, false)
+    const events = yield* connect(options.redis, timeout, true)
+    const { Queue, QueueEvents } = yield* Effect.promise(() => import("bullmq"))
+    const queue = yield* Effect.acquireRelease(
+      Effect.sync(() => new Queue(name, { connection: client })),
+      (queue) => Effect.promise(() => queue.close().catch(() => {}))
+    )
+    const queueEvents = yield* Effect.acquireRelease(
+      Effect.sync(() => new QueueEvents(name, { connection: events })),
+      (queueEvents) => Effect.promise(() => queueEvents.close().catch(() => {}))
+    )
+    // One listener per batch in flight.
+    queueEvents.setMaxListeners(0)
+    queue.setMaxListeners(0)
+    const request = <A>(what: string, run: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: run,
+        catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `${what}: ${messageOf(error)}` })
+      })
+    yield* request("waiting for queue events", () => queueEvents.waitUntilReady())
+    const prefix = `effect-joblib:${name}:`
+    const batchStates = new Map<string, WeakMap<object, unknown>>()
+
+    /** Waits until a worker is connected to the queue, or fails saying how to start one. */
+    const awaitWorker = Effect.gen(function*() {
+      const deadline = Date.now() + waitForWorker
+      while ((yield* request("counting workers", () => queue.getWorkersCount())) === 0) {
+        if (Date.now() > deadline) {
+          return yield* new RemoteFailure({
+            reason: "NoWorker",
+            message: `no worker is connected to the queue "${name}" after ${waitForWorker} ms; start one, e.g. ` +
+              `Remote.worker({ redis, queue: "${name}", modules: ["./tasks.ts"] })`
+          })
+        }
+        yield* Effect.sleep(100)
+      }
+    })
+
+    /** Sends one batch and waits for its encoded results. */
+    const send = (
+      spec: Spec,
+      items: ReadonlyArray<unknown>,
+      start: number,
+      options: Backend.RunOptions,
+      refs: BatchMessage["refs"]
+    ) =>
+      Effect.gen(function*() {
+        const id = Crypto.randomUUID()
+        const message: BatchMessage = { spec, items, start, failFast: options.failFast, timeout: options.timeout, refs }
+        yield* request(
+          "sending a batch",
+          () => client.set(`${prefix}in:${id}`, V8.serialize(message), "PX", 86_400_000)
+        )
+        const job = yield* request(
+          "queueing a batch",
+          () => queue.add("batch", { id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
+        )
+        const finished = yield* Effect.tryPromise({
+          try: () => job.waitUntilFinished(queueEvents),
+          catch: messageOf
+        }).pipe(
+          // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later.
+          // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later, and one
+          // already running is cancelled on its worker.
+          Effect.onInterrupt(() =>
+            Effect.promise(() =>
+              Promise.all([
+                job.remove().catch(() => {}),
+                client.publish(`${prefix}cancel`, id).catch(() => 0),
+                client.del(`${prefix}in:${id}`).catch(() => 0)
+              ])
+            )
+          ),
+          Effect.result
+        )
+        if (finished._tag === "Failure") {
+          yield* Effect.ignore(request("cleaning up", () => client.del(`${prefix}in:${id}`)))
+          const reason = finished.failure
+          if (reason.startsWith("TaskNotFound: ")) {
+            return yield* new TaskNotFound({
+              task: spec.kind === "task" ? spec.name : "<inline function>",
+              module: "<remote worker>",
+              message: reason.slice("TaskNotFound: ".length)
+            })
+          }
+          // A worker's own pool failed the batch (a crashed thread, for instance): the same typed error here.
+          if (reason.startsWith(ERROR_PREFIX)) {
+            const error = Effect.runSync(Effect.option(
+              Schema.decodeUnknownEffect(TransportedError)(
+                JSON.parse(reason.slice(ERROR_PREFIX.length))
+              )
+            ))
+            if (error._tag === "Some") return yield* Effect.fail(error.value)
+          }
+          return yield* new RemoteFailure({ reason: "Rejected", message: reason })
+        }
+        const bytes = yield* request("reading a result", () => client.getBuffer(`${prefix}out:${id}`))
+        yield* Effect.ignore(request("cleaning up", () => client.del(`${prefix}out:${id}`)))
+        if (bytes === null) {
+          return yield* new RemoteFailure({ reason: "Rejected", message: `the result of batch ${id} is missing` })
+        }
+        const result = V8.deserialize(bytes) as ResultMessage
+        for (const [index, data] of result.progress) options.onProgress?.(index, data)
+        return result
+      })
+
+    const backend: Backend.Backend = {
+      name: "remote",
+      workers: slots,
+      prepare: <I, A, E>(
+        work: Work<I, A, E>,
+        items?: ReadonlyArray<I>
+      ): Effect.Effect<Backend.Runner<I, A, E>, ParallelError, Scope.Scope> =>
+        Effect.gen(function*() {
+          const { spec: shipped } = yield* work.ship
+          const spec: Spec = shipped.kind === "fn"
+            ? { kind: "fn", source: shipped.source }
+            : { kind: "task", name: shipped.name, source: yield* hashSource(work.source) }
+          // A warm backend starts each map of the same work from the batch size the last one reached.
+          const batchKey = spec.kind === "fn" ? `fn:${spec.source}` : `task:${spec.name}`
+          yield* awaitWorker
+          // Big buffers several items use go to Redis once per map; the items carry references to them.
+          const counts = work.mayShare && items !== undefined ? countBuffers(items, BIG) : undefined
+          const sharer = new Sharer(BIG, counts, true)
+          const refsPrefix = `${prefix}buf:${Crypto.randomUUID()}:`
+          const uploaded = new Set<number>()
+          yield* Effect.addFinalizer(() =>
+            uploaded.size === 0 ? Effect.void : Effect.ignore(request("releasing buffers", async () => {
+              await client.del(...[...uploaded].map((id) => refsPrefix + id))
+              await client.publish(`${prefix}release`, refsPrefix)
+            }))
+          )
+          const upload = (refs: ReadonlyMap<number, ArrayBuffer> | undefined) =>
+            Effect.gen(function*() {
+              if (refs === undefined) return undefined
+              for (const [id, buffer] of refs) {
+                if (uploaded.has(id)) continue
+                uploaded.add(id)
+                yield* request("sending a buffer", () =>
+                  client.set(refsPrefix + id, Buffer.from(buffer), "PX", 86_400_000))
+              }
+              return { prefix: refsPrefix, ids: [...refs.keys()] }
+            })
+          const outstanding = Array.from({ length: slots }, () =>
+            0)
+          let next = Deferred.makeUnsafe<void>()
+          const settle = () => {
+            const current = next
+            next = Deferred.makeUnsafe<void>()
+            Deferred.doneUnsafe(current, Effect.void)
+          }
+          return {
+            slots,
+            outstanding: (slot) => outstanding[slot]!,
+            settled: Effect.suspend(() => Deferred.await(next)),
+            batchState: batchStates.get(batchKey) ?? batchStates.set(batchKey, new WeakMap()).get(batchKey),
+            restarts: () => 0,
+            run: (slot, items, start, runOptions) =>
+              Effect.suspend(() => {
+                outstanding[slot]!++
+                const encoded = items.map(work.encodeItem)
+                const shared = work.mayShare ? shareAll(sharer, encoded) : encoded
+                return Effect.flatMap(
+                  upload(sharer.takeRefs()),
+                  (refs) => send(spec, shared, start, runOptions, refs)
+                ).pipe(
+                  Effect.map((encoded) =>
+                    decode(work, encoded, start, items.length, runOptions.timeout, "remote worker")
+                  ),
+                  Effect.ensuring(Effect.sync(() => {
+                    outstanding[slot]!--
+                    settle()
+                  }))
+                )
+              })
+          } satisfies Backend.Runner<I, A, E>
+        })
+    }
+    return backend
+  }))
+
+/**
+ * Options of {@link worker}.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface WorkerOptions {
+  readonly redis: string | Redacted.Redacted<string>
+  /** The queue's name. Default `"effect-joblib"`. */
+  readonly queue?: string | undefined
+  /** Modules whose Tasks this worker runs: paths (relative to the working directory) or `file:` URLs. */
+  readonly modules: ReadonlyArray<string>
+  /** Threads running batches at once. Default: every CPU. */
+  readonly concurrency?: number | undefined
+  /** Run inline functions sent by source. Default false: a worker runs only the Tasks it was given. */
+  readonly allowInline?: boolean | undefined
+  /** Milliseconds to wait for Redis to answer a connection. Default 5000. */
+  readonly timeout?: number | undefined
+}
+
+const encodeOutcome = <A, E>(
+  outcome: Backend.Outcome<A, E>,
+  encodeSuccess: (a: A) => unknown,
+  encodeError: (e: E) => unknown
+): Encoded => {
+  if (outcome._tag === "Values") {
+    return {
+      values: outcome.values.map(encodeSuccess),
+      status: undefined,
+      interrupted: false,
+      duration: outcome.duration
+    }
+  }
+  const values: Array<unknown> = []
+  const status = new Uint8Array(outcome.exits.length)
+  let interrupted = false
+  for (const exit of outcome.exits) {
+    if (Exit.isSuccess(exit)) {
+      values.push(encodeSuccess(exit.value))
+      continue
+    }
+    const failure = exit.cause.reasons.find(Cause.isFailReason)
+    if (failure !== undefined) {
+      const error = failure.error
+      status[values.length] = error instanceof TaskTimeout ? Status.Timeout : Status.Failure
+      values.push(error instanceof TaskTimeout ? error.elapsed : encodeError(error as E))
+      continue
+    }
+    if (Cause.hasInterruptsOnly(exit.cause)) {
+      interrupted = true
+      break
+    }
+    const defect = Cause.squash(exit.cause)
+    status[values.length] = Status.Defect
+    values.push(
+      {
+        name: defect instanceof Error ? defect.name : "Error",
+        message: defect instanceof Error ? defect.message : String(defect),
+        stack: defect instanceof Error ? defect.stack : undefined
+      } satisfies SerializedDefect
+    )
+  }
+  return { values, status: status.subarray(0, values.length), interrupted, duration: outcome.duration }
+}
+
+/**
+ * A worker: pulls batches from the queue and runs them on a pool of threads,
+ * so that long tasks never block the connection that keeps their jobs alive.
+ * Embed it in a service of your own, or run it from the command line.
+ *
+ * **Example** (A worker process)
+ *
+ * ```ts
+ * import { Layer } from "effect"
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Remote } from "effect-joblib"
+ *
+ * const worker = Remote.worker({ redis: "redis://127.0.0.1:6379/0", modules: ["./tasks.ts"], concurrency: 4 })
+ * NodeRuntime.runMain(Layer.launch(worker))
+ * ```
+ *
+ * @category layers
+ * @since 0.4.0
+ */
+export const worker = (options: WorkerOptions): Layer.Layer<never, RemoteFailure | InvalidOptions> =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const name = options.queue ?? "effect-joblib"
+    const prefix = `effect-joblib:${name}:`
+    const urls = options.modules.map((module) =>
+      module.startsWith("file:") ? module : Url.pathToFileURL(NodePath.resolve(module)).href
+    )
+    for (const url of urls) {
+      yield* Effect.tryPromise({
+        try: () => import(url),
+        catch: (error) => new RemoteFailure({ reason: "Rejected", message: `cannot load ${url}: ${messageOf(error)}` })
+      })
+    }
+    // Tasks by name, from the given modules only.
+    const tasks = new Map<string, { task: Task.Task<any, any, any>; source: string }>()
+    for (const task of Task.registered()) {
+      if (urls.includes(task.url)) tasks.set(task.name, { task, source: yield* hashSource(String(task.run)) })
+    }
+    const pool = Context.get(
+      yield* Layer.build(Backend.threads({ workers: options.concurrency ?? -1 })),
+      Backend.Backend
+    )
+    const client = yield* connect(options.redis, options.timeout ?? 5000, true)
+    const { Worker } = yield* Effect.promise(() => import("bullmq"))
+    const context = yield* Effect.context<Scope.Scope>()
+    const runners = new Map<string, Effect.Effect<Backend.Runner<any, any, any>, ParallelError>>()
+    let nextSlot = 0
+
+    // Buffers sent once per map, kept until the driver releases them.
+    const buffers = new Map<string, ArrayBuffer>()
+    const fetchBuffers = (refs: NonNullable<BatchMessage["refs"]>) =>
+      Effect.gen(function*() {
+        const held = new Map<number, ArrayBuffer>()
+        for (const id of refs.ids) {
+          const key = refs.prefix + id
+          let buffer = buffers.get(key)
+          if (buffer === undefined) {
+            const bytes = yield* Effect.tryPromise({ try: () => client.getBuffer(key), catch: messageOf })
+            if (bytes === null) return yield* Effect.fail(`the buffer ${key} is missing from Redis`)
+            buffer = new Uint8Array(bytes).buffer
+            buffers.set(key, buffer)
+          }
+          held.set(id, buffer)
+        }
+        return held
+      })
+
+    const runBatch = (message: BatchMessage): Effect.Effect<ResultMessage, string> =>
+      Effect.gen(function*() {
+        const spec = message.spec
+        let work: Work<unknown, unknown, unknown>
+        let decodeItem: (u: unknown) => unknown = (u) => u
+        let encodeSuccess: (a: unknown) => unknown = (a) => a
+        let encodeError: (e: unknown) => unknown = (e) => e
+        if (spec.kind === "fn") {
+          if (options.allowInline !== true) {
+            return yield* Effect.fail("inline functions are not allowed on this worker (allowInline: false)")
+          }
+          const revived = new Function(`"use strict"; return (${spec.source})`)() as (item: unknown) => unknown
+          work = fromFunction(revived) as unknown as Work<unknown, unknown, unknown>
+        } else {
+          const found = tasks.get(spec.name)
+          if (found === undefined) {
+            return yield* Effect.fail(
+              `TaskNotFound: this worker has no task named "${spec.name}" in ${urls.join(", ")}`
+            )
+          }
+          if (found.source !== spec.source) {
+            return yield* Effect.fail(
+              `the task "${spec.name}" on this worker is a different version (source ${found.source}, batch ${spec.source})`
+            )
+          }
+          work = fromTask(found.task)
+          decodeItem = Schema.decodeUnknownSync(found.task.payload as Schema.Codec<unknown, unknown>)
+          encodeSuccess = Schema.encodeUnknownSync(found.task.success as Schema.Codec<unknown, unknown>)
+          encodeError = Schema.encodeUnknownSync(found.task.error as Schema.Codec<unknown, unknown>)
+        }
+        const runnerKey = spec.kind === "fn" ? `fn:${spec.source}` : `task:${spec.name}`
+        let runner = runners.get(runnerKey)
+        if (runner === undefined) {
+          runner = yield* Effect.cached(Effect.provideContext(pool.prepare(work), context))
+          runners.set(runnerKey, runner)
+        }
+        const transported = (error: ParallelError) =>
+          Schema.is(TransportedError)(error)
+            ? ERROR_PREFIX + JSON.stringify(Schema.encodeSync(TransportedError)(error))
+            : error.message
+        const prepared = yield* Effect.mapError(runner, transported)
+        const slot = nextSlot++ % prepared.slots
+        const items = message.refs === undefined
+          ? message.items
+          : reviveRefs(message.items, yield* fetchBuffers(message.refs)) as ReadonlyArray<unknown>
+        const progress: Array<readonly [number, unknown]> = []
+        const outcome = yield* prepared.run(slot, items.map(decodeItem), message.start, {
+          failFast: message.failFast,
+          timeout: message.timeout,
+          onProgress: (index, data) => void progress.push([index, data])
+        }).pipe(Effect.mapError(transported))
+        return { ...encodeOutcome(outcome, encodeSuccess, encodeError), progress }
+      })
+
+    // Batches running here, so that a cancel from the driver can interrupt them.
+    const running = new Map<string, Fiber.Fiber<Encoded, string>>()
+    const subscriber = yield* connect(options.redis, options.timeout ?? 5000, true)
+    subscriber.on("message", (channel: string, payload: string) => {
+      if (channel === `${prefix}release`) {
+        for (const key of buffers.keys()) if (key.startsWith(payload)) buffers.delete(key)
+        return
+      }
+      const fiber = running.get(payload)
+      if (fiber !== undefined) Effect.runFork(Fiber.interrupt(fiber))
+    })
+    yield* Effect.tryPromise({
+      try: () => subscriber.subscribe(`${prefix}cancel`, `${prefix}release`),
+      catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `cannot subscribe: ${messageOf(error)}` })
+    })
+    const bullWorker = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new Worker(name, async (job) => {
+          const id = (job.data as { id: string }).id
+          const bytes = await client.getBuffer(`${prefix}in:${id}`)
+          if (bytes === null) throw new Error(`the batch ${id} is missing from Redis`)
+          const fiber = Effect.runFork(runBatch(V8.deserialize(bytes) as BatchMessage))
+          running.set(id, fiber)
+          const exit = await Effect.runPromise(Fiber.await(fiber)).finally(() => running.delete(id))
+          if (Exit.isFailure(exit)) {
+            const failure = exit.cause.reasons.find(Cause.isFailReason)
+            throw new Error(failure !== undefined ? failure.error : Cause.pretty(exit.cause))
+          }
+          await client.multi().set(`${prefix}out:${id}`, V8.serialize(exit.value), "PX", 86_400_000).del(
+            `${prefix}in:${id}`
+          ).exec()
+          return { id }
+        }, { connection: client, concurrency: Math.max(1, pool.workers * 2) })
+      ),
+      // Batches still running are interrupted, then the worker closes without waiting for them.
+      (worker) =>
+        Effect.andThen(
+          Effect.forEach([...running.values()], Fiber.interrupt, { discard: true }),
+          Effect.promise(() => worker.close(true).catch(() => {}))
+        )
+    )
+    bullWorker.on("error", () => {})
+    yield* Effect.tryPromise({
+      try: () => bullWorker.waitUntilReady(),
+      catch: (error) =>
+        new RemoteFailure({ reason: "Unreachable", message: `the worker cannot start: ${messageOf(error)}` })
+    })
+  }))

@@ -1,0 +1,67 @@
+/** Turning what a worker sent back (encoded values and statuses) into a batch's typed Outcome. */
+import * as Cause from "effect/Cause"
+import * as Exit from "effect/Exit"
+import type { Outcome } from "../Backend.ts"
+import { TaskTimeout } from "../ParallelError.ts"
+import { type SerializedDefect, Status } from "./protocol.ts"
+import { identity, type Work } from "./work.ts"
+
+/** A batch's results as a worker encodes them. */
+export interface Encoded {
+  readonly values: ReadonlyArray<unknown>
+  readonly status: Uint8Array | undefined
+  /** A task interrupted itself: the items from `values.length` on did not finish. */
+  readonly interrupted: boolean
+  readonly duration: number
+}
+
+export const timedOut = (index: number, timeout: number, elapsed: number) =>
+  new TaskTimeout({
+    index,
+    timeout,
+    elapsed,
+    message: `item ${index} ran for ${Math.round(elapsed)} ms, over its ${timeout} ms timeout`
+  })
+
+export const reviveDefect = (defect: SerializedDefect, worker: string): Error => {
+  const error = new Error(defect.message)
+  error.name = defect.name
+  error.stack = `${defect.stack ?? `${defect.name}: ${defect.message}`}\n    at <${worker}>`
+  return error
+}
+
+/**
+ * Decodes a batch of `size` items that started at input index `start`. Items a self-interrupting task did not
+ * reach are reported as interrupted, never dropped.
+ */
+export const decode = <I, A, E>(
+  work: Work<I, A, E>,
+  raw: Encoded,
+  start: number,
+  size: number,
+  timeout: number | undefined,
+  worker: string
+): Outcome<A, E> => {
+  if (raw.status === undefined && !raw.interrupted) {
+    const values = work.decodeSuccess === identity ? raw.values as ReadonlyArray<A> : raw.values.map(work.decodeSuccess)
+    return { _tag: "Values", values, duration: raw.duration }
+  }
+  const exits: Array<Exit.Exit<A, E | TaskTimeout>> = []
+  for (let i = 0; i < raw.values.length; i++) {
+    const status = raw.status === undefined ? Status.Success : raw.status[i]
+    const value = raw.values[i]
+    exits.push(
+      status === Status.Success
+        ? Exit.succeed(work.decodeSuccess(value))
+        : status === Status.Failure
+        ? Exit.fail(work.decodeFailure(value))
+        : status === Status.Timeout
+        ? Exit.fail(timedOut(start + i, timeout ?? 0, value as number))
+        : Exit.die(reviveDefect(value as SerializedDefect, worker))
+    )
+  }
+  if (raw.interrupted) {
+    for (let i = exits.length; i < size; i++) exits.push(Exit.failCause(Cause.interrupt()))
+  }
+  return { _tag: "Exits", exits, duration: raw.duration }
+}

@@ -1,0 +1,108 @@
+/**
+ * The remote backend against a real redis-server on a free loopback port, with workers in this process
+ * (each on its own thread pool).
+ */
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { Cause, Effect, Exit, Layer, Redacted } from "effect"
+import { Parallel, ParallelError, Remote } from "../src/index.ts"
+import { suite } from "./BackendSuite.ts"
+import { Mirror, Negative, Point, SquareRoot, Throws } from "./fixtures/tasks.ts"
+import { hasRedis, startRedis } from "./redisServer.ts"
+
+const server = hasRedis ? await startRedis() : undefined
+afterAll(() => server?.stop())
+
+const tasks = new URL("./fixtures/tasks.ts", import.meta.url).href
+
+/** A driver and one worker on `queue`. */
+const setup = (queue: string, allowInline = true) =>
+  Layer.merge(
+    Remote.layer({ redis: Redacted.make(server!.url), queue, noWorkerTimeout: "5 seconds", slots: 2 }),
+    Remote.worker({ redis: server!.url, queue, modules: [tasks], concurrency: 2, allowInline })
+  )
+
+describe.skipIf(!hasRedis)("Backend: Remote", () => {
+  it.live(
+    "runs inline functions and Tasks, in input order, with Schema payloads and results",
+    () =>
+      Effect.gen(function*() {
+        const xs = Array.from({ length: 300 }, (_, i) => i)
+        assert.deepStrictEqual(yield* Parallel.map(xs, (x) => x * 2), xs.map((x) => x * 2))
+        assert.deepStrictEqual(yield* Parallel.map([0, 1, 4, 9], SquareRoot), [0, 1, 2, 3])
+        const [mirrored] = yield* Parallel.map([new Point({ x: 1, y: 2 })], Mirror)
+        assert.instanceOf(mirrored, Point)
+        assert.deepStrictEqual([mirrored!.x, mirrored!.y], [2, 1])
+        // Typed arrays come back whole, as raw bytes.
+        const [array] = yield* Parallel.map([3], (n) => new Float64Array(100_000).fill(n))
+        assert.instanceOf(array, Float64Array)
+        assert.strictEqual(array![99_999], 3)
+      }).pipe(Effect.provide(setup("order"))),
+    30_000
+  )
+
+  it.live("typed failures decode to their class; defects carry the worker's stack", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Parallel.map([4, -1], SquareRoot))
+      assert.instanceOf(error, Negative)
+      const exits = yield* Parallel.map([1, 3], Throws, { mode: "exit" })
+      assert.deepStrictEqual(exits[0], Exit.succeed(1))
+      const failed = exits[1]!
+      assert.isTrue(Exit.isFailure(failed))
+      const defect = Cause.squash((failed as Exit.Failure<unknown, unknown>).cause) as Error
+      assert.strictEqual(defect.name, "RangeError")
+      assert.include(defect.message, "three is not allowed")
+      assert.include(defect.stack ?? "", "fixtures/tasks.ts", "the stack points at the task's source")
+      assert.include(defect.stack ?? "", "remote worker")
+    }).pipe(Effect.provide(setup("failures"))), 30_000)
+
+  it.live(
+    "a worker that does not allow inline functions rejects them with a typed error",
+    () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(Parallel.map([1], (x) => x + 1))
+        assert.instanceOf(error, ParallelError.RemoteFailure)
+        assert.strictEqual((error as ParallelError.RemoteFailure).reason, "Rejected")
+        assert.include(error.message, "inline functions are not allowed")
+        assert.deepStrictEqual(yield* Parallel.map([9], SquareRoot), [3], "Tasks still run")
+      }).pipe(Effect.provide(setup("tasks-only", false))),
+    30_000
+  )
+
+  it.live(
+    "with no worker connected, a map fails with a typed error that says to start one",
+    () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(
+          Parallel.map([1], SquareRoot).pipe(
+            Effect.provide(Remote.layer({ redis: server!.url, queue: "nobody", noWorkerTimeout: 300 }))
+          )
+        )
+        assert.instanceOf(error, ParallelError.RemoteFailure)
+        assert.strictEqual((error as ParallelError.RemoteFailure).reason, "NoWorker")
+        assert.include(error.message, "start one")
+      }),
+    30_000
+  )
+
+  it.live(
+    "an unreachable server is a typed error within a bounded time, with no password in it",
+    () =>
+      Effect.gen(function*() {
+        const started = Date.now()
+        const error = yield* Effect.flip(
+          Parallel.map([1], SquareRoot).pipe(
+            Effect.provide(Remote.layer({ redis: Redacted.make("redis://user:s3cret@127.0.0.1:1/0"), timeout: 500 }))
+          )
+        )
+        assert.instanceOf(error, ParallelError.RemoteFailure)
+        assert.strictEqual((error as ParallelError.RemoteFailure).reason, "Unreachable")
+        assert.notInclude(error.message, "s3cret")
+        assert.isBelow(Date.now() - started, 10_000)
+      }),
+    30_000
+  )
+})
+
+if (hasRedis) {
+  suite("Backend.remote (conformance)", setup("conformance"), { isolated: true, sharedMemory: false, workers: 2 })
+}
