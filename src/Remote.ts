@@ -30,6 +30,7 @@ import * as V8 from "node:v8"
 import * as Backend from "./Backend.ts"
 import * as Hashing from "./Hashing.ts"
 import { reviveRefs } from "./internal/buffers.js"
+import { canonicalSource } from "./internal/closure.ts"
 import { decode, type Encoded } from "./internal/outcome.ts"
 import { type SerializedDefect, Status } from "./internal/protocol.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
@@ -113,7 +114,8 @@ const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blo
     return client
   })
 
-const hashSource = (source: string) => Effect.orDie(Hashing.hash(source))
+/** A task's version: the hash of its `run` as tokens, so that formatting alone never counts as a change. */
+const hashSource = (source: string) => Effect.orDie(Hashing.hash(canonicalSource(source)))
 
 /** Buffers from this size are sent once per map rather than with every batch that uses them. */
 const BIG = 1024 * 1024
@@ -364,6 +366,15 @@ export interface WorkerOptions {
   readonly allowInline?: boolean | undefined
   /** Milliseconds to wait for Redis to answer a connection. Default 5000. */
   readonly timeout?: number | undefined
+  /**
+   * How long a batch's lock lasts without renewal (milliseconds). A worker that dies stops renewing it; once it
+   * expires and the next stall check runs, the batch goes back to the queue for another worker. Default 3000.
+   */
+  readonly lockDuration?: number | undefined
+  /** How often stalled batches are looked for (milliseconds). Default 1500. */
+  readonly stalledInterval?: number | undefined
+  /** How many times one batch may stall (its worker dying) before it fails. Default 2. */
+  readonly maxStalledCount?: number | undefined
 }
 
 const encodeOutcome = <A, E>(
@@ -563,7 +574,14 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, RemoteFailure
             `${prefix}in:${id}`
           ).exec()
           return { id }
-        }, { connection: client, concurrency: Math.max(1, pool.workers * 2) })
+        }, {
+          connection: client,
+          concurrency: Math.max(1, pool.workers * 2),
+          // Tasks run on threads, so the lock renewals on this loop are never starved by a long task.
+          lockDuration: options.lockDuration ?? 3000,
+          stalledInterval: options.stalledInterval ?? 1500,
+          maxStalledCount: options.maxStalledCount ?? 2
+        })
       ),
       // Batches still running are interrupted, then the worker closes without waiting for them.
       (worker) =>

@@ -3,16 +3,19 @@
  * The `effect-joblib` command line:
  *
  *   effect-joblib cache <dir|file.sqlite> ls|stats|prune|clear [--max-size 1GB] [--max-items N] [--max-age 30d]
+ *   effect-joblib worker --redis redis://host:port --tasks ./tasks.ts [--concurrency 4] [--queue name] [--allow-inline]
  *
- * Works on filesystem caches (a directory) and SQLite caches (a `.sqlite` or `.db` file).
+ * `cache` works on filesystem caches (a directory) and SQLite caches (a `.sqlite` or `.db` file); `worker`
+ * runs a Remote worker until interrupted.
  *
  * @since 0.3.0
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Duration, Effect, Option } from "effect"
+import { Console, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Cache from "./Cache.ts"
+import * as Remote from "./Remote.ts"
 
 const UNITS: Record<string, number> = {
   "": 1,
@@ -138,7 +141,30 @@ const cache = Command.make("cache", {
     return yield* Effect.provide(run, layer)
   })).pipe(Command.withDescription("inspect and maintain a cache"))
 
-const app = Command.make("effect-joblib").pipe(Command.withSubcommands([cache]))
+const worker = Command.make("worker", {
+  redis: Flag.String("redis").pipe(Flag.withDescription("the Redis server, redis://[user:password@]host:port/db")),
+  tasks: Flag.String("tasks").pipe(
+    Flag.withDescription("modules whose Tasks this worker runs, comma-separated (./tasks.ts,./more.ts)")
+  ),
+  queue: Flag.String("queue").pipe(Flag.withDefault("effect-joblib"), Flag.withDescription("the queue's name")),
+  concurrency: Flag.Int("concurrency").pipe(
+    Flag.optional,
+    Flag.withDescription("threads running batches (default: every CPU)")
+  ),
+  allowInline: Flag.Boolean("allow-inline").pipe(
+    Flag.withDefault(false),
+    Flag.withDescription("also run inline functions sent by source (off: only the given Tasks run)")
+  )
+}, (config) =>
+  Layer.launch(Remote.worker({
+    redis: Redacted.make(config.redis),
+    queue: config.queue,
+    modules: config.tasks.split(",").map((module) => module.trim()).filter((module) => module !== ""),
+    concurrency: Option.getOrUndefined(config.concurrency),
+    allowInline: config.allowInline
+  }))).pipe(Command.withDescription("pull batches from a Remote queue and run them"))
+
+const app = Command.make("effect-joblib").pipe(Command.withSubcommands([cache, worker]))
 
 if (import.meta.main) {
   NodeRuntime.runMain(Command.run(app, { version: "0.3.0" }).pipe(Effect.provide(NodeServices.layer)))

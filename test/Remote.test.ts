@@ -3,10 +3,13 @@
  * (each on its own thread pool).
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Layer, Redacted } from "effect"
-import { Parallel, ParallelError, Remote } from "../src/index.ts"
+import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Path from "node:path"
+import * as Url from "node:url"
+import { Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
 import { suite } from "./BackendSuite.ts"
-import { Mirror, Negative, Point, SquareRoot, Throws } from "./fixtures/tasks.ts"
+import { Mirror, Negative, Point, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
 import { hasRedis, startRedis } from "./redisServer.ts"
 
 const server = hasRedis ? await startRedis() : undefined
@@ -69,6 +72,24 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
   )
 
   it.live(
+    "a batch for another version of a task is rejected with a typed error, not run",
+    () =>
+      Effect.gen(function*() {
+        // Same name as the workers' SquareRoot, different code.
+        const stale = Task.make("SquareRoot", {
+          payload: Schema.Number,
+          success: Schema.Number,
+          run: (x) => x * x,
+          url: "file:///elsewhere/old-tasks.ts"
+        })
+        const error = yield* Effect.flip(Parallel.map([4], stale))
+        assert.instanceOf(error, ParallelError.RemoteFailure)
+        assert.include(error.message, "different version")
+      }).pipe(Effect.provide(setup("versions"))),
+    30_000
+  )
+
+  it.live(
     "with no worker connected, a map fails with a typed error that says to start one",
     () =>
       Effect.gen(function*() {
@@ -106,3 +127,53 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
 if (hasRedis) {
   suite("Backend.remote (conformance)", setup("conformance"), { isolated: true, sharedMemory: false, workers: 2 })
 }
+
+describe.skipIf(!hasRedis)("Remote: worker processes started by the command line", () => {
+  it.live(
+    "a driver and two worker processes; a SIGKILLed worker's batch runs elsewhere and the map completes",
+    () =>
+      Effect.gen(function*() {
+        const queue = `processes-${process.pid}`
+        const start = () =>
+          ChildProcess.spawn(process.execPath, [
+            Path.join(import.meta.dirname, "..", "src", "bin.ts"),
+            "worker",
+            "--redis",
+            server!.url,
+            "--tasks",
+            Url.fileURLToPath(tasks),
+            "--concurrency",
+            "1",
+            "--queue",
+            queue
+          ], { stdio: ["ignore", "ignore", "inherit"] })
+        const workers = [start(), start()]
+        yield* Effect.addFinalizer(() =>
+          Effect.promise(async () => {
+            for (const worker of workers) {
+              if (worker.exitCode === null && worker.signalCode === null) worker.kill("SIGKILL")
+            }
+            await Promise.all(workers.map((worker) =>
+              worker.exitCode !== null || worker.signalCode !== null
+                ? undefined
+                : new Promise((resolve) => worker.once("exit", resolve))
+            ))
+          })
+        )
+        let completed = 0
+        const map = Parallel.map(Array.from({ length: 60 }, () => 100), Sleep, { batchSize: 1 }).pipe(
+          Effect.provideService(Progress.Progress, (event) => {
+            if (event._tag === "BatchCompleted") completed++
+          }),
+          Effect.provide(Remote.layer({ redis: server!.url, queue, slots: 4, noWorkerTimeout: "20 seconds" }))
+        )
+        const fiber = yield* Effect.forkChild(map)
+        while (completed < 10 && fiber.pollUnsafe() === undefined) yield* Effect.sleep(20)
+        workers[0]!.kill("SIGKILL")
+        const results = yield* Fiber.join(fiber)
+        assert.deepStrictEqual(results, Array.from({ length: 60 }, () => 100))
+        assert.isTrue(workers[0]!.signalCode === "SIGKILL" || workers[0]!.exitCode !== null)
+      }),
+    60_000
+  )
+})

@@ -271,3 +271,23 @@ export const parameterNames = (fn: Function): Array<string> | undefined => {
     return inner.type === "Identifier" ? inner.name as string : ""
   })
 }
+
+/**
+ * A function's source as a token stream that ignores formatting, comments, quotes, trailing commas and the
+ * spelling of names: the same for TypeScript stripped by Node, a bundler's output, or a test runner's
+ * rewritten imports (`Effect.as` becomes `__vite_ssr_import_1__.as`), while literals and structure still count.
+ */
+export const canonicalSource = (source: string): string => {
+  try {
+    const tokens: Array<string> = []
+    for (const token of Acorn.tokenizer(`(${source})`, { ecmaVersion: "latest" })) {
+      const label = token.type.label
+      if (label === ",") continue
+      const value = (token as { value?: unknown }).value
+      tokens.push(label === "name" || value === undefined || value === null ? label : `${label}:${String(value)}`)
+    }
+    return tokens.join(" ")
+  } catch {
+    return source
+  }
+}
