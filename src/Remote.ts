@@ -82,6 +82,10 @@ const shown = (url: string) => {
   }
 }
 
+/** Closes a BullMQ object, giving up after a few seconds: with Redis gone, a close would wait forever. */
+const closing = (close: () => Promise<unknown>) =>
+  Effect.promise(() => close().catch(() => {})).pipe(Effect.timeoutOption(3000), Effect.asVoid)
+
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 /** A Redis connection for the life of the scope; `blocking` ones (for BullMQ's workers and events) wait instead of failing. */
@@ -116,6 +120,9 @@ const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blo
 
 /** A task's version: the hash of its `run` as tokens, so that formatting alone never counts as a change. */
 const hashSource = (source: string) => Effect.orDie(Hashing.hash(canonicalSource(source)))
+
+/** The reason a batch's wait ends when Redis is gone. */
+const LOST = "effect-joblib: the connection to Redis was lost"
 
 /** Buffers from this size are sent once per map rather than with every batch that uses them. */
 const BIG = 1024 * 1024
@@ -172,11 +179,11 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
     const { Queue, QueueEvents } = yield* Effect.promise(() => import("bullmq"))
     const queue = yield* Effect.acquireRelease(
       Effect.sync(() => new Queue(name, { connection: client })),
-      (queue) => Effect.promise(() => queue.close().catch(() => {}))
+      (queue) => closing(() => queue.close())
     )
     const queueEvents = yield* Effect.acquireRelease(
       Effect.sync(() => new QueueEvents(name, { connection: events })),
-      (queueEvents) => Effect.promise(() => queueEvents.close().catch(() => {}))
+      (queueEvents) => closing(() => queueEvents.close())
     )
     // One listener per batch in flight.
     queueEvents.setMaxListeners(0)
@@ -205,6 +212,18 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
       }
     })
 
+    /** Fails once either connection has been down for longer than `timeout`. */
+    const serverLost: Effect.Effect<never, string> = Effect.gen(function*() {
+      let downSince: number | undefined
+      while (true) {
+        yield* Effect.sleep(Math.min(250, timeout))
+        const up = client.status === "ready" && events.status === "ready"
+        if (up) downSince = undefined
+        else if (downSince === undefined) downSince = Date.now()
+        else if (Date.now() - downSince > timeout) return yield* Effect.fail(LOST)
+      }
+    })
+
     /** Sends one batch and waits for its encoded results. */
     const send = (
       spec: Spec,
@@ -228,7 +247,8 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
           try: () => job.waitUntilFinished(queueEvents),
           catch: messageOf
         }).pipe(
-          // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later.
+          // Redis going away would leave the wait hanging: the watchdog turns it into a typed failure.
+          Effect.raceFirst(serverLost),
           // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later, and one
           // already running is cancelled on its worker.
           Effect.onInterrupt(() =>
@@ -243,8 +263,14 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
           Effect.result
         )
         if (finished._tag === "Failure") {
-          yield* Effect.ignore(request("cleaning up", () => client.del(`${prefix}in:${id}`)))
           const reason = finished.failure
+          if (reason === LOST) {
+            return yield* new RemoteFailure({
+              reason: "Unreachable",
+              message: `lost the connection to Redis for over ${timeout} ms while batch ${id} ran`
+            })
+          }
+          yield* Effect.ignore(request("cleaning up", () => client.del(`${prefix}in:${id}`)))
           if (reason.startsWith("TaskNotFound: ")) {
             return yield* new TaskNotFound({
               task: spec.kind === "task" ? spec.name : "<inline function>",
@@ -587,7 +613,7 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, RemoteFailure
       (worker) =>
         Effect.andThen(
           Effect.forEach([...running.values()], Fiber.interrupt, { discard: true }),
-          Effect.promise(() => worker.close(true).catch(() => {}))
+          closing(() => worker.close(true))
         )
     )
     bullWorker.on("error", () => {})

@@ -177,3 +177,33 @@ describe.skipIf(!hasRedis)("Remote: worker processes started by the command line
     60_000
   )
 })
+
+describe.skipIf(!hasRedis)("Remote: Redis going away", () => {
+  it.live(
+    "a map whose server stops mid-run fails with a typed error within a bounded time",
+    () =>
+      Effect.gen(function*() {
+        const own = yield* Effect.promise(() => startRedis())
+        yield* Effect.addFinalizer(() => Effect.promise(() => own.stop()))
+        const layer = Layer.merge(
+          Remote.layer({ redis: own.url, queue: "outage", slots: 2, timeout: 1000 }),
+          Remote.worker({ redis: own.url, queue: "outage", modules: [tasks], concurrency: 1, timeout: 1000 })
+        )
+        const exit = yield* Effect.gen(function*() {
+          const fiber = yield* Effect.forkChild(
+            Parallel.map(Array.from({ length: 40 }, () => 100), Sleep, { batchSize: 1 })
+          )
+          yield* Effect.sleep(800)
+          yield* Effect.promise(() => own.stop())
+          const stopped = Date.now()
+          const exit = yield* Fiber.await(fiber)
+          return { exit, after: Date.now() - stopped }
+        }).pipe(Effect.provide(layer))
+        assert.isTrue(Exit.isFailure(exit.exit))
+        const error = Cause.squash((exit.exit as Exit.Failure<unknown, unknown>).cause)
+        assert.instanceOf(error, ParallelError.RemoteFailure)
+        assert.isBelow(exit.after, 10_000, "failed within a bounded time")
+      }),
+    30_000
+  )
+})
