@@ -7,7 +7,8 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   processes: () => import("./processes.ts"),
   persist: () => import("./persist.ts"),
   hash: () => import("./hash.ts"),
-  cache: () => import("./cache.ts")
+  cache: () => import("./cache.ts"),
+  remote: () => import("./remote.ts")
 }
 
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites)

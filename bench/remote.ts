@@ -1,0 +1,123 @@
+/**
+ * `npm run bench -- remote`: R1 and R2 of the Remote issue. Redis on loopback and two worker processes
+ * started through the command line (one thread each), next to the Threads backend and a sequential loop.
+ */
+import { Effect, Fiber, Layer } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Path from "node:path"
+import { Backend, Parallel, Progress, Remote } from "../src/index.ts"
+import { startRedis } from "../test/redisServer.ts"
+import { now } from "./harness.ts"
+import { calibrate, spin } from "./workloads.ts"
+
+const bin = Path.join(import.meta.dirname, "..", "src", "bin.ts")
+const tasks = Path.join(import.meta.dirname, "..", "test", "fixtures", "tasks.ts")
+
+const startWorker = (url: string, queue: string) =>
+  ChildProcess.spawn(process.execPath, [
+    bin,
+    "worker",
+    "--redis",
+    url,
+    "--tasks",
+    tasks,
+    "--concurrency",
+    "1",
+    "--queue",
+    queue,
+    "--allow-inline"
+  ], { stdio: ["ignore", "ignore", "inherit"] })
+
+const timed = async <A>(run: () => Promise<A>) => {
+  const start = now()
+  const value = await run()
+  return { ms: now() - start, value }
+}
+
+export const run = async () => {
+  const server = await startRedis()
+  const queue = "bench"
+  const workers = [startWorker(server.url, queue), startWorker(server.url, queue)]
+  const spinN = calibrate(1)
+  const oneMs = Array.from({ length: 1000 }, () => spinN)
+  const tiny = Array.from({ length: 10_000 }, (_, i) => i)
+  try {
+    const remote = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const context = yield* Layer.build(Remote.layer({ redis: server.url, queue, noWorkerTimeout: "30 seconds" }))
+      const go = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(Effect.provide(effect, context))
+      yield* Effect.promise(() => go(Parallel.map(oneMs.slice(0, 100), spin))) // warm: workers started, code loaded
+      const r1 = yield* Effect.promise(() => timed(() => go(Parallel.map(oneMs, spin))))
+      const r1b = yield* Effect.promise(() => timed(() => go(Parallel.map(oneMs, spin))))
+      const tinyRun = yield* Effect.promise(() => timed(() => go(Parallel.map(tiny, (x) => x * 2))))
+      return { r1: Math.min(r1.ms, r1b.ms), tiny: tinyRun.ms }
+    })))
+    const threads = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const context = yield* Layer.build(Backend.threads({ workers: 2 }))
+      const go = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(Effect.provide(effect, context))
+      yield* Effect.promise(() => go(Parallel.map(oneMs.slice(0, 100), spin)))
+      const r1 = yield* Effect.promise(() => timed(() => go(Parallel.map(oneMs, spin))))
+      const tinyRun = yield* Effect.promise(() => timed(() => go(Parallel.map(tiny, (x) => x * 2))))
+      return { r1: r1.ms, tiny: tinyRun.ms }
+    })))
+    const sequential = (await timed(async () => oneMs.map(spin))).ms
+    const rate = (n: number, ms: number) => `${((n / ms) * 1000).toFixed(0)} tasks/s`
+    console.log("| workload | implementation | ms | throughput | remote ÷ this |")
+    console.log("|---|---|---:|---:|---:|")
+    console.log(
+      `| R1 1,000 × 1 ms CPU | remote (2 worker processes) | ${remote.r1.toFixed(0)} | ${rate(1000, remote.r1)} | |`
+    )
+    console.log(
+      `| R1 1,000 × 1 ms CPU | threads (2 workers) | ${threads.r1.toFixed(0)} | ${rate(1000, threads.r1)} | ${
+        (remote.r1 / threads.r1).toFixed(2)
+      } |`
+    )
+    console.log(
+      `| R1 1,000 × 1 ms CPU | sequential loop | ${sequential.toFixed(0)} | ${rate(1000, sequential)} | ${
+        (remote.r1 / sequential).toFixed(2)
+      } |`
+    )
+    console.log(`| R1 10,000 tiny | remote | ${remote.tiny.toFixed(0)} | ${rate(10_000, remote.tiny)} | |`)
+    console.log(
+      `| R1 10,000 tiny | threads | ${threads.tiny.toFixed(0)} | ${rate(10_000, threads.tiny)} | ${
+        (remote.tiny / threads.tiny).toFixed(2)
+      } |`
+    )
+
+    // R2: the same map with and without a SIGKILLed worker, default lock and stall settings.
+    const r2 = async (kill: boolean) => {
+      const extra = startWorker(server.url, queue)
+      const items = Array.from({ length: 400 }, () => calibrate(10))
+      let completed = 0
+      const result = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+        const started = now()
+        const fiber = yield* Effect.forkChild(
+          Parallel.map(items, spin, { batchSize: 4 }).pipe(
+            Effect.provideService(Progress.Progress, (event) => {
+              if (event._tag === "BatchCompleted") completed++
+            }),
+            Effect.provide(Remote.layer({ redis: server.url, queue, noWorkerTimeout: "30 seconds" }))
+          )
+        )
+        if (kill) {
+          while (completed < 20) yield* Effect.sleep(10)
+          extra.kill("SIGKILL")
+        }
+        yield* Fiber.join(fiber)
+        return now() - started
+      })))
+      extra.kill("SIGKILL")
+      return result
+    }
+    const clean = await r2(false)
+    const killed = await r2(true)
+    console.log()
+    console.log(
+      `R2: 400 × 10 ms on 3 worker processes took ${clean.toFixed(0)} ms; with one SIGKILLed mid-run, ${
+        killed.toFixed(0)
+      } ms: ${(killed - clean).toFixed(0)} ms added (target < 5000 ms)`
+    )
+  } finally {
+    for (const worker of workers) worker.kill("SIGKILL")
+    await server.stop()
+  }
+}
