@@ -331,18 +331,23 @@ const decodeEntry = (bytes: Uint8Array, key: string): Entry | undefined => {
 
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === "ENOENT"
 
+/** Opens a file for reading; undefined when it does not exist. */
+const openIfExists = (path: string): number | undefined => {
+  try {
+    return Fs.openSync(path, "r")
+  } catch (error) {
+    if (isMissing(error)) return undefined
+    throw error
+  }
+}
+
 /** Small entries are read in one call into this buffer, then copied out: a hit saves the `fstat` of readFileSync. */
 const scratch = Buffer.allocUnsafe(64 * 1024)
 
 /** Reads a whole entry file; undefined when it does not exist. */
 const readEntryFile = (path: string): Uint8Array | undefined => {
-  let fd: number
-  try {
-    fd = Fs.openSync(path, "r")
-  } catch (error) {
-    if (isMissing(error)) return undefined
-    throw error
-  }
+  const fd = openIfExists(path)
+  if (fd === undefined) return undefined
   try {
     const n = Fs.readSync(fd, scratch, 0, scratch.length, 0)
     if (n < scratch.length) {
@@ -428,13 +433,8 @@ const makeFileSystem = (
   if (!Fs.existsSync(ignore)) writeAtomically(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
   const store = "filesystem"
   const readMeta = (path: string, key: string): Meta | undefined => {
-    let fd: number
-    try {
-      fd = Fs.openSync(path, "r")
-    } catch (error) {
-      if (isMissing(error)) return undefined
-      throw error
-    }
+    const fd = openIfExists(path)
+    if (fd === undefined) return undefined
     try {
       const head = Buffer.alloc(12)
       if (Fs.readSync(fd, head, 0, 12, 0) < 12 || !ENTRY_MAGIC.equals(head.subarray(0, 8))) return undefined
