@@ -280,10 +280,9 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
           }
           // A worker's own pool failed the batch (a crashed thread, for instance): the same typed error here.
           if (reason.startsWith(ERROR_PREFIX)) {
-            const error = Effect.runSync(Effect.option(
-              Schema.decodeUnknownEffect(TransportedError)(
-                JSON.parse(reason.slice(ERROR_PREFIX.length))
-              )
+            const error = yield* Effect.option(Effect.flatMap(
+              Effect.try(() => JSON.parse(reason.slice(ERROR_PREFIX.length)) as unknown),
+              Schema.decodeUnknownEffect(TransportedError)
             ))
             if (error._tag === "Some") return yield* Effect.fail(error.value)
           }
