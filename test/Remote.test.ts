@@ -89,6 +89,22 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
     30_000
   )
 
+  it.live("interrupting a map leaves nothing queued for workers to run later", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.forkChild(
+        Parallel.map(Array.from({ length: 40 }, () => 300), Sleep, { batchSize: 1, preDispatch: 8 })
+      )
+      yield* Effect.sleep(500)
+      yield* Fiber.interrupt(fiber)
+      const { Redis } = yield* Effect.promise(() => import("ioredis"))
+      const redis = new Redis(server!.url)
+      yield* Effect.addFinalizer(() => Effect.sync(() => redis.disconnect()))
+      // Batch payloads are deleted and waiting jobs removed; running ones were cancelled on their worker.
+      yield* Effect.sleep(300)
+      assert.deepStrictEqual(yield* Effect.promise(() => redis.keys("effect-joblib:pending:in:*")), [])
+      assert.strictEqual(yield* Effect.promise(() => redis.llen("bull:pending:wait")), 0)
+    }).pipe(Effect.provide(setup("pending"))), 30_000)
+
   it.live(
     "with no worker connected, a map fails with a typed error that says to start one",
     () =>
