@@ -9,7 +9,7 @@ import * as Path from "node:path"
 import * as Url from "node:url"
 import { Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
 import { suite } from "./BackendSuite.ts"
-import { Mirror, Negative, Point, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
+import { Mirror, Negative, Paced, Point, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
 import { hasRedis, startRedis } from "./redisServer.ts"
 
 const server = hasRedis ? await startRedis() : undefined
@@ -222,4 +222,44 @@ describe.skipIf(!hasRedis)("Remote: Redis going away", () => {
       }),
     30_000
   )
+})
+
+describe.skipIf(!hasRedis)("Remote: load", () => {
+  it.live("workers pull batches, so a slow worker takes less of the work", () =>
+    Effect.gen(function*() {
+      const queue = `load-${process.pid}`
+      const start = (slow: boolean) =>
+        ChildProcess.spawn(process.execPath, [
+          Path.join(import.meta.dirname, "..", "src", "bin.ts"),
+          "worker",
+          "--redis",
+          server!.url,
+          "--tasks",
+          Url.fileURLToPath(tasks),
+          "--concurrency",
+          "1",
+          "--queue",
+          queue
+        ], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, EJL_SLOW: slow ? "1" : "" } })
+      const slow = start(true)
+      const fast = start(false)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          slow.kill("SIGKILL")
+          fast.kill("SIGKILL")
+        })
+      )
+      // Both workers connected before the map starts, so that neither gets a head start.
+      const { Queue } = yield* Effect.promise(() => import("bullmq"))
+      const probe = new Queue(queue, { connection: { host: "127.0.0.1", port: server!.port } })
+      yield* Effect.addFinalizer(() => Effect.promise(() => probe.close()))
+      while ((yield* Effect.promise(() => probe.getWorkersCount())) < 2) yield* Effect.sleep(50)
+      const pids = yield* Parallel.map(Array.from({ length: 120 }, (_, i) => i), Paced, { batchSize: 1 }).pipe(
+        Effect.provide(Remote.layer({ redis: server!.url, queue, slots: 4, noWorkerTimeout: "20 seconds" }))
+      )
+      const bySlow = pids.filter((pid) => pid === slow.pid).length
+      const byFast = pids.filter((pid) => pid === fast.pid).length
+      assert.strictEqual(bySlow + byFast, 120)
+      assert.isAbove(byFast, 2 * bySlow, `fast ${byFast}, slow ${bySlow}`)
+    }), 60_000)
 })
