@@ -11,7 +11,6 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -25,7 +24,7 @@ import { Worker } from "node:worker_threads"
 import { isThenable } from "./internal/buffers.js"
 import * as Cpus from "./internal/cpus.ts"
 import * as Options from "./internal/options.ts"
-import { decode, timedOut } from "./internal/outcome.ts"
+import { decode, exitsOf, makeSettled, timedOut } from "./internal/outcome.ts"
 import { Slot, type Spawn } from "./internal/pool.ts"
 import { TaskReporter } from "./internal/report.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
@@ -211,19 +210,6 @@ const runLocal = <I, A, E>(local: Local<I, A, E>, items: ReadonlyArray<I>, start
       ? { _tag: "Values" as const, values, duration }
       : { _tag: "Exits" as const, exits, duration }
   })
-
-/** A signal that fires whenever a batch settles, for dispatchers waiting for a free slot. */
-const makeSettled = () => {
-  let next = Deferred.makeUnsafe<void>()
-  return {
-    wait: Effect.suspend(() => Deferred.await(next)),
-    notify: () => {
-      const current = next
-      next = Deferred.makeUnsafe<void>()
-      Deferred.doneUnsafe(current, Effect.void)
-    }
-  }
-}
 
 const makeSequential = (concurrency: number): Backend => {
   const settled = makeSettled()
@@ -508,9 +494,6 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
   }
   return backend
 })
-
-const exitsOf = <A, E>(outcome: Outcome<A, E>): ReadonlyArray<Exit.Exit<A, E | TaskTimeout>> =>
-  outcome._tag === "Exits" ? outcome.exits : outcome.values.map(Exit.succeed)
 
 const makeThreads = Effect.fnUntraced(function*(options: ThreadsOptions | undefined) {
   const parsed = yield* Options.parse(ThreadsOptionsSchema, "Backend.threads", options)

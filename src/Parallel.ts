@@ -18,10 +18,11 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { Backend } from "./Backend.ts"
-import type { Backend as BackendShape, Outcome, Prefer } from "./Backend.ts"
+import type { Backend as BackendShape, Prefer } from "./Backend.ts"
 import * as Batching from "./Batching.ts"
 import * as Engine from "./internal/engine.ts"
 import * as Options from "./internal/options.ts"
+import { exitsOf } from "./internal/outcome.ts"
 import * as Internal from "./internal/work.ts"
 import type { InvalidOptions, ParallelError, TaskTimeout, WorkerCrashed } from "./ParallelError.ts"
 import * as Progress from "./Progress.ts"
@@ -353,9 +354,6 @@ const toOut = <A, E>(mode: Mode, exit: Exit.Exit<A, E>): Effect.Effect<unknown> 
   }
   return Effect.failCause(exit.cause as Cause.Cause<never>)
 }
-
-const exitsOf = <A, E>(outcome: Outcome<A, E>): ReadonlyArray<Exit.Exit<A, E | TaskTimeout>> =>
-  outcome._tag === "Exits" ? outcome.exits : outcome.values.map((value) => Exit.succeed(value))
 
 /** Concatenates arrays; `concat` copies packed arrays fast, chunked to stay under argument limits. */
 const join = (arrays: ReadonlyArray<ReadonlyArray<unknown>>): Array<unknown> => {

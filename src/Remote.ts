@@ -14,7 +14,6 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -31,7 +30,7 @@ import * as Backend from "./Backend.ts"
 import * as Hashing from "./Hashing.ts"
 import { reviveRefs } from "./internal/buffers.js"
 import { canonicalSource } from "./internal/closure.ts"
-import { decode, type Encoded } from "./internal/outcome.ts"
+import { decode, type Encoded, makeSettled } from "./internal/outcome.ts"
 import { type SerializedDefect, Status } from "./internal/protocol.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
 import { fromFunction, fromTask, type Work } from "./internal/work.ts"
@@ -337,16 +336,11 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
             })
           const outstanding = Array.from({ length: slots }, () =>
             0)
-          let next = Deferred.makeUnsafe<void>()
-          const settle = () => {
-            const current = next
-            next = Deferred.makeUnsafe<void>()
-            Deferred.doneUnsafe(current, Effect.void)
-          }
+          const settled = makeSettled()
           return {
             slots,
             outstanding: (slot) => outstanding[slot]!,
-            settled: Effect.suspend(() => Deferred.await(next)),
+            settled: settled.wait,
             batchState: batchStates.get(batchKey) ?? batchStates.set(batchKey, new WeakMap()).get(batchKey),
             restarts: () => 0,
             run: (slot, items, start, runOptions) =>
@@ -363,7 +357,7 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
                   ),
                   Effect.ensuring(Effect.sync(() => {
                     outstanding[slot]!--
-                    settle()
+                    settled.notify()
                   }))
                 )
               })

@@ -1,5 +1,7 @@
 /** Turning what a worker sent back (encoded values and statuses) into a batch's typed Outcome. */
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Outcome } from "../Backend.ts"
 import { TaskTimeout } from "../ParallelError.ts"
@@ -64,4 +66,21 @@ export const decode = <I, A, E>(
     for (let i = exits.length; i < size; i++) exits.push(Exit.failCause(Cause.interrupt()))
   }
   return { _tag: "Exits", exits, duration: raw.duration }
+}
+
+/** Every item of a batch as an Exit. */
+export const exitsOf = <A, E>(outcome: Outcome<A, E>): ReadonlyArray<Exit.Exit<A, E | TaskTimeout>> =>
+  outcome._tag === "Exits" ? outcome.exits : outcome.values.map((value) => Exit.succeed(value))
+
+/** A signal that fires whenever a batch settles, for dispatchers waiting for a free slot. */
+export const makeSettled = () => {
+  let next = Deferred.makeUnsafe<void>()
+  return {
+    wait: Effect.suspend(() => Deferred.await(next)),
+    notify: () => {
+      const current = next
+      next = Deferred.makeUnsafe<void>()
+      Deferred.doneUnsafe(current, Effect.void)
+    }
+  }
 }
