@@ -3,30 +3,12 @@
  * started through the command line (one thread each), next to the Threads backend and a sequential loop.
  */
 import { Effect, Fiber, Layer } from "effect"
-import * as ChildProcess from "node:child_process"
-import * as Path from "node:path"
 import { Backend, Parallel, Progress, Remote } from "../src/index.ts"
-import { startRedis } from "../test/redisServer.ts"
+import { startRedis, startWorkerProcess } from "../test/redisServer.ts"
 import { now } from "./harness.ts"
 import { calibrate, spin } from "./workloads.ts"
 
-const bin = Path.join(import.meta.dirname, "..", "src", "bin.ts")
-const tasks = Path.join(import.meta.dirname, "..", "test", "fixtures", "tasks.ts")
-
-const startWorker = (url: string, queue: string) =>
-  ChildProcess.spawn(process.execPath, [
-    bin,
-    "worker",
-    "--redis",
-    url,
-    "--tasks",
-    tasks,
-    "--concurrency",
-    "1",
-    "--queue",
-    queue,
-    "--allow-inline"
-  ], { stdio: ["ignore", "ignore", "inherit"] })
+const startWorker = (url: string, queue: string) => startWorkerProcess(url, queue, { allowInline: true })
 
 const timed = async <A>(run: () => Promise<A>) => {
   const start = now()

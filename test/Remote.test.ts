@@ -4,13 +4,10 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema } from "effect"
-import * as ChildProcess from "node:child_process"
-import * as Path from "node:path"
-import * as Url from "node:url"
 import { Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
 import { suite } from "./BackendSuite.ts"
 import { Mirror, Negative, Paced, Point, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
-import { hasRedis, startRedis } from "./redisServer.ts"
+import { hasRedis, startRedis, startWorkerProcess } from "./redisServer.ts"
 
 const server = hasRedis ? await startRedis() : undefined
 afterAll(() => server?.stop())
@@ -150,19 +147,7 @@ describe.skipIf(!hasRedis)("Remote: worker processes started by the command line
     () =>
       Effect.gen(function*() {
         const queue = `processes-${process.pid}`
-        const start = () =>
-          ChildProcess.spawn(process.execPath, [
-            Path.join(import.meta.dirname, "..", "src", "bin.ts"),
-            "worker",
-            "--redis",
-            server!.url,
-            "--tasks",
-            Url.fileURLToPath(tasks),
-            "--concurrency",
-            "1",
-            "--queue",
-            queue
-          ], { stdio: ["ignore", "ignore", "inherit"] })
+        const start = () => startWorkerProcess(server!.url, queue)
         const workers = [start(), start()]
         yield* Effect.addFinalizer(() =>
           Effect.promise(async () => {
@@ -228,19 +213,7 @@ describe.skipIf(!hasRedis)("Remote: load", () => {
   it.live("workers pull batches, so a slow worker takes less of the work", () =>
     Effect.gen(function*() {
       const queue = `load-${process.pid}`
-      const start = (slow: boolean) =>
-        ChildProcess.spawn(process.execPath, [
-          Path.join(import.meta.dirname, "..", "src", "bin.ts"),
-          "worker",
-          "--redis",
-          server!.url,
-          "--tasks",
-          Url.fileURLToPath(tasks),
-          "--concurrency",
-          "1",
-          "--queue",
-          queue
-        ], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, EJL_SLOW: slow ? "1" : "" } })
+      const start = (slow: boolean) => startWorkerProcess(server!.url, queue, { env: { EJL_SLOW: slow ? "1" : "" } })
       const slow = start(true)
       const fast = start(false)
       yield* Effect.addFinalizer(() =>

@@ -1,6 +1,7 @@
 /** A real redis-server for tests, on a free loopback port, started and stopped by the test file. */
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
+import * as Path from "node:path"
 
 export const hasRedis = ChildProcess.spawnSync("redis-server", ["--version"]).status === 0
 
@@ -58,3 +59,26 @@ export const startRedis = async (port?: number): Promise<RedisServer> => {
     }
   }
 }
+
+/**
+ * Starts a Remote worker process through the command line (`effect-joblib worker`), one thread, running the
+ * Tasks of test/fixtures/tasks.ts; stderr is kept for diagnostics.
+ */
+export const startWorkerProcess = (
+  url: string,
+  queue: string,
+  options?: { readonly allowInline?: boolean; readonly env?: Readonly<Record<string, string>> }
+) =>
+  ChildProcess.spawn(process.execPath, [
+    Path.join(import.meta.dirname, "..", "src", "bin.ts"),
+    "worker",
+    "--redis",
+    url,
+    "--tasks",
+    Path.join(import.meta.dirname, "fixtures", "tasks.ts"),
+    "--concurrency",
+    "1",
+    "--queue",
+    queue,
+    ...(options?.allowInline === true ? ["--allow-inline"] : [])
+  ], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...options?.env } })
