@@ -228,7 +228,9 @@ const runBatchItems = async (work, items, start, failFast, context) => {
     const overran = () => timeout !== undefined && performance.now() - began > timeout
     let ok
     try {
-      let value = work.run(items[i], start + i)
+      // Not a direct call: V8's Maglev would inline the user's function into this loop, where a hot numeric
+      // loop of theirs ran up to 1.7× slower (boxed doubles) than on the main thread.
+      let value = Reflect.apply(work.run, undefined, [items[i], start + i])
       const effects = work.effects
       if (effects !== undefined && effects.isEffect(value)) {
         const fiber = effects.fork(value, (data) => context.report(i, data))
