@@ -83,6 +83,11 @@ export interface Runner<I, A, E> {
   readonly batchState: WeakMap<object, unknown> | undefined
   /** Workers started so far to replace others (crashed, timed out, or over their memory limit). */
   readonly restarts: () => number
+  /**
+   * The least work (milliseconds) worth a batch's round trip: auto batching never splits the tail of the
+   * input below it. Default 10; a backend with a costlier round trip (a queue on a server) asks for more.
+   */
+  readonly minBatchMillis?: number | undefined
   readonly run: (
     slot: number,
     items: ReadonlyArray<I>,

@@ -14,6 +14,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -64,6 +65,20 @@ interface BatchMessage {
 interface ResultMessage extends Encoded {
   readonly progress: ReadonlyArray<readonly [number, unknown]>
 }
+
+/** What a worker pushes to the driver's reply list when a batch ends: its results, or why it failed. */
+type Reply =
+  | { readonly id: string; readonly result: ResultMessage }
+  | { readonly id: string; readonly error: string }
+
+/** A job only names its batch (stored under `in:<id>`) and where to reply. */
+interface JobData {
+  readonly id: string
+  readonly replyTo: string
+}
+
+/** Keys a driver or worker leaves behind (after a crash) expire after a day. */
+const DAY = 86_400_000
 
 const urlOf = (
   redis: string | Redacted.Redacted<string>
@@ -123,6 +138,12 @@ const hashSource = (source: string) => Effect.orDie(Hashing.hash(canonicalSource
 /** The reason a batch's wait ends when Redis is gone. */
 const LOST = "effect-joblib: the connection to Redis was lost"
 
+/**
+ * Each batch costs a few milliseconds of CPU between the driver, Redis and the worker: auto batching keeps the
+ * batches near the end of the input at least this long, so that the round trip stays a small share.
+ */
+const MIN_BATCH_MILLIS = 50
+
 /** Buffers from this size are sent once per map rather than with every batch that uses them. */
 const BIG = 1024 * 1024
 
@@ -174,27 +195,36 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
     const slots = options.slots ?? 8
     const waitForWorker = Duration.toMillis(Duration.fromInputUnsafe(options.noWorkerTimeout ?? "10 seconds"))
     const client = yield* connect(options.redis, timeout, false)
-    const events = yield* connect(options.redis, timeout, true)
-    const { Queue, QueueEvents } = yield* Effect.promise(() => import("bullmq"))
+    const replies = yield* connect(options.redis, timeout, true)
+    const { Queue } = yield* Effect.promise(() => import("bullmq"))
     const queue = yield* Effect.acquireRelease(
       Effect.sync(() => new Queue(name, { connection: client })),
       (queue) => closing(() => queue.close())
     )
-    const queueEvents = yield* Effect.acquireRelease(
-      Effect.sync(() => new QueueEvents(name, { connection: events })),
-      (queueEvents) => closing(() => queueEvents.close())
-    )
-    // One listener per batch in flight.
-    queueEvents.setMaxListeners(0)
     queue.setMaxListeners(0)
     const request = <A>(what: string, run: () => Promise<A>) =>
       Effect.tryPromise({
         try: run,
         catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `${what}: ${messageOf(error)}` })
       })
-    yield* request("waiting for queue events", () => queueEvents.waitUntilReady())
     const prefix = `effect-joblib:${name}:`
     const batchStates = new Map<string, WeakMap<object, unknown>>()
+
+    // Workers push each batch's reply to this driver's own list; one fiber reads it and wakes the batch's waiter.
+    // Cheaper than following the queue's event stream, which carries every event of every job.
+    const replyTo = `${prefix}reply:${Crypto.randomUUID()}`
+    const waiters = new Map<string, Deferred.Deferred<Reply>>()
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      while (true) {
+        const popped = yield* Effect.promise(() => replies.blpopBuffer(replyTo, 1).catch(() => "down" as const))
+        if (popped === "down") yield* Effect.sleep(100)
+        else if (popped !== null) {
+          const reply = V8.deserialize(popped[1]) as Reply
+          const waiter = waiters.get(reply.id)
+          if (waiter !== undefined) Deferred.doneUnsafe(waiter, Effect.succeed(reply))
+        }
+      }
+    }))
 
     /** Waits until a worker is connected to the queue, or fails saying how to start one. */
     const awaitWorker = Effect.gen(function*() {
@@ -216,12 +246,33 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
       let downSince: number | undefined
       while (true) {
         yield* Effect.sleep(Math.min(250, timeout))
-        const up = client.status === "ready" && events.status === "ready"
+        const up = client.status === "ready" && replies.status === "ready"
         if (up) downSince = undefined
         else if (downSince === undefined) downSince = Date.now()
         else if (Date.now() - downSince > timeout) return yield* Effect.fail(LOST)
       }
     })
+
+    /**
+     * Fails when the queue gave up on a batch without its worker replying: BullMQ fails a batch that stalled
+     * (its worker died) more than `maxStalledCount` times, or the batch left the queue some other way.
+     */
+    const abandoned = (id: string): Effect.Effect<never, string> =>
+      Effect.gen(function*() {
+        let missing = 0
+        while (true) {
+          yield* Effect.sleep(1000)
+          const state = yield* Effect.promise(() => queue.getJobState(id).catch(() => "unreachable"))
+          if (state === "failed") {
+            const job = yield* Effect.promise(() => queue.getJob(id).catch(() => undefined))
+            yield* Effect.promise(() => job?.remove().catch(() => {}) ?? Promise.resolve())
+            return yield* Effect.fail(job?.failedReason ?? `the queue failed batch ${id}`)
+          }
+          // A reply is pushed before its batch completes, so a batch gone for a whole second had none.
+          missing = state === "unknown" ? missing + 1 : 0
+          if (missing === 2) return yield* Effect.fail(`batch ${id} left the queue without a result`)
+        }
+      })
 
     /** Sends one batch and waits for its encoded results. */
     const send = (
@@ -234,26 +285,30 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
       Effect.gen(function*() {
         const id = Crypto.randomUUID()
         const message: BatchMessage = { spec, items, start, failFast: options.failFast, timeout: options.timeout, refs }
-        yield* request(
-          "sending a batch",
-          () => client.set(`${prefix}in:${id}`, V8.serialize(message), "PX", 86_400_000)
-        )
-        const job = yield* request(
-          "queueing a batch",
-          () => queue.add("batch", { id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
-        )
-        const finished = yield* Effect.tryPromise({
-          try: () => job.waitUntilFinished(queueEvents),
-          catch: messageOf
-        }).pipe(
+        const replied = Deferred.makeUnsafe<Reply>()
+        waiters.set(id, replied)
+        yield* Effect.addFinalizer(() => Effect.sync(() => waiters.delete(id)))
+        // Both go out on one connection at once: Redis stores the batch before its job exists.
+        yield* request("sending a batch", () =>
+          Promise.all([
+            client.set(`${prefix}in:${id}`, V8.serialize(message), "PX", DAY),
+            queue.add("batch", { id, replyTo } satisfies JobData, {
+              jobId: id,
+              removeOnComplete: true,
+              // Kept a while, so that `abandoned` can read why the queue failed it.
+              removeOnFail: { age: 3600 }
+            })
+          ]))
+        const finished = yield* Deferred.await(replied).pipe(
           // Redis going away would leave the wait hanging: the watchdog turns it into a typed failure.
           Effect.raceFirst(serverLost),
+          Effect.raceFirst(abandoned(id)),
           // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later, and one
           // already running is cancelled on its worker.
           Effect.onInterrupt(() =>
             Effect.promise(() =>
               Promise.all([
-                job.remove().catch(() => {}),
+                queue.remove(id).catch(() => {}),
                 client.publish(`${prefix}cancel`, id).catch(() => 0),
                 client.del(`${prefix}in:${id}`).catch(() => 0)
               ])
@@ -261,8 +316,9 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
           ),
           Effect.result
         )
-        if (finished._tag === "Failure") {
-          const reason = finished.failure
+        const reply: Reply = finished._tag === "Failure" ? { id, error: finished.failure } : finished.success
+        if ("error" in reply) {
+          const reason = reply.error
           if (reason === LOST) {
             return yield* new RemoteFailure({
               reason: "Unreachable",
@@ -287,15 +343,9 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
           }
           return yield* new RemoteFailure({ reason: "Rejected", message: reason })
         }
-        const bytes = yield* request("reading a result", () => client.getBuffer(`${prefix}out:${id}`))
-        yield* Effect.ignore(request("cleaning up", () => client.del(`${prefix}out:${id}`)))
-        if (bytes === null) {
-          return yield* new RemoteFailure({ reason: "Rejected", message: `the result of batch ${id} is missing` })
-        }
-        const result = V8.deserialize(bytes) as ResultMessage
-        for (const [index, data] of result.progress) options.onProgress?.(index, data)
-        return result
-      })
+        for (const [index, data] of reply.result.progress) options.onProgress?.(index, data)
+        return reply.result
+      }).pipe(Effect.scoped)
 
     const backend: Backend.Backend = {
       name: "remote",
@@ -329,13 +379,11 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
               for (const [id, buffer] of refs) {
                 if (uploaded.has(id)) continue
                 uploaded.add(id)
-                yield* request("sending a buffer", () =>
-                  client.set(refsPrefix + id, Buffer.from(buffer), "PX", 86_400_000))
+                yield* request("sending a buffer", () => client.set(refsPrefix + id, Buffer.from(buffer), "PX", DAY))
               }
               return { prefix: refsPrefix, ids: [...refs.keys()] }
             })
-          const outstanding = Array.from({ length: slots }, () =>
-            0)
+          const outstanding = Array.from({ length: slots }, () => 0)
           const settled = makeSettled()
           return {
             slots,
@@ -343,6 +391,7 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
             settled: settled.wait,
             batchState: batchStates.get(batchKey) ?? batchStates.set(batchKey, new WeakMap()).get(batchKey),
             restarts: () => 0,
+            minBatchMillis: MIN_BATCH_MILLIS,
             run: (slot, items, start, runOptions) =>
               Effect.suspend(() => {
                 outstanding[slot]!++
@@ -483,7 +532,7 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, RemoteFailure
       Backend.Backend
     )
     const client = yield* connect(options.redis, options.timeout ?? 5000, true)
-    const { Worker } = yield* Effect.promise(() => import("bullmq"))
+    const { WaitingError, Worker } = yield* Effect.promise(() => import("bullmq"))
     const context = yield* Effect.context<Scope.Scope>()
     const runners = new Map<string, Effect.Effect<Backend.Runner<any, any, any>, ParallelError>>()
     let nextSlot = 0
@@ -562,7 +611,7 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, RemoteFailure
       })
 
     // Batches running here, so that a cancel from the driver can interrupt them.
-    const running = new Map<string, Fiber.Fiber<Encoded, string>>()
+    const running = new Map<string, Fiber.Fiber<ResultMessage, string>>()
     const subscriber = yield* connect(options.redis, options.timeout ?? 5000, true)
     subscriber.on("message", (channel: string, payload: string) => {
       if (channel === `${prefix}release`) {
@@ -576,23 +625,33 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, RemoteFailure
       try: () => subscriber.subscribe(`${prefix}cancel`, `${prefix}release`),
       catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `cannot subscribe: ${messageOf(error)}` })
     })
+    // Set when this worker stops: batches it was running go back to the queue for another worker.
+    let stopping = false
+    /** Runs a batch; its failures become a reply too, so that the driver hears of them at once. */
+    const answer = async (id: string): Promise<Reply | "interrupted"> => {
+      const bytes = await client.getBuffer(`${prefix}in:${id}`)
+      if (bytes === null) return { id, error: `the batch ${id} is missing from Redis` }
+      const fiber = Effect.runFork(runBatch(V8.deserialize(bytes) as BatchMessage))
+      running.set(id, fiber)
+      const exit = await Effect.runPromise(Fiber.await(fiber)).finally(() => running.delete(id))
+      if (Exit.isSuccess(exit)) return { id, result: exit.value }
+      if (Cause.hasInterruptsOnly(exit.cause)) return "interrupted"
+      const failure = exit.cause.reasons.find(Cause.isFailReason)
+      return { id, error: failure !== undefined ? failure.error : Cause.pretty(exit.cause) }
+    }
     const bullWorker = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        new Worker(name, async (job) => {
-          const id = (job.data as { id: string }).id
-          const bytes = await client.getBuffer(`${prefix}in:${id}`)
-          if (bytes === null) throw new Error(`the batch ${id} is missing from Redis`)
-          const fiber = Effect.runFork(runBatch(V8.deserialize(bytes) as BatchMessage))
-          running.set(id, fiber)
-          const exit = await Effect.runPromise(Fiber.await(fiber)).finally(() => running.delete(id))
-          if (Exit.isFailure(exit)) {
-            const failure = exit.cause.reasons.find(Cause.isFailReason)
-            throw new Error(failure !== undefined ? failure.error : Cause.pretty(exit.cause))
+        new Worker(name, async (job, token) => {
+          const { id, replyTo } = job.data as JobData
+          const reply = await answer(id)
+          if (reply === "interrupted") {
+            // Cancelled by its driver, which waits no more; or this worker is stopping: another one runs it.
+            if (!stopping) return
+            await job.moveToWait(token)
+            throw new WaitingError()
           }
-          await client.multi().set(`${prefix}out:${id}`, V8.serialize(exit.value), "PX", 86_400_000).del(
-            `${prefix}in:${id}`
-          ).exec()
-          return { id }
+          await client.multi().rpush(replyTo, V8.serialize(reply)).pexpire(replyTo, DAY).del(`${prefix}in:${id}`)
+            .exec()
         }, {
           connection: client,
           concurrency: Math.max(1, pool.workers * 2),
@@ -602,11 +661,14 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, RemoteFailure
           maxStalledCount: options.maxStalledCount ?? 2
         })
       ),
-      // Batches still running are interrupted, then the worker closes without waiting for them.
+      // Batches still running are interrupted and handed back to the queue, then the worker closes.
       (worker) =>
         Effect.andThen(
-          Effect.forEach([...running.values()], Fiber.interrupt, { discard: true }),
-          closing(() => worker.close(true))
+          Effect.suspend(() => {
+            stopping = true
+            return Effect.forEach([...running.values()], Fiber.interrupt, { discard: true })
+          }),
+          closing(() => worker.close())
         )
     )
     bullWorker.on("error", () => {})

@@ -4,6 +4,7 @@
  *
  *   effect-joblib cache <dir|file.sqlite> ls|stats|prune|clear [--max-size 1GB] [--max-items N] [--max-age 30d]
  *   effect-joblib worker --redis redis://host:port --tasks ./tasks.ts [--concurrency 4] [--queue name] [--allow-inline]
+ *                        [--lock-duration 3000] [--stalled-interval 1500] [--max-stalled-count 2]
  *
  * `cache` works on filesystem caches (a directory) and SQLite caches (a `.sqlite` or `.db` file); `worker`
  * runs a Remote worker until interrupted.
@@ -154,6 +155,20 @@ const worker = Command.make("worker", {
   allowInline: Flag.Boolean("allow-inline").pipe(
     Flag.withDefault(false),
     Flag.withDescription("also run inline functions sent by source (off: only the given Tasks run)")
+  ),
+  lockDuration: Flag.Int("lock-duration").pipe(
+    Flag.optional,
+    Flag.withDescription(
+      "milliseconds a batch's lock lasts unrenewed before a dead worker's batch runs elsewhere (3000)"
+    )
+  ),
+  stalledInterval: Flag.Int("stalled-interval").pipe(
+    Flag.optional,
+    Flag.withDescription("milliseconds between checks for batches of dead workers (1500)")
+  ),
+  maxStalledCount: Flag.Int("max-stalled-count").pipe(
+    Flag.optional,
+    Flag.withDescription("times one batch may lose its worker before it fails (2)")
   )
 }, (config) =>
   Layer.launch(Remote.worker({
@@ -161,7 +176,10 @@ const worker = Command.make("worker", {
     queue: config.queue,
     modules: config.tasks.split(",").map((module) => module.trim()).filter((module) => module !== ""),
     concurrency: Option.getOrUndefined(config.concurrency),
-    allowInline: config.allowInline
+    allowInline: config.allowInline,
+    lockDuration: Option.getOrUndefined(config.lockDuration),
+    stalledInterval: Option.getOrUndefined(config.stalledInterval),
+    maxStalledCount: Option.getOrUndefined(config.maxStalledCount)
   }))).pipe(Command.withDescription("pull batches from a Remote queue and run them"))
 
 const app = Command.make("effect-joblib").pipe(Command.withSubcommands([cache, worker]))

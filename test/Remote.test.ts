@@ -179,6 +179,82 @@ describe.skipIf(!hasRedis)("Remote: worker processes started by the command line
   )
 })
 
+/** Worker processes on `queue`, SIGKILLed (if still alive) and awaited when the scope closes. */
+const workerProcesses = (queue: string, flags: ReadonlyArray<ReadonlyArray<string>>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => flags.map((extra) => startWorkerProcess(server!.url, queue, { flags: extra }))),
+    (workers) =>
+      Effect.promise(() =>
+        Promise.all(workers.map((worker) => {
+          if (worker.exitCode !== null || worker.signalCode !== null) return undefined
+          worker.kill("SIGKILL")
+          return new Promise((resolve) => worker.once("exit", resolve))
+        }))
+      )
+  )
+
+/** A map of `count` × 200 ms sleeps, one per batch, forked; `completed` counts finished batches. */
+const forkSleeps = (queue: string, count: number) =>
+  Effect.gen(function*() {
+    const state = { completed: 0 }
+    const fiber = yield* Effect.forkChild(
+      Parallel.map(Array.from({ length: count }, () => 200), Sleep, { batchSize: 1 }).pipe(
+        Effect.provideService(Progress.Progress, (event) => {
+          if (event._tag === "BatchCompleted") state.completed++
+        }),
+        Effect.provide(Remote.layer({ redis: server!.url, queue, slots: 4, noWorkerTimeout: "20 seconds" }))
+      )
+    )
+    const reached = (n: number) =>
+      Effect.gen(function*() {
+        while (state.completed < n && fiber.pollUnsafe() === undefined) yield* Effect.sleep(20)
+      })
+    return { fiber, reached }
+  })
+
+describe.skipIf(!hasRedis)("Remote: workers stopping", () => {
+  it.live(
+    "a worker process stopped with SIGTERM hands its running batches back to the queue, and the map completes",
+    () =>
+      Effect.gen(function*() {
+        const queue = `sigterm-${process.pid}`
+        const [leaving] = yield* workerProcesses(queue, [[], []])
+        const { fiber, reached } = yield* forkSleeps(queue, 30)
+        yield* reached(4)
+        const exited = new Promise<number | null>((resolve) => leaving!.once("exit", (code) => resolve(code)))
+        leaving!.kill("SIGTERM")
+        // Had its batches been completed without a reply, or failed, the map would fail.
+        assert.deepStrictEqual(yield* Fiber.join(fiber), Array.from({ length: 30 }, () => 200))
+        assert.isNotNull(yield* Effect.promise(() => exited), "the stopped worker exited by itself")
+      }),
+    60_000
+  )
+
+  it.live(
+    "a batch whose worker dies more often than maxStalledCount allows fails with the queue's reason",
+    () =>
+      Effect.gen(function*() {
+        const queue = `stalled-${process.pid}`
+        // The survivor's stall check fails a batch at its first stall; the victim's lock lapses after 1 s.
+        const [victim] = yield* workerProcesses(queue, [["--lock-duration", "1000"], [
+          "--max-stalled-count",
+          "0",
+          "--stalled-interval",
+          "300"
+        ]])
+        const { fiber, reached } = yield* forkSleeps(queue, 60)
+        yield* reached(4)
+        victim!.kill("SIGKILL")
+        const exit = yield* Fiber.await(fiber)
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)
+        assert.instanceOf(error, ParallelError.RemoteFailure)
+        assert.match((error as ParallelError.RemoteFailure).message, /stalled/)
+      }),
+    60_000
+  )
+})
+
 describe.skipIf(!hasRedis)("Remote: Redis going away", () => {
   it.live(
     "a map whose server stops mid-run fails with a typed error within a bounded time",

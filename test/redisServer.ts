@@ -67,7 +67,12 @@ export const startRedis = async (port?: number): Promise<RedisServer> => {
 export const startWorkerProcess = (
   url: string,
   queue: string,
-  options?: { readonly allowInline?: boolean; readonly env?: Readonly<Record<string, string>> }
+  options?: {
+    readonly allowInline?: boolean
+    readonly env?: Readonly<Record<string, string>>
+    /** More command-line flags. */
+    readonly flags?: ReadonlyArray<string>
+  }
 ) =>
   ChildProcess.spawn(process.execPath, [
     Path.join(import.meta.dirname, "..", "src", "bin.ts"),
@@ -80,5 +85,6 @@ export const startWorkerProcess = (
     "1",
     "--queue",
     queue,
-    ...(options?.allowInline === true ? ["--allow-inline"] : [])
+    ...(options?.allowInline === true ? ["--allow-inline"] : []),
+    ...(options?.flags ?? [])
   ], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...options?.env } })

@@ -220,11 +220,13 @@ const drive = <I, A, E, EI, RI>(
         ? runner.run(slot, items, start, runOptions)
         : retryBatch(runner, slot, items, start, runOptions, options.retry)
     type Step = Effect.Success<ReturnType<typeof Schedule.toStep<number, Observation, never, never>>>
-    let step = runner.batchState?.get(options.batchSize) as Step | undefined
-    if (step === undefined) {
-      step = yield* Schedule.toStep(options.batchSize)
-      runner.batchState?.set(options.batchSize, step)
+    // What a warm backend remembers of the last map of the same work: the policy's state, and the run time per item.
+    let warm = runner.batchState?.get(options.batchSize) as { step: Step; perItemMillis: number } | undefined
+    if (warm === undefined) {
+      warm = { step: yield* Schedule.toStep(options.batchSize), perItemMillis: 0 }
+      runner.batchState?.set(options.batchSize, warm)
     }
+    const { step } = warm
     const nextSize = (observation: Observation, current: number) =>
       step(0, observation).pipe(
         Effect.map(([size]) => Math.max(1, Math.floor(size))),
@@ -234,7 +236,7 @@ const drive = <I, A, E, EI, RI>(
     let size = yield* nextSize({ size: 0, duration: 0 }, 1)
     let tailSize: number | undefined
     // Smoothed run time per item, from finished batches.
-    let perItemMillis = 0
+    let perItemMillis = warm.perItemMillis
     const permits = yield* Semaphore.make(options.preDispatch)
     const fibers = yield* FiberSet.make<void, never>()
     // Slots this map uses: the least busy ones when it starts.
@@ -299,6 +301,7 @@ const drive = <I, A, E, EI, RI>(
               notify((o) => o.completed(start, items.length, outcome.duration, failed))
               const perItem = outcome.duration / items.length
               perItemMillis = perItemMillis === 0 ? perItem : 0.8 * perItemMillis + 0.2 * perItem
+              warm.perItemMillis = perItemMillis
               batchMillis = batchMillis === 0 ? outcome.duration : 0.8 * batchMillis + 0.2 * outcome.duration
               size = sized
               yield* deliver(start, outcome)
@@ -317,18 +320,22 @@ const drive = <I, A, E, EI, RI>(
           yield* source.fill(lookahead)
           if (source.done() && source.buffered() < lookahead) {
             // joblib: near the end, split what is left finely so that every worker stays busy.
-            // Unlike joblib, never below what keeps a batch worth its round trip (MIN_TAIL_MILLIS),
-            // nor above an even share per worker.
+            // Unlike joblib, never below what keeps a batch worth its round trip (the runner's
+            // minBatchMillis), nor above an even share per worker.
             const left = source.buffered()
-            const worthwhile = perItemMillis > 0 ? Math.ceil(MIN_TAIL_MILLIS / perItemMillis) : 1
-            tailSize = Math.max(
-              1,
-              Math.min(
-                Math.ceil(left / options.concurrency),
-                Math.max(Math.floor(left / (10 * options.concurrency)), worthwhile)
+            const evenShare = Math.ceil(left / options.concurrency)
+            if (perItemMillis === 0) {
+              // No batch has finished yet, so what a batch is worth is unknown: an even share for now.
+              batch = Math.min(batch, evenShare)
+            } else {
+              const minMillis = runner.minBatchMillis ?? MIN_TAIL_MILLIS
+              const worthwhile = Math.ceil(minMillis / perItemMillis)
+              tailSize = Math.max(
+                1,
+                Math.min(evenShare, Math.max(Math.floor(left / (10 * options.concurrency)), worthwhile))
               )
-            )
-            batch = Math.min(batch, tailSize)
+              batch = Math.min(batch, tailSize)
+            }
           }
         } else {
           yield* source.fill(batch)
