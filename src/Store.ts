@@ -19,6 +19,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
 import { StoreError } from "./CacheError.ts"
+import { AccessLog } from "./internal/accessLog.ts"
 
 /**
  * What a store records about an entry.
@@ -276,7 +277,8 @@ const ENTRY_MAGIC = Buffer.from("EJLBC1\n\0", "latin1")
 const entryPath = (root: string, key: string) => {
   const name = key.replaceAll(":", "_")
   const digest = name.length > 4 ? name.slice(-4) : name.padStart(4, "0")
-  return NodePath.join(root, digest.slice(0, 2), digest.slice(2, 4), `${name}.entry`)
+  // Joined by hand: `root` is resolved and a checked key has no separators, and this is on every hit.
+  return `${root}${NodePath.sep}${digest.slice(0, 2)}${NodePath.sep}${digest.slice(2, 4)}${NodePath.sep}${name}.entry`
 }
 
 /**
@@ -341,22 +343,40 @@ const openIfExists = (path: string): number | undefined => {
   }
 }
 
-/** Small entries are read in one call into this buffer, then copied out: a hit saves the `fstat` of readFileSync. */
+/** Small entries are read in one call into this buffer, then copied out. */
 const scratch = Buffer.allocUnsafe(64 * 1024)
 
-/** Reads a whole entry file; undefined when it does not exist. */
-const readEntryFile = (path: string): Uint8Array | undefined => {
+/** What tells one file from another at the same path: entries are replaced by rename, never in place. */
+interface FileIdentity {
+  readonly ino: number
+  readonly size: number
+  readonly ctimeMs: number
+}
+
+const sameFile = (stat: FileIdentity, file: FileIdentity) =>
+  stat.ino === file.ino && stat.size === file.size && stat.ctimeMs === file.ctimeMs
+
+/** Entries kept in memory by a filesystem store, at most; and only those of this size or less. */
+const RECENT_ENTRIES = 4096
+const RECENT_BYTES = 16 * 1024 * 1024
+const RECENT_ENTRY_BYTES = 64 * 1024
+/** More than a filesystem timestamp's granularity (a kernel tick). */
+const RACY_MILLIS = 100
+
+/** Reads a whole entry file, and which file it was; undefined when it does not exist. */
+const readEntryFile = (path: string): { readonly bytes: Uint8Array; readonly file: FileIdentity } | undefined => {
   const fd = openIfExists(path)
   if (fd === undefined) return undefined
   try {
     const n = Fs.readSync(fd, scratch, 0, scratch.length, 0)
+    const { ino, size, ctimeMs } = Fs.fstatSync(fd)
+    const file = { ino, size, ctimeMs }
     if (n < scratch.length) {
       // Copied into a buffer of its own at offset 0, so that the data's 64-byte alignment holds.
       const out = new Uint8Array(n)
       out.set(scratch.subarray(0, n))
-      return out
+      return { bytes: out, file }
     }
-    const { size } = Fs.fstatSync(fd)
     const out = new Uint8Array(size)
     let offset = 0
     while (offset < size) {
@@ -364,7 +384,7 @@ const readEntryFile = (path: string): Uint8Array | undefined => {
       if (read === 0) break
       offset += read
     }
-    return offset === size ? out : out.subarray(0, offset)
+    return { bytes: offset === size ? out : out.subarray(0, offset), file }
   } finally {
     Fs.closeSync(fd)
   }
@@ -385,8 +405,10 @@ const alive = (pid: number) => {
  * data together, so that a rename publishes both at once), in two levels of
  * shard directories, with a `.gitignore` at the root as joblib does. Writes
  * go through a temporary file and a rename. Reads record the access time in
- * the entry's modification time, set explicitly and in batches. Locks are files created
- * with `O_EXCL`, holding their owner's PID and expiry.
+ * the entry's modification time, set explicitly and in batches, at most once
+ * every 10 seconds per entry. Small entries read lately (up to 16 MB) stay in
+ * memory and are served while a `stat` shows their file unchanged. Locks are
+ * files created with `O_EXCL`, holding their owner's PID and expiry.
  *
  * **Example** (A cache directory with a size budget)
  *
@@ -401,31 +423,22 @@ const alive = (pid: number) => {
  */
 export const layerFileSystem = (directory: string, options?: StoreOptions): Layer.Layer<Store, StoreError> =>
   Layer.effect(Store)(Effect.gen(function*() {
-    // Access records wait here and are written together (at most a second late): a write per hit costs
-    // more than the rest of the hit. Best effort: a read-only cache still serves hits.
-    const accesses = new Map<string, number>()
-    let flushedAt = Date.now()
-    const flush = () => {
-      for (const [path, at] of accesses) {
+    // Best effort: a read-only cache still serves hits.
+    const accesses = new AccessLog<string>((batch) => {
+      for (const [path, at] of batch) {
         try {
           Fs.utimesSync(path, at / 1000, at / 1000)
         } catch {}
       }
-      accesses.clear()
-      flushedAt = Date.now()
-    }
-    yield* Effect.addFinalizer(() => Effect.sync(flush))
-    return yield* attempt("filesystem", "open", () =>
-      makeFileSystem(directory, options, accesses, () => {
-        if (accesses.size >= 256 || Date.now() - flushedAt > 1000) flush()
-      }))
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => accesses.flush()))
+    return yield* attempt("filesystem", "open", () => makeFileSystem(directory, options, accesses))
   }))
 
 const makeFileSystem = (
   directory: string,
   options: StoreOptions | undefined,
-  accesses: Map<string, number>,
-  accessed: () => void
+  accesses: AccessLog<string>
 ): Shape => {
   const root = NodePath.resolve(directory)
   Fs.mkdirSync(root, { recursive: true })
@@ -444,7 +457,7 @@ const makeFileSystem = (
       const meta = JSON.parse(metaBytes.toString("utf8")) as Meta
       const { size, mtimeMs } = Fs.fstatSync(fd)
       if (meta.key !== key || 12 + metaLength + meta.size !== size) return undefined
-      return { ...meta, accessed: Math.max(Math.floor(mtimeMs), accesses.get(path) ?? 0) }
+      return { ...meta, accessed: Math.max(Math.floor(mtimeMs), accesses.lastSeen(path) ?? 0) }
     } catch {
       return undefined
     } finally {
@@ -463,6 +476,36 @@ const makeFileSystem = (
       }
     }
   }
+  // Small entries read lately, with the identity of the file they came from: while a `stat` shows the same
+  // file (entries are replaced by rename, so a new entry is a new inode with a new ctime), a hit is one system
+  // call instead of three. Handed out as copies, so that a caller mutating its result changes nothing here.
+  const recent = new Map<string, { readonly file: FileIdentity; readonly entry: Entry }>()
+  let recentBytes = 0
+  const forgetRecent = (path: string) => {
+    const known = recent.get(path)
+    if (known === undefined) return
+    recent.delete(path)
+    recentBytes -= known.entry.data.length
+  }
+  const remember = (path: string, file: FileIdentity, entry: Entry) => {
+    // A file changed just before it was read could change again within the same timestamp tick, unseen by
+    // `stat`: only files older than that are remembered (git's "racily clean" rule).
+    if (entry.data.length > RECENT_ENTRY_BYTES || Date.now() - file.ctimeMs < RACY_MILLIS) return false
+    recent.set(path, { file, entry })
+    recentBytes += entry.data.length
+    for (const [oldest] of recent) {
+      if (recent.size <= RECENT_ENTRIES && recentBytes <= RECENT_BYTES) break
+      forgetRecent(oldest)
+    }
+    return true
+  }
+  const readFresh = (path: string, key: string): Entry | undefined => {
+    const read = readEntryFile(path)
+    if (read === undefined) return undefined
+    const entry = decodeEntry(read.bytes, key)
+    if (entry === undefined || !remember(path, read.file, entry)) return entry
+    return { meta: entry.meta, data: entry.data.slice() }
+  }
   const shape: Shape = {
     name: store,
     get: (key) =>
@@ -470,13 +513,22 @@ const makeFileSystem = (
         checkKey(store, "get", key),
         attempt(store, "get", () => {
           const path = entryPath(root, key)
-          const bytes = readEntryFile(path)
-          if (bytes === undefined) return undefined
-          const entry = decodeEntry(bytes, key)
+          let entry: Entry | undefined
+          const known = recent.get(path)
+          if (known !== undefined) {
+            const stat = Fs.statSync(path, { throwIfNoEntry: false })
+            if (stat === undefined) forgetRecent(path)
+            else if (sameFile(stat, known.file)) entry = { meta: known.entry.meta, data: known.entry.data.slice() }
+            else {
+              forgetRecent(path)
+              entry = readFresh(path, key)
+            }
+          } else {
+            entry = readFresh(path, key)
+          }
           if (entry === undefined) return undefined
           const now = Date.now()
-          accesses.set(path, now)
-          accessed()
+          accesses.seen(path, now)
           return { meta: { ...entry.meta, accessed: now }, data: entry.data }
         })
       ),
@@ -490,6 +542,7 @@ const makeFileSystem = (
             const path = entryPath(root, entry.meta.key)
             Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
             writeAtomically(path, encodeEntry(entry), entry.meta.accessed)
+            accesses.stores(path, entry.meta.accessed)
           })
         ),
         hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
@@ -498,8 +551,11 @@ const makeFileSystem = (
       Effect.andThen(
         checkKey(store, "remove", key),
         attempt(store, "remove", () => {
+          const path = entryPath(root, key)
+          accesses.forget(path)
+          forgetRecent(path)
           try {
-            Fs.unlinkSync(entryPath(root, key))
+            Fs.unlinkSync(path)
             return true
           } catch (error) {
             if (isMissing(error)) return false
@@ -515,7 +571,12 @@ const makeFileSystem = (
       })
       return out
     }),
-    clear: attempt(store, "clear", () => walk((path) => Fs.rmSync(path, { force: true }))),
+    clear: attempt(store, "clear", () => {
+      accesses.forgetAll()
+      recent.clear()
+      recentBytes = 0
+      walk((path) => Fs.rmSync(path, { force: true }))
+    }),
     lock: (key, ttl) =>
       Effect.andThen(
         checkKey(store, "lock", key),
@@ -618,27 +679,21 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
       ),
       unlock: db.prepare("DELETE FROM locks WHERE key = ? AND token = ?")
     }))
-    // Accesses wait here and are written together: a write per hit would cost more than the hit.
-    const accesses = new Map<string, number>()
-    let flushedAt = Date.now()
-    const flush = () => {
-      if (accesses.size === 0) return
+    const accesses = new AccessLog<string>((batch) => {
       db.exec("BEGIN")
       try {
-        for (const [key, at] of accesses) statements.touch.run(at, key, at)
+        for (const [key, at] of batch) statements.touch.run(at, key, at)
         db.exec("COMMIT")
       } catch (error) {
         db.exec("ROLLBACK")
         throw error
       }
-      accesses.clear()
-      flushedAt = Date.now()
-    }
-    yield* Effect.addFinalizer(() => Effect.sync(() => flush()).pipe(Effect.ignore))
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => accesses.flush()).pipe(Effect.ignore))
     const parseMeta = (row: { meta: string; accessed: number }): Meta | undefined => {
       try {
         const meta = JSON.parse(row.meta) as Meta
-        return { ...meta, accessed: Math.max(row.accessed, accesses.get(meta.key) ?? 0) }
+        return { ...meta, accessed: Math.max(row.accessed, accesses.lastSeen(meta.key) ?? 0) }
       } catch {
         return undefined
       }
@@ -651,7 +706,7 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
       let overItems = limits.maxItems === undefined ? 0 : items - limits.maxItems
       let overBytes = limits.maxBytes === undefined ? 0 : bytes - limits.maxBytes
       if (overItems <= 0 && overBytes <= 0) return
-      flush()
+      accesses.flush(true)
       const rows = statements.oldest.all(Math.max(overItems, 64)) as Array<{ key: string; size: number }>
       for (const row of rows) {
         if (overItems <= 0 && overBytes <= 0) break
@@ -674,8 +729,7 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
           }
           if (meta.key !== key || meta.size !== row.data.length) return undefined
           const now = Date.now()
-          accesses.set(key, now)
-          if (accesses.size >= 256 || now - flushedAt > 1000) flush()
+          accesses.seen(key, now)
           return { meta: { ...meta, accessed: now }, data: row.data }
         }),
       meta: (key) =>
@@ -690,10 +744,15 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
             const meta = entry.meta
             const data = joined(entry.data)
             statements.put.run(meta.key, JSON.stringify(meta), data, data.length, meta.accessed)
+            accesses.stores(meta.key, meta.accessed)
             enforceSql()
           })
         ),
-      remove: (key) => attempt(store, "remove", () => statements.remove.run(key).changes > 0),
+      remove: (key) =>
+        attempt(store, "remove", () => {
+          accesses.forget(key)
+          return statements.remove.run(key).changes > 0
+        }),
       list: attempt(store, "list", () => {
         const out: Array<Meta> = []
         for (const row of statements.list.all() as Array<{ meta: string; accessed: number }>) {
@@ -704,7 +763,7 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
       }),
       clear: attempt(store, "clear", () => {
         statements.clear.run()
-        accesses.clear()
+        accesses.forgetAll()
       }),
       lock: (key, ttl) =>
         attempt(store, "lock", () => {

@@ -101,6 +101,42 @@ describe("Store.layerFileSystem faults", () => {
       assert.isUndefined(yield* store.get("xxh128:33dd"))
     }))
 
+  it.live("hits served from memory follow the file: replaced by another store, changed in place, removed", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const reader = yield* open(Store.layerFileSystem(dir))
+      const writer = yield* open(Store.layerFileSystem(dir))
+      const read = Effect.map(reader.get("xxh128:55ff"), (e) => e && new TextDecoder().decode(e.data))
+      const file = Path.join(dir, "55", "ff", "xxh128_55ff.entry")
+      yield* writer.put(entry("xxh128:55ff", "first"))
+      // Past a timestamp tick, so that the reader keeps what it reads.
+      yield* Effect.sleep(150)
+      assert.strictEqual(yield* read, "first")
+      assert.strictEqual(yield* read, "first")
+      yield* writer.put(entry("xxh128:55ff", "other")) // the same size
+      assert.strictEqual(yield* read, "other")
+      yield* Effect.sleep(150)
+      assert.strictEqual(yield* read, "other")
+      const bytes = Fs.readFileSync(file)
+      bytes[bytes.length - 1] = "!".charCodeAt(0)
+      Fs.writeFileSync(file, bytes) // the same file and size
+      assert.strictEqual(yield* read, "othe!")
+      yield* writer.remove("xxh128:55ff")
+      assert.isUndefined(yield* read)
+    }))
+
+  it.live("a hit's data is the caller's own: changing it changes no later hit", () =>
+    Effect.gen(function*() {
+      const store = yield* open(Store.layerFileSystem(tmp()))
+      yield* store.put(entry("xxh128:66aa", "kept"))
+      yield* Effect.sleep(150)
+      for (let i = 0; i < 3; i++) {
+        const hit = yield* store.get("xxh128:66aa")
+        assert.strictEqual(new TextDecoder().decode(hit!.data), "kept")
+        hit!.data.fill(0)
+      }
+    }))
+
   it.effect("a lock left by a dead process is taken over at once", () =>
     Effect.gen(function*() {
       const dir = tmp()
