@@ -141,44 +141,6 @@ if (hasRedis) {
   suite("Backend.remote (conformance)", setup("conformance"), { isolated: true, sharedMemory: false, workers: 2 })
 }
 
-describe.skipIf(!hasRedis)("Remote: worker processes started by the command line", () => {
-  it.live(
-    "a driver and two worker processes; a SIGKILLed worker's batch runs elsewhere and the map completes",
-    () =>
-      Effect.gen(function*() {
-        const queue = `processes-${process.pid}`
-        const start = () => startWorkerProcess(server!.url, queue)
-        const workers = [start(), start()]
-        yield* Effect.addFinalizer(() =>
-          Effect.promise(async () => {
-            for (const worker of workers) {
-              if (worker.exitCode === null && worker.signalCode === null) worker.kill("SIGKILL")
-            }
-            await Promise.all(workers.map((worker) =>
-              worker.exitCode !== null || worker.signalCode !== null
-                ? undefined
-                : new Promise((resolve) => worker.once("exit", resolve))
-            ))
-          })
-        )
-        let completed = 0
-        const map = Parallel.map(Array.from({ length: 60 }, () => 100), Sleep, { batchSize: 1 }).pipe(
-          Effect.provideService(Progress.Progress, (event) => {
-            if (event._tag === "BatchCompleted") completed++
-          }),
-          Effect.provide(Remote.layer({ redis: server!.url, queue, slots: 4, noWorkerTimeout: "20 seconds" }))
-        )
-        const fiber = yield* Effect.forkChild(map)
-        while (completed < 10 && fiber.pollUnsafe() === undefined) yield* Effect.sleep(20)
-        workers[0]!.kill("SIGKILL")
-        const results = yield* Fiber.join(fiber)
-        assert.deepStrictEqual(results, Array.from({ length: 60 }, () => 100))
-        assert.isTrue(workers[0]!.signalCode === "SIGKILL" || workers[0]!.exitCode !== null)
-      }),
-    60_000
-  )
-})
-
 /** Worker processes on `queue`, SIGKILLed (if still alive) and awaited when the scope closes. */
 const workerProcesses = (queue: string, flags: ReadonlyArray<ReadonlyArray<string>>) =>
   Effect.acquireRelease(
@@ -212,7 +174,22 @@ const forkSleeps = (queue: string, count: number) =>
     return { fiber, reached }
   })
 
-describe.skipIf(!hasRedis)("Remote: workers stopping", () => {
+describe.skipIf(!hasRedis)("Remote: worker processes started by the command line", () => {
+  it.live(
+    "a driver and two worker processes; a SIGKILLed worker's batch runs elsewhere and the map completes",
+    () =>
+      Effect.gen(function*() {
+        const queue = `processes-${process.pid}`
+        const [killed] = yield* workerProcesses(queue, [[], []])
+        const { fiber, reached } = yield* forkSleeps(queue, 30)
+        yield* reached(6)
+        killed!.kill("SIGKILL")
+        assert.deepStrictEqual(yield* Fiber.join(fiber), Array.from({ length: 30 }, () => 200))
+        assert.strictEqual(killed!.signalCode, "SIGKILL")
+      }),
+    60_000
+  )
+
   it.live(
     "a worker process stopped with SIGTERM hands its running batches back to the queue, and the map completes",
     () =>
