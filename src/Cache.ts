@@ -273,6 +273,40 @@ const withStore = <A>(
 
 type Found<A, E> = { readonly _tag: "Value"; readonly value: A } | { readonly _tag: "Failure"; readonly error: E }
 
+/** Keys remembered per memoized function, at most. */
+const RECENT_KEYS = 10_000
+
+/**
+ * An exact text of arguments that are all primitives (distinct arguments, distinct texts: numbers in their
+ * shortest round-trip form with -0 apart, strings length-prefixed), or undefined for any other argument.
+ */
+const primitiveSignature = (args: ReadonlyArray<unknown>): string | undefined => {
+  let signature = ""
+  for (const arg of args) {
+    switch (typeof arg) {
+      case "number":
+        signature += Object.is(arg, -0) ? "n-0;" : `n${arg};`
+        break
+      case "string":
+        signature += `s${arg.length}:${arg};`
+        break
+      case "boolean":
+        signature += arg ? "t;" : "f;"
+        break
+      case "bigint":
+        signature += `b${arg};`
+        break
+      case "undefined":
+        signature += "u;"
+        break
+      default:
+        if (arg !== null) return undefined
+        signature += "z;"
+    }
+  }
+  return signature
+}
+
 /**
  * Memoizes a function of any arguments that returns a value, a Promise or an Effect. Typed failures
  * of an Effect are passed through (and cached with `cacheFailures`). The function must have a name,
@@ -350,10 +384,23 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
   const unnamed = new InvalidMemoize({
     message: `an anonymous function needs a name to be memoized: Cache.memoize(fn, { name: "myFunction" })`
   })
+  // Keys of recent calls whose arguments are all primitives, by an exact text of those arguments: on a hit,
+  // hashing them would cost more than the rest of the lookup.
+  const recentKeys = new Map<string, string>()
   const hashArgs = (args: ReadonlyArray<unknown>) => {
     // f(x) and f(x, undefined) are the same call.
     const keyed = args.length > 0 && args.at(-1) === undefined ? args.slice(0, -1) : args
+    const signature = primitiveSignature(keyed)
+    const known = signature === undefined ? undefined : recentKeys.get(signature)
+    if (known !== undefined) return Effect.succeed(known)
     return Hashing.hash({ function: name, version, args: keyed }).pipe(
+      Effect.map((key) => {
+        if (signature !== undefined) {
+          if (recentKeys.size >= RECENT_KEYS) recentKeys.clear()
+          recentKeys.set(signature, key)
+        }
+        return key
+      }),
       Effect.mapError((error) =>
         new InvalidMemoize({ message: `the arguments of ${name} cannot be hashed: ${error.message}` })
       )

@@ -250,6 +250,36 @@ describe("Cache behaviour", () => {
     }).pipe(Effect.provide(Cache.layerMemory()))
   })
 
+  it.effect("primitive arguments that differ never share an entry, whatever their text", () => {
+    let calls = 0
+    const describe = Cache.memoize(function describe(a: unknown, b?: unknown) {
+      calls++
+      return `${typeof a}:${String(a)}|${typeof b}:${String(b)}`
+    })
+    const cases: Array<[unknown, unknown]> = [
+      [1, undefined],
+      ["1", undefined],
+      [1n, undefined],
+      [true, undefined],
+      ["true", undefined],
+      [null, undefined],
+      ["null", undefined],
+      [Number.NaN, undefined],
+      [0, undefined],
+      ["a", "b;s1:c"],
+      ["a;s1:b", "c"],
+      ["a", null]
+    ]
+    return Effect.gen(function*() {
+      for (let round = 0; round < 2; round++) {
+        for (const [a, b] of cases) {
+          assert.strictEqual(yield* describe(a, b), `${typeof a}:${String(a)}|${typeof b}:${String(b)}`)
+        }
+      }
+      assert.strictEqual(calls, cases.length, "each computed once, read back the second time")
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
   it.effect("an anonymous function must be named", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(Cache.memoize((x: number) => x)(1))
