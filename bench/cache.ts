@@ -59,6 +59,12 @@ const perCall = (
     return Math.min(...rounds)
   })))
 
+/**
+ * Hits per timed round: a round of a few milliseconds would time code the JIT is still compiling, and C1 is
+ * about the steady state of a hot cache.
+ */
+const C1_RUNS = 20_000
+
 const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-bench-cache-"))
 
 /** Fills a SQLite cache file with `n` small entries, straight through SQL (the store's schema). */
@@ -84,9 +90,9 @@ export const run = async () => {
   const array = new Float64Array(131072).map(() => Math.random())
   const rows: Array<[string, string, number, number | undefined, string]> = []
 
-  const c1Fs = await perCall(fsLayer(), () => small(7), 2000)
-  const c1Sqlite = await perCall(sqliteLayer(), () => small(7), 2000)
-  const c1Memory = await perCall(Cache.layerMemory(), () => small(7), 2000)
+  const c1Fs = await perCall(fsLayer(), () => small(7), C1_RUNS)
+  const c1Sqlite = await perCall(sqliteLayer(), () => small(7), C1_RUNS)
+  const c1Memory = await perCall(Cache.layerMemory(), () => small(7), C1_RUNS)
   const c2Fs = await perCall(fsLayer(), () => summed(array), 300)
   const c2Sqlite = await perCall(sqliteLayer(), () => summed(array), 300)
   // Misses: a new argument every call, the result already computed.
@@ -116,7 +122,7 @@ export const run = async () => {
   for (const n of [1_000, 1_000_000]) {
     const file = Path.join(tmp(), "cache.sqlite")
     await populate(file, n)
-    hits[n] = await perCall(Cache.layerSqlite(file), () => small(1), 2000)
+    hits[n] = await perCall(Cache.layerSqlite(file), () => small(1), C1_RUNS)
   }
   console.log()
   console.log(
