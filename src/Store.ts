@@ -360,6 +360,12 @@ const sameFile = (stat: FileIdentity, file: FileIdentity) =>
 const RECENT_ENTRIES = 4096
 const RECENT_BYTES = 16 * 1024 * 1024
 const RECENT_ENTRY_BYTES = 64 * 1024
+/** Blobs of at least this size are kept by a SQLite store in files beside the database. */
+const EXTERNAL_BYTES = 100 * 1024
+
+/** How old a blob file named by no row must be before a SQLite store removes it as left by a crash. */
+const ORPHAN_AGE = 10 * 60 * 1000
+
 /** More than a filesystem timestamp's granularity (a kernel tick). */
 const RACY_MILLIS = 100
 
@@ -622,8 +628,11 @@ const makeFileSystem = (
  * Keeps entries in a SQLite database file, through Node's built-in
  * `node:sqlite`: one table of entries indexed by last access, and one of
  * locks with expiry. WAL mode and a busy timeout let several processes share
- * the file. Accesses are recorded in batches (at most a second late), so that
- * a hit is a single indexed read.
+ * the file. Accesses are recorded in batches, at most once every 10 seconds
+ * per entry, so that a hit is a single indexed read. Entries of 100 KB or more
+ * keep their data in a file of their own in `<file>.blobs/` (written by
+ * rename, named by the row), which SQLite measures as faster than a blob in the
+ * database at that size; files a crash leaves behind are removed on open.
  *
  * **Example** (A cache for millions of entries)
  *
@@ -656,22 +665,34 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
           CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed);
           CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires INTEGER NOT NULL);
         `)
+        // Caches made before big blobs moved beside the database gain the column naming their file.
+        const columns = db.prepare("PRAGMA table_info(entries)").all() as Array<{ name: string }>
+        if (!columns.some((column) => column.name === "file")) {
+          try {
+            db.exec("ALTER TABLE entries ADD COLUMN file TEXT")
+          } catch (error) {
+            // Another process added it first.
+            if (!String(error).includes("duplicate column")) throw error
+          }
+        }
         return db
       }),
       (db) => Effect.sync(() => db.close())
     )
     const statements = yield* attempt(store, "open", () => ({
-      get: db.prepare("SELECT meta, data FROM entries WHERE key = ?"),
+      get: db.prepare("SELECT meta, data, file FROM entries WHERE key = ?"),
       meta: db.prepare("SELECT meta, accessed FROM entries WHERE key = ?"),
+      fileOf: db.prepare("SELECT file FROM entries WHERE key = ?"),
+      files: db.prepare("SELECT file FROM entries WHERE file IS NOT NULL"),
       put: db.prepare(
-        "INSERT OR REPLACE INTO entries (key, meta, data, size, accessed) VALUES (?, ?, ?, ?, ?)"
+        "INSERT OR REPLACE INTO entries (key, meta, data, size, accessed, file) VALUES (?, ?, ?, ?, ?, ?)"
       ),
       touch: db.prepare("UPDATE entries SET accessed = ? WHERE key = ? AND accessed < ?"),
-      remove: db.prepare("DELETE FROM entries WHERE key = ?"),
+      remove: db.prepare("DELETE FROM entries WHERE key = ? RETURNING file"),
       list: db.prepare("SELECT meta, accessed FROM entries"),
       totals: db.prepare("SELECT count(*) AS items, coalesce(sum(size), 0) AS bytes FROM entries"),
       oldest: db.prepare("SELECT key, size FROM entries ORDER BY accessed LIMIT ?"),
-      expired: db.prepare("DELETE FROM entries WHERE accessed < ?"),
+      expired: db.prepare("DELETE FROM entries WHERE accessed < ? RETURNING file"),
       clear: db.prepare("DELETE FROM entries"),
       lock: db.prepare(
         "INSERT INTO locks (key, token, expires) VALUES (?, ?, ?) " +
@@ -679,6 +700,35 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
       ),
       unlock: db.prepare("DELETE FROM locks WHERE key = ? AND token = ?")
     }))
+    // Big blobs live in files beside the database, named in the row: SQLite would write each twice (its log,
+    // then the database), and measures external files as faster from about 100 KB
+    // (https://www.sqlite.org/intern-v-extern-blob.html). The rows still say which entries exist.
+    const blobs = file === ":memory:" ? undefined : `${NodePath.resolve(file)}.blobs`
+    const dropBlob = (name: string | null | undefined) => {
+      if (name != null && blobs !== undefined) Fs.rmSync(NodePath.join(blobs, name), { force: true })
+    }
+    const readBlob = (name: string): Uint8Array | undefined => {
+      try {
+        const bytes = Fs.readFileSync(NodePath.join(blobs!, name))
+        return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length)
+      } catch (error) {
+        if (isMissing(error)) return undefined
+        throw error
+      }
+    }
+    // Files a crash left behind (written but never named by a row, or unnamed but not yet removed) go when a
+    // store opens, once old enough that no writer can still be about to name them.
+    if (blobs !== undefined && Fs.existsSync(blobs)) {
+      yield* attempt(store, "open", () => {
+        const named = new Set((statements.files.all() as Array<{ file: string }>).map((row) => row.file))
+        const before = Date.now() - ORPHAN_AGE
+        for (const name of Fs.readdirSync(blobs)) {
+          const path = NodePath.join(blobs, name)
+          const stat = Fs.statSync(path, { throwIfNoEntry: false })
+          if (!named.has(name) && stat !== undefined && stat.mtimeMs < before) Fs.rmSync(path, { force: true })
+        }
+      })
+    }
     const accesses = new AccessLog<string>((batch) => {
       db.exec("BEGIN")
       try {
@@ -701,7 +751,11 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
     const limits = options?.limits
     const enforceSql = () => {
       if (!hasLimits(limits)) return
-      if (limits.maxAge !== undefined) statements.expired.run(Date.now() - limits.maxAge)
+      if (limits.maxAge !== undefined) {
+        for (const row of statements.expired.all(Date.now() - limits.maxAge) as Array<{ file: string | null }>) {
+          dropBlob(row.file)
+        }
+      }
       const { items, bytes } = statements.totals.get() as { items: number; bytes: number }
       let overItems = limits.maxItems === undefined ? 0 : items - limits.maxItems
       let overBytes = limits.maxBytes === undefined ? 0 : bytes - limits.maxBytes
@@ -710,27 +764,40 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
       const rows = statements.oldest.all(Math.max(overItems, 64)) as Array<{ key: string; size: number }>
       for (const row of rows) {
         if (overItems <= 0 && overBytes <= 0) break
-        statements.remove.run(row.key)
+        remove(row.key)
         overItems--
         overBytes -= row.size
       }
+    }
+    const remove = (key: string) => {
+      accesses.forget(key)
+      const rows = statements.remove.all(key) as Array<{ file: string | null }>
+      for (const row of rows) dropBlob(row.file)
+      return rows.length > 0
+    }
+    const read = (key: string): Entry | undefined => {
+      const row = statements.get.get(key) as { meta: string; data: Uint8Array; file: string | null } | undefined
+      if (row === undefined) return undefined
+      let meta: Meta
+      try {
+        meta = JSON.parse(row.meta)
+      } catch {
+        return undefined
+      }
+      const data = row.file === null ? row.data : readBlob(row.file)
+      if (data === undefined || meta.key !== key || meta.size !== data.length) return undefined
+      return { meta, data }
     }
     const shape: Shape = {
       name: store,
       get: (key) =>
         attempt(store, "get", () => {
-          const row = statements.get.get(key) as { meta: string; data: Uint8Array } | undefined
-          if (row === undefined) return undefined
-          let meta: Meta
-          try {
-            meta = JSON.parse(row.meta)
-          } catch {
-            return undefined
-          }
-          if (meta.key !== key || meta.size !== row.data.length) return undefined
+          // A blob file gone between the row and the read was replaced by another process: read the row again.
+          const entry = read(key) ?? read(key)
+          if (entry === undefined) return undefined
           const now = Date.now()
           accesses.seen(key, now)
-          return { meta: { ...meta, accessed: now }, data: row.data }
+          return { meta: { ...entry.meta, accessed: now }, data: entry.data }
         }),
       meta: (key) =>
         attempt(store, "meta", () => {
@@ -742,17 +809,34 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
           checkKey(store, "put", entry.meta.key),
           attempt(store, "put", () => {
             const meta = entry.meta
-            const data = joined(entry.data)
-            statements.put.run(meta.key, JSON.stringify(meta), data, data.length, meta.accessed)
+            const parts = entry.data instanceof Uint8Array ? [entry.data] : entry.data
+            const size = parts.reduce((sum, part) => sum + part.length, 0)
+            let name: string | null = null
+            if (blobs !== undefined && size >= EXTERNAL_BYTES) {
+              Fs.mkdirSync(blobs, { recursive: true })
+              name = `${meta.key.replaceAll(":", "_")}.${Crypto.randomBytes(8).toString("hex")}`
+              writeAtomically(NodePath.join(blobs, name), parts)
+            }
+            const old = (statements.fileOf.get(meta.key) as { file: string | null } | undefined)?.file
+            try {
+              statements.put.run(
+                meta.key,
+                JSON.stringify(meta),
+                name === null ? joined(parts) : new Uint8Array(0),
+                size,
+                meta.accessed,
+                name
+              )
+            } catch (error) {
+              dropBlob(name)
+              throw error
+            }
+            if (old !== name) dropBlob(old)
             accesses.stores(meta.key, meta.accessed)
             enforceSql()
           })
         ),
-      remove: (key) =>
-        attempt(store, "remove", () => {
-          accesses.forget(key)
-          return statements.remove.run(key).changes > 0
-        }),
+      remove: (key) => attempt(store, "remove", () => remove(key)),
       list: attempt(store, "list", () => {
         const out: Array<Meta> = []
         for (const row of statements.list.all() as Array<{ meta: string; accessed: number }>) {
@@ -764,6 +848,9 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
       clear: attempt(store, "clear", () => {
         statements.clear.run()
         accesses.forgetAll()
+        if (blobs !== undefined && Fs.existsSync(blobs)) {
+          for (const name of Fs.readdirSync(blobs)) Fs.rmSync(NodePath.join(blobs, name), { force: true })
+        }
       }),
       lock: (key, ttl) =>
         attempt(store, "lock", () => {

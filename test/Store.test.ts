@@ -4,6 +4,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { CacheError, Store } from "../src/index.ts"
 import { hasRedis, startRedis } from "./redisServer.ts"
 import { limitsSuite, suite } from "./StoreSuite.ts"
@@ -164,6 +165,63 @@ describe("Store.layerSqlite faults", () => {
       const error = yield* Effect.flip(open(Store.layerSqlite(file)))
       assert.instanceOf(error, CacheError.StoreError)
       assert.strictEqual(error.store, "sqlite")
+    }))
+
+  it.effect("big entries live in files beside the database, and replacing, evicting or clearing them leaves none", () =>
+    Effect.gen(function*() {
+      const file = Path.join(tmp(), "cache.sqlite")
+      const blobs = `${file}.blobs`
+      const store = yield* open(Store.layerSqlite(file, { limits: { maxItems: 2 } }))
+      const big = (key: string, fill: number, accessed = Date.now()): Store.Entry => ({
+        meta: { key, function: "f", size: 300_000, duration: 1, created: accessed, accessed, input: "" },
+        data: new Uint8Array(300_000).fill(fill)
+      })
+      const now = Date.now()
+      yield* store.put(big("xxh128:b1", 1, now - 3000))
+      assert.strictEqual(Fs.readdirSync(blobs).length, 1)
+      const db = new DatabaseSync(file)
+      const row = db.prepare("SELECT length(data) AS bytes, file FROM entries").get()
+      db.close()
+      assert.deepStrictEqual({ ...row }, { bytes: 0, file: Fs.readdirSync(blobs)[0]! }, "not in the database")
+      yield* store.put(big("xxh128:b1", 2, now - 3000)) // replaced
+      assert.strictEqual(Fs.readdirSync(blobs).length, 1)
+      const read = yield* store.get("xxh128:b1")
+      assert.strictEqual(read!.data.length, 300_000)
+      assert.isTrue(read!.data.every((byte) => byte === 2))
+      yield* store.put(big("xxh128:b2", 3, now - 2000))
+      yield* store.put(entry("xxh128:b3", "small")) // over maxItems: the least recently used, b2, goes
+      assert.deepStrictEqual((yield* store.list).map((meta) => meta.key).sort(), ["xxh128:b1", "xxh128:b3"])
+      assert.strictEqual(Fs.readdirSync(blobs).length, 1)
+      assert.isTrue(yield* store.remove("xxh128:b1"))
+      assert.deepStrictEqual(Fs.readdirSync(blobs), [])
+      yield* store.put(big("xxh128:b4", 4))
+      yield* store.clear
+      assert.deepStrictEqual(Fs.readdirSync(blobs), [])
+    }))
+
+  it.effect("a missing or truncated blob file reads as a miss; files a crash left are swept on open", () =>
+    Effect.gen(function*() {
+      const file = Path.join(tmp(), "cache.sqlite")
+      const blobs = `${file}.blobs`
+      const store = yield* open(Store.layerSqlite(file))
+      const big = (key: string): Store.Entry => ({
+        meta: { key, function: "f", size: 200_000, duration: 1, created: 1, accessed: 1, input: "" },
+        data: new Uint8Array(200_000).fill(7)
+      })
+      yield* store.put(big("xxh128:c1"))
+      const [name] = Fs.readdirSync(blobs)
+      Fs.truncateSync(Path.join(blobs, name!), 1000)
+      assert.isUndefined(yield* store.get("xxh128:c1"), "truncated")
+      Fs.rmSync(Path.join(blobs, name!))
+      assert.isUndefined(yield* store.get("xxh128:c1"), "missing")
+      const old = Path.join(blobs, "xxh128_dead.0123456789abcdef")
+      const fresh = Path.join(blobs, "xxh128_live.0123456789abcdef")
+      Fs.writeFileSync(old, "left by a crash")
+      Fs.utimesSync(old, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000))
+      Fs.writeFileSync(fresh, "a writer about to name it")
+      yield* open(Store.layerSqlite(file))
+      assert.isFalse(Fs.existsSync(old))
+      assert.isTrue(Fs.existsSync(fresh))
     }))
 
   it.effect("two connections to one file see each other's entries and locks", () =>
