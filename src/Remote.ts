@@ -214,6 +214,8 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
     // Cheaper than following the queue's event stream, which carries every event of every job.
     const replyTo = `${prefix}reply:${Crypto.randomUUID()}`
     const waiters = new Map<string, Deferred.Deferred<Reply>>()
+    // A reply that lands after its batch was interrupted here (a cancel a moment too late) goes with the driver.
+    yield* Effect.addFinalizer(() => Effect.promise(() => client.del(replyTo).catch(() => 0)))
     yield* Effect.forkScoped(Effect.gen(function*() {
       while (true) {
         const popped = yield* Effect.promise(() => replies.blpopBuffer(replyTo, 1).catch(() => "down" as const))

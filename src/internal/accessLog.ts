@@ -5,7 +5,7 @@
  */
 
 /** An entry's stored access time is never more than this behind its last access. */
-export const RESOLUTION = 10_000
+const RESOLUTION = 10_000
 
 /** Known entries past this many are forgotten after a flush; their stored times are within `RESOLUTION`. */
 const REMEMBERED = 100_000
