@@ -142,7 +142,7 @@ const LOST = "effect-joblib: the connection to Redis was lost"
  * Each batch costs a few milliseconds of CPU between the driver, Redis and the worker: auto batching keeps the
  * batches near the end of the input at least this long, so that the round trip stays a small share.
  */
-const MIN_BATCH_MILLIS = 50
+const MIN_BATCH_MILLIS = 100
 
 /** Buffers from this size are sent once per map rather than with every batch that uses them. */
 const BIG = 1024 * 1024
