@@ -37,6 +37,43 @@ export const interleaved = async (
   return times.map(median)
 }
 
+/** What a raw pool talks to: a worker thread or a child process, replying `{ id, out }` to each batch. */
+interface Endpoint {
+  on(event: "message", listener: (message: any) => void): unknown
+  off(event: "message", listener: (message: any) => void): unknown
+}
+
+/**
+ * The dispatch of a raw pool with hand-made batches: splits `items` into batches of `batch`, sends them round
+ * robin with `send`, and resolves with every batch's `out`, in input order. The floor a pool library pays.
+ */
+export const roundRobin = <E extends Endpoint>(endpoints: ReadonlyArray<E>) => {
+  let nextId = 0
+  return <A>(
+    items: ReadonlyArray<unknown>,
+    batch: number,
+    send: (endpoint: E, id: number, items: Array<unknown>) => void
+  ) =>
+    new Promise<Array<A>>((resolve) => {
+      const parts: Array<Array<A>> = []
+      let pending = 0
+      for (let start = 0, k = 0; start < items.length; start += batch, k++) {
+        const endpoint = endpoints[k % endpoints.length]!
+        const id = nextId++
+        const index = k
+        pending++
+        const onMessage = (message: { id: number; out: Array<A> }) => {
+          if (message.id !== id) return
+          endpoint.off("message", onMessage)
+          parts[index] = message.out
+          if (--pending === 0) resolve(parts.flat())
+        }
+        endpoint.on("message", onMessage)
+        send(endpoint, id, items.slice(start, start + batch))
+      }
+    })
+}
+
 export interface Row {
   readonly workload: string
   readonly peer: string

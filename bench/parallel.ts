@@ -8,7 +8,7 @@ import { Worker } from "node:worker_threads"
 import { Piscina } from "piscina"
 import { Tinypool } from "tinypool"
 import { Backend, Parallel } from "../src/index.ts"
-import { interleaved, measure, now, type Row, table } from "./harness.ts"
+import { interleaved, measure, now, roundRobin, type Row, table } from "./harness.ts"
 import { calibrate, joblib, spin, sum } from "./workloads.ts"
 
 const WORKERS = 2
@@ -18,26 +18,9 @@ const workerFile = (name: string) => new URL(`./workers/${name}.mjs`, import.met
 const rawPool = async () => {
   const workers = Array.from({ length: WORKERS }, () => new Worker(new URL("./workers/batch.mjs", import.meta.url)))
   await Promise.all(workers.map((w) => new Promise((resolve) => w.once("message", resolve))))
-  let nextId = 0
+  const dispatch = roundRobin(workers)
   const run = (items: ReadonlyArray<number>, batch: number) =>
-    new Promise<Array<number>>((resolve) => {
-      const parts: Array<Array<number>> = []
-      let pending = 0
-      for (let start = 0, k = 0; start < items.length; start += batch, k++) {
-        const worker = workers[k % WORKERS]!
-        const id = nextId++
-        const index = k
-        pending++
-        const onMessage = (message: { id: number; out: Array<number> }) => {
-          if (message.id !== id) return
-          worker.off("message", onMessage)
-          parts[index] = message.out
-          if (--pending === 0) resolve(parts.flat())
-        }
-        worker.on("message", onMessage)
-        worker.postMessage({ id, items: items.slice(start, start + batch) })
-      }
-    })
+    dispatch<number>(items, batch, (worker, id, part) => worker.postMessage({ id, items: part }))
   return { run, close: () => Promise.all(workers.map((w) => w.terminate())) }
 }
 

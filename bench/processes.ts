@@ -8,7 +8,7 @@ import { Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Backend, Parallel, Progress } from "../src/index.ts"
-import { interleaved, median, now, type Row, table } from "./harness.ts"
+import { interleaved, median, now, roundRobin, type Row, table } from "./harness.ts"
 import { calibrate, joblib, spin, sum } from "./workloads.ts"
 
 const WORKERS = 2
@@ -22,26 +22,9 @@ const rawProcesses = async () => {
   )
   for (const child of children) child.setMaxListeners(0)
   await Promise.all(children.map((c) => new Promise((resolve) => c.once("message", resolve))))
-  let nextId = 0
+  const dispatch = roundRobin(children)
   const run = (op: string, items: ReadonlyArray<unknown>, batch: number) =>
-    new Promise<Array<unknown>>((resolve) => {
-      const parts: Array<Array<unknown>> = []
-      let pending = 0
-      for (let start = 0, k = 0; start < items.length; start += batch, k++) {
-        const child = children[k % WORKERS]!
-        const id = nextId++
-        const index = k
-        pending++
-        const onMessage = (message: any) => {
-          if (message.id !== id) return
-          child.off("message", onMessage)
-          parts[index] = message.out
-          if (--pending === 0) resolve(parts.flat())
-        }
-        child.on("message", onMessage)
-        child.send({ id, op, items: items.slice(start, start + batch) })
-      }
-    })
+    dispatch<unknown>(items, batch, (child, id, part) => child.send({ id, op, items: part }))
   const close = () =>
     Promise.all(children.map((c) =>
       new Promise((resolve) => {
