@@ -9,7 +9,7 @@ import { Piscina } from "piscina"
 import { Tinypool } from "tinypool"
 import { Backend, Parallel } from "../src/index.ts"
 import { interleaved, measure, now, roundRobin, type Row, table } from "./harness.ts"
-import { calibrate, joblib, spin, sum } from "./workloads.ts"
+import { joblib, parallelInputs, spin, sum } from "./workloads.ts"
 
 const WORKERS = 2
 const workerFile = (name: string) => new URL(`./workers/${name}.mjs`, import.meta.url).href
@@ -26,10 +26,7 @@ const rawPool = async () => {
 
 export const run = async () => {
   const rows: Array<Row> = []
-  const xs = Array.from({ length: 100_000 }, (_, i) => i)
-  const spinN = calibrate(10)
-  const spins = Array.from({ length: 200 }, () => spinN)
-  const arrays = Array.from({ length: 50 }, () => new Float64Array(1_000_000).map(() => Math.random()))
+  const { xs, spins, arrays } = parallelInputs()
 
   // Ours: one warm pool for P1–P3, as a user's scoped Layer would give. Peers whose ratio has a
   // target run interleaved with ours, round by round, so that machine noise hits both alike.

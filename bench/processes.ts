@@ -9,7 +9,7 @@ import { type ChildProcess, fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Backend, Parallel, Progress } from "../src/index.ts"
 import { interleaved, median, now, roundRobin, type Row, table } from "./harness.ts"
-import { calibrate, joblib, spin, sum } from "./workloads.ts"
+import { joblib, parallelInputs, spin, sum } from "./workloads.ts"
 
 const WORKERS = 2
 
@@ -105,10 +105,7 @@ const timeoutLatency = async (layer: Layer.Layer<never, unknown>) => {
 
 export const run = async () => {
   const rows: Array<Row> = []
-  const xs = Array.from({ length: 100_000 }, (_, i) => i)
-  const spinN = calibrate(10)
-  const spins = Array.from({ length: 200 }, () => spinN)
-  const arrays = Array.from({ length: 50 }, () => new Float64Array(1_000_000).map(() => Math.random()))
+  const { xs, spins, arrays } = parallelInputs()
 
   const processes = await pool(Backend.processes({ workers: WORKERS }))
   const threads = await pool(Backend.threads({ workers: WORKERS }))

@@ -29,6 +29,16 @@ export const calibrate = (targetMs: number) => {
   return Math.max(1, Math.round((targetMs / timings[4]!) * steps))
 }
 
+/** The inputs of P1–P3: 100k small numbers, 200 tasks of 10 ms CPU each, 50 arrays of 8 MB. */
+export const parallelInputs = () => {
+  const spinN = calibrate(10)
+  return {
+    xs: Array.from({ length: 100_000 }, (_, i) => i),
+    spins: Array.from({ length: 200 }, () => spinN),
+    arrays: Array.from({ length: 50 }, () => new Float64Array(1_000_000).map(() => Math.random()))
+  }
+}
+
 /** joblib (loky, 2 workers) on P1–P4, from Debian's python3-joblib; undefined when it is not installed. */
 export const joblib = (which: "warm" | "cold"): Record<string, number> | undefined => {
   try {
