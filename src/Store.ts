@@ -632,7 +632,8 @@ const makeFileSystem = (
  * per entry, so that a hit is a single indexed read. Entries of 100 KB or more
  * keep their data in a file of their own in `<file>.blobs/` (written by
  * rename, named by the row), which SQLite measures as faster than a blob in the
- * database at that size; files a crash leaves behind are removed on open.
+ * database at that size; files a crash leaves behind are removed on open, at
+ * most once every ten minutes.
  *
  * **Example** (A cache for millions of entries)
  *
@@ -717,15 +718,21 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
       }
     }
     // Files a crash left behind (written but never named by a row, or unnamed but not yet removed) go when a
-    // store opens, once old enough that no writer can still be about to name them.
+    // store opens, once old enough that no writer can still be about to name them. At most once per
+    // `ORPHAN_AGE` across processes (a marker file's time says when), so that opening a big cache in every
+    // worker does not walk its files each time.
     if (blobs !== undefined && Fs.existsSync(blobs)) {
       yield* attempt(store, "open", () => {
-        const named = new Set((statements.files.all() as Array<{ file: string }>).map((row) => row.file))
+        const marker = NodePath.join(blobs, ".swept")
         const before = Date.now() - ORPHAN_AGE
+        if ((Fs.statSync(marker, { throwIfNoEntry: false })?.mtimeMs ?? 0) >= before) return
+        Fs.writeFileSync(marker, "")
+        const named = new Set((statements.files.all() as Array<{ file: string }>).map((row) => row.file))
         for (const name of Fs.readdirSync(blobs)) {
+          if (name.startsWith(".") || named.has(name)) continue
           const path = NodePath.join(blobs, name)
           const stat = Fs.statSync(path, { throwIfNoEntry: false })
-          if (!named.has(name) && stat !== undefined && stat.mtimeMs < before) Fs.rmSync(path, { force: true })
+          if (stat !== undefined && stat.mtimeMs < before) Fs.rmSync(path, { force: true })
         }
       })
     }

@@ -222,6 +222,15 @@ describe("Store.layerSqlite faults", () => {
       yield* open(Store.layerSqlite(file))
       assert.isFalse(Fs.existsSync(old))
       assert.isTrue(Fs.existsSync(fresh))
+      // Swept at most once per ten minutes, whichever process opens the store.
+      const hourAgo = new Date(Date.now() - 3_600_000)
+      Fs.writeFileSync(old, "left by another crash")
+      Fs.utimesSync(old, hourAgo, hourAgo)
+      yield* open(Store.layerSqlite(file))
+      assert.isTrue(Fs.existsSync(old), "not swept again so soon")
+      Fs.utimesSync(Path.join(blobs, ".swept"), hourAgo, hourAgo)
+      yield* open(Store.layerSqlite(file))
+      assert.isFalse(Fs.existsSync(old))
     }))
 
   it.effect("two connections to one file see each other's entries and locks", () =>
