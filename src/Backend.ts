@@ -18,10 +18,9 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
-import { fork } from "node:child_process"
-import { fileURLToPath } from "node:url"
+import { spawn } from "node:child_process"
 import { Worker } from "node:worker_threads"
-import { isThenable } from "./internal/buffers.js"
+import { isThenable, workerSource } from "./internal/workerRuntime.js"
 import * as Cpus from "./internal/cpus.ts"
 import * as Options from "./internal/options.ts"
 import { decode, exitsOf, makeSettled, timedOut } from "./internal/outcome.ts"
@@ -354,8 +353,32 @@ const ThreadsOptionsSchema = Schema.Struct({
 
 const ProcessesOptionsSchema = Schema.Struct(PoolOptionsFields)
 
-const threadEntry = new URL("./internal/threadWorker.js", import.meta.url)
-const processEntry = fileURLToPath(new URL("./internal/processWorker.js", import.meta.url))
+// Workers start from source text rather than a file of this package, so that they start the same way
+// from an installed package, a single-file bundle or a test runner.
+const threadSource = workerSource("startThread")
+const processSource = workerSource("startProcess")
+const SOURCE_VARIABLE = "EFFECT_JOBLIB_WORKER_SOURCE"
+const processBootstrap = `new Function(process.env.${SOURCE_VARIABLE})()`
+
+/** Options of this process that would make a worker process run something else, or nothing. */
+const NOT_INHERITED = new Set(["-e", "--eval", "-p", "--print", "-c", "--check", "-i", "--interactive", "--test"])
+const TAKES_VALUE = new Set(["-e", "--eval", "-p", "--print"])
+
+/** The Node options a worker process inherits from this one (as `fork` would), less any entry point. */
+const inheritedExecArgv = (): Array<string> => {
+  const out: Array<string> = []
+  const argv = process.execArgv
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!
+    const name = flag.split("=", 1)[0]!
+    if (NOT_INHERITED.has(name) || name.startsWith("--watch") || name.startsWith("--test-") || name === "--input-type") {
+      if (TAKES_VALUE.has(flag)) i++
+      continue
+    }
+    out.push(flag)
+  }
+  return out
+}
 
 /** Native thread pools that a worker should size to its share of the CPUs, as joblib does for BLAS. */
 const NATIVE_THREAD_VARIABLES = [
@@ -510,8 +533,9 @@ const makeThreads = Effect.fnUntraced(function*(options: ThreadsOptions | undefi
     isolated: false,
     spawn: (control, handlers) => {
       const worker = new Worker(
-        threadEntry,
+        threadSource,
         {
+          eval: true,
           workerData: { control, threshold: pool.maxBytes },
           resourceLimits: parsed.resourceLimits,
           execArgv: parsed.execArgv ? [...parsed.execArgv] : undefined,
@@ -539,10 +563,10 @@ const makeProcesses = Effect.fnUntraced(function*(options: ProcessesOptions | un
     name: "processes",
     isolated: true,
     spawn: (_control, handlers) => {
-      const child = fork(processEntry, [], {
+      const execArgv = parsed.execArgv ? [...parsed.execArgv] : inheritedExecArgv()
+      const child = spawn(process.execPath, [...execArgv, "--eval", processBootstrap], {
         serialization: "advanced",
-        execArgv: parsed.execArgv ? [...parsed.execArgv] : undefined,
-        env: { ...pool.env, EFFECT_JOBLIB_THRESHOLD: String(pool.maxBytes) },
+        env: { ...pool.env, EFFECT_JOBLIB_THRESHOLD: String(pool.maxBytes), [SOURCE_VARIABLE]: processSource },
         stdio: ["ignore", "inherit", "inherit", "ipc"]
       })
       child.on("message", (message) => handlers.onMessage(message as never))

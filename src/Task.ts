@@ -16,6 +16,7 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Url from "node:url"
 import { callerUrl } from "./internal/caller.ts"
+import * as TaskLoader from "./internal/taskLoader.ts"
 
 /**
  * @category type ids
@@ -64,6 +65,8 @@ const registryKey = Symbol.for("effect-joblib/Task/registry")
 const registry: Map<string, Task<any, any, any>> = ((globalThis as any)[registryKey] ??= new Map())
 
 const keyOf = (url: string, name: string) => `${url}#${name}`
+
+TaskLoader.install()
 
 const ownFile = Url.fileURLToPath(import.meta.url)
 

@@ -289,13 +289,13 @@ describe("retry timing", () => {
 
 describe("after every fault above", () => {
   it("no worker process of this test run is left alive", () => {
-    // Children of this process whose command line runs the process worker entry point.
+    // Children of this process whose command line is the process worker bootstrap.
     const orphans = Fs.readdirSync("/proc").filter((entry) => {
       if (!/^\d+$/.test(entry)) return false
       try {
         const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
         const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-        return ppid === process.pid && Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("processWorker.js")
+        return ppid === process.pid && Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("EFFECT_JOBLIB_WORKER_SOURCE")
       } catch {
         return false
       }

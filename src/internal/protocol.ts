@@ -34,7 +34,7 @@ export type ToWorker =
   | { readonly _: "buffers"; readonly entries: ReadonlyArray<readonly [number, ArrayBuffer]> }
   | { readonly _: "release"; readonly ids: ReadonlyArray<number> }
 
-export { CANCEL, REF, Status } from "./wire.js"
+export { CANCEL, REF, Status } from "./workerRuntime.js"
 
 export interface SerializedDefect {
   readonly name: string
@@ -78,4 +78,6 @@ export type FromWorker =
     readonly _: "loadFailed"
     readonly id: number
     readonly message: string
+    /** The task's module started a program at its top level (no `import.meta.main` guard). */
+    readonly unguarded?: boolean | undefined
   }

@@ -13,7 +13,7 @@
  * (or any big buffer, when the input is not known up front) is sent to each
  * process once and the items carry a reference to it.
  */
-import { makeRef, mapBuffers } from "./buffers.js"
+import { makeRef, mapBuffers } from "./workerRuntime.js"
 
 /** How many items use each big non-shared buffer of `items`. */
 export const countBuffers = (items: ReadonlyArray<unknown>, threshold: number): Map<ArrayBuffer, number> => {
