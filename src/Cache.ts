@@ -21,7 +21,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import * as Url from "node:url"
 import * as Util from "node:util"
 import { EntryNotFound, InvalidMemoize, StoreError } from "./CacheError.ts"
 import * as Codec from "./Codec.ts"
@@ -803,8 +802,6 @@ export const reduceSize = (limits: Store.Limits): Effect.Effect<number, StoreErr
     return evict.length
   })
 
-const ownFile = Url.fileURLToPath(import.meta.url)
-const taskFile = Url.fileURLToPath(new URL("./Task.ts", import.meta.url))
 
 /**
  * Options of {@link memoizeTask}.
@@ -871,6 +868,6 @@ export const memoizeTask = <P, A, E>(
     >,
     run: (payload: P) => memoized(payload) as Effect.Effect<A, E | StoreError | InvalidMemoize, any>,
     layer: layer as Layer.Layer<any, unknown>,
-    url: callerUrl([ownFile, taskFile]) ?? task.url
+    url: callerUrl(memoizeTask) ?? task.url
   }) as Task.Task<P, A, E | StoreError | InvalidMemoize>
 }

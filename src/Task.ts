@@ -14,7 +14,6 @@ import type * as Layer from "effect/Layer"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import * as Url from "node:url"
 import { callerUrl } from "./internal/caller.ts"
 import * as TaskLoader from "./internal/taskLoader.ts"
 
@@ -68,8 +67,6 @@ const keyOf = (url: string, name: string) => `${url}#${name}`
 
 TaskLoader.install()
 
-const ownFile = Url.fileURLToPath(import.meta.url)
-
 const TaskProto = {
   [TypeId]: TypeId,
   pipe() {
@@ -103,7 +100,7 @@ export const make = <P extends Schema.Top, S extends Schema.Top, F extends Schem
   name: string,
   options: Options<P, S, F, R>
 ): Task<P["Type"], S["Type"], F["Type"]> => {
-  const url = options.url ?? callerUrl([ownFile])
+  const url = options.url ?? callerUrl(make)
   if (url === undefined) {
     throw new globalThis.Error(`Task.make("${name}"): cannot tell the defining module; pass { url: import.meta.url }`)
   }

@@ -1,17 +1,27 @@
 /** Finding the module that called into this library, from the stack. */
 import * as Url from "node:url"
 
-const ownFile = Url.fileURLToPath(import.meta.url)
+const FRAME = /(?:\(|at )((?:file:\/\/)?\/[^\s()]+?):\d+:\d+\)?\s*$/
 
-/** The URL of the first stack frame outside this file whose file is not one of `skip` (file paths). */
-export const callerUrl = (skip: ReadonlyArray<string>): string | undefined => {
-  const stack = new Error().stack ?? ""
-  for (const line of stack.split("\n").slice(1)) {
-    const match = /(?:\(|at )((?:file:\/\/)?\/[^\s()]+?):\d+:\d+\)?\s*$/.exec(line.trim())
+/**
+ * The URL of the module that called `fn`: the first stack frame below `fn`'s own that names a file.
+ * Frames are cut at the function rather than by file name, so that this also holds when `fn` and its
+ * caller share one file, as in a single-file bundle.
+ */
+export const callerUrl = (fn: Function): string | undefined => {
+  const holder: { stack?: string } = {}
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = Math.max(limit, 10)
+  try {
+    Error.captureStackTrace(holder, fn)
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+  for (const line of (holder.stack ?? "").split("\n").slice(1)) {
+    const match = FRAME.exec(line.trim())
     if (match === null) continue
     const location = match[1]!
-    const path = location.startsWith("file://") ? Url.fileURLToPath(location) : location
-    if (path !== ownFile && !skip.includes(path)) return Url.pathToFileURL(path).href
+    return location.startsWith("file://") ? location : Url.pathToFileURL(location).href
   }
   return undefined
 }
