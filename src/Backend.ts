@@ -20,15 +20,16 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { spawn } from "node:child_process"
 import { Worker } from "node:worker_threads"
-import { isThenable, workerSource } from "./internal/workerRuntime.js"
 import * as Cpus from "./internal/cpus.ts"
+import { checkNotImportingTaskModule } from "./internal/guard.ts"
 import * as Options from "./internal/options.ts"
 import { decode, exitsOf, makeSettled, timedOut } from "./internal/outcome.ts"
 import { Slot, type Spawn } from "./internal/pool.ts"
 import { TaskReporter } from "./internal/report.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
 import { identity, type Local, type Work } from "./internal/work.ts"
-import type { InvalidOptions, ParallelError, TaskTimeout } from "./ParallelError.ts"
+import { isThenable, workerSource } from "./internal/workerRuntime.js"
+import type { InvalidOptions, ParallelError, TaskModuleError, TaskTimeout } from "./ParallelError.ts"
 
 /**
  * The outcome of one batch and how long it took in milliseconds. When every
@@ -371,7 +372,9 @@ const inheritedExecArgv = (): Array<string> => {
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!
     const name = flag.split("=", 1)[0]!
-    if (NOT_INHERITED.has(name) || name.startsWith("--watch") || name.startsWith("--test-") || name === "--input-type") {
+    if (
+      NOT_INHERITED.has(name) || name.startsWith("--watch") || name.startsWith("--test-") || name === "--input-type"
+    ) {
       if (TAKES_VALUE.has(flag)) i++
       continue
     }
@@ -608,8 +611,8 @@ const makeProcesses = Effect.fnUntraced(function*(options: ProcessesOptions | un
  * @category layers
  * @since 0.1.0
  */
-export const threads = (options?: ThreadsOptions): Layer.Layer<never, InvalidOptions> =>
-  Layer.effect(Backend)(makeThreads(options))
+export const threads = (options?: ThreadsOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
+  Layer.effect(Backend)(Effect.andThen(checkNotImportingTaskModule("builds Backend.threads"), makeThreads(options)))
 
 /**
  * A pool of child processes (`child_process.fork`, "advanced" serialization
@@ -634,8 +637,10 @@ export const threads = (options?: ThreadsOptions): Layer.Layer<never, InvalidOpt
  * @category layers
  * @since 0.2.0
  */
-export const processes = (options?: ProcessesOptions): Layer.Layer<never, InvalidOptions> =>
-  Layer.effect(Backend)(makeProcesses(options))
+export const processes = (options?: ProcessesOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
+  Layer.effect(Backend)(
+    Effect.andThen(checkNotImportingTaskModule("builds Backend.processes"), makeProcesses(options))
+  )
 
 /**
  * Options of {@link auto}.
@@ -672,8 +677,9 @@ export interface AutoOptions {
  * @category layers
  * @since 0.2.0
  */
-export const auto = (options?: AutoOptions): Layer.Layer<never, InvalidOptions> =>
+export const auto = (options?: AutoOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
   Layer.effect(Backend)(Effect.gen(function*() {
+    yield* checkNotImportingTaskModule("builds Backend.auto")
     const scope = yield* Effect.scope
     const pools = {
       threads: yield* Effect.cached(Scope.provide(makeThreads(options?.threads), scope)),

@@ -802,7 +802,6 @@ export const reduceSize = (limits: Store.Limits): Effect.Effect<number, StoreErr
     return evict.length
   })
 
-
 /**
  * Options of {@link memoizeTask}.
  *

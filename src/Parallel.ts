@@ -21,6 +21,7 @@ import { Backend } from "./Backend.ts"
 import type { Backend as BackendShape, Prefer } from "./Backend.ts"
 import * as Batching from "./Batching.ts"
 import * as Engine from "./internal/engine.ts"
+import { checkNotImportingTaskModule } from "./internal/guard.ts"
 import * as Options from "./internal/options.ts"
 import { exitsOf } from "./internal/outcome.ts"
 import * as Internal from "./internal/work.ts"
@@ -322,6 +323,7 @@ const setUp = <I, A, E>(
   options: StreamOptions | undefined
 ) =>
   Effect.gen(function*() {
+    yield* checkNotImportingTaskModule(`runs ${where}`)
     const backend = yield* backendFor(options)
     const resolved = yield* resolve(where, options, backend)
     const runner = yield* backend.prepare(toWork(work), Array.isArray(items) ? items as ReadonlyArray<I> : undefined)

@@ -80,6 +80,37 @@ export class TaskNotFound extends Schema.TaggedError<TaskNotFound>()("TaskNotFou
 }) {}
 
 /**
+ * A Task's module cannot be imported by a worker. Workers find a Task by
+ * importing the module that defined it, so that module must do nothing else
+ * at its top level:
+ *
+ * - `"TopLevelProgram"`: importing the module started a program that builds a
+ *   pool or runs a map. Guard the program with `if (import.meta.main)`, or
+ *   move the Tasks into a module of their own. The worker fails fast with this
+ *   error instead of starting workers of its own.
+ * - `"TestFile"`: the Task is defined in a test file, which only the test
+ *   runner can load. Define it in an ordinary module and import it from the
+ *   test; the sequential backend runs it anywhere.
+ *
+ * **Example** (Matching an unusable task module)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ParallelError } from "effect-joblib"
+ *
+ * const recover = Effect.catchTag("TaskModuleError", (e: ParallelError.TaskModuleError) => Effect.succeed(e.module))
+ * ```
+ *
+ * @category errors
+ * @since 0.5.0
+ */
+export class TaskModuleError extends Schema.TaggedError<TaskModuleError>()("TaskModuleError", {
+  module: Schema.String,
+  reason: Schema.Literals(["TopLevelProgram", "TestFile"]),
+  message: Schema.String
+}) {}
+
+/**
  * A worker died while it ran a batch, or could not be started. The batch's
  * items are lost; the worker is replaced for the next batch.
  *
@@ -165,6 +196,7 @@ export type ParallelError =
   | InvalidOptions
   | UnshippableFunction
   | TaskNotFound
+  | TaskModuleError
   | WorkerCrashed
   | TaskTimeout
   | RemoteFailure
@@ -173,6 +205,7 @@ const tags = new Set([
   "InvalidOptions",
   "UnshippableFunction",
   "TaskNotFound",
+  "TaskModuleError",
   "WorkerCrashed",
   "TaskTimeout",
   "RemoteFailure"

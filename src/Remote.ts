@@ -29,16 +29,17 @@ import * as Url from "node:url"
 import * as V8 from "node:v8"
 import * as Backend from "./Backend.ts"
 import * as Hashing from "./Hashing.ts"
-import { reviveRefs } from "./internal/workerRuntime.js"
 import { canonicalSource } from "./internal/closure.ts"
 import { decode, type Encoded, makeSettled } from "./internal/outcome.ts"
 import { type SerializedDefect, Status } from "./internal/protocol.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
 import { fromFunction, fromTask, type Work } from "./internal/work.ts"
+import { reviveRefs } from "./internal/workerRuntime.js"
 import {
   type InvalidOptions,
   type ParallelError,
   RemoteFailure,
+  type TaskModuleError,
   TaskNotFound,
   TaskTimeout,
   UnshippableFunction,
@@ -511,7 +512,9 @@ const encodeOutcome = <A, E>(
  * @category layers
  * @since 0.4.0
  */
-export const worker = (options: WorkerOptions): Layer.Layer<never, RemoteFailure | InvalidOptions> =>
+export const worker = (
+  options: WorkerOptions
+): Layer.Layer<never, RemoteFailure | InvalidOptions | TaskModuleError> =>
   Layer.effectDiscard(Effect.gen(function*() {
     const name = options.queue ?? "effect-joblib"
     const prefix = `effect-joblib:${name}:`

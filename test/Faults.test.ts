@@ -295,7 +295,8 @@ describe("after every fault above", () => {
       try {
         const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
         const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-        return ppid === process.pid && Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("EFFECT_JOBLIB_WORKER_SOURCE")
+        return ppid === process.pid &&
+          Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("EFFECT_JOBLIB_WORKER_SOURCE")
       } catch {
         return false
       }

@@ -1,7 +1,25 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
-import { Parallel, ParallelError, Task } from "../src/index.ts"
+import { execFile } from "node:child_process"
+import { Backend, Parallel, ParallelError, Task } from "../src/index.ts"
 import { Negative, Scaled, SquareRoot } from "./fixtures/tasks.ts"
+
+// Defined in this test file, which a worker cannot import outside vitest.
+const Tripled = Task.make("Tripled", { payload: Schema.Number, success: Schema.Number, run: (x) => x * 3 })
+
+const unguarded = new URL("./fixtures/unguarded.ts", import.meta.url)
+
+/** Runs the unguarded fixture program to its end (it must not hang): its exit code and output. */
+const runUnguarded = (backend: "threads" | "processes") =>
+  Effect.callback<{ readonly code: number; readonly stdout: string }>((resume) => {
+    const child = execFile(
+      process.execPath,
+      [unguarded.pathname, backend],
+      { timeout: 30_000 },
+      (error, stdout) => resume(Effect.succeed({ code: error === null ? 0 : Number(error.code ?? -1), stdout }))
+    )
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
 
 describe("Task", () => {
   it("records the module that defined it", () => {
@@ -41,4 +59,29 @@ describe("Task", () => {
       assert.strictEqual((error as ParallelError.TaskNotFound).task, "Ghost")
       assert.include(error.message, "nowhere")
     }))
+
+  it.effect("a task defined in a test file runs sequentially, and fails before dispatch on workers", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* Parallel.map([1, 2], Tripled), [3, 6])
+      for (const backend of [Backend.threads({ workers: 1 }), Backend.processes({ workers: 1 })]) {
+        const error = yield* Effect.flip(Parallel.map([1, 2], Tripled).pipe(Effect.provide(backend)))
+        assert.instanceOf(error, ParallelError.TaskModuleError)
+        const moduleError = error as ParallelError.TaskModuleError
+        assert.strictEqual(moduleError.reason, "TestFile")
+        assert.strictEqual(moduleError.module, Tripled.url)
+        assert.include(moduleError.message, "Define the task in an ordinary module")
+      }
+    }))
+
+  for (const backend of ["threads", "processes"] as const) {
+    it.live(`a task module that runs its program unguarded fails fast with TaskModuleError (${backend})`, () =>
+      Effect.gen(function*() {
+        const { code, stdout } = yield* runUnguarded(backend)
+        assert.strictEqual(code, 0, stdout)
+        assert.include(stdout, "TaskModuleError TopLevelProgram")
+        assert.include(stdout, unguarded.href)
+        assert.include(stdout, "import.meta.main")
+        assert.notInclude(stdout, "values")
+      }))
+  }
 })

@@ -6,7 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { TaskNotFound, WorkerCrashed } from "../ParallelError.ts"
+import { TaskModuleError, TaskNotFound, WorkerCrashed } from "../ParallelError.ts"
 import { CANCEL, type FromWorker, type Partial, Status, type ToWorker, type WorkSpec } from "./protocol.ts"
 
 /** A started worker, thread or process. */
@@ -62,7 +62,7 @@ export interface BatchRequest {
 
 interface Pending {
   readonly request: BatchRequest
-  readonly resolve: (exit: Exit.Exit<RawOutcome, TaskNotFound | WorkerCrashed>) => void
+  readonly resolve: (exit: Exit.Exit<RawOutcome, TaskNotFound | TaskModuleError | WorkerCrashed>) => void
   /** Results received with ticks so far (timeouts only). */
   values: Array<unknown>
   status: Array<number> | undefined
@@ -227,6 +227,11 @@ export class Slot {
         live.pending.delete(message.id)
         if (pending === undefined) return
         const spec = pending.request.spec
+        if (message.unguarded === true && spec.kind === "task") {
+          return pending.resolve(Exit.fail(
+            new TaskModuleError({ module: spec.url, reason: "TopLevelProgram", message: message.message })
+          ))
+        }
         pending.resolve(Exit.fail(
           new TaskNotFound({
             task: specName(spec),
@@ -361,8 +366,8 @@ export class Slot {
     })
   }
 
-  run(request: BatchRequest): Effect.Effect<RawOutcome, TaskNotFound | WorkerCrashed> {
-    return Effect.callback<RawOutcome, TaskNotFound | WorkerCrashed>((resume) => {
+  run(request: BatchRequest): Effect.Effect<RawOutcome, TaskNotFound | TaskModuleError | WorkerCrashed> {
+    return Effect.callback<RawOutcome, TaskNotFound | TaskModuleError | WorkerCrashed>((resume) => {
       let settled = false
       this.outstanding++
       const pending: Pending = {

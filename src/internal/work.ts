@@ -3,9 +3,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { UnshippableFunction } from "../ParallelError.ts"
+import { type TaskModuleError, UnshippableFunction } from "../ParallelError.ts"
 import type * as Task from "../Task.ts"
 import * as Closure from "./closure.ts"
+import { checkImportable } from "./guard.ts"
 import type { WorkSpec } from "./protocol.ts"
 import { isTransparent, mayContainBinary } from "./transparent.ts"
 
@@ -25,7 +26,10 @@ export interface Work<I, A, E> {
   /** Prepares in-process runs for one map; a task's layer is built once, in the map's scope. */
   readonly local: Effect.Effect<Local<I, A, E>, never, Scope.Scope>
   /** What a worker needs to run the items, with a key that stays the same across maps. */
-  readonly ship: Effect.Effect<{ readonly key: number; readonly spec: WorkSpec }, UnshippableFunction>
+  readonly ship: Effect.Effect<
+    { readonly key: number; readonly spec: WorkSpec },
+    UnshippableFunction | TaskModuleError
+  >
   readonly encodeItem: (item: I) => unknown
   /** False when encoded items cannot hold buffers, so that sharing need not walk them. */
   readonly mayShare: boolean
@@ -47,7 +51,10 @@ export const identity = <A>(a: A) => a
 
 export const fromTask = <P, A, E>(task: Task.Task<P, A, E>): Work<P, A, E> => {
   const spec: WorkSpec = { kind: "task", url: task.url, name: task.name }
-  const shipped = Effect.succeed({ key: keyOf(`task:${task.url}#${task.name}`), spec })
+  const shipped = Effect.as(
+    checkImportable(task.name, task.url),
+    { key: keyOf(`task:${task.url}#${task.name}`), spec }
+  )
   return {
     label: task.name,
     source: String(task.run),

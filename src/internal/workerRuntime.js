@@ -592,13 +592,19 @@ export function workerModule(host) {
 }
 
 /**
- * The source of a worker's entry: `workerModule` followed by the call that starts it. `__name` is
- * defined for bundlers that keep function names (esbuild's `keepNames`) by calling a helper of theirs.
+ * The source of a worker's entry: `workerModule` followed by the call that starts it.
+ *
+ * - Node runs the text as a CommonJS script and gives it `require`, `__filename` and friends as
+ *   globals, where every module would see them (and some libraries then take `__filename` for their
+ *   own path): they are removed first.
+ * - `__name` is in scope for bundlers that keep function names (esbuild's `keepNames`) by calling a
+ *   helper of theirs.
  *
  * @param {"startThread" | "startProcess"} start
  */
 export const workerSource = (start) =>
-  `"use strict";var __name=(target)=>target;(${workerModule})({importModule:(url)=>import(url)}).${start}()`
+  `"use strict";for(const name of ["require","module","exports","__filename","__dirname"])delete globalThis[name];` +
+  `((__name)=>(${workerModule})({importModule:(url)=>import(url)}).${start}())((target)=>target)`
 
 /** The helpers the main thread shares with workers. */
 export const { Status, CANCEL, REF, mapBuffers, isThenable, makeRef, reviveRefs } = workerModule({
