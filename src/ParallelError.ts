@@ -166,8 +166,9 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
 
 /**
  * The remote backend could not do its part: Redis is unreachable or went
- * away, no worker is connected, or a worker rejected a batch (an inline
- * function on a worker that does not allow them, a task whose source differs).
+ * away, no worker is connected, a worker rejected a batch (an inline
+ * function on a worker that does not allow them, a task whose source differs),
+ * or the optional packages `bullmq` and `ioredis` are not installed.
  *
  * **Example** (Matching a missing worker)
  *
@@ -182,7 +183,7 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
  * @since 0.4.0
  */
 export class RemoteFailure extends Schema.TaggedError<RemoteFailure>()("RemoteFailure", {
-  reason: Schema.Literals(["Unreachable", "NoWorker", "Rejected"]),
+  reason: Schema.Literals(["Unreachable", "NoWorker", "Rejected", "MissingDependency"]),
   message: Schema.String
 }) {}
 

@@ -30,6 +30,7 @@ import * as V8 from "node:v8"
 import * as Backend from "./Backend.ts"
 import * as Hashing from "./Hashing.ts"
 import { canonicalSource } from "./internal/closure.ts"
+import { importOptional } from "./internal/optional.ts"
 import { decode, type Encoded, makeSettled } from "./internal/outcome.ts"
 import { type SerializedDefect, Status } from "./internal/protocol.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
@@ -107,7 +108,9 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
 const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blocking: boolean) =>
   Effect.gen(function*() {
     const url = urlOf(redis)
-    const { Redis } = yield* Effect.promise(() => import("ioredis"))
+    const { Redis } = yield* importOptional("ioredis", () => import("ioredis"), "Remote", "bullmq ioredis").pipe(
+      Effect.mapError((message) => new RemoteFailure({ reason: "MissingDependency", message }))
+    )
     const client = yield* Effect.acquireRelease(
       Effect.sync(() =>
         new Redis(url, {
@@ -132,6 +135,10 @@ const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blo
     })
     return client
   })
+
+const loadBullmq = importOptional("bullmq", () => import("bullmq"), "Remote", "bullmq ioredis").pipe(
+  Effect.mapError((message) => new RemoteFailure({ reason: "MissingDependency", message }))
+)
 
 /** A task's version: the hash of its `run` as tokens, so that formatting alone never counts as a change. */
 const hashSource = (source: string) => Effect.orDie(Hashing.hash(canonicalSource(source)))
@@ -197,7 +204,7 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
     const waitForWorker = Duration.toMillis(Duration.fromInputUnsafe(options.noWorkerTimeout ?? "10 seconds"))
     const client = yield* connect(options.redis, timeout, false)
     const replies = yield* connect(options.redis, timeout, true)
-    const { Queue } = yield* Effect.promise(() => import("bullmq"))
+    const { Queue } = yield* loadBullmq
     const queue = yield* Effect.acquireRelease(
       Effect.sync(() => new Queue(name, { connection: client })),
       (queue) => closing(() => queue.close())
@@ -537,7 +544,7 @@ export const worker = (
       Backend.Backend
     )
     const client = yield* connect(options.redis, options.timeout ?? 5000, true)
-    const { WaitingError, Worker } = yield* Effect.promise(() => import("bullmq"))
+    const { WaitingError, Worker } = yield* loadBullmq
     const context = yield* Effect.context<Scope.Scope>()
     const runners = new Map<string, Effect.Effect<Backend.Runner<any, any, any>, ParallelError>>()
     let nextSlot = 0

@@ -20,6 +20,7 @@ import * as Os from "node:os"
 import * as NodePath from "node:path"
 import { StoreError } from "./CacheError.ts"
 import { AccessLog } from "./internal/accessLog.ts"
+import { importOptional } from "./internal/optional.ts"
 
 /**
  * What a store records about an entry.
@@ -911,10 +912,9 @@ export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Sto
     const store = "redis"
     const prefix = options?.prefix ?? "effect-joblib:"
     const timeout = options?.timeout ?? 2000
-    const { Redis } = yield* Effect.tryPromise({
-      try: () => import("ioredis"),
-      catch: (error) => new StoreError({ store, operation: "open", message: `cannot load ioredis: ${String(error)}` })
-    })
+    const { Redis } = yield* importOptional("ioredis", () => import("ioredis"), "Store.layerRedis", "ioredis").pipe(
+      Effect.mapError((message) => new StoreError({ store, operation: "open", message }))
+    )
     const request = <A>(operation: string, run: () => Promise<A>) =>
       Effect.tryPromise({
         try: run,
