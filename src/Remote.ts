@@ -108,7 +108,7 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
 const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blocking: boolean) =>
   Effect.gen(function*() {
     const url = urlOf(redis)
-    const { Redis } = yield* importOptional("ioredis", () => import("ioredis"), "Remote", "bullmq ioredis").pipe(
+    const { Redis } = yield* importOptional<typeof import("ioredis")>("ioredis", "Remote", "bullmq ioredis").pipe(
       Effect.mapError((message) => new RemoteFailure({ reason: "MissingDependency", message }))
     )
     const client = yield* Effect.acquireRelease(
@@ -136,7 +136,7 @@ const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blo
     return client
   })
 
-const loadBullmq = importOptional("bullmq", () => import("bullmq"), "Remote", "bullmq ioredis").pipe(
+const loadBullmq = importOptional<typeof import("bullmq")>("bullmq", "Remote", "bullmq ioredis").pipe(
   Effect.mapError((message) => new RemoteFailure({ reason: "MissingDependency", message }))
 )
 

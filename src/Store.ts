@@ -912,7 +912,7 @@ export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Sto
     const store = "redis"
     const prefix = options?.prefix ?? "effect-joblib:"
     const timeout = options?.timeout ?? 2000
-    const { Redis } = yield* importOptional("ioredis", () => import("ioredis"), "Store.layerRedis", "ioredis").pipe(
+    const { Redis } = yield* importOptional<typeof import("ioredis")>("ioredis", "Store.layerRedis", "ioredis").pipe(
       Effect.mapError((message) => new StoreError({ store, operation: "open", message }))
     )
     const request = <A>(operation: string, run: () => Promise<A>) =>

@@ -6,13 +6,7 @@ describe("optional peer dependencies", () => {
   it.effect("a missing package fails with what to install", () =>
     Effect.gen(function*() {
       const message = yield* Effect.flip(
-        importOptional(
-          "effect-joblib-not-a-package",
-          // @ts-expect-error: the package does not exist
-          () => import("effect-joblib-not-a-package"),
-          "Remote",
-          "bullmq ioredis"
-        )
+        importOptional("effect-joblib-not-a-package", "Remote", "bullmq ioredis")
       )
       assert.strictEqual(
         message,
@@ -20,11 +14,9 @@ describe("optional peer dependencies", () => {
       )
     }))
 
-  it.effect("a package that fails while loading says why, not that it is missing", () =>
+  it.effect("an installed package loads", () =>
     Effect.gen(function*() {
-      const message = yield* Effect.flip(
-        importOptional("ioredis", () => Promise.reject(new Error("boom")), "Store.layerRedis", "ioredis")
-      )
-      assert.strictEqual(message, "Store.layerRedis cannot load ioredis: boom")
+      const module = yield* importOptional<typeof import("ioredis")>("ioredis", "Store.layerRedis", "ioredis")
+      assert.isFunction(module.Redis)
     }))
 })

@@ -8,16 +8,13 @@ const isMissing = (error: unknown, name: string) =>
 
 /**
  * Imports the optional package `name` for `feature`. Fails with a message saying what to install when it
- * is missing, or why it did not load.
+ * is missing, or why it did not load. The specifier is not a literal, so that a bundler leaves the
+ * package to be found at run time rather than failing the build when it is not installed (BullMQ reads
+ * its scripts from its own files, so it could not be bundled anyway).
  */
-export const importOptional = <M>(
-  name: string,
-  load: () => Promise<M>,
-  feature: string,
-  install: string
-): Effect.Effect<M, string> =>
+export const importOptional = <M>(name: string, feature: string, install: string): Effect.Effect<M, string> =>
   Effect.tryPromise({
-    try: load,
+    try: () => import(name) as Promise<M>,
     catch: (error) =>
       isMissing(error, name)
         ? `${feature} needs the optional package ${name}, which is not installed: npm install ${install}`

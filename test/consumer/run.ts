@@ -1,0 +1,169 @@
+/**
+ * The consumer check: packs this library, installs the tarball into a fresh project beside `effect` and
+ * `@effect/platform-node` (without the optional `bullmq` and `ioredis`), and asserts what a user sees:
+ * plain JS on threads (Node 24 and Node 22), TypeScript run by Node, the same app compiled by tsc and
+ * bundled into one file by esbuild, the consumer's vitest swapping backends, the optional packages'
+ * typed errors, and `npx effect-joblib`. Usage: `npm run test:consumer`. Ends with "N passed, N failed".
+ */
+import * as assert from "node:assert/strict"
+import { execFileSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const repo = Path.resolve(import.meta.dirname, "../..")
+const project = Path.join(import.meta.dirname, "project")
+const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-consumer-"))
+const app = Path.join(root, "app")
+const versionOf = (name: string) =>
+  JSON.parse(Fs.readFileSync(Path.join(repo, "node_modules", name, "package.json"), "utf8")).version as string
+
+// The consumer sees none of this repository's settings: no source condition, no repository on the path.
+const env: Record<string, string | undefined> = { ...process.env, CI: "true", NO_COLOR: "1" }
+delete env.NODE_OPTIONS
+delete env.npm_config_prefix
+
+const run = (command: string, args: ReadonlyArray<string>, cwd = app, timeout = 300_000) =>
+  execFileSync(command, args, { cwd, env, encoding: "utf8", timeout, stdio: ["ignore", "pipe", "pipe"] })
+
+const npm = (args: ReadonlyArray<string>, cwd = app) =>
+  run(process.platform === "win32" ? "npm.cmd" : "npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], cwd)
+
+const node = process.execPath
+
+let passed = 0
+let failed = 0
+const check = (name: string, body: () => void) => {
+  const started = performance.now()
+  try {
+    body()
+    passed++
+    console.log(`ok   ${name} (${Math.round(performance.now() - started)} ms)`)
+  } catch (error) {
+    failed++
+    const output = error as { stdout?: string; stderr?: string; message?: string }
+    console.log(`FAIL ${name}\n${output.message}\n${output.stdout ?? ""}${output.stderr ?? ""}`)
+  }
+}
+
+console.log(`consumer project: ${app}`)
+check("npm pack builds and packs dist/, README, LICENSE and CHANGELOG", () => {
+  const out = npm(["pack", "--json", "--pack-destination", root], repo)
+  const [packed] = JSON.parse(out.slice(out.indexOf("["))) as Array<
+    { filename: string; files: Array<{ path: string }> }
+  >
+  const files = new Set(packed!.files.map((file) => file.path))
+  for (const file of ["dist/index.js", "dist/index.d.ts", "dist/index.d.ts.map", "dist/index.js.map", "dist/bin.js"]) {
+    assert.ok(files.has(file), `the tarball lacks ${file}`)
+  }
+  for (const file of ["README.md", "LICENSE", "CHANGELOG.md", "package.json"]) assert.ok(files.has(file), file)
+  assert.ok(Fs.readFileSync(Path.join(repo, "dist/bin.js"), "utf8").startsWith("#!/usr/bin/env node"))
+  Fs.renameSync(Path.join(root, packed!.filename), Path.join(root, "effect-joblib.tgz"))
+})
+
+check("the tarball installs into a fresh project without bullmq or ioredis", () => {
+  Fs.cpSync(project, app, { recursive: true })
+  Fs.writeFileSync(
+    Path.join(app, "package.json"),
+    JSON.stringify(
+      {
+        name: "consumer",
+        private: true,
+        type: "module",
+        dependencies: {
+          "effect-joblib": `file:${Path.join(root, "effect-joblib.tgz")}`,
+          effect: versionOf("effect"),
+          "@effect/platform-node": versionOf("@effect/platform-node")
+        },
+        devDependencies: {
+          typescript: versionOf("typescript"),
+          esbuild: versionOf("esbuild"),
+          vitest: versionOf("vitest"),
+          "@types/node": versionOf("@types/node")
+        }
+      },
+      null,
+      2
+    )
+  )
+  npm(["install", "--prefer-offline"])
+  // (`redis` may be there: it is a peer of @effect/platform-node's, not of this package's.)
+  for (const absent of ["bullmq", "ioredis"]) {
+    assert.ok(!Fs.existsSync(Path.join(app, "node_modules", absent)), `${absent} was installed`)
+  }
+})
+
+const expected = { threads: [1, 4, 9, 16], processes: [1, 8, 27], inline: [1, 2, 3] }
+
+check("plain JavaScript (ESM) on threads, Node 24", () => {
+  const out = JSON.parse(run(node, ["plain.mjs"]))
+  assert.deepStrictEqual(out.task, [1, 2, 3])
+  assert.deepStrictEqual(out.inline, [2, 3, 4])
+  assert.match(out.node, /^24\./)
+})
+
+check("TypeScript run by Node 24, with Tasks on threads and processes", () => {
+  assert.deepStrictEqual(JSON.parse(run(node, ["app.ts"])), expected)
+})
+
+check("the app compiled by tsc (strict, skipLibCheck false) with no error from the package", () => {
+  run(node, [Path.join(app, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"])
+  assert.deepStrictEqual(JSON.parse(run(node, ["out/app.js"])), expected)
+})
+
+check("an esbuild single-file bundle, run where no node_modules can be found", () => {
+  const bundleDir = Path.join(root, "bundle-only")
+  Fs.mkdirSync(bundleDir)
+  const outfile = Path.join(bundleDir, "app.mjs")
+  run(Path.join(app, "node_modules/.bin/esbuild"), [
+    "app.ts",
+    "--bundle",
+    "--platform=node",
+    "--format=esm",
+    `--outfile=${outfile}`,
+    "--log-level=warning"
+  ])
+  assert.deepStrictEqual(Fs.readdirSync(bundleDir), ["app.mjs"])
+  assert.deepStrictEqual(JSON.parse(run(node, [outfile], bundleDir)), expected)
+})
+
+check("the consumer's vitest swaps sequential, threads and processes with the consumer's Task", () => {
+  const out = run(node, [Path.join(app, "node_modules/vitest/vitest.mjs"), "run"])
+  assert.match(out, /Tests\s+(?:\S+\s+)?4 passed/)
+})
+
+check("Remote and Store.layerRedis without their packages: typed errors naming what to install", () => {
+  const out = JSON.parse(run(node, ["optional.mjs"]))
+  assert.deepStrictEqual(out.remote.slice(0, 2), ["RemoteFailure", "MissingDependency"])
+  assert.match(out.remote[2], /npm install bullmq ioredis/)
+  assert.equal(out.redis[0], "StoreError")
+  assert.match(out.redis[1], /npm install ioredis/)
+})
+
+check("npx effect-joblib --help, and cache <dir> stats", () => {
+  assert.match(run("npx", ["--no-install", "effect-joblib", "--help"]), /cache/)
+  const dir = Path.join(app, "cache-dir")
+  assert.deepStrictEqual(JSON.parse(run(node, ["cache.mjs", dir])), { value: 42 })
+  assert.match(run("npx", ["--no-install", "effect-joblib", "cache", dir, "stats"]), /\b1 entr/)
+})
+
+check("plain JavaScript on Node 22, installed into the project", () => {
+  const prefix = Path.join(root, "node22")
+  Fs.mkdirSync(prefix)
+  Fs.writeFileSync(
+    Path.join(prefix, "package.json"),
+    JSON.stringify({ name: "node22", private: true, allowScripts: { node: true } })
+  )
+  npm(["install", "--prefer-offline", "node@22"], prefix)
+  const node22 = Path.join(prefix, "node_modules/.bin/node")
+  const version = run(node22, ["--version"]).trim()
+  assert.match(version, /^v22\./)
+  const out = JSON.parse(run(node22, ["plain.mjs"]))
+  assert.deepStrictEqual(out.task, [1, 2, 3])
+  assert.deepStrictEqual(out.inline, [2, 3, 4])
+  assert.equal(`v${out.node}`, version)
+})
+
+if (failed === 0) Fs.rmSync(root, { recursive: true, force: true })
+console.log(`consumer: ${passed} passed, ${failed} failed`)
+process.exitCode = failed === 0 ? 0 : 1
