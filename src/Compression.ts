@@ -116,21 +116,31 @@ const decompressOneShot = (method: string, oneShot: OneShot) => (data: Uint8Arra
     }
   })
 
+/**
+ * A compressor of `node:zlib`. `unmake` is undefined where this Node lacks the method (zstd before
+ * 22.15): then both directions fail with an error naming the version it needs.
+ */
 const node = (
   id: number,
   name: string,
   extensions: ReadonlyArray<string>,
   levels: Compressor["levels"],
   make: (level: number) => NodeStream,
-  unmake: OneShot
-): Compressor => ({
-  id,
-  name,
-  extensions,
-  levels,
-  compress: (parts, level) => Effect.suspend(() => runNodeStream(name, make(level), parts)),
-  decompress: decompressOneShot(name, unmake)
-})
+  unmake: OneShot | undefined,
+  needs?: string
+): Compressor => {
+  const missing = unmake === undefined
+    ? Effect.fail(fail(name, `${name} needs Node ${needs} or later; this is Node ${process.versions.node}`))
+    : undefined
+  return {
+    id,
+    name,
+    extensions,
+    levels,
+    compress: (parts, level) => missing ?? Effect.suspend(() => runNodeStream(name, make(level), parts)),
+    decompress: unmake === undefined ? () => missing! : decompressOneShot(name, unmake)
+  }
+}
 
 const CHUNK = 1 << 20
 
@@ -146,7 +156,8 @@ export const zstd: Compressor = node(
   [".zst", ".zstd"],
   { min: 1, max: 19, default: 3 },
   (level) => Zlib.createZstdCompress({ chunkSize: CHUNK, params: { [Zlib.constants.ZSTD_c_compressionLevel]: level } }),
-  Zlib.zstdDecompress as OneShot
+  Zlib.zstdDecompress as OneShot | undefined,
+  "22.15"
 )
 
 /**

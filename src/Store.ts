@@ -650,7 +650,15 @@ const makeFileSystem = (
 export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<Store, StoreError> =>
   Layer.effect(Store)(Effect.gen(function*() {
     const store = "sqlite"
-    const { DatabaseSync } = yield* attempt(store, "open", () => process.getBuiltinModule("node:sqlite"))
+    const sqlite = process.getBuiltinModule("node:sqlite") as typeof import("node:sqlite") | undefined
+    if (sqlite === undefined) {
+      return yield* new StoreError({
+        store,
+        operation: "open",
+        message: `Store.layerSqlite needs node:sqlite, from Node 22.13 on; this is Node ${process.versions.node}`
+      })
+    }
+    const { DatabaseSync } = sqlite
     const db = yield* Effect.acquireRelease(
       attempt(store, "open", () => {
         if (file !== ":memory:") Fs.mkdirSync(NodePath.dirname(NodePath.resolve(file)), { recursive: true })

@@ -1,25 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
-import { execFile } from "node:child_process"
 import { Backend, Parallel, ParallelError, Task } from "../src/index.ts"
 import { Negative, Scaled, SquareRoot } from "./fixtures/tasks.ts"
+import { runNode } from "./subprocess.ts"
 
 // Defined in this test file, which a worker cannot import outside vitest.
 const Tripled = Task.make("Tripled", { payload: Schema.Number, success: Schema.Number, run: (x) => x * 3 })
 
 const unguarded = new URL("./fixtures/unguarded.ts", import.meta.url)
-
-/** Runs the unguarded fixture program to its end (it must not hang): its exit code and output. */
-const runUnguarded = (backend: "threads" | "processes") =>
-  Effect.callback<{ readonly code: number; readonly stdout: string }>((resume) => {
-    const child = execFile(
-      process.execPath,
-      [unguarded.pathname, backend],
-      { timeout: 30_000 },
-      (error, stdout) => resume(Effect.succeed({ code: error === null ? 0 : Number(error.code ?? -1), stdout }))
-    )
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
 
 describe("Task", () => {
   it("records the module that defined it", () => {
@@ -76,7 +64,7 @@ describe("Task", () => {
   for (const backend of ["threads", "processes"] as const) {
     it.live(`a task module that runs its program unguarded fails fast with TaskModuleError (${backend})`, () =>
       Effect.gen(function*() {
-        const { code, stdout } = yield* runUnguarded(backend)
+        const { code, stdout } = yield* runNode(unguarded, [backend])
         assert.strictEqual(code, 0, stdout)
         assert.include(stdout, "TaskModuleError TopLevelProgram")
         assert.include(stdout, unguarded.href)
