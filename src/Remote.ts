@@ -12,6 +12,7 @@
  * @stability unstable
  * @since 0.4.0
  */
+import type * as BullMQ from "bullmq"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -23,6 +24,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as IORedis from "ioredis"
 import * as Crypto from "node:crypto"
 import * as NodePath from "node:path"
 import * as Url from "node:url"
@@ -108,7 +110,7 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
 const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blocking: boolean) =>
   Effect.gen(function*() {
     const url = urlOf(redis)
-    const { Redis } = yield* importOptional<typeof import("ioredis")>("ioredis", "Remote", "bullmq ioredis").pipe(
+    const { Redis } = yield* importOptional<typeof IORedis>("ioredis", "Remote", "bullmq ioredis").pipe(
       Effect.mapError((message) => new RemoteFailure({ reason: "MissingDependency", message }))
     )
     const client = yield* Effect.acquireRelease(
@@ -136,7 +138,7 @@ const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blo
     return client
   })
 
-const loadBullmq = importOptional<typeof import("bullmq")>("bullmq", "Remote", "bullmq ioredis").pipe(
+const loadBullmq = importOptional<typeof BullMQ>("bullmq", "Remote", "bullmq ioredis").pipe(
   Effect.mapError((message) => new RemoteFailure({ reason: "MissingDependency", message }))
 )
 

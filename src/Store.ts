@@ -14,10 +14,12 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as IORedis from "ioredis"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
+import type * as NodeSqlite from "node:sqlite"
 import { StoreError } from "./CacheError.ts"
 import { AccessLog } from "./internal/accessLog.ts"
 import { importOptional } from "./internal/optional.ts"
@@ -650,7 +652,7 @@ const makeFileSystem = (
 export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<Store, StoreError> =>
   Layer.effect(Store)(Effect.gen(function*() {
     const store = "sqlite"
-    const sqlite = process.getBuiltinModule("node:sqlite") as typeof import("node:sqlite") | undefined
+    const sqlite = process.getBuiltinModule("node:sqlite") as typeof NodeSqlite | undefined
     if (sqlite === undefined) {
       return yield* new StoreError({
         store,
@@ -920,7 +922,7 @@ export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Sto
     const store = "redis"
     const prefix = options?.prefix ?? "effect-joblib:"
     const timeout = options?.timeout ?? 2000
-    const { Redis } = yield* importOptional<typeof import("ioredis")>("ioredis", "Store.layerRedis", "ioredis").pipe(
+    const { Redis } = yield* importOptional<typeof IORedis>("ioredis", "Store.layerRedis", "ioredis").pipe(
       Effect.mapError((message) => new StoreError({ store, operation: "open", message }))
     )
     const request = <A>(operation: string, run: () => Promise<A>) =>

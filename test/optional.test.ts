@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import type * as IORedis from "ioredis"
 import { importOptional } from "../src/internal/optional.ts"
 
 describe("optional peer dependencies", () => {
@@ -16,7 +17,7 @@ describe("optional peer dependencies", () => {
 
   it.effect("an installed package loads", () =>
     Effect.gen(function*() {
-      const module = yield* importOptional<typeof import("ioredis")>("ioredis", "Store.layerRedis", "ioredis")
+      const module = yield* importOptional<typeof IORedis>("ioredis", "Store.layerRedis", "ioredis")
       assert.isFunction(module.Redis)
     }))
 })
