@@ -2,12 +2,16 @@
 import { Effect } from "effect"
 import { execFile } from "node:child_process"
 
-export const runNode = (file: URL, args: ReadonlyArray<string>) =>
+export const runNode = (
+  file: URL,
+  args: ReadonlyArray<string>,
+  options?: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv }
+) =>
   Effect.callback<{ readonly code: number; readonly stdout: string; readonly stderr: string }>((resume) => {
     const child = execFile(
       process.execPath,
       [file.pathname, ...args],
-      { timeout: 30_000 },
+      { timeout: 30_000, ...options },
       (error, stdout, stderr) =>
         resume(Effect.succeed({ code: error === null ? 0 : Number(error.code ?? -1), stdout, stderr }))
     )
