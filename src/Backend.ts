@@ -305,6 +305,12 @@ export interface PoolOptions {
   readonly memoryLimitMb?: number | undefined
   readonly execArgv?: ReadonlyArray<string> | undefined
   /**
+   * What becomes of what workers write to stderr. `"forward"` (the default) writes it to this process's
+   * stderr as it comes; `"capture"` keeps it to itself. Either way a `WorkerCrashed` carries the end of
+   * the crashed worker's stderr, such as an uncaught exception's stack or V8's out-of-memory report.
+   */
+  readonly stderr?: "forward" | "capture" | undefined
+  /**
    * Extra environment variables of each worker. Workers also get `UV_THREADPOOL_SIZE`, `OMP_NUM_THREADS`
    * and similar set to `max(1, cpus / workers)` unless set here or already set in this process.
    */
@@ -340,6 +346,7 @@ const PoolOptionsFields = {
   interruptGrace: Schema.optional(Options.DurationInput),
   memoryLimitMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
   execArgv: Schema.optional(Schema.Array(Schema.String)),
+  stderr: Schema.optional(Schema.Literals(["forward", "capture"])),
   env: Schema.optional(Schema.Record(Schema.String, Schema.String))
 }
 
@@ -411,6 +418,7 @@ interface PoolConfig {
   readonly memoryLimit: number | undefined
   /** Workers share no memory with this process: reused buffers are sent once per worker and referred to. */
   readonly isolated: boolean
+  readonly forwardStderr: boolean
   readonly spawn: Spawn
 }
 
@@ -427,6 +435,7 @@ const resolvePool = Effect.fnUntraced(function*(
     maxBytes: parsed.maxBytes ?? 1024 * 1024,
     grace: Duration.toMillis(Duration.fromInputUnsafe(parsed.interruptGrace ?? 100)),
     memoryLimit: parsed.memoryLimitMb === undefined ? undefined : parsed.memoryLimitMb * 1024 * 1024,
+    forwardStderr: parsed.stderr !== "capture",
     env: workerEnv(workers, parsed.env)
   }
 })
@@ -440,6 +449,7 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
     (_, i) =>
       new Slot(i, config.spawn, {
         grace: config.grace,
+        forwardStderr: config.forwardStderr,
         memoryLimit: config.memoryLimit,
         onSettle: settled.notify
       })
@@ -543,9 +553,11 @@ const makeThreads = Effect.fnUntraced(function*(options: ThreadsOptions | undefi
           resourceLimits: parsed.resourceLimits,
           execArgv: parsed.execArgv ? [...parsed.execArgv] : undefined,
           env: pool.env,
+          stderr: true,
           name: `effect-joblib-${++count}`
         } as ConstructorParameters<typeof Worker>[1]
       )
+      worker.stderr.on("data", handlers.onStderr)
       worker.on("message", handlers.onMessage)
       worker.on("error", handlers.onError)
       worker.on("exit", (code) => handlers.onExit(code, undefined))
@@ -570,11 +582,22 @@ const makeProcesses = Effect.fnUntraced(function*(options: ProcessesOptions | un
       const child = spawn(process.execPath, [...execArgv, "--eval", processBootstrap], {
         serialization: "advanced",
         env: { ...pool.env, EFFECT_JOBLIB_THRESHOLD: String(pool.maxBytes), [SOURCE_VARIABLE]: processSource },
-        stdio: ["ignore", "inherit", "inherit", "ipc"]
+        stdio: ["ignore", "inherit", "pipe", "ipc"]
       })
+      child.stderr!.on("data", handlers.onStderr)
       child.on("message", (message) => handlers.onMessage(message as never))
       child.on("error", handlers.onError)
-      child.on("exit", (code, signal) => handlers.onExit(code ?? undefined, signal ?? undefined))
+      child.on("exit", (code, signal) => {
+        const report = () => handlers.onExit(code ?? undefined, signal ?? undefined)
+        // A crash report is read whole once stderr ends; a grandchild holding the pipe open delays it little.
+        const stderr = child.stderr!
+        if (stderr.readableEnded) return report()
+        const timer = setTimeout(report, 200)
+        stderr.once("end", () => {
+          clearTimeout(timer)
+          report()
+        })
+      })
       const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
       return {
         id: child.pid ?? -1,

@@ -112,7 +112,9 @@ export class TaskModuleError extends Schema.TaggedError<TaskModuleError>()("Task
 
 /**
  * A worker died while it ran a batch, or could not be started. The batch's
- * items are lost; the worker is replaced for the next batch.
+ * items are lost; the worker is replaced for the next batch. `stderr` holds
+ * the end of what the worker wrote there: an uncaught exception's stack, or
+ * V8's out-of-memory report.
  *
  * **Example** (Matching a crashed worker)
  *
@@ -132,6 +134,8 @@ export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCr
   worker: Schema.Number,
   exitCode: Schema.optional(Schema.Number),
   signal: Schema.optional(Schema.String),
+  /** The end of what the worker wrote to stderr (its last 8 KB), where a crash report usually is. */
+  stderr: Schema.optional(Schema.String),
   message: Schema.String
 }) {}
 

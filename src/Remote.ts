@@ -212,6 +212,8 @@ export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
       (queue) => closing(() => queue.close())
     )
     queue.setMaxListeners(0)
+    // Failures surface as typed errors of the calls; without a listener BullMQ prints each one.
+    queue.on("error", () => {})
     const request = <A>(what: string, run: () => Promise<A>) =>
       Effect.tryPromise({
         try: run,

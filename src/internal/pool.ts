@@ -21,7 +21,12 @@ export interface EndpointHandlers {
   readonly onMessage: (message: FromWorker) => void
   readonly onExit: (exitCode: number | undefined, signal: string | undefined) => void
   readonly onError: (error: Error) => void
+  /** What the worker writes to its stderr. */
+  readonly onStderr: (chunk: Uint8Array) => void
 }
+
+/** How much of a worker's stderr a `WorkerCrashed` carries: the end, where a crash report is. */
+const STDERR_TAIL = 8 * 1024
 
 export type Spawn = (control: SharedArrayBuffer, handlers: EndpointHandlers) => Endpoint
 
@@ -45,6 +50,8 @@ export interface SlotOptions {
   readonly memoryLimit: number | undefined
   /** Called when any batch settles, for dispatchers waiting for a free slot. */
   readonly onSettle: () => void
+  /** Also write what workers write to stderr to this process's stderr, as it comes. */
+  readonly forwardStderr: boolean
 }
 
 export interface BatchRequest {
@@ -87,9 +94,13 @@ interface Live {
   dead: boolean
   /** Takes no new batches; terminated once its pending batches finish. */
   retiring: boolean
+  /** The end of what the worker wrote to stderr. */
+  stderr: string
 }
 
 let nextBatchId = 1
+
+const decoder = new TextDecoder()
 
 const specName = (spec: WorkSpec) => (spec.kind === "task" ? spec.name : "<inline function>")
 
@@ -149,7 +160,8 @@ export class Slot {
       keys: new Set(),
       buffers: new Set(),
       dead: false,
-      retiring: false
+      retiring: false,
+      stderr: ""
     }
     const die = (exitCode: number | undefined, signal: string | undefined, reason: string) => {
       if (live.dead) return
@@ -157,13 +169,16 @@ export class Slot {
       failReady(new Error(reason))
       // The batch the worker was running is lost; those queued behind it never started.
       const running = live.pending.values().next().value
+      const stderr = live.stderr.trim()
       this.bury(live, running, () => {
         running?.resolve(Exit.fail(
           new WorkerCrashed({
             worker: id,
             exitCode,
             signal,
-            message: `worker ${id} ${reason} while running ${specName(running.request.spec)}`
+            stderr: stderr === "" ? undefined : stderr,
+            message: `worker ${id} ${reason} while running ${specName(running.request.spec)}` +
+              (stderr === "" ? "" : `; its stderr ended with:\n${stderr}`)
           })
         ))
       })
@@ -172,7 +187,11 @@ export class Slot {
       onMessage: (message) => this.receive(live, message, markReady),
       onExit: (exitCode, signal) =>
         die(exitCode, signal, `exited${signal ? ` on signal ${signal}` : ` with code ${exitCode}`}`),
-      onError: (error) => die(undefined, undefined, `failed: ${error.stack ?? error.message}`)
+      onError: (error) => die(undefined, undefined, `failed: ${error.stack ?? error.message}`),
+      onStderr: (chunk) => {
+        if (this.options.forwardStderr) process.stderr.write(chunk)
+        live.stderr = (live.stderr + decoder.decode(chunk)).slice(-STDERR_TAIL)
+      }
     })
     this.live = live
     this.lives.add(live)
