@@ -8,7 +8,8 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   persist: () => import("./persist.ts"),
   hash: () => import("./hash.ts"),
   cache: () => import("./cache.ts"),
-  remote: () => import("./remote.ts")
+  remote: () => import("./remote.ts"),
+  package: () => import("./package.ts")
 }
 
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites)

@@ -572,6 +572,8 @@ export function workerModule(host) {
     globals[WORKER_GUARD] = guard
     const send = /** @type {NonNullable<typeof process.send>} */ (process.send).bind(process)
     const threshold = Number(process.env.EFFECT_JOBLIB_THRESHOLD ?? 1024 * 1024)
+    // This process's own source, not for the processes its tasks start.
+    delete process.env.EFFECT_JOBLIB_WORKER_SOURCE
     // No memory is shared with the parent: cancellations arrive as messages and are recorded here.
     const handle = makeRuntime(
       (message) => send(message),

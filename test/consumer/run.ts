@@ -6,29 +6,15 @@
  * typed errors, and `npx effect-joblib`. Usage: `npm run test:consumer`. Ends with "N passed, N failed".
  */
 import * as assert from "node:assert/strict"
-import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { installProject, npm, pack, repo, run as runIn } from "./install.ts"
 
-const repo = Path.resolve(import.meta.dirname, "../..")
 const project = Path.join(import.meta.dirname, "project")
 const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-consumer-"))
 const app = Path.join(root, "app")
-const versionOf = (name: string) =>
-  JSON.parse(Fs.readFileSync(Path.join(repo, "node_modules", name, "package.json"), "utf8")).version as string
-
-// The consumer sees none of this repository's settings: no source condition, no repository on the path.
-const env: Record<string, string | undefined> = { ...process.env, CI: "true", NO_COLOR: "1" }
-delete env.NODE_OPTIONS
-delete env.npm_config_prefix
-
-const run = (command: string, args: ReadonlyArray<string>, cwd = app, timeout = 300_000) =>
-  execFileSync(command, args, { cwd, env, encoding: "utf8", timeout, stdio: ["ignore", "pipe", "pipe"] })
-
-const npm = (args: ReadonlyArray<string>, cwd = app) =>
-  run(process.platform === "win32" ? "npm.cmd" : "npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], cwd)
-
+const run = (command: string, args: ReadonlyArray<string>, cwd = app) => runIn(command, args, cwd)
 const node = process.execPath
 
 let passed = 0
@@ -48,45 +34,17 @@ const check = (name: string, body: () => void) => {
 
 console.log(`consumer project: ${app}`)
 check("npm pack builds and packs dist/, README, LICENSE and CHANGELOG", () => {
-  const out = npm(["pack", "--json", "--pack-destination", root], repo)
-  const [packed] = JSON.parse(out.slice(out.indexOf("["))) as Array<
-    { filename: string; files: Array<{ path: string }> }
-  >
-  const files = new Set(packed!.files.map((file) => file.path))
+  const files = new Set(pack(root))
   for (const file of ["dist/index.js", "dist/index.d.ts", "dist/index.d.ts.map", "dist/index.js.map", "dist/bin.js"]) {
     assert.ok(files.has(file), `the tarball lacks ${file}`)
   }
   for (const file of ["README.md", "LICENSE", "CHANGELOG.md", "package.json"]) assert.ok(files.has(file), file)
   assert.ok(Fs.readFileSync(Path.join(repo, "dist/bin.js"), "utf8").startsWith("#!/usr/bin/env node"))
-  Fs.renameSync(Path.join(root, packed!.filename), Path.join(root, "effect-joblib.tgz"))
 })
 
 check("the tarball installs into a fresh project without bullmq or ioredis", () => {
   Fs.cpSync(project, app, { recursive: true })
-  Fs.writeFileSync(
-    Path.join(app, "package.json"),
-    JSON.stringify(
-      {
-        name: "consumer",
-        private: true,
-        type: "module",
-        dependencies: {
-          "effect-joblib": `file:${Path.join(root, "effect-joblib.tgz")}`,
-          effect: versionOf("effect"),
-          "@effect/platform-node": versionOf("@effect/platform-node")
-        },
-        devDependencies: {
-          typescript: versionOf("typescript"),
-          esbuild: versionOf("esbuild"),
-          vitest: versionOf("vitest"),
-          "@types/node": versionOf("@types/node")
-        }
-      },
-      null,
-      2
-    )
-  )
-  npm(["install", "--prefer-offline"])
+  installProject(root, app, ["typescript", "esbuild", "vitest", "@types/node"])
   // (`redis` may be there: it is a peer of @effect/platform-node's, not of this package's.)
   for (const absent of ["bullmq", "ioredis"]) {
     assert.ok(!Fs.existsSync(Path.join(app, "node_modules", absent)), `${absent} was installed`)
