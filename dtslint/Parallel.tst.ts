@@ -1,6 +1,6 @@
-import { type Effect, type Exit, pipe, type Result, Schedule, Schema, Stream } from "effect"
+import { type Effect, type Exit, type Layer, pipe, type Result, Schedule, Schema, Stream } from "effect"
 import { describe, expect, it } from "tstyche"
-import { Parallel, type ParallelError, Task } from "../src/index.ts"
+import { Backend, Parallel, type ParallelError, Task } from "../src/index.ts"
 
 class Negative extends Schema.TaggedError<Negative>()("Negative", { value: Schema.Number }) {}
 
@@ -108,5 +108,21 @@ describe("Task.make", () => {
       success: Schema.Number,
       run: (_: string) => Stream.runCount(Stream.never) as Effect.Effect<number, never, "Service">
     })
+  })
+})
+
+describe("worker backends", () => {
+  it("fail to build with InvalidOptions, or TaskModuleError inside a worker importing a task module", () => {
+    expect(Backend.threads()).type.toBe<
+      Layer.Layer<never, ParallelError.InvalidOptions | ParallelError.TaskModuleError>
+    >()
+    expect(Backend.processes({ stderr: "capture" })).type.toBe<
+      Layer.Layer<never, ParallelError.InvalidOptions | ParallelError.TaskModuleError>
+    >()
+    expect(Backend.processes).type.not.toBeCallableWith({ stderr: "discard" })
+  })
+
+  it("a ParallelError may be a TaskModuleError", () => {
+    expect<ParallelError.TaskModuleError>().type.toBeAssignableTo<ParallelError.ParallelError>()
   })
 })
