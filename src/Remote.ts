@@ -34,10 +34,10 @@ import * as Hashing from "./Hashing.ts"
 import { canonicalSource } from "./internal/closure.ts"
 import { importOptional } from "./internal/optional.ts"
 import { decode, type Encoded, makeSettled } from "./internal/outcome.ts"
-import { type SerializedDefect, Status } from "./internal/protocol.ts"
+import { Status } from "./internal/protocol.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
 import { fromFunction, fromTask, type Work } from "./internal/work.ts"
-import { reviveRefs } from "./internal/workerRuntime.js"
+import { reviveRefs, serializeDefect } from "./internal/workerRuntime.js"
 import {
   type InvalidOptions,
   type ParallelError,
@@ -491,15 +491,8 @@ const encodeOutcome = <A, E>(
       interrupted = true
       break
     }
-    const defect = Cause.squash(exit.cause)
     status[values.length] = Status.Defect
-    values.push(
-      {
-        name: defect instanceof Error ? defect.name : "Error",
-        message: defect instanceof Error ? defect.message : String(defect),
-        stack: defect instanceof Error ? defect.stack : undefined
-      } satisfies SerializedDefect
-    )
+    values.push(serializeDefect(Cause.squash(exit.cause)))
   }
   return { values, status: status.subarray(0, values.length), interrupted, duration: outcome.duration }
 }

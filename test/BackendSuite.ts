@@ -118,11 +118,60 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           const exit = yield* Effect.exit(Parallel.map([1, 2, 3, 4], Throws, { batchSize: 1 }))
           assert.isTrue(Exit.isFailure(exit))
           const defect = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as Error
-          assert.instanceOf(defect, Error)
+          assert.instanceOf(defect, RangeError)
           assert.strictEqual(defect.name, "RangeError")
           assert.strictEqual(defect.message, "three is not allowed")
           assert.include(defect.stack, "fixtures/tasks.ts", "the stack points at the task's source")
           if (capabilities.isolated) assert.include(defect.stack, "worker")
+        }))
+
+      it.effect("JavaScript's own error classes come back as their class, with message, stack and cause", () =>
+        Effect.gen(function*() {
+          const names = ["Error", "EvalError", "RangeError", "ReferenceError", "SyntaxError", "TypeError", "URIError"]
+          const exits = yield* Parallel.map(names, (name: string) => {
+            const Builtin = (globalThis as any)[name] as ErrorConstructor
+            throw new Builtin(`a ${name}`, { cause: new TypeError("the inner cause", { cause: 42 }) })
+          }, { mode: "exit", batchSize: 2 })
+          names.forEach((name, i) => {
+            const defect = Cause.squash((exits[i] as Exit.Failure<unknown, unknown>).cause) as Error
+            assert.strictEqual(Object.getPrototypeOf(defect), (globalThis as any)[name].prototype, name)
+            assert.strictEqual(defect.message, `a ${name}`)
+            assert.include(defect.stack, `a ${name}`)
+            const cause = defect.cause as Error
+            assert.instanceOf(cause, TypeError)
+            assert.strictEqual(cause.message, "the inner cause")
+            assert.strictEqual(cause.cause, 42)
+          })
+        }))
+
+      it.effect("an AggregateError keeps its errors; other classes are Errors with their name", () =>
+        Effect.gen(function*() {
+          const exits = yield* Parallel.map(["aggregate", "custom", "spoofed"], (kind: string) => {
+            class Overflow extends RangeError {
+              override name = "Overflow"
+            }
+            if (kind === "aggregate") throw new AggregateError([new URIError("bad uri"), "plain text"], "several")
+            if (kind === "custom") throw new Overflow("too big")
+            const spoofed = new Error("only named so")
+            spoofed.name = "RangeError"
+            throw spoofed
+          }, { mode: "exit" })
+          const [aggregate, custom, spoofed] = exits.map((exit) =>
+            Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as Error
+          )
+          assert.instanceOf(aggregate, AggregateError)
+          assert.strictEqual(aggregate!.message, "several")
+          const errors = (aggregate as AggregateError).errors
+          assert.instanceOf(errors[0], URIError)
+          assert.strictEqual(errors[0].message, "bad uri")
+          assert.strictEqual(errors[1], "plain text")
+          assert.strictEqual(custom!.name, "Overflow")
+          assert.strictEqual(custom!.message, "too big")
+          if (capabilities.isolated) {
+            assert.strictEqual(Object.getPrototypeOf(custom), Error.prototype, "a custom class crosses as an Error")
+            assert.notInstanceOf(spoofed, RangeError, "a name alone does not make a RangeError")
+          }
+          assert.strictEqual(spoofed!.name, "RangeError")
         }))
 
       it.effect("fail-fast stops dispatch after the first failure", () =>

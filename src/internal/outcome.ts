@@ -5,7 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Outcome } from "../Backend.ts"
 import { TaskTimeout } from "../ParallelError.ts"
-import { type SerializedDefect, Status } from "./protocol.ts"
+import { type SerializedCause, type SerializedDefect, Status } from "./protocol.ts"
 import { identity, type Work } from "./work.ts"
 
 /** A batch's results as a worker encodes them. */
@@ -25,9 +25,32 @@ export const timedOut = (index: number, timeout: number, elapsed: number) =>
     message: `item ${index} ran for ${Math.round(elapsed)} ms, over its ${timeout} ms timeout`
   })
 
+const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
+  Error,
+  EvalError,
+  RangeError,
+  ReferenceError,
+  SyntaxError,
+  TypeError,
+  URIError
+}
+
+const reviveCause = (cause: SerializedCause, worker: string): unknown =>
+  "error" in cause ? reviveDefect(cause.error, worker) : cause.value
+
+/**
+ * Rebuilds a defect a worker sent: one of JavaScript's own error classes as that class, with its cause and
+ * (AggregateError) errors; any other class as an Error with its name. The stack is the worker's.
+ */
 export const reviveDefect = (defect: SerializedDefect, worker: string): Error => {
-  const error = new Error(defect.message)
-  error.name = defect.name
+  const builtin = defect.builtin
+  const options = defect.cause === undefined ? undefined : { cause: reviveCause(defect.cause, worker) }
+  const error = builtin === "AggregateError"
+    ? new AggregateError((defect.errors ?? []).map((error) => reviveCause(error, worker)), defect.message, options)
+    : builtin !== undefined && Object.hasOwn(BUILTIN_ERRORS, builtin)
+    ? new BUILTIN_ERRORS[builtin]!(defect.message, options)
+    : new Error(defect.message, options)
+  if (error.name !== defect.name) error.name = defect.name
   error.stack = `${defect.stack ?? `${defect.name}: ${defect.message}`}\n    at <${worker}>`
   return error
 }

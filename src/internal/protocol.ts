@@ -40,7 +40,15 @@ export interface SerializedDefect {
   readonly name: string
   readonly message: string
   readonly stack: string | undefined
+  /** The JavaScript error class it is an instance of (not a subclass): rebuilt as that class. */
+  readonly builtin?: string | undefined
+  readonly cause?: SerializedCause | undefined
+  /** An AggregateError's errors. */
+  readonly errors?: ReadonlyArray<SerializedCause> | undefined
 }
+
+/** A cause, or an AggregateError's member: an error, or a value as it is (primitives) or as text. */
+export type SerializedCause = { readonly error: SerializedDefect } | { readonly value: unknown }
 
 /** Results of consecutive items of a batch. */
 export interface Partial {

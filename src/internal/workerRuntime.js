@@ -233,13 +233,45 @@ export function workerModule(host) {
    * }} BatchContext
    */
 
+  /** JavaScript's own error classes: a defect of one of these is rebuilt as the same class on the other side. */
+  const BUILTIN_ERRORS = [
+    "Error",
+    "EvalError",
+    "RangeError",
+    "ReferenceError",
+    "SyntaxError",
+    "TypeError",
+    "URIError",
+    "AggregateError"
+  ]
+
+  /** Causes and aggregated errors nested deeper than this are cut. */
+  const MAX_DEFECT_DEPTH = 8
+
   /**
+   * A defect as plain data that every transport carries: name, message and stack; `builtin` when it is an
+   * instance of one of JavaScript's own error classes (not a subclass), with its `cause` and, for an
+   * AggregateError, its `errors`.
+   *
    * @param {unknown} defect
+   * @param {number} [depth]
    * @returns {SerializedDefect}
    */
-  const serializeDefect = (defect) => {
+  const serializeDefect = (defect, depth = 0) => {
     if (defect instanceof Error) {
-      return { name: defect.name, message: defect.message, stack: defect.stack }
+      const proto = Object.getPrototypeOf(defect)
+      const builtin = BUILTIN_ERRORS.find((name) => /** @type {any} */ (globalThis)[name]?.prototype === proto)
+      /** @type {SerializedDefect} */
+      const out = { name: defect.name, message: defect.message, stack: defect.stack }
+      if (builtin === undefined || depth >= MAX_DEFECT_DEPTH) return out
+      return {
+        ...out,
+        builtin,
+        ...("cause" in defect ? { cause: serializeCause(defect.cause, depth + 1) } : {}),
+        ...(defect instanceof AggregateError
+          ? { errors: Array.from(defect.errors, (error) => serializeCause(error, depth + 1)) }
+          : {})
+      }
     }
     let message
     try {
@@ -248,6 +280,26 @@ export function workerModule(host) {
       message = String(defect)
     }
     return { name: "Error", message, stack: undefined }
+  }
+
+  /**
+   * A cause as data every transport carries: an error serialized, a primitive as it is, anything else as
+   * its JSON or string form.
+   *
+   * @param {unknown} cause
+   * @param {number} depth
+   * @returns {import("./protocol.ts").SerializedCause}
+   */
+  const serializeCause = (cause, depth) => {
+    if (cause instanceof Error) return { error: serializeDefect(cause, depth) }
+    if (cause === null || (typeof cause !== "object" && typeof cause !== "function" && typeof cause !== "symbol")) {
+      return { value: cause }
+    }
+    try {
+      return { value: JSON.stringify(cause) ?? String(cause) }
+    } catch {
+      return { value: String(cause) }
+    }
   }
 
   /** @param {unknown} u */
@@ -590,7 +642,18 @@ export function workerModule(host) {
     send({ _: "ready" })
   }
 
-  return { Status, CANCEL, REF, mapBuffers, isThenable, makeRef, reviveRefs, startThread, startProcess }
+  return {
+    Status,
+    CANCEL,
+    REF,
+    mapBuffers,
+    isThenable,
+    makeRef,
+    reviveRefs,
+    serializeDefect,
+    startThread,
+    startProcess
+  }
 }
 
 /**
@@ -609,6 +672,6 @@ export const workerSource = (start) =>
   `((__name)=>(${workerModule})({importModule:(url)=>import(url)}).${start}())((target)=>target)`
 
 /** The helpers the main thread shares with workers. */
-export const { Status, CANCEL, REF, mapBuffers, isThenable, makeRef, reviveRefs } = workerModule({
+export const { Status, CANCEL, REF, mapBuffers, isThenable, makeRef, reviveRefs, serializeDefect } = workerModule({
   importModule: () => Promise.reject(new Error("the main thread imports no task module"))
 })
