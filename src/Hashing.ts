@@ -22,6 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 import { xxh128 } from "./internal/hashers.ts"
+import * as Options from "./internal/options.ts"
 import { Encoder, formatPath, Unsupported } from "./internal/structure.ts"
 import { SchemaMismatch } from "./PersistError.ts"
 
@@ -38,13 +39,45 @@ export class UnhashableValue extends Schema.TaggedError<UnhashableValue>()("Unha
 }) {}
 
 /**
+ * Options of {@link hash} that are not what it takes: an unknown algorithm, an
+ * unknown key, a value of the wrong type. Nothing was hashed.
+ *
+ * **Example** (An algorithm this library does not have)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Hashing } from "effect-joblib"
+ *
+ * const program = Hashing.hash({ a: 1 }, { algorithm: "crc32" as Hashing.Algorithm }).pipe(
+ *   Effect.catchTag("InvalidHashOptions", (error) => Effect.succeed(error.option)) // "algorithm"
+ * )
+ * ```
+ *
+ * @category errors
+ * @since 0.5.0
+ */
+export class InvalidHashOptions extends Schema.TaggedError<InvalidHashOptions>()("InvalidHashOptions", {
+  option: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
  * The hash algorithms. `xxh128` (the default) runs at about 3.4 GB/s here;
- * `sha256` is cryptographic, for hashes that must resist crafted collisions.
+ * `sha256` is cryptographic, for hashes that must resist crafted collisions;
+ * `sha1` and `md5` (joblib's `hash_name` choices) are `node:crypto`'s, for
+ * hashes that must match another tool's.
  *
  * @category models
  * @since 0.1.0
  */
-export type Algorithm = "xxh128" | "sha256"
+export type Algorithm = "xxh128" | "sha256" | "sha1" | "md5"
+
+const Algorithms = Schema.Literals(["xxh128", "sha256", "sha1", "md5"])
+
+const HashOptionsSchema = Schema.Struct({
+  algorithm: Schema.optional(Algorithms),
+  schema: Schema.optional(Schema.declare((u): u is Schema.Top => Schema.isSchema(u), { expected: "a Schema" }))
+})
 
 /**
  * @category models
@@ -75,8 +108,8 @@ interface Sink {
   readonly digest: () => string
 }
 
-const sha256Sink = (): Sink => {
-  const hash = Crypto.createHash("sha256")
+const cryptoSink = (algorithm: "sha256" | "sha1" | "md5"): Sink => {
+  const hash = Crypto.createHash(algorithm)
   return { init: () => {}, update: (bytes) => void hash.update(bytes), digest: () => hash.digest("hex") }
 }
 
@@ -105,7 +138,7 @@ const hashWith = (sink: Sink, value: unknown, algorithm: Algorithm): Effect.Effe
 let xxh128Sink: Sink | undefined
 
 const hashPlain = (value: unknown, algorithm: Algorithm): Effect.Effect<string, UnhashableValue> => {
-  if (algorithm === "sha256") return Effect.suspend(() => hashWith(sha256Sink(), value, algorithm))
+  if (algorithm !== "xxh128") return Effect.suspend(() => hashWith(cryptoSink(algorithm), value, algorithm))
   if (xxh128Sink !== undefined) {
     const sink = xxh128Sink
     return Effect.suspend(() => hashWith(sink, value, algorithm))
@@ -142,12 +175,29 @@ const hashPlain = (value: unknown, algorithm: Algorithm): Effect.Effect<string, 
 export const hash = <S extends Schema.Top = never>(
   value: [S] extends [never] ? unknown : S["Type"],
   options?: HashOptions<S>
-): Effect.Effect<string, UnhashableValue | SchemaMismatch> => {
-  const algorithm = options?.algorithm ?? "xxh128"
-  const schema = options?.schema
-  if (schema === undefined) return hashPlain(value, algorithm)
-  return Schema.encodeUnknownEffect(schema as unknown as Schema.Codec<unknown, unknown, never, never>)(value).pipe(
-    Effect.mapError((error) => new SchemaMismatch({ path: "the root", message: error.message })),
-    Effect.flatMap((encoded) => hashPlain(encoded, algorithm))
+): Effect.Effect<string, UnhashableValue | SchemaMismatch | InvalidHashOptions> => {
+  // The common call, no options or only a known algorithm, skips decoding: the hit path of Cache runs it.
+  if (options === undefined) return hashPlain(value, "xxh128")
+  if (options.schema === undefined && Object.keys(options).length === 1 && isAlgorithm(options.algorithm)) {
+    return hashPlain(value, options.algorithm)
+  }
+  return Effect.flatMap(
+    Options.parseWith(
+      HashOptionsSchema,
+      "Hashing.hash",
+      options,
+      (option, message) => new InvalidHashOptions({ option, message })
+    ),
+    (parsed) => {
+      const algorithm = parsed.algorithm ?? "xxh128"
+      const schema = parsed.schema
+      if (schema === undefined) return hashPlain(value, algorithm)
+      return Schema.encodeUnknownEffect(schema as unknown as Schema.Codec<unknown, unknown, never, never>)(value).pipe(
+        Effect.mapError((error) => new SchemaMismatch({ path: "the root", message: error.message })),
+        Effect.flatMap((encoded) => hashPlain(encoded, algorithm))
+      )
+    }
   )
 }
+
+const isAlgorithm = Schema.is(Algorithms)

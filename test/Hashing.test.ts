@@ -1,6 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
+import { createXXHash128 } from "hash-wasm"
+import * as Crypto from "node:crypto"
 import { Codec, Hashing } from "../src/index.ts"
+import { Encoder } from "../src/internal/structure.ts"
 import { everything, joblibExample } from "./fixtures/values.ts"
 
 const hash = <S extends Schema.Top = never>(value: unknown, options?: Hashing.HashOptions<S>) =>
@@ -30,6 +33,46 @@ describe("Hashing", () => {
         yield* hash({ a: 1 }, { algorithm: "sha256" }),
         "sha256:f97e8e3c5f28291e9946051d1c1831632dd8b93a259623665521dd6f5b27f8f9"
       )
+    }))
+
+  it.effect("each algorithm is the one its prefix names, over the same canonical bytes", () =>
+    Effect.gen(function*() {
+      const value = joblibExample()
+      // The canonical stream, built apart from Hashing: the domain tag, then the canonical encoding.
+      const parts: Array<Uint8Array> = [new TextEncoder().encode("effect-joblib/hash/v1\u0000")]
+      const encoder = new Encoder({ sectionBytes: 4096, canonical: true }, (bytes) => void parts.push(bytes.slice()))
+      encoder.value(value)
+      parts.push(encoder.result().slice())
+      for (const algorithm of ["sha256", "sha1", "md5"] as const) {
+        const reference = Crypto.createHash(algorithm)
+        for (const part of parts) reference.update(part)
+        assert.strictEqual(yield* hash(value, { algorithm }), `${algorithm}:${reference.digest("hex")}`)
+      }
+      const xxh = yield* Effect.promise(() => createXXHash128())
+      xxh.init()
+      for (const part of parts) xxh.update(part)
+      assert.strictEqual(yield* hash(value), `xxh128:${xxh.digest("hex")}`)
+      // Golden values of the two algorithms joblib's hash_name offers.
+      assert.strictEqual(yield* hash({ a: 1 }, { algorithm: "md5" }), "md5:59c4638e5835365c670973ae558fce6a")
+      assert.strictEqual(yield* hash({ a: 1 }, { algorithm: "sha1" }), "sha1:98ec697ca404fa092863bf193c1282270f055800")
+    }))
+
+  it.effect("an unknown algorithm, an unknown key or a wrong type is InvalidHashOptions, before any hashing", () =>
+    Effect.gen(function*() {
+      const cases: Array<readonly [unknown, string, string]> = [
+        [{ algorithm: "invalid" }, "algorithm", `got "invalid"`],
+        [{ algorithm: "MD5" }, "algorithm", `got "MD5"`],
+        [{ algorithm: 5 }, "algorithm", "got 5"],
+        [{ algorithm: "md5", salt: "x" }, "salt", "excess property"],
+        [{ schema: "Point" }, "schema", "a Schema"],
+        ["sha256", "options", `got "sha256"`]
+      ]
+      for (const [options, option, text] of cases) {
+        const error = yield* Effect.flip(hash({ foo: "bar" }, options as Hashing.HashOptions))
+        assert.instanceOf(error, Hashing.InvalidHashOptions, JSON.stringify(options))
+        assert.strictEqual((error as Hashing.InvalidHashOptions).option, option)
+        assert.include(error.message, text)
+      }
     }))
 
   it.effect("key, Map and Set order do not matter", () =>

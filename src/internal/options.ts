@@ -1,4 +1,4 @@
-/** Option parsing shared by Parallel and the backends. */
+/** Option parsing at the public boundary: every module decodes its options with one Schema. */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -6,22 +6,44 @@ import { InvalidOptions } from "../ParallelError.ts"
 import * as Cpus from "./cpus.ts"
 
 /**
- * Validates `options` against `schema`, rejecting unknown keys. The error names
- * the offending option.
+ * Validates `options` against `schema`, rejecting unknown keys, and fails with `invalid(option, message)`,
+ * where the message names the function, the option, the value and what is allowed.
  */
-export const parse = <S extends Schema.Codec<any, any, never, never>>(
+export const parseWith = <S extends Schema.Codec<any, any, never, never>, E>(
   schema: S,
   where: string,
-  options: unknown
-): Effect.Effect<S["Type"], InvalidOptions> =>
+  options: unknown,
+  invalid: (option: string, message: string) => E
+): Effect.Effect<S["Type"], E> =>
   Schema.decodeUnknownEffect(schema)(options ?? {}, { onExcessProperty: "error", errors: "first" }).pipe(
     Effect.mapError((error) => {
       const issue = error.issue
       const path = /at \["?([^"\]]+)"?\]/.exec(error.message)?.[1] ?? firstPath(issue) ?? "options"
       const reason = error.message.split("\n")[0]
-      return new InvalidOptions({ option: path, message: `${where}: option "${path}": ${reason}` })
+      const given = path === "options" ? options : (options as Record<string, unknown> | undefined)?.[path]
+      return invalid(path, `${where}: option "${path}": ${reason}, got ${show(given)}`)
     })
   )
+
+/** A value as a message shows it. */
+const show = (value: unknown): string => {
+  if (typeof value === "string") return JSON.stringify(value)
+  if (typeof value === "bigint") return `${value}n`
+  if (typeof value === "function") return "a function"
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
+
+/** {@link parseWith} failing with `InvalidOptions`, for Parallel and the backends. */
+export const parse = <S extends Schema.Codec<any, any, never, never>>(
+  schema: S,
+  where: string,
+  options: unknown
+): Effect.Effect<S["Type"], InvalidOptions> =>
+  parseWith(schema, where, options, (option, message) => new InvalidOptions({ option, message }))
 
 const firstPath = (issue: unknown): string | undefined => {
   const path = (issue as { path?: ReadonlyArray<PropertyKey> }).path
