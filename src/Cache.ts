@@ -415,14 +415,17 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     })
   }
 
+  /** A damaged entry is a miss: one warning naming the function, the key and the damage; then it goes. */
+  const damaged = (cache: Shape, key: string, reason: string) =>
+    Effect.logWarning(`effect-joblib cache: the entry ${key} of ${name} is damaged (${reason}); recomputing it`).pipe(
+      Effect.andThen(Effect.ignore(cache.store.remove(key))),
+      Effect.as(undefined)
+    )
+
   /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
   const decodeEntry = (cache: Shape, key: string, entry: Store.Entry) =>
     Effect.matchEffect(entry.meta.failure === true ? failureCodec.decode(entry.data) : valueCodec.decode(entry.data), {
-      onFailure: () =>
-        Effect.logWarning(`effect-joblib cache: the entry ${key} of ${name} is damaged; recomputing it`).pipe(
-          Effect.andThen(Effect.ignore(cache.store.remove(key))),
-          Effect.as(undefined)
-        ),
+      onFailure: (error) => damaged(cache, key, error.message),
       onSuccess: (decoded): Effect.Effect<Found<A, E>> =>
         Effect.succeed(
           entry.meta.failure === true
@@ -457,7 +460,11 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
   /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
   const lookup = (cache: Shape, key: string): Effect.Effect<Found<A, E> | undefined, StoreError> =>
     Effect.flatMap(
-      withStore(cache, cache.store.get(key), undefined),
+      withStore(
+        cache,
+        Effect.catchTag(cache.store.get(key), "EntryDamaged", (error) => damaged(cache, key, error.message)),
+        undefined
+      ),
       (entry) => (entry === undefined ? Effect.succeed(undefined) : checked(cache, key, entry))
     )
 
@@ -668,11 +675,21 @@ export const get = <A>(
 ): Effect.Effect<A, EntryNotFound | StoreError, Cache> =>
   Effect.gen(function*() {
     const cache = yield* Effect.service(Cache)
-    const entry = yield* cache.store.get(shelved.key)
     const missing = new EntryNotFound({
       key: shelved.key,
       message: `the shelved result of ${shelved.function} (${shelved.key}) is no longer in the cache`
     })
+    const entry = yield* Effect.catchTag(
+      cache.store.get(shelved.key),
+      "EntryDamaged",
+      (error) =>
+        Effect.fail(
+          new EntryNotFound({
+            key: shelved.key,
+            message: `the shelved result of ${shelved.function} (${shelved.key}) is damaged: ${error.message}`
+          })
+        )
+    )
     if (entry === undefined || entry.meta.failure === true) return yield* missing
     const codec = schema === undefined ? Codec.make() : Codec.make(schema)
     const decoded = yield* Effect.exit(codec.decode(entry.data))

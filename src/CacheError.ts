@@ -31,6 +31,31 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
 }) {}
 
 /**
+ * A store holds an entry under the key, but it cannot be read back whole:
+ * garbage, a truncated or cut file, a wrong magic number, metadata that does
+ * not match the data, a missing data file. `Cache` treats it as a miss: it
+ * logs one warning naming the function and key, removes the entry and
+ * recomputes it.
+ *
+ * **Example** (Matching a damaged entry)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-joblib"
+ *
+ * const recover = Effect.catchTag("EntryDamaged", (e: CacheError.EntryDamaged) => Effect.succeed(e.key))
+ * ```
+ *
+ * @category errors
+ * @since 0.5.0
+ */
+export class EntryDamaged extends Schema.TaggedError<EntryDamaged>()("EntryDamaged", {
+  store: Schema.String,
+  key: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
  * A memoized function or a shelved result was asked for an entry the cache
  * does not hold (any more).
  *

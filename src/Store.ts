@@ -20,7 +20,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
 import type * as NodeSqlite from "node:sqlite"
-import { StoreError } from "./CacheError.ts"
+import { EntryDamaged, StoreError } from "./CacheError.ts"
 import { AccessLog } from "./internal/accessLog.ts"
 import { importOptional } from "./internal/optional.ts"
 
@@ -122,8 +122,11 @@ export interface Limits {
  */
 export interface Shape {
   readonly name: string
-  /** Reads an entry and records the access; undefined when missing or unreadable. */
-  readonly get: (key: string) => Effect.Effect<Entry | undefined, StoreError>
+  /**
+   * Reads an entry and records the access; undefined when missing, `EntryDamaged` when the store holds
+   * something under the key that cannot be read back whole.
+   */
+  readonly get: (key: string) => Effect.Effect<Entry | undefined, StoreError | EntryDamaged>
   /** Reads an entry's metadata without recording an access. */
   readonly meta: (key: string) => Effect.Effect<Meta | undefined, StoreError>
   /** Writes an entry atomically, replacing any other; then enforces the limits. */
@@ -177,6 +180,19 @@ const attempt = <A>(store: string, operation: string, run: () => A) =>
     try: run,
     catch: (error) =>
       new StoreError({ store, operation, message: error instanceof Error ? error.message : String(error) })
+  })
+
+/** Thrown by a store's readers when what it holds under a key cannot be read back whole. */
+class Damaged extends Error {}
+
+/** Reads an entry with `read`, which throws `Damaged` for an entry it cannot read back whole. */
+const attemptRead = <A>(store: string, key: string, read: () => A): Effect.Effect<A, StoreError | EntryDamaged> =>
+  Effect.try({
+    try: read,
+    catch: (error) =>
+      error instanceof Damaged
+        ? new EntryDamaged({ store, key, message: error.message })
+        : new StoreError({ store, operation: "get", message: error instanceof Error ? error.message : String(error) })
   })
 
 /** The entries to evict to meet `limits`, least recently used first. */
@@ -318,19 +334,31 @@ const encodeEntry = (entry: NewEntry): Array<Uint8Array> => {
   return [ENTRY_MAGIC, length, meta, ...(entry.data instanceof Uint8Array ? [entry.data] : entry.data)]
 }
 
-/** Parses an entry file; undefined when it is damaged or truncated. */
-const decodeEntry = (bytes: Uint8Array, key: string): Entry | undefined => {
-  if (bytes.length < 12 || !ENTRY_MAGIC.equals(bytes.subarray(0, 8))) return undefined
+/** Parses an entry file; throws `Damaged` when it is not one, or not whole. */
+const decodeEntry = (bytes: Uint8Array, key: string): Entry => {
+  if (bytes.length < 12) throw new Damaged(`the entry file has ${bytes.length} bytes, too few for its header`)
+  if (!ENTRY_MAGIC.equals(bytes.subarray(0, 8))) throw new Damaged("the entry file does not start with its magic")
   const metaLength = (bytes[8]! | (bytes[9]! << 8) | (bytes[10]! << 16) | (bytes[11]! << 24)) >>> 0
-  if (12 + metaLength > bytes.length) return undefined
-  let meta: Meta
+  if (12 + metaLength > bytes.length) throw new Damaged("the entry file is cut short in its metadata")
+  const meta = parseMetaText(Buffer.from(bytes.buffer, bytes.byteOffset + 12, metaLength).toString("utf8"))
+  return checkedEntry(meta, bytes.subarray(12 + metaLength), key)
+}
+
+/** Parses an entry's metadata; throws `Damaged` when it is not JSON. */
+const parseMetaText = (text: string): Meta => {
   try {
-    meta = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 12, metaLength).toString("utf8"))
+    return JSON.parse(text) as Meta
   } catch {
-    return undefined
+    throw new Damaged("the entry's metadata is not readable")
   }
-  const data = bytes.subarray(12 + metaLength)
-  if (meta.key !== key || meta.size !== data.length) return undefined
+}
+
+/** An entry whose metadata names its key and its data's size; throws `Damaged` otherwise. */
+const checkedEntry = (meta: Meta, data: Uint8Array, key: string): Entry => {
+  if (meta.key !== key) throw new Damaged(`the entry's metadata names another key, ${String(meta.key)}`)
+  if (meta.size !== data.length) {
+    throw new Damaged(`the entry holds ${data.length} bytes of data where its metadata says ${meta.size}`)
+  }
   return { meta, data }
 }
 
@@ -520,7 +548,7 @@ const makeFileSystem = (
     get: (key) =>
       Effect.andThen(
         checkKey(store, "get", key),
-        attempt(store, "get", () => {
+        attemptRead(store, key, () => {
           const path = entryPath(root, key)
           let entry: Entry | undefined
           const known = recent.get(path)
@@ -793,25 +821,24 @@ export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<S
       for (const row of rows) dropBlob(row.file)
       return rows.length > 0
     }
-    const read = (key: string): Entry | undefined => {
+    /** The entry of `key`; undefined without a row; `missing` when its row names a data file that is gone. */
+    const read = (key: string): Entry | undefined | typeof missing => {
       const row = statements.get.get(key) as { meta: string; data: Uint8Array; file: string | null } | undefined
       if (row === undefined) return undefined
-      let meta: Meta
-      try {
-        meta = JSON.parse(row.meta)
-      } catch {
-        return undefined
-      }
+      const meta = parseMetaText(row.meta)
       const data = row.file === null ? row.data : readBlob(row.file)
-      if (data === undefined || meta.key !== key || meta.size !== data.length) return undefined
-      return { meta, data }
+      if (data === undefined) return missing
+      return checkedEntry(meta, data, key)
     }
+    const missing = Symbol("missing")
     const shape: Shape = {
       name: store,
       get: (key) =>
-        attempt(store, "get", () => {
+        attemptRead(store, key, () => {
           // A blob file gone between the row and the read was replaced by another process: read the row again.
-          const entry = read(key) ?? read(key)
+          let entry = read(key)
+          if (entry === missing) entry = read(key)
+          if (entry === missing) throw new Damaged("the entry's data file is missing")
           if (entry === undefined) return undefined
           const now = Date.now()
           accesses.seen(key, now)
@@ -960,14 +987,12 @@ export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Sto
     const entryKey = (key: string) => `${prefix}entry:${key}`
     const accessKey = `${prefix}access`
     const parse = (key: string, fields: Record<string, Buffer> | null): Entry | undefined => {
-      if (fields === null || fields.meta === undefined || fields.data === undefined) return undefined
-      try {
-        const meta = JSON.parse(fields.meta.toString("utf8")) as Meta
-        const data = new Uint8Array(fields.data.buffer, fields.data.byteOffset, fields.data.length)
-        return meta.key === key && meta.size === data.length ? { meta, data } : undefined
-      } catch {
-        return undefined
+      if (fields === null) return undefined
+      if (fields.meta === undefined || fields.data === undefined) {
+        throw new Damaged(`the entry lacks its ${fields.meta === undefined ? "metadata" : "data"}`)
       }
+      const meta = parseMetaText(fields.meta.toString("utf8"))
+      return checkedEntry(meta, new Uint8Array(fields.data.buffer, fields.data.byteOffset, fields.data.length), key)
     }
     const metaOf = Effect.fnUntraced(function*(keys: ReadonlyArray<string>) {
       if (keys.length === 0) return [] as Array<Meta>
@@ -997,7 +1022,8 @@ export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Sto
             const replies = yield* exec("get", () =>
               client.pipeline().hgetallBuffer(entryKey(key)).zadd(accessKey, "XX", String(now), key).exec())
             const fields = replies[0] as Record<string, Buffer> | null
-            const entry = parse(key, fields && Object.keys(fields).length > 0 ? fields : null)
+            const entry = yield* attemptRead(store, key, () =>
+              parse(key, fields && Object.keys(fields).length > 0 ? fields : null))
             return entry === undefined ? undefined : { meta: { ...entry.meta, accessed: now }, data: entry.data }
           })
         ),

@@ -1,10 +1,11 @@
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Logger, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { Backend, Cache, CacheError, Parallel, Store } from "../src/index.ts"
 import { hasRedis, startRedis } from "./redisServer.ts"
 import { tmpfs } from "./tmpfs.ts"
@@ -359,4 +360,143 @@ describe.skipIf(!hasRedis)("Cache on Redis", () => {
       assert.strictEqual(calls, 2)
       assert.isTrue(lines.some((line) => line.includes("computing without caching")))
     }))
+})
+
+/** A damage done to the stored entry of one key: through the Store API, or to the store's own files or keys. */
+interface Damage {
+  readonly name: string
+  readonly apply: (key: string, place: string) => Effect.Effect<void, unknown, Store.Store>
+}
+
+/** Rewrites an entry's data through the Store API: damage any store can be given. */
+const rewritten = (name: string, change: (data: Uint8Array) => Uint8Array): Damage => ({
+  name,
+  apply: (key) =>
+    Effect.gen(function*() {
+      const store = yield* Effect.service(Store.Store)
+      const entry = (yield* store.get(key))!
+      const data = change(entry.data.slice())
+      yield* store.put({ meta: { ...entry.meta, size: data.length }, data })
+    })
+})
+
+const flipAt = (offset: (length: number) => number) => (data: Uint8Array) => {
+  data[offset(data.length)]! ^= 0xff
+  return data
+}
+
+const anyStoreDamage: ReadonlyArray<Damage> = [
+  rewritten("garbage", (data) => data.map((_, i) => (i * 7919) & 0xff)),
+  rewritten("cut in half", (data) => data.subarray(0, data.length >> 1)),
+  rewritten("a wrong magic number", flipAt(() => 0)),
+  rewritten("a bad checksum", flipAt((length) => length - 30))
+]
+
+const entryFile = (dir: string, key: string) =>
+  Path.join(
+    dir,
+    Fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).find((file) =>
+      file.endsWith(`${key.replaceAll(":", "_")}.entry`)
+    )!
+  )
+
+const fileSystemDamage: ReadonlyArray<Damage> = [
+  {
+    name: "the entry file cut in half",
+    apply: (key, dir) =>
+      Effect.sync(() => {
+        const file = entryFile(dir, key)
+        Fs.truncateSync(file, Fs.statSync(file).size >> 1)
+      })
+  },
+  {
+    name: "the entry file overwritten with garbage",
+    apply: (key, dir) => Effect.sync(() => Fs.writeFileSync(entryFile(dir, key), "garbage, not an entry"))
+  }
+]
+
+const sqliteDamage: ReadonlyArray<Damage> = [
+  {
+    name: "a missing data file",
+    apply: (_key, file) =>
+      Effect.sync(() => {
+        const blobs = `${file}.blobs`
+        for (const blob of Fs.readdirSync(blobs)) if (!blob.startsWith(".")) Fs.rmSync(Path.join(blobs, blob))
+      })
+  },
+  {
+    name: "garbage metadata in the row",
+    apply: (key, file) =>
+      Effect.sync(() => {
+        const db = new DatabaseSync(file)
+        db.prepare("UPDATE entries SET meta = 'garbage' WHERE key = ?").run(key)
+        db.close()
+      })
+  }
+]
+
+const places = tmp()
+let nextPlace = 0
+
+/**
+ * Every kind of damage is a miss with exactly one warning naming the function and the key; the entry is
+ * recomputed and replaced, and served from then on.
+ */
+const damageSuite = (
+  store: string,
+  layerAt: (place: string) => Layer.Layer<Store.Store, unknown>,
+  damages: ReadonlyArray<Damage>
+) => {
+  for (const damage of [...anyStoreDamage, ...damages]) {
+    it.live(`${store}: ${damage.name} is a miss with one warning naming the function and key`, () => {
+      const place = Path.join(places, `${store}-${nextPlace++}`)
+      let calls = 0
+      // 200 KB: big enough that SQLite keeps the data in a file of its own.
+      const scored = Cache.memoize(function scored(x: number) {
+        calls++
+        return { x, padding: "p".repeat(200_000) }
+      })
+      return Effect.gen(function*() {
+        yield* scored(5)
+        const key = yield* scored.key(5)
+        yield* damage.apply(key, place)
+        const { value, lines } = yield* logged(scored(5))
+        assert.strictEqual(value.x, 5)
+        assert.strictEqual(calls, 2, "recomputed")
+        const warnings = lines.filter((line) => line.includes("damaged"))
+        assert.strictEqual(warnings.length, 1, lines.join("\n"))
+        assert.include(warnings[0], key)
+        assert.include(warnings[0], "scored")
+        const again = yield* logged(scored(5))
+        assert.strictEqual(calls, 2, "the replacement is served")
+        assert.deepStrictEqual(again.lines, [])
+      }).pipe(Effect.provide(Cache.layer().pipe(Layer.provideMerge(layerAt(place)))))
+    })
+  }
+}
+
+describe("damaged entries, on every store", () => {
+  damageSuite("memory", () => Store.layerMemory(), [])
+  damageSuite("filesystem", (dir) => Store.layerFileSystem(dir), fileSystemDamage)
+  damageSuite("sqlite", (file) => Store.layerSqlite(file), sqliteDamage)
+})
+
+describe.skipIf(!hasRedis)("damaged entries, on Redis", () => {
+  const server = hasRedis ? startRedis() : undefined
+  afterAll(() => server?.then((running) => running.stop()))
+  const redisDamage: ReadonlyArray<Damage> = [{
+    name: "an entry without its data field",
+    apply: (key, prefix) =>
+      Effect.promise(async () => {
+        const { Redis } = await import("ioredis")
+        const client = new Redis((await server!).url)
+        await client.hdel(`${prefix}entry:${key}`, "data")
+        client.disconnect()
+      })
+  }]
+  damageSuite(
+    "redis",
+    (prefix) => Layer.unwrap(Effect.promise(async () => Store.layerRedis((await server!).url, { prefix }))),
+    redisDamage
+  )
 })

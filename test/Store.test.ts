@@ -62,21 +62,28 @@ describe("Store.layerFileSystem faults", () => {
       assert.deepStrictEqual(files(dir).sort(), [".gitignore", Path.join("ab", "cd", "xxh128_0123abcd.entry")])
     }))
 
-  it.effect("a corrupt or truncated entry reads as missing, never as data", () =>
+  it.effect("a corrupt or truncated entry is EntryDamaged, never data", () =>
     Effect.gen(function*() {
       const dir = tmp()
       const store = yield* open(Store.layerFileSystem(dir))
       yield* store.put(entry("xxh128:00aa", "hello world"))
       const file = Path.join(dir, "00", "aa", "xxh128_00aa.entry")
       const whole = Fs.readFileSync(file)
-      Fs.writeFileSync(file, whole.subarray(0, whole.length - 3))
-      assert.isUndefined(yield* store.get("xxh128:00aa"), "truncated")
+      const damagedAs = function*(bytes: Uint8Array | string, what: string, reason: string) {
+        Fs.writeFileSync(file, bytes)
+        const error = yield* Effect.flip(store.get("xxh128:00aa"))
+        assert.instanceOf(error, CacheError.EntryDamaged, what)
+        assert.strictEqual((error as CacheError.EntryDamaged).key, "xxh128:00aa")
+        assert.include(error.message, reason, what)
+      }
+      yield* damagedAs(whole.subarray(0, whole.length - 3), "truncated", "bytes of data where its metadata says")
       const flipped = Buffer.from(whole)
       flipped[20]! ^= 0xff
-      Fs.writeFileSync(file, flipped)
-      assert.isUndefined(yield* store.get("xxh128:00aa"), "damaged metadata")
-      Fs.writeFileSync(file, "not an entry")
-      assert.isUndefined(yield* store.get("xxh128:00aa"), "garbage")
+      yield* damagedAs(flipped, "damaged metadata", "metadata")
+      yield* damagedAs("not an entry", "garbage", "does not start with its magic")
+      yield* damagedAs("tiny", "cut in its header", "too few for its header")
+      Fs.rmSync(file)
+      assert.isUndefined(yield* store.get("xxh128:00aa"), "a missing entry is a miss")
     }))
 
   it.effect("a read-only directory gives a StoreError on write, and hits are still served", () =>
@@ -199,7 +206,7 @@ describe("Store.layerSqlite faults", () => {
       assert.deepStrictEqual(Fs.readdirSync(blobs), [])
     }))
 
-  it.effect("a missing or truncated blob file reads as a miss; files a crash left are swept on open", () =>
+  it.effect("a missing or truncated blob file is EntryDamaged; files a crash left are swept on open", () =>
     Effect.gen(function*() {
       const file = Path.join(tmp(), "cache.sqlite")
       const blobs = `${file}.blobs`
@@ -211,9 +218,13 @@ describe("Store.layerSqlite faults", () => {
       yield* store.put(big("xxh128:c1"))
       const [name] = Fs.readdirSync(blobs)
       Fs.truncateSync(Path.join(blobs, name!), 1000)
-      assert.isUndefined(yield* store.get("xxh128:c1"), "truncated")
+      const truncated = yield* Effect.flip(store.get("xxh128:c1"))
+      assert.instanceOf(truncated, CacheError.EntryDamaged)
+      assert.include(truncated.message, "holds 1000 bytes of data where its metadata says 200000")
       Fs.rmSync(Path.join(blobs, name!))
-      assert.isUndefined(yield* store.get("xxh128:c1"), "missing")
+      const missing = yield* Effect.flip(store.get("xxh128:c1"))
+      assert.instanceOf(missing, CacheError.EntryDamaged)
+      assert.include(missing.message, "data file is missing")
       const old = Path.join(blobs, "xxh128_dead.0123456789abcdef")
       const fresh = Path.join(blobs, "xxh128_live.0123456789abcdef")
       Fs.writeFileSync(old, "left by a crash")
