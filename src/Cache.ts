@@ -22,11 +22,13 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Util from "node:util"
-import { EntryNotFound, InvalidMemoize, StoreError } from "./CacheError.ts"
+import { EntryNotFound, type InvalidCacheOptions, InvalidMemoize, StoreError } from "./CacheError.ts"
 import * as Codec from "./Codec.ts"
 import * as Hashing from "./Hashing.ts"
+import * as CacheOptionsSchema from "./internal/cacheOptions.ts"
 import { callerUrl } from "./internal/caller.ts"
 import { parameterNames } from "./internal/closure.ts"
+import * as Options from "./internal/options.ts"
 import * as Store from "./Store.ts"
 import * as Task from "./Task.ts"
 
@@ -97,16 +99,30 @@ export class Cache extends Context.Service<Cache, Shape>()("effect-joblib/Cache"
  * @category layers
  * @since 0.3.0
  */
-export const layer = (options?: CacheOptions): Layer.Layer<Cache, never, Store.Store> =>
-  Layer.effect(Cache)(Effect.map(Effect.service(Store.Store), (store) => ({
-    store,
-    onStoreError: options?.onStoreError ?? "fail",
-    lockTimeout: Duration.toMillis(Duration.fromInputUnsafe(options?.lockTimeout ?? "10 minutes")),
-    pollInterval: Duration.toMillis(Duration.fromInputUnsafe(options?.pollInterval ?? 50)),
-    inflight: new Map(),
-    sources: new Map(),
-    warned: new Set()
-  })))
+export const layer = (options?: CacheOptions): Layer.Layer<Cache, InvalidCacheOptions, Store.Store> =>
+  Layer.effect(Cache)(Effect.gen(function*() {
+    const parsed = yield* CacheOptionsSchema.parse(CacheOptionsSchema.CacheOptions, "Cache.layer", options)
+    return {
+      store: yield* Effect.service(Store.Store),
+      onStoreError: parsed.onStoreError ?? "fail",
+      lockTimeout: Options.toMillis(parsed.lockTimeout ?? "10 minutes"),
+      pollInterval: Options.toMillis(parsed.pollInterval ?? 50),
+      inflight: new Map(),
+      sources: new Map(),
+      warned: new Set()
+    }
+  }))
+
+/** A cache over a store: the options both take, checked as one, then split between them. */
+const layerOver = (
+  where: string,
+  options: (CacheOptions & Store.StoreOptions) | undefined,
+  store: (options: Store.StoreOptions) => Layer.Layer<Store.Store, StoreError | InvalidCacheOptions>
+): Layer.Layer<Cache, StoreError | InvalidCacheOptions> =>
+  Layer.unwrap(Effect.map(
+    CacheOptionsSchema.parse(CacheOptionsSchema.CacheStoreOptions, where, options),
+    ({ limits, ...cache }) => layer(cache).pipe(Layer.provide(store(limits === undefined ? {} : { limits })))
+  ))
 
 /**
  * A cache in `directory`, joblib's `Memory(location)`.
@@ -125,7 +141,8 @@ export const layer = (options?: CacheOptions): Layer.Layer<Cache, never, Store.S
 export const layerFileSystem = (
   directory: string,
   options?: CacheOptions & Store.StoreOptions
-): Layer.Layer<Cache, StoreError> => layer(options).pipe(Layer.provide(Store.layerFileSystem(directory, options)))
+): Layer.Layer<Cache, StoreError | InvalidCacheOptions> =>
+  layerOver("Cache.layerFileSystem", options, (store) => Store.layerFileSystem(directory, store))
 
 /**
  * A cache in a SQLite file, for millions of entries.
@@ -144,7 +161,8 @@ export const layerFileSystem = (
 export const layerSqlite = (
   file: string,
   options?: CacheOptions & Store.StoreOptions
-): Layer.Layer<Cache, StoreError> => layer(options).pipe(Layer.provide(Store.layerSqlite(file, options)))
+): Layer.Layer<Cache, StoreError | InvalidCacheOptions> =>
+  layerOver("Cache.layerSqlite", options, (store) => Store.layerSqlite(file, store))
 
 /**
  * A cache in this process's memory, for tests.
@@ -160,8 +178,11 @@ export const layerSqlite = (
  * @category layers
  * @since 0.3.0
  */
-export const layerMemory = (options?: CacheOptions & Store.StoreOptions): Layer.Layer<Cache> =>
-  layer(options).pipe(Layer.provide(Store.layerMemory(options)))
+export const layerMemory = (options?: CacheOptions & Store.StoreOptions): Layer.Layer<Cache, InvalidCacheOptions> =>
+  layerOver("Cache.layerMemory", options, (store) => Store.layerMemory(store)) as Layer.Layer<
+    Cache,
+    InvalidCacheOptions
+  >
 
 /**
  * Options of {@link memoize}.
@@ -332,10 +353,23 @@ const primitiveSignature = (args: ReadonlyArray<unknown>): string | undefined =>
  * @category memoization
  * @since 0.3.0
  */
+/** A memoized function whose options were refused: every call fails with why; it stored nothing to clear. */
+const refusing = <Args extends ReadonlyArray<unknown>, A, E, R>(
+  name: string,
+  error: InvalidMemoize
+): Memoized<Args, A, E, R> => {
+  const fail = () => Effect.fail(error)
+  const memoized = fail as unknown as Memoized<Args, A, E, R>
+  Object.defineProperty(memoized, "name", { value: name })
+  return Object.assign(memoized, { call: fail, check: fail, shelve: fail, key: fail, clear: Effect.succeed(0) })
+}
+
 export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = never>(
   fn: (...args: Args) => A | PromiseLike<A> | Effect.Effect<A, E, R>,
   options?: MemoizeOptions<E>
 ): Memoized<Args, A, E, R> => {
+  const invalid = CacheOptionsSchema.parseMemoize("Cache.memoize", options)
+  if (invalid !== undefined) return refusing(options?.name ?? fn.name, invalid)
   const name = options?.name ?? fn.name
   const source = options?.source ?? fn.toString()
   const version = options?.version ?? ""
@@ -811,10 +845,11 @@ export const clear: Effect.Effect<void, StoreError, Cache> = Effect.flatMap(
  * @category maintenance
  * @since 0.3.0
  */
-export const reduceSize = (limits: Store.Limits): Effect.Effect<number, StoreError, Cache> =>
+export const reduceSize = (limits: Store.Limits): Effect.Effect<number, StoreError | InvalidCacheOptions, Cache> =>
   Effect.gen(function*() {
+    const parsed = yield* CacheOptionsSchema.parse(CacheOptionsSchema.Limits, "Cache.reduceSize", limits)
     const cache = yield* Effect.service(Cache)
-    const evict = Store.overLimits(yield* cache.store.list, limits, Date.now())
+    const evict = Store.overLimits(yield* cache.store.list, parsed, Date.now())
     for (const key of evict) yield* cache.store.remove(key)
     return evict.length
   })
@@ -830,7 +865,7 @@ export interface MemoizeTaskOptions<E> extends Omit<MemoizeOptions<E>, "success"
    * The cache each worker opens (built once per worker, like a task's layer). Workers share results
    * through the store, so use one that processes can share: a directory, SQLite or Redis.
    */
-  readonly cache: Layer.Layer<Cache, StoreError>
+  readonly cache: Layer.Layer<Cache, StoreError | InvalidCacheOptions>
   /** The memoized task's name. Default: the task's name followed by `.cached`. */
   readonly taskName?: string | undefined
 }

@@ -31,6 +31,31 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
 }) {}
 
 /**
+ * Options of a cache or store layer that are not what it takes: an unknown
+ * key, a value of the wrong type or out of range, an empty path. Names the
+ * option, the value given and what is allowed.
+ *
+ * **Example** (A negative size limit)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache, CacheError } from "effect-joblib"
+ *
+ * const program = Cache.clear.pipe(
+ *   Effect.provide(Cache.layerMemory({ limits: { maxBytes: -1 } })),
+ *   Effect.catchTag("InvalidCacheOptions", (e: CacheError.InvalidCacheOptions) => Effect.succeed(e.option))
+ * )
+ * ```
+ *
+ * @category errors
+ * @since 0.5.0
+ */
+export class InvalidCacheOptions extends Schema.TaggedError<InvalidCacheOptions>()("InvalidCacheOptions", {
+  option: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
  * A store holds an entry under the key, but it cannot be read back whole:
  * garbage, a truncated or cut file, a wrong magic number, metadata that does
  * not match the data, a missing data file. `Cache` treats it as a miss: it

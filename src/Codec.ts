@@ -30,6 +30,7 @@ import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
 import * as Compression from "./Compression.ts"
 import { digestParts, xxh128, xxh64 } from "./internal/hashers.ts"
+import * as PersistOptions from "./internal/persistOptions.ts"
 import {
   binaryFrom,
   BinaryKind,
@@ -143,7 +144,7 @@ export interface Codec<A> {
   readonly decode: (
     bytes: Uint8Array,
     options?: DecodeOptions
-  ) => Effect.Effect<A, DecodeError | Compression.CompressionError>
+  ) => Effect.Effect<A, DecodeError | InvalidPersistOptions | Compression.CompressionError>
 }
 
 /**
@@ -276,7 +277,9 @@ const resolveCompression = (
     return Effect.fail(
       new InvalidPersistOptions({
         option: "compress",
-        message: `unknown compression method "${name}"; available: ${set.compressors.map((c) => c.name).join(", ")}`
+        message: `option "compress": unknown compression method "${name}"; available: ${
+          set.compressors.map((c) => c.name).join(", ")
+        }`
       })
     )
   }
@@ -285,7 +288,8 @@ const resolveCompression = (
     return Effect.fail(
       new InvalidPersistOptions({
         option: "compress",
-        message: `${name} levels are ${compressor.levels.min}–${compressor.levels.max}, got ${chosen}`
+        message:
+          `option "compress": ${name} levels are ${compressor.levels.min}–${compressor.levels.max}, got ${chosen}`
       })
     )
   }
@@ -322,8 +326,13 @@ const encodeUnsealed = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
       : yield* Schema.encodeUnknownEffect(schema as Schema.Codec<A, unknown, never, never>)(value).pipe(
         Effect.mapError(schemaIssue)
       )
+    const parsed = options === undefined ? undefined : yield* PersistOptions.parse(
+      PersistOptions.EncodeOptions,
+      "Codec.encode",
+      options
+    )
     const set = yield* Compression.current
-    const compression = yield* resolveCompression(options?.compress, set)
+    const compression = yield* resolveCompression(parsed?.compress, set)
     const { structure, sections } = yield* toStructure(plain)
     const body = layoutBody(structure, sections)
     const stored = compression === undefined
@@ -473,7 +482,10 @@ const decodeBody = (body: Uint8Array): Effect.Effect<unknown, Corrupted> =>
   })
 
 const decodeBytes = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
-  Effect.fnUntraced(function*(bytes: Uint8Array, options?: DecodeOptions) {
+  Effect.fnUntraced(function*(bytes: Uint8Array, rawOptions?: DecodeOptions) {
+    const options = rawOptions === undefined
+      ? undefined
+      : yield* PersistOptions.parse(PersistOptions.DecodeOptions, "Codec.decode", rawOptions)
     const header = yield* readHeader(bytes)
     const total = HEADER_BYTES + header.storedBytes + TRAILER_BYTES
     if (bytes.length < total) {

@@ -20,6 +20,7 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Codec from "./Codec.ts"
 import type * as Compression from "./Compression.ts"
+import * as PersistOptions from "./internal/persistOptions.ts"
 import {
   type DecodeError,
   InvalidPersistOptions,
@@ -303,8 +304,9 @@ export const dump: {
   ): Effect.Effect<void, DumpError | E, R>
 } = dual(
   (args) => args.length >= 2 && (typeof args[1] === "string" || Sink.isSink(args[1])),
-  <E, R>(value: unknown, target: Target<E, R>, options?: DumpOptions<Schema.Top>) =>
+  <E, R>(value: unknown, target: Target<E, R>, rawOptions?: DumpOptions<Schema.Top>) =>
     Effect.gen(function*() {
+      const options = yield* PersistOptions.parse(PersistOptions.DumpOptions, "Persist.dump", rawOptions)
       const path = typeof target === "string" ? target : undefined
       const compress = yield* compressionFor(path, options?.compress)
       const codec = options?.schema === undefined ? Codec.make() : Codec.make(options.schema)
@@ -336,7 +338,7 @@ export type DumpError =
  * @category models
  * @since 0.1.0
  */
-export type LoadError = DecodeError | PersistIOError | Compression.CompressionError
+export type LoadError = DecodeError | InvalidPersistOptions | PersistIOError | Compression.CompressionError
 
 /**
  * Reads a value from a file or a Stream of bytes. The compression method is
@@ -368,8 +370,9 @@ export const load: {
     LoadError | E,
     R
   >
-} = <E, R>(source: Source<E, R>, schema?: Schema.Top, options?: LoadOptions) =>
+} = <E, R>(source: Source<E, R>, schema?: Schema.Top, rawOptions?: LoadOptions) =>
   Effect.gen(function*() {
+    const options = yield* PersistOptions.parse(PersistOptions.LoadOptions, "Persist.load", rawOptions)
     const shared = options?.shared === true
     const bytes = typeof source === "string" ? yield* readFile(source, shared) : yield* collect(source, shared)
     if (bytes.length === 0) {

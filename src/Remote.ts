@@ -33,6 +33,7 @@ import * as Backend from "./Backend.ts"
 import * as Hashing from "./Hashing.ts"
 import { canonicalSource } from "./internal/closure.ts"
 import { importOptional } from "./internal/optional.ts"
+import * as OptionParsing from "./internal/options.ts"
 import { decode, type Encoded, makeSettled } from "./internal/outcome.ts"
 import { Status } from "./internal/protocol.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
@@ -180,6 +181,42 @@ export interface Options {
   readonly timeout?: number | undefined
 }
 
+const RedisUrl = Schema.Union([
+  Schema.NonEmptyString,
+  Schema.declare(
+    (u): u is Redacted.Redacted<string> => {
+      if (!Redacted.isRedacted(u)) return false
+      const url = Redacted.value(u)
+      return typeof url === "string" && url.length > 0
+    },
+    { expected: "a non-empty URL, or a Redacted one" }
+  )
+])
+const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+const QueueName = Schema.NonEmptyString.check(
+  Schema.makeFilter((name: string) => !name.includes(":") || "a queue name cannot contain \":\"")
+)
+
+const OptionsSchema = Schema.Struct({
+  redis: RedisUrl,
+  queue: Schema.optional(QueueName),
+  slots: Schema.optional(PositiveInt),
+  noWorkerTimeout: Schema.optional(OptionParsing.DurationInput),
+  timeout: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0)))
+})
+
+const WorkerOptionsSchema = Schema.Struct({
+  redis: RedisUrl,
+  queue: Schema.optional(QueueName),
+  modules: Schema.Array(Schema.NonEmptyString),
+  concurrency: Schema.optional(OptionParsing.Jobs),
+  allowInline: Schema.optional(Schema.Boolean),
+  timeout: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
+  lockDuration: Schema.optional(PositiveInt),
+  stalledInterval: Schema.optional(PositiveInt),
+  maxStalledCount: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
+})
+
 /**
  * A backend that sends batches to remote workers through a BullMQ queue on
  * Redis. `Parallel.map` code does not change; only the provided Layer does.
@@ -198,8 +235,9 @@ export interface Options {
  * @category layers
  * @since 0.4.0
  */
-export const layer = (options: Options): Layer.Layer<never, RemoteFailure> =>
+export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | InvalidOptions> =>
   Layer.effect(Backend.Backend)(Effect.gen(function*() {
+    const options = yield* OptionParsing.parse(OptionsSchema, "Remote.layer", rawOptions)
     const name = options.queue ?? "effect-joblib"
     const timeout = options.timeout ?? 5000
     const slots = options.slots ?? 8
@@ -517,9 +555,10 @@ const encodeOutcome = <A, E>(
  * @since 0.4.0
  */
 export const worker = (
-  options: WorkerOptions
+  rawOptions: WorkerOptions
 ): Layer.Layer<never, RemoteFailure | InvalidOptions | TaskModuleError> =>
   Layer.effectDiscard(Effect.gen(function*() {
+    const options = yield* OptionParsing.parse(WorkerOptionsSchema, "Remote.worker", rawOptions)
     const name = options.queue ?? "effect-joblib"
     const prefix = `effect-joblib:${name}:`
     const urls = options.modules.map((module) =>

@@ -20,8 +20,9 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
 import type * as NodeSqlite from "node:sqlite"
-import { EntryDamaged, StoreError } from "./CacheError.ts"
+import { EntryDamaged, type InvalidCacheOptions, StoreError } from "./CacheError.ts"
 import { AccessLog } from "./internal/accessLog.ts"
+import * as CacheOptions from "./internal/cacheOptions.ts"
 import { importOptional } from "./internal/optional.ts"
 
 /**
@@ -252,43 +253,45 @@ export interface StoreOptions {
  * @category layers
  * @since 0.3.0
  */
-export const layerMemory = (options?: StoreOptions): Layer.Layer<Store> =>
-  Layer.sync(Store)(() => {
-    const entries = new Map<string, Entry>()
-    const locks = new Map<string, { token: string; expires: number }>()
-    const shape: Shape = {
-      name: "memory",
-      get: (key) =>
-        Effect.sync(() => {
-          const entry = entries.get(key)
-          if (entry === undefined) return undefined
-          const touched = { meta: { ...entry.meta, accessed: Date.now() }, data: entry.data }
-          entries.set(key, touched)
-          return touched
-        }),
-      meta: (key) => Effect.sync(() => entries.get(key)?.meta),
-      put: (entry) =>
-        Effect.andThen(
+export const layerMemory = (options?: StoreOptions): Layer.Layer<Store, InvalidCacheOptions> =>
+  Layer.effect(Store)(
+    Effect.map(CacheOptions.parse(CacheOptions.StoreOptions, "Store.layerMemory", options), (options) => {
+      const entries = new Map<string, Entry>()
+      const locks = new Map<string, { token: string; expires: number }>()
+      const shape: Shape = {
+        name: "memory",
+        get: (key) =>
+          Effect.sync(() => {
+            const entry = entries.get(key)
+            if (entry === undefined) return undefined
+            const touched = { meta: { ...entry.meta, accessed: Date.now() }, data: entry.data }
+            entries.set(key, touched)
+            return touched
+          }),
+        meta: (key) => Effect.sync(() => entries.get(key)?.meta),
+        put: (entry) =>
           Effect.andThen(
-            checkKey("memory", "put", entry.meta.key),
-            Effect.sync(() => void entries.set(entry.meta.key, { meta: entry.meta, data: joined(entry.data) }))
+            Effect.andThen(
+              checkKey("memory", "put", entry.meta.key),
+              Effect.sync(() => void entries.set(entry.meta.key, { meta: entry.meta, data: joined(entry.data) }))
+            ),
+            hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
           ),
-          hasLimits(options?.limits) ? enforce(shape, options.limits) : Effect.void
-        ),
-      remove: (key) => Effect.sync(() => entries.delete(key)),
-      list: Effect.sync(() => Array.from(entries.values(), (entry) => entry.meta)),
-      clear: Effect.sync(() => entries.clear()),
-      lock: (key, ttl) =>
-        Effect.sync(() => {
-          const held = locks.get(key)
-          if (held !== undefined && held.expires > Date.now()) return undefined
-          const token = Crypto.randomUUID()
-          locks.set(key, { token, expires: Date.now() + ttl })
-          return { release: Effect.sync(() => void (locks.get(key)?.token === token && locks.delete(key))) }
-        })
-    }
-    return shape
-  })
+        remove: (key) => Effect.sync(() => entries.delete(key)),
+        list: Effect.sync(() => Array.from(entries.values(), (entry) => entry.meta)),
+        clear: Effect.sync(() => entries.clear()),
+        lock: (key, ttl) =>
+          Effect.sync(() => {
+            const held = locks.get(key)
+            if (held !== undefined && held.expires > Date.now()) return undefined
+            const token = Crypto.randomUUID()
+            locks.set(key, { token, expires: Date.now() + ttl })
+            return { release: Effect.sync(() => void (locks.get(key)?.token === token && locks.delete(key))) }
+          })
+      }
+      return shape
+    })
+  )
 
 const ENTRY_MAGIC = Buffer.from("EJLBC1\n\0", "latin1")
 
@@ -458,8 +461,13 @@ const alive = (pid: number) => {
  * @category layers
  * @since 0.3.0
  */
-export const layerFileSystem = (directory: string, options?: StoreOptions): Layer.Layer<Store, StoreError> =>
+export const layerFileSystem = (
+  rawDirectory: string,
+  rawOptions?: StoreOptions
+): Layer.Layer<Store, StoreError | InvalidCacheOptions> =>
   Layer.effect(Store)(Effect.gen(function*() {
+    const directory = yield* CacheOptions.location("Store.layerFileSystem", "directory", rawDirectory)
+    const options = yield* CacheOptions.parse(CacheOptions.StoreOptions, "Store.layerFileSystem", rawOptions)
     // Best effort: a read-only cache still serves hits.
     const accesses = new AccessLog<string>((batch) => {
       for (const [path, at] of batch) {
@@ -677,8 +685,13 @@ const makeFileSystem = (
  * @category layers
  * @since 0.3.0
  */
-export const layerSqlite = (file: string, options?: StoreOptions): Layer.Layer<Store, StoreError> =>
+export const layerSqlite = (
+  rawFile: string,
+  rawOptions?: StoreOptions
+): Layer.Layer<Store, StoreError | InvalidCacheOptions> =>
   Layer.effect(Store)(Effect.gen(function*() {
+    const file = yield* CacheOptions.location("Store.layerSqlite", "file", rawFile)
+    const options = yield* CacheOptions.parse(CacheOptions.StoreOptions, "Store.layerSqlite", rawOptions)
     const store = "sqlite"
     const sqlite = process.getBuiltinModule("node:sqlite") as typeof NodeSqlite | undefined
     if (sqlite === undefined) {
@@ -944,8 +957,13 @@ const unlockScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis
  * @category layers
  * @since 0.3.0
  */
-export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Store, StoreError> =>
+export const layerRedis = (
+  rawUrl: string,
+  rawOptions?: RedisOptions
+): Layer.Layer<Store, StoreError | InvalidCacheOptions> =>
   Layer.effect(Store)(Effect.gen(function*() {
+    const url = yield* CacheOptions.location("Store.layerRedis", "url", rawUrl)
+    const options = yield* CacheOptions.parse(CacheOptions.RedisOptions, "Store.layerRedis", rawOptions)
     const store = "redis"
     const prefix = options?.prefix ?? "effect-joblib:"
     const timeout = options?.timeout ?? 2000
@@ -1019,11 +1037,16 @@ export const layerRedis = (url: string, options?: RedisOptions): Layer.Layer<Sto
           checkKey(store, "get", key),
           Effect.gen(function*() {
             const now = Date.now()
-            const replies = yield* exec("get", () =>
-              client.pipeline().hgetallBuffer(entryKey(key)).zadd(accessKey, "XX", String(now), key).exec())
+            const replies = yield* exec(
+              "get",
+              () => client.pipeline().hgetallBuffer(entryKey(key)).zadd(accessKey, "XX", String(now), key).exec()
+            )
             const fields = replies[0] as Record<string, Buffer> | null
-            const entry = yield* attemptRead(store, key, () =>
-              parse(key, fields && Object.keys(fields).length > 0 ? fields : null))
+            const entry = yield* attemptRead(
+              store,
+              key,
+              () => parse(key, fields && Object.keys(fields).length > 0 ? fields : null)
+            )
             return entry === undefined ? undefined : { meta: { ...entry.meta, accessed: now }, data: entry.data }
           })
         ),

@@ -64,7 +64,26 @@ const isSqlite = (location: string) => {
   }
 }
 
-const fail = (message: string) => Effect.andThen(Console.error(message), Effect.fail(new Error(message)))
+/** A failure of the command: its message is what the user sees. */
+class CommandFailed extends Error {}
+
+const fail = (message: string) => Effect.fail(new CommandFailed(message))
+
+/**
+ * Any failure of a command, typed errors of the library included, is one line on stderr and exit code 1,
+ * not a stack trace: what went wrong is in the message.
+ */
+const reportFailure = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Effect.catch((error: unknown) =>
+      Effect.andThen(
+        Console.error(`effect-joblib: ${error instanceof Error ? error.message : String(error)}`),
+        Effect.sync(() => {
+          process.exitCode = 1
+        })
+      )
+    )
+  )
 
 const cache = Command.make("cache", {
   location: Argument.String("location").pipe(
@@ -140,7 +159,7 @@ const cache = Command.make("cache", {
       }
     })
     return yield* Effect.provide(run, layer)
-  })).pipe(Command.withDescription("inspect and maintain a cache"))
+  }).pipe(reportFailure)).pipe(Command.withDescription("inspect and maintain a cache"))
 
 const worker = Command.make("worker", {
   redis: Flag.String("redis").pipe(Flag.withDescription("the Redis server, redis://[user:password@]host:port/db")),
@@ -180,7 +199,7 @@ const worker = Command.make("worker", {
     lockDuration: Option.getOrUndefined(config.lockDuration),
     stalledInterval: Option.getOrUndefined(config.stalledInterval),
     maxStalledCount: Option.getOrUndefined(config.maxStalledCount)
-  }))).pipe(Command.withDescription("pull batches from a Remote queue and run them"))
+  })).pipe(reportFailure)).pipe(Command.withDescription("pull batches from a Remote queue and run them"))
 
 const app = Command.make("effect-joblib").pipe(Command.withSubcommands([cache, worker]))
 

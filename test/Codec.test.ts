@@ -6,7 +6,10 @@ import { everything } from "./fixtures/values.ts"
 
 const codec = Codec.make()
 const roundTrip = (value: unknown, options?: Codec.EncodeOptions & Codec.DecodeOptions) =>
-  Effect.flatMap(codec.encode(value, options), (bytes) => codec.decode(bytes, options))
+  Effect.flatMap(
+    codec.encode(value, options?.compress === undefined ? undefined : { compress: options.compress }),
+    (bytes) => codec.decode(bytes, options?.shared === undefined ? undefined : { shared: options.shared })
+  )
 
 const methods: ReadonlyArray<Codec.CompressOption> = [false, true, "zstd", "gzip", ["zlib", 6], "brotli"]
 

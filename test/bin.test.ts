@@ -55,6 +55,24 @@ describe("effect-joblib cache", () => {
     assert.include(out.stderr, "no cache at")
   })
 
+  it("bad flags fail with one line naming the problem and exit code 1, never a stack trace", () => {
+    const location = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-cli-bad-"))
+    const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+      [["cache", location, "prune", "--max-size", "lots"], `--max-size: cannot read "lots"`],
+      [["cache", location, "prune", "--max-items", "-5"], `option "maxItems"`],
+      [["cache", location, "prune", "--max-age", "soon"], `--max-age: cannot read "soon"`],
+      [["worker", "--redis", "redis://127.0.0.1:1", "--tasks", "./x.ts", "--concurrency", "0"], `"concurrency"`],
+      [["worker", "--redis", "redis://127.0.0.1:1", "--tasks", "./x.ts", "--lock-duration", "0"], `"lockDuration"`],
+      [["worker", "--redis", "", "--tasks", "./x.ts"], `option "redis"`]
+    ]
+    for (const [args, problem] of cases) {
+      const out = cli(...args)
+      assert.strictEqual(out.code, 1, args.join(" "))
+      assert.include(out.stderr, problem, args.join(" "))
+      assert.match(out.stderr.trim(), /^effect-joblib: [^\n]+$/, out.stderr)
+    }
+  })
+
   it("sizes read like humans write them", () => {
     assert.strictEqual(parseSize("1GB"), 1e9)
     assert.strictEqual(parseSize("500 MB"), 5e8)
