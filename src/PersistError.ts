@@ -8,6 +8,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import type * as Compression from "./Compression.ts"
 
 /**
  * The bytes do not start with the effect-joblib magic number: not a dump, or not one of ours.
@@ -121,12 +122,17 @@ export class InvalidPersistOptions extends Schema.TaggedError<InvalidPersistOpti
 export type DecodeError = BadMagic | UnsupportedVersion | UnknownCompression | Truncated | Corrupted | SchemaMismatch
 
 /**
- * Every error of `Codec` and `Persist`.
+ * Every error of `Codec` and `Persist`, the compressors' included.
  *
  * @category models
  * @since 0.1.0
  */
-export type PersistError = DecodeError | UnsupportedValue | PersistIOError | InvalidPersistOptions
+export type PersistError =
+  | DecodeError
+  | UnsupportedValue
+  | PersistIOError
+  | InvalidPersistOptions
+  | Compression.CompressionError
 
 const tags = new Set([
   "BadMagic",
@@ -137,7 +143,8 @@ const tags = new Set([
   "SchemaMismatch",
   "UnsupportedValue",
   "PersistIOError",
-  "InvalidPersistOptions"
+  "InvalidPersistOptions",
+  "CompressionError"
 ])
 
 /**

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Cause, Effect, Exit, Layer, Schema } from "effect"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import { Codec, Compression, PersistError } from "../src/index.ts"
 import { everything } from "./fixtures/values.ts"
@@ -163,6 +164,62 @@ describe("Codec", () => {
           assert.instanceOf(error, PersistError.UnsupportedValue)
           assert.isTrue((error as PersistError.UnsupportedValue).path.startsWith(path), error.message)
           assert.include(error.message, words)
+        }
+      }))
+  })
+
+  describe("big and deep values", () => {
+    it.effect("bigints of any size round-trip, in linear time (a 1 MB bigint, both signs)", () =>
+      Effect.gen(function*() {
+        const bytes = Crypto.randomBytes(1 << 20)
+        const big = BigInt(`0x${bytes.toString("hex")}`)
+        const values = [0n, 1n, -1n, 255n, 256n, -65536n, 2n ** 64n + 1n, big, -big]
+        assert.deepStrictEqual(yield* roundTrip(values), values)
+      }))
+
+    it.effect("whatever dump writes, load reads: nesting is capped at the same depth on both sides", () =>
+      Effect.gen(function*() {
+        const nest = (levels: number) => {
+          let value: unknown = []
+          for (let i = 1; i < levels; i++) value = [value]
+          return value
+        }
+        const deepest = nest(1000)
+        assert.deepStrictEqual(yield* roundTrip(deepest), deepest)
+        const error = yield* Effect.flip(codec.encode(nest(3000)))
+        assert.instanceOf(error, PersistError.UnsupportedValue)
+        assert.include(error.message, "nested deeper than 1000 levels")
+      }))
+
+    it.effect("a crafted bigint length is rejected, not allocated", () =>
+      Effect.gen(function*() {
+        const bytes = yield* codec.encode(123n)
+        // The structure is [tag, sign, varint length, bytes]: claim a length far past the end.
+        const body = Array.from(bytes).findIndex((_, i) => bytes[i] === 0x88 && bytes[i + 2] === 1)
+        assert.isAbove(body, 63, "the bigint is in the body")
+        const crafted = bytes.slice()
+        crafted[body + 2] = 0x7f
+        const exit = yield* Effect.exit(codec.decode(crafted, { verify: false }))
+        assert.isTrue(Exit.isFailure(exit))
+        assert.isFalse(Cause.hasDies((exit as Exit.Failure<unknown, unknown>).cause))
+      }))
+
+    it.effect("mutated files are rejected or loaded, each within a generous time budget", () =>
+      Effect.gen(function*() {
+        const whole = yield* codec.encode({ ...everything(), big: 2n ** 4000n, deep: [[[[[1]]]]] })
+        let state = 42
+        const random = () => (state = (state * 1103515245 + 12345) & 0x7fffffff) / 0x80000000
+        for (let round = 0; round < 200; round++) {
+          const mutated = whole.slice()
+          for (let flips = 1 + Math.floor(random() * 4); flips > 0; flips--) {
+            mutated[64 + Math.floor(random() * (mutated.length - 88))] = Math.floor(random() * 256)
+          }
+          const started = performance.now()
+          const exit = yield* Effect.exit(codec.decode(mutated, { verify: false }))
+          const elapsed = performance.now() - started
+          // Linear work on a few kilobytes takes well under a millisecond; a quadratic or runaway path does not.
+          assert.isBelow(elapsed, 2000, `round ${round} took ${elapsed} ms`)
+          if (Exit.isFailure(exit)) assert.isFalse(Cause.hasDies(exit.cause), Cause.pretty(exit.cause))
         }
       }))
   })
@@ -335,6 +392,7 @@ describe("Compression", () => {
         }
         const garbage = yield* Effect.flip(compressor.decompress(new Uint8Array(64).fill(0xab), 100))
         assert.instanceOf(garbage, Compression.CompressionError, compressor.name)
+        assert.isTrue(PersistError.isPersistError(garbage), "a compressor's error is one of the family")
       }
     }))
 
