@@ -13,10 +13,16 @@ import { Backend, Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
 import { Flaky, NestedProbe } from "./fixtures/tasks.ts"
 
+/** A process that still runs: a zombie (dead, not yet reaped by whoever adopted it) does not count. */
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0)
-    return true
+  } catch {
+    return false
+  }
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
   } catch {
     return false
   }
@@ -209,6 +215,28 @@ describe("processes", () => {
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "no task ran to its end after the timeout")
       Fs.rmSync(dir, { recursive: true, force: true })
     }).pipe(Effect.provide(Backend.processes({ workers: 2, interruptGrace: 100 }))), 15_000)
+
+  it("a worker stuck in synchronous code does not outlive a SIGKILLed driver", async () => {
+    const driver = ChildProcess.spawn(
+      Path.join(process.cwd(), "node_modules/.bin/node"),
+      [Path.join(import.meta.dirname, "fixtures/orphan.ts")],
+      { stdio: ["ignore", "pipe", "inherit"] }
+    )
+    let output = ""
+    const pid = await new Promise<number>((resolve, reject) => {
+      driver.stdout.on("data", (chunk) => {
+        output += chunk
+        const line = output.split("\n").find((l) => l.startsWith("worker "))
+        if (line !== undefined) resolve(Number(line.slice(7)))
+      })
+      driver.on("exit", () => reject(new Error(`exited early: ${output}`)))
+    })
+    // Let the worker enter its endless loop, where it can no longer see its channel close.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    assert.isTrue(alive(pid))
+    driver.kill("SIGKILL")
+    assert.deepStrictEqual(await Effect.runPromise(waitGone([pid])), [], "the orphaned worker is gone")
+  }, 30_000)
 
   it("SIGINT to a program leaves no worker process and no temp file behind", async () => {
     const dir = tmp()

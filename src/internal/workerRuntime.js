@@ -637,9 +637,27 @@ export function workerModule(host) {
     process.on("message", (message) => handle(/** @type {ToWorker} */ (message)))
     // The parent is gone (killed, or closed the channel): nothing is left to work for.
     process.on("disconnect", () => process.exit(0))
+    watchParent()
     // Ctrl-C reaches the whole process group; the parent decides when its workers stop.
     process.on("SIGINT", () => {})
     send({ _: "ready" })
+  }
+
+  /**
+   * A task stuck in synchronous code never lets this process see its channel close. A thread of its own
+   * checks the parent four times a second and, once this process has been orphaned (its parent PID
+   * changed), kills it: no worker outlives its driver by more than a moment.
+   */
+  const watchParent = () => {
+    const { Worker } = process.getBuiltinModule("node:worker_threads")
+    const watchdog = new Worker(
+      `const { workerData } = process.getBuiltinModule("node:worker_threads")
+      setInterval(() => {
+        if (process.ppid !== workerData.parent) process.kill(workerData.pid, "SIGKILL")
+      }, 250)`,
+      { eval: true, workerData: { parent: process.ppid, pid: process.pid }, env: {}, stdout: true, stderr: true }
+    )
+    watchdog.unref()
   }
 
   return {
