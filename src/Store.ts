@@ -480,6 +480,83 @@ export const layerFileSystem = (
     return yield* attempt("filesystem", "open", () => makeFileSystem(directory, options, accesses))
   }))
 
+interface LockHolder {
+  readonly token: string
+  readonly pid: number
+  readonly host: string
+  readonly expires: number
+}
+
+const lockBody = (token: string, ttl: number) =>
+  JSON.stringify({ token, pid: process.pid, host: Os.hostname(), expires: Date.now() + ttl })
+
+/**
+ * Creates a lock file whole or not at all: its body goes to a file of its own, which is then linked to the
+ * lock's name. A link fails when the name exists, so no one ever reads a half-written lock.
+ */
+const createLockFile = (path: string, token: string, body: string): boolean => {
+  const written = `${path}.${token}.tmp`
+  Fs.writeFileSync(written, body)
+  try {
+    Fs.linkSync(written, path)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false
+    throw error
+  } finally {
+    Fs.rmSync(written, { force: true })
+  }
+}
+
+const readLockFile = (path: string): LockHolder | "missing" | "unreadable" => {
+  let text: string
+  try {
+    text = Fs.readFileSync(path, "utf8")
+  } catch (error) {
+    if (isMissing(error)) return "missing"
+    throw error
+  }
+  try {
+    return JSON.parse(text) as LockHolder
+  } catch {
+    return "unreadable"
+  }
+}
+
+/** A lock whose holder can no longer be working: past its expiry, or its process gone on this host. */
+const staleLock = (holder: LockHolder) =>
+  holder.expires < Date.now() || (holder.host === Os.hostname() && !alive(holder.pid))
+
+/** How long one process may take to break a stale lock before others may break its claim. */
+const BREAK_TTL = 10_000
+
+/**
+ * Removes the stale lock `token` (undefined: an unreadable one) so that waiters can race for it again. One
+ * breaker at a time, by a claim file made like a lock, and only if the lock is still the one judged stale:
+ * two waiters that both saw it stale never remove a lock that one of them has just taken.
+ */
+const breakLock = (path: string, token: string | undefined): boolean => {
+  const claim = `${path}.break`
+  const mine = Crypto.randomUUID()
+  if (!createLockFile(claim, mine, lockBody(mine, BREAK_TTL))) {
+    // A breaker that died leaves its claim behind: clear it once it is stale, for the next try.
+    const breaker = readLockFile(claim)
+    if (breaker === "unreadable" || (typeof breaker === "object" && staleLock(breaker))) {
+      Fs.rmSync(claim, { force: true })
+    }
+    return false
+  }
+  try {
+    const current = readLockFile(path)
+    if (current === "missing") return true
+    if ((current === "unreadable" ? undefined : current.token) !== token) return false
+    Fs.rmSync(path, { force: true })
+    return true
+  } finally {
+    Fs.rmSync(claim, { force: true })
+  }
+}
+
 const makeFileSystem = (
   directory: string,
   options: StoreOptions | undefined,
@@ -629,32 +706,21 @@ const makeFileSystem = (
           const path = `${entryPath(root, key)}.lock`
           Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
           const token = Crypto.randomUUID()
-          const body = JSON.stringify({ token, pid: process.pid, host: Os.hostname(), expires: Date.now() + ttl })
+          const body = lockBody(token, ttl)
           for (let attempt = 0; attempt < 2; attempt++) {
-            try {
-              Fs.writeFileSync(path, body, { flag: "wx" })
+            if (createLockFile(path, token, body)) {
               return {
                 release: Effect.sync(() => {
-                  try {
-                    if (JSON.parse(Fs.readFileSync(path, "utf8")).token === token) Fs.unlinkSync(path)
-                  } catch {}
+                  const held = readLockFile(path)
+                  if (typeof held === "object" && held.token === token) Fs.rmSync(path, { force: true })
                 })
               }
-            } catch (error) {
-              if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
             }
-            // Held: take it over only if its holder died or it expired.
-            let holder: { pid: number; host: string; expires: number } | undefined
-            try {
-              holder = JSON.parse(Fs.readFileSync(path, "utf8"))
-            } catch {
-              holder = undefined // half-written or just released
-            }
-            const stale = holder === undefined ||
-              holder.expires < Date.now() ||
-              (holder.host === Os.hostname() && !alive(holder.pid))
-            if (!stale) return undefined
-            Fs.rmSync(path, { force: true })
+            // Held: take it over only if its holder died or it expired, and only the lock judged so.
+            const holder = readLockFile(path)
+            if (holder === "missing") continue
+            if (holder !== "unreadable" && !staleLock(holder)) return undefined
+            if (!breakLock(path, holder === "unreadable" ? undefined : holder.token)) return undefined
           }
           return undefined
         })

@@ -288,3 +288,56 @@ describe.skipIf(!hasRedis)("Store.layerRedis faults", () => {
       assert.instanceOf(error, CacheError.StoreError)
     }))
 })
+
+/** Runs a fixture in a process of its own; resolves with what it printed once it exits. */
+const runFixture = (name: string, args: ReadonlyArray<string>) =>
+  new Promise<{ code: number | null; stdout: string; child: ChildProcess.ChildProcess }>((resolve) => {
+    const child = ChildProcess.spawn(process.execPath, [Path.join(import.meta.dirname, "fixtures", name), ...args], {
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    let stdout = ""
+    child.stdout.on("data", (chunk) => (stdout += chunk))
+    child.on("exit", (code) => resolve({ code, stdout, child }))
+  })
+
+describe("the filesystem store's locks across processes", () => {
+  it("8 processes asking for the same 120 keys compute each exactly once, and agree", async () => {
+    const dir = tmp()
+    const log = Path.join(dir, "computed.log")
+    Fs.writeFileSync(log, "")
+    const startAt = String(Date.now() + 2500)
+    const runs = await Promise.all(
+      Array.from({ length: 8 }, () => runFixture("singleFlight.ts", [Path.join(dir, "cache"), log, "30", "4", startAt]))
+    )
+    for (const run of runs) assert.strictEqual(run.code, 0, run.stdout)
+    const computed = Fs.readFileSync(log, "utf8").trim().split("\n")
+    const duplicates = computed.length - new Set(computed).size
+    assert.strictEqual(new Set(computed).size, 120)
+    assert.strictEqual(duplicates, 0, "keys computed more than once")
+    const [first, ...others] = runs.map((run) => JSON.parse(run.stdout) as Record<string, string>)
+    for (const other of others) assert.deepStrictEqual(other, first, "every process got the same values")
+  }, 60_000)
+
+  it("a frozen holder past its expiry is taken over by exactly one of the waiters", async () => {
+    const dir = tmp()
+    const holder = ChildProcess.spawn(
+      process.execPath,
+      [Path.join(import.meta.dirname, "fixtures", "lockHolder.ts"), dir, "xxh128:f00d", "300", "60000"],
+      { stdio: ["ignore", "pipe", "inherit"] }
+    )
+    const said = await new Promise<string>((resolve) => holder.stdout.once("data", (chunk) => resolve(String(chunk))))
+    assert.strictEqual(said.trim(), "held")
+    holder.kill("SIGSTOP")
+    try {
+      // The waiters start together, after the frozen holder's lock has expired.
+      const startAt = String(Date.now() + 2000)
+      const waiters = await Promise.all(
+        Array.from({ length: 3 }, () => runFixture("lockHolder.ts", [dir, "xxh128:f00d", "30000", "300", startAt]))
+      )
+      const answers = waiters.map((waiter) => waiter.stdout.trim()).sort()
+      assert.deepStrictEqual(answers, ["busy", "busy", "held"])
+    } finally {
+      holder.kill("SIGKILL")
+    }
+  }, 30_000)
+})
