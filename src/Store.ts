@@ -784,16 +784,21 @@ export const layerSqlite = (
           CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed);
           CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires INTEGER NOT NULL);
         `)
-        // Caches made before big blobs moved beside the database gain the column naming their file.
-        const columns = db.prepare("PRAGMA table_info(entries)").all() as Array<{ name: string }>
-        if (!columns.some((column) => column.name === "file")) {
+        // Caches made by earlier versions gain the columns added since: an entry's file (big blobs beside the
+        // database), and a lock's holder (so that a lock whose process is gone is taken over at once).
+        const addColumn = (table: string, column: string, type: string) => {
+          const columns = db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>
+          if (columns.some((existing) => existing.name === column)) return
           try {
-            db.exec("ALTER TABLE entries ADD COLUMN file TEXT")
+            db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`)
           } catch (error) {
             // Another process added it first.
             if (!String(error).includes("duplicate column")) throw error
           }
         }
+        addColumn("entries", "file", "TEXT")
+        addColumn("locks", "pid", "INTEGER")
+        addColumn("locks", "host", "TEXT")
         return db
       }),
       (db) => Effect.sync(() => db.close())
@@ -814,9 +819,13 @@ export const layerSqlite = (
       expired: db.prepare("DELETE FROM entries WHERE accessed < ? RETURNING file"),
       clear: db.prepare("DELETE FROM entries"),
       lock: db.prepare(
-        "INSERT INTO locks (key, token, expires) VALUES (?, ?, ?) " +
-          "ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires = excluded.expires WHERE locks.expires < ?"
+        "INSERT INTO locks (key, token, expires, pid, host) VALUES (?, ?, ?, ?, ?) " +
+          "ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires = excluded.expires, pid = excluded.pid, " +
+          "host = excluded.host WHERE locks.expires < ?"
       ),
+      holder: db.prepare("SELECT token, pid, host FROM locks WHERE key = ?"),
+      // Takes over the lock `token` held: one caller wins, since the first changes the token.
+      takeOver: db.prepare("UPDATE locks SET token = ?, expires = ?, pid = ?, host = ? WHERE key = ? AND token = ?"),
       unlock: db.prepare("DELETE FROM locks WHERE key = ? AND token = ?")
     }))
     // Big blobs live in files beside the database, named in the row: SQLite would write each twice (its log,
@@ -980,8 +989,16 @@ export const layerSqlite = (
         attempt(store, "lock", () => {
           const token = Crypto.randomUUID()
           const now = Date.now()
-          if (statements.lock.run(key, token, now + ttl, now).changes === 0) return undefined
-          return { release: Effect.sync(() => void statements.unlock.run(key, token)).pipe(Effect.ignore) }
+          const host = Os.hostname()
+          const release = { release: Effect.sync(() => void statements.unlock.run(key, token)).pipe(Effect.ignore) }
+          if (statements.lock.run(key, token, now + ttl, process.pid, host, now).changes > 0) return release
+          // Held and not expired: a holder whose process is gone on this host is taken over at once.
+          const holder = statements.holder.get(key) as
+            | { token: string; pid: number | null; host: string | null }
+            | undefined
+          if (holder === undefined || holder.pid === null || holder.host !== host || alive(holder.pid)) return undefined
+          const taken = statements.takeOver.run(token, now + ttl, process.pid, host, key, holder.token).changes > 0
+          return taken ? release : undefined
         })
     }
     return shape

@@ -244,6 +244,25 @@ describe("Store.layerSqlite faults", () => {
       assert.isFalse(Fs.existsSync(old))
     }))
 
+  it.effect("a lock whose process is gone is taken over at once, by one caller; a live holder keeps it", () =>
+    Effect.gen(function*() {
+      const file = Path.join(tmp(), "cache.sqlite")
+      const a = yield* open(Store.layerSqlite(file))
+      const b = yield* open(Store.layerSqlite(file))
+      const c = yield* open(Store.layerSqlite(file))
+      assert.isDefined(yield* a.lock("xxh128:77aa", 600_000))
+      assert.isUndefined(yield* b.lock("xxh128:77aa", 600_000), "its holder, this process, is alive")
+      const dead = ChildProcess.spawnSync(process.execPath, ["-e", "console.log(process.pid)"], { encoding: "utf8" })
+      const db = new DatabaseSync(file)
+      db.prepare("UPDATE locks SET pid = ? WHERE key = ?").run(Number(dead.stdout.trim()), "xxh128:77aa")
+      db.close()
+      const taken = yield* b.lock("xxh128:77aa", 600_000)
+      assert.isDefined(taken, "taken over long before the 10-minute expiry")
+      assert.isUndefined(yield* c.lock("xxh128:77aa", 600_000), "the new holder is alive")
+      yield* taken!.release
+      assert.isDefined(yield* c.lock("xxh128:77aa", 600_000))
+    }))
+
   it.effect("two connections to one file see each other's entries and locks", () =>
     Effect.gen(function*() {
       const file = Path.join(tmp(), "cache.sqlite")
