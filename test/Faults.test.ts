@@ -3,7 +3,7 @@
  * and interruption, checked against real thread ids and process PIDs.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Metric, Option, Schedule } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric, Option, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -11,7 +11,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { Backend, Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
-import { Flaky, NestedProbe } from "./fixtures/tasks.ts"
+import { Flaky, NestedProbe, UsesConnection } from "./fixtures/tasks.ts"
 
 /** A process that still runs: a zombie (dead, not yet reaped by whoever adopted it) does not count. */
 const alive = (pid: number) => {
@@ -215,6 +215,22 @@ describe("processes", () => {
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "no task ran to its end after the timeout")
       Fs.rmSync(dir, { recursive: true, force: true })
     }).pipe(Effect.provide(Backend.processes({ workers: 2, interruptGrace: 100 }))), 15_000)
+
+  it.live("closing a pool runs each worker's task layer finalizers, on threads and processes", () =>
+    Effect.gen(function*() {
+      for (const make of [Backend.threads, Backend.processes]) {
+        const dir = tmp()
+        const ids = yield* Effect.scoped(Effect.gen(function*() {
+          const context = yield* Layer.build(make({ workers: 2, env: { EJL_RELEASE_DIR: dir } }))
+          const out = yield* Effect.provide(Parallel.map([1, 2, 3, 4], UsesConnection, { batchSize: 1 }), context)
+          assert.deepStrictEqual(Fs.readdirSync(dir), [], "nothing is released while the pool is open")
+          return new Set(out.map((value) => value.split(":")[0]!))
+        }))
+        const released = Fs.readdirSync(dir).map((file) => file.slice("released-".length)).sort()
+        assert.deepStrictEqual(released, [...ids].sort(), "every worker's connection is released once")
+        Fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
 
   it("a worker stuck in synchronous code does not outlive a SIGKILLed driver", async () => {
     const driver = ChildProcess.spawn(

@@ -25,6 +25,9 @@ export interface EndpointHandlers {
   readonly onStderr: (chunk: Uint8Array) => void
 }
 
+/** How long an idle worker may take to release its tasks' layers when its pool closes. */
+const CLOSE_GRACE = 2000
+
 /** How much of a worker's stderr a `WorkerCrashed` carries: the end, where a crash report is. */
 const STDERR_TAIL = 8 * 1024
 
@@ -96,6 +99,8 @@ interface Live {
   retiring: boolean
   /** The end of what the worker wrote to stderr. */
   stderr: string
+  /** Resolves a graceful close when the worker answers `closed`. */
+  closed?: (() => void) | undefined
 }
 
 let nextBatchId = 1
@@ -203,6 +208,8 @@ export class Slot {
     switch (message._) {
       case "ready":
         return markReady()
+      case "closed":
+        return live.closed?.()
       case "tick": {
         const pending = live.pending.get(message.id)
         if (pending === undefined) return
@@ -428,12 +435,36 @@ export class Slot {
     if (held.length > 0) live.endpoint.post({ _: "release", ids: held })
   }
 
-  /** Kills every worker of the slot; a later batch would start a new one. */
+  /**
+   * Stops every worker of the slot; a later batch would start a new one. An idle worker is first asked to
+   * release what its tasks hold (their layers' finalizers run), for up to `CLOSE_GRACE`; a busy one, or one
+   * that does not answer, is terminated.
+   */
   close(): Promise<void> {
     this.live = undefined
     const lives = [...this.lives]
     this.lives.clear()
     for (const live of lives) live.dead = true
-    return Promise.all(lives.map((live) => live.endpoint.terminate())).then(() => undefined)
+    return Promise.all(lives.map((live) => this.stop(live))).then(() => undefined)
+  }
+
+  private stop(live: Live): Promise<void> {
+    if (live.pending.size > 0) return live.endpoint.terminate()
+    return live.ready.then(
+      () =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, CLOSE_GRACE)
+          live.closed = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+          try {
+            live.endpoint.post({ _: "close" })
+          } catch {
+            resolve()
+          }
+        }),
+      () => undefined
+    ).then(() => live.endpoint.terminate())
   }
 }

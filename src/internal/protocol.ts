@@ -33,6 +33,8 @@ export type ToWorker =
   /** Buffers that several items use, sent once per process and referred to by id. */
   | { readonly _: "buffers"; readonly entries: ReadonlyArray<readonly [number, ArrayBuffer]> }
   | { readonly _: "release"; readonly ids: ReadonlyArray<number> }
+  /** The pool is closing: release what the loaded tasks hold, then answer `closed`. */
+  | { readonly _: "close" }
 
 export { CANCEL, REF, Status } from "./workerRuntime.js"
 
@@ -60,6 +62,7 @@ export interface Partial {
 
 export type FromWorker =
   | { readonly _: "ready" }
+  | { readonly _: "closed" }
   | (Partial & {
     /** Item `index` of batch `id` starts now; the values are those of the items finished since the last tick. */
     readonly _: "tick"

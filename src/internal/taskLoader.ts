@@ -28,11 +28,14 @@ export const loadTask = async (task: Task.Task<unknown, unknown, unknown>) => {
   const decodePayload = isTransparent(task.payload) ? identity : Schema.decodeUnknownSync(task.payload)
   // The task's layer is its worker initializer: built once, for the worker's lifetime.
   let context: any
+  let scope: Scope.Closeable | undefined
   if (task.layer !== undefined) {
-    const scope = Effect.runSync(Scope.make())
+    scope = Effect.runSync(Scope.make())
     context = await Effect.runPromise(Layer.buildWithScope(task.layer, scope) as Effect.Effect<any, unknown>)
   }
   return {
+    // When the pool closes: the layer's finalizers run (a database connection closed, say).
+    close: () => scope === undefined ? Promise.resolve() : Effect.runPromise(Scope.close(scope, Exit.void)),
     run: (item: unknown) => task.run(decodePayload(item)),
     encodeSuccess: isTransparent(task.success) ? identity : Schema.encodeUnknownSync(task.success),
     encodeError: isTransparent(task.error) ? identity : Schema.encodeUnknownSync(task.error),

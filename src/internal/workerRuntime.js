@@ -204,6 +204,7 @@ export function workerModule(host) {
    *   readonly encodeSuccess: (value: unknown) => unknown
    *   readonly encodeError: (error: unknown) => unknown
    *   readonly effects: EffectRunner | undefined
+   *   readonly close?: (() => Promise<void>) | undefined
    * }} Loaded
    */
 
@@ -583,6 +584,19 @@ export function workerModule(host) {
         }
         case "release": {
           for (const bufferId of message.ids) buffers.delete(bufferId)
+          return
+        }
+        case "close": {
+          // After the batches already queued: release what the loaded tasks hold (their layers' scopes).
+          queue = queue.then(async () => {
+            for (const pending of loaded.values()) {
+              try {
+                await (await pending).close?.()
+              } catch {}
+            }
+            loaded.clear()
+            post({ _: "closed" }, [])
+          })
           return
         }
       }
