@@ -27,8 +27,8 @@ import { decode, exitsOf, makeSettled, timedOut } from "./internal/outcome.ts"
 import { Slot, type Spawn } from "./internal/pool.ts"
 import { TaskReporter } from "./internal/report.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
-import { identity, type Local, type Work } from "./internal/work.ts"
-import { isThenable, workerSource } from "./internal/workerRuntime.js"
+import { identity, inlineEffect, type Local, type Work } from "./internal/work.ts"
+import { isThenable, Status, workerSource } from "./internal/workerRuntime.js"
 import type { InvalidOptions, ParallelError, TaskModuleError, TaskTimeout } from "./ParallelError.ts"
 
 /**
@@ -167,7 +167,13 @@ const withTimeout = <A, E>(
   })
 }
 
-const runLocal = <I, A, E>(local: Local<I, A, E>, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
+const runLocal = <I, A, E>(
+  local: Local<I, A, E>,
+  label: string,
+  items: ReadonlyArray<I>,
+  start: number,
+  options: RunOptions
+) =>
   Effect.gen(function*() {
     const { failFast, timeout, onProgress } = options
     const started = performance.now()
@@ -177,13 +183,16 @@ const runLocal = <I, A, E>(local: Local<I, A, E>, items: ReadonlyArray<I>, start
       const index = start + i
       let exit: Exit.Exit<A, E | TaskTimeout>
       let out: A | PromiseLike<A> | Effect.Effect<A, E, any>
+      let threw = false
       const began = performance.now()
       try {
         out = local.run(items[i]!, index)
       } catch (defect) {
         out = Effect.die(defect)
+        threw = true
       }
       if (Effect.isEffect(out)) {
+        if (local.inline && !threw) return yield* Effect.fail(inlineEffect(label))
         const provided = local.provide(out)
         exit = yield* withTimeout(
           onProgress === undefined
@@ -234,7 +243,7 @@ const makeSequential = (concurrency: number): Backend => {
         run: (slot, items, start, options) =>
           Effect.suspend(() => {
             outstanding[slot]!++
-            return runLocal(local, items, start, options).pipe(
+            return runLocal(local, work.label, items, start, options).pipe(
               locks[slot]!.withPermits(1),
               Effect.ensuring(Effect.sync(() => {
                 outstanding[slot]!--
@@ -503,6 +512,7 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
           options: RunOptions
         ): Effect.Effect<Outcome<A, E>, ParallelError> =>
           Effect.flatMap(runOnce(slot, items, start, options), (raw) => {
+            if (raw.status?.includes(Status.InlineEffect)) return Effect.fail(inlineEffect(work.label))
             const outcome = decode(
               work,
               raw,

@@ -13,6 +13,19 @@ suite("Backend.sequential({ concurrency: 4 })", Backend.sequential({ concurrency
 suite("Backend.threads", Backend.threads({ workers: 2 }), { isolated: true, sharedMemory: true, workers: 2 })
 suite("Backend.processes", Backend.processes({ workers: 2 }), { isolated: true, sharedMemory: false, workers: 2 })
 
+describe("inline functions and Effects", () => {
+  it.effect("a real Effect from an inline function is refused in process, as workers refuse it", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Parallel.map([1, 2], (x: number) => Effect.succeed(x)))
+      assert.instanceOf(error, ParallelError.UnshippableFunction)
+      assert.include(error.message, "Define a Task")
+      const onThreads = yield* Effect.flip(
+        Parallel.map([1, 2], (x: number) => Effect.succeed(x)).pipe(Effect.provide(Backend.threads({ workers: 1 })))
+      )
+      assert.instanceOf(onThreads, ParallelError.UnshippableFunction, "it cannot even be shipped: it uses Effect")
+    }))
+})
+
 describe("Backend options", () => {
   it.effect("threads: -1 is every CPU", () =>
     Effect.gen(function*() {

@@ -174,6 +174,18 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           assert.strictEqual(spoofed!.name, "RangeError")
         }))
 
+      it.effect("an inline function that returns an Effect fails the map with UnshippableFunction, in every mode", () =>
+        Effect.gen(function*() {
+          for (const mode of ["failFast", "exit", "result"] as const) {
+            // What an Effect looks like to every backend; a real one cannot be shipped (it captures `Effect`).
+            const error = yield* Effect.flip(
+              Parallel.map([1, 2], (x: number) => ({ "~effect/Effect": "~effect/Effect", x }), { mode })
+            )
+            assert.instanceOf(error, ParallelError.UnshippableFunction, mode)
+            assert.include(error.message, "returned an Effect")
+          }
+        }))
+
       it.effect("fail-fast stops dispatch after the first failure", () =>
         Effect.gen(function*() {
           const record = recordBatches()

@@ -17,7 +17,21 @@ import { isTransparent, mayContainBinary } from "./transparent.ts"
 export interface Local<I, A, E> {
   readonly run: (item: I, index: number) => A | PromiseLike<A> | Effect.Effect<A, E, any>
   readonly provide: (effect: Effect.Effect<A, E, any>) => Effect.Effect<A, E>
+  /** An inline function, whose result is a value or a promise: an Effect from it is refused (see `inlineEffect`). */
+  readonly inline: boolean
 }
+
+/**
+ * The error of an inline function that returned an Effect. A worker could not run it (inline functions
+ * ship without `effect`), so no backend does: the map fails with this, whatever its mode.
+ */
+export const inlineEffect = (label: string) =>
+  new UnshippableFunction({
+    function: label,
+    identifiers: [],
+    message: `The function ${label} returned an Effect; an inline function returns a value or a promise. ` +
+      `Define a Task with Task.make to run Effects on any backend.`
+  })
 
 export interface Work<I, A, E> {
   readonly label: string
@@ -61,11 +75,13 @@ export const fromTask = <P, A, E>(task: Task.Task<P, A, E>): Work<P, A, E> => {
     local: task.layer === undefined
       ? Effect.succeed({
         run: task.run,
-        provide: identity as (effect: Effect.Effect<A, E, any>) => Effect.Effect<A, E>
+        provide: identity as (effect: Effect.Effect<A, E, any>) => Effect.Effect<A, E>,
+        inline: false
       })
       : Effect.map(Layer.build(task.layer).pipe(Effect.orDie), (context) => ({
         run: task.run,
-        provide: (effect: Effect.Effect<A, E, any>) => Effect.provideContext(effect, context) as Effect.Effect<A, E>
+        provide: (effect: Effect.Effect<A, E, any>) => Effect.provideContext(effect, context) as Effect.Effect<A, E>,
+        inline: false
       })),
     ship: shipped,
     encodeItem: isTransparent(task.payload) ? identity : Schema.encodeUnknownSync(task.payload),
@@ -81,7 +97,11 @@ export const fromFunction = <I, A>(fn: (item: I, index: number) => A | PromiseLi
   return {
     label,
     source: String(fn),
-    local: Effect.succeed({ run: fn, provide: identity as (effect: Effect.Effect<A, never, any>) => Effect.Effect<A> }),
+    local: Effect.succeed({
+      run: fn,
+      provide: identity as (effect: Effect.Effect<A, never, any>) => Effect.Effect<A>,
+      inline: true
+    }),
     get ship() {
       return shipped ??= Effect.suspend(() => {
         const analysis = Closure.analyze(fn)

@@ -24,7 +24,7 @@
  */
 export function workerModule(host) {
   /** Item statuses in a `done` or `tick` message. */
-  const Status = /** @type {const} */ ({ Success: 0, Failure: 1, Defect: 2, Timeout: 3 })
+  const Status = /** @type {const} */ ({ Success: 0, Failure: 1, Defect: 2, Timeout: 3, InlineEffect: 4 })
 
   /** Slot of a worker's control array holding the id of a batch to cancel. */
   const CANCEL = 0
@@ -454,6 +454,10 @@ export function workerModule(host) {
               ? failure(classified.error)
               : record(serializeDefect(classified.defect), Status.Defect)
           }
+        } else if (value !== null && typeof value === "object" && "~effect/Effect" in value) {
+          // An inline function returned an Effect, which this worker cannot run: the map fails (see inlineEffect).
+          record(0, Status.InlineEffect)
+          return out
         } else {
           if (isThenable(value)) {
             if (timeout === undefined) value = await value
