@@ -15,11 +15,11 @@ import { dual } from "effect/Function"
 import type * as Schema from "effect/Schema"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
-import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Codec from "./Codec.ts"
 import type * as Compression from "./Compression.ts"
+import { writeFileAtomically } from "./internal/atomicFile.ts"
 import * as PersistOptions from "./internal/persistOptions.ts"
 import {
   type DecodeError,
@@ -152,36 +152,22 @@ const io = <A>(path: string, doing: string, f: () => Promise<A>) =>
  * Writes `parts` then the trailer from `seal` to `path` through a temporary file and a rename.
  * The trailer's checksum is computed on this thread while the thread pool writes the parts.
  */
-const writeAtomically = (path: string, parts: ReadonlyArray<Uint8Array>, seal: () => Uint8Array, fsync: boolean) => {
-  const temporary = NodePath.join(
-    NodePath.dirname(path),
-    `.${NodePath.basename(path)}.${process.pid}.${Crypto.randomBytes(6).toString("hex")}.tmp`
+const writeAtomically = (path: string, parts: ReadonlyArray<Uint8Array>, seal: () => Uint8Array, fsync: boolean) =>
+  writeFileAtomically(
+    path,
+    async (handle) => {
+      const writing = writeAll(handle, parts)
+      let trailer: Uint8Array
+      try {
+        trailer = seal()
+      } finally {
+        await writing
+      }
+      await writeAll(handle, [trailer])
+    },
+    fsync,
+    ioError
   )
-  const write = Effect.acquireUseRelease(
-    io(temporary, "create", () => Fs.promises.open(temporary, "wx", 0o644)),
-    (handle) =>
-      io(temporary, "write", async () => {
-        const writing = writeAll(handle, parts)
-        let trailer: Uint8Array
-        try {
-          trailer = seal()
-        } finally {
-          await writing
-        }
-        await writeAll(handle, [trailer])
-        if (fsync) await handle.datasync()
-      }),
-    (handle) => Effect.promise(() => handle.close().catch(() => undefined))
-  )
-  return write.pipe(
-    Effect.andThen(io(path, "rename into", () => Fs.promises.rename(temporary, path))),
-    Effect.onExit((exit) =>
-      exit._tag === "Success"
-        ? Effect.void
-        : Effect.promise(() => Fs.promises.rm(temporary, { force: true }).catch(() => undefined))
-    )
-  )
-}
 
 /** Writes parts in order at the file's current position. */
 const writeAll = async (handle: Fs.promises.FileHandle, parts: ReadonlyArray<Uint8Array>) => {

@@ -24,7 +24,6 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type * as IORedis from "ioredis"
 import * as Crypto from "node:crypto"
 import * as NodePath from "node:path"
 import * as Url from "node:url"
@@ -36,6 +35,7 @@ import { importOptional } from "./internal/optional.ts"
 import * as OptionParsing from "./internal/options.ts"
 import { decode, type Encoded, makeSettled } from "./internal/outcome.ts"
 import { Status } from "./internal/protocol.ts"
+import { connectRedis } from "./internal/redis.ts"
 import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
 import { fromFunction, fromTask, type Work } from "./internal/work.ts"
 import { reviveRefs, serializeDefect } from "./internal/workerRuntime.js"
@@ -89,18 +89,6 @@ const urlOf = (
   redis: string | Redacted.Redacted<string>
 ) => (Redacted.isRedacted(redis) ? Redacted.value(redis) : redis)
 
-/** A Redis URL fit for messages: without its credentials. */
-const shown = (url: string) => {
-  try {
-    const parsed = new URL(url)
-    parsed.username = ""
-    parsed.password = ""
-    return parsed.toString()
-  } catch {
-    return "<redis url>"
-  }
-}
-
 /** Closes a BullMQ object, giving up after a few seconds: with Redis gone, a close would wait forever. */
 const closing = (close: () => Promise<unknown>) =>
   Effect.promise(() => close().catch(() => {})).pipe(Effect.timeoutOption(3000), Effect.asVoid)
@@ -109,35 +97,13 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
 
 /** A Redis connection for the life of the scope; `blocking` ones (for BullMQ's workers and events) wait instead of failing. */
 const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blocking: boolean) =>
-  Effect.gen(function*() {
-    const url = urlOf(redis)
-    const { Redis } = yield* importOptional<typeof IORedis>("ioredis", "Remote", "bullmq ioredis").pipe(
-      Effect.mapError((message) => new RemoteFailure({ reason: "MissingDependency", message }))
-    )
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        new Redis(url, {
-          lazyConnect: true,
-          connectTimeout: timeout,
-          maxRetriesPerRequest: blocking ? null : 1,
-          enableOfflineQueue: blocking,
-          retryStrategy: (times: number) => Math.min(times * 200, 2000)
-        })
-      ),
-      (client) => Effect.sync(() => client.disconnect())
-    )
-    // Failures surface as typed errors of the calls; the client keeps reconnecting in the background.
-    client.on("error", () => {})
-    yield* Effect.tryPromise({
-      try: () => client.connect(),
-      catch: (error) =>
-        new RemoteFailure({
-          reason: "Unreachable",
-          message: `cannot reach Redis at ${shown(url)}: ${messageOf(error)}`
-        })
-    })
-    return client
-  })
+  connectRedis({
+    url: urlOf(redis),
+    feature: "Remote",
+    install: "bullmq ioredis",
+    timeout,
+    mode: blocking ? "blocking" : "failFast"
+  }).pipe(Effect.mapError((failure) => new RemoteFailure(failure)))
 
 const loadBullmq = importOptional<typeof BullMQ>("bullmq", "Remote", "bullmq ioredis").pipe(
   Effect.mapError((message) => new RemoteFailure({ reason: "MissingDependency", message }))

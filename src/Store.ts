@@ -14,7 +14,6 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as IORedis from "ioredis"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -22,8 +21,9 @@ import * as NodePath from "node:path"
 import type * as NodeSqlite from "node:sqlite"
 import { EntryDamaged, type InvalidCacheOptions, StoreError } from "./CacheError.ts"
 import { AccessLog } from "./internal/accessLog.ts"
+import { writeFileAtomicallySync } from "./internal/atomicFile.ts"
 import * as CacheOptions from "./internal/cacheOptions.ts"
-import { importOptional } from "./internal/optional.ts"
+import { connectRedis } from "./internal/redis.ts"
 
 /**
  * What a store records about an entry.
@@ -307,26 +307,6 @@ const entryPath = (root: string, key: string) => {
  * Writes `bytes` to `path` through a temporary file and a rename, so that readers never see a part.
  * `accessed` (epoch ms) becomes the file's modification time: the filesystem store's access record.
  */
-const writeAtomically = (path: string, bytes: ReadonlyArray<Uint8Array>, accessed?: number) => {
-  const temporary = `${path}.${process.pid}.${Crypto.randomBytes(6).toString("hex")}.tmp`
-  try {
-    const fd = Fs.openSync(temporary, "wx", 0o644)
-    try {
-      for (const part of bytes) {
-        // A write may be short (a nearly full disk): keep going until it fails or completes.
-        for (let offset = 0; offset < part.length;) offset += Fs.writeSync(fd, part, offset)
-      }
-      if (accessed !== undefined) Fs.futimesSync(fd, accessed / 1000, accessed / 1000)
-    } finally {
-      Fs.closeSync(fd)
-    }
-    Fs.renameSync(temporary, path)
-  } catch (error) {
-    Fs.rmSync(temporary, { force: true })
-    throw error
-  }
-}
-
 const encodeEntry = (entry: NewEntry): Array<Uint8Array> => {
   const json = JSON.stringify(entry.meta)
   // Padded with spaces so that the data starts 64-byte aligned in the file: views over it need no copy.
@@ -565,7 +545,7 @@ const makeFileSystem = (
   const root = NodePath.resolve(directory)
   Fs.mkdirSync(root, { recursive: true })
   const ignore = NodePath.join(root, ".gitignore")
-  if (!Fs.existsSync(ignore)) writeAtomically(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
+  if (!Fs.existsSync(ignore)) writeFileAtomicallySync(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
   const store = "filesystem"
   const readMeta = (path: string, key: string): Meta | undefined => {
     const fd = openIfExists(path)
@@ -663,7 +643,7 @@ const makeFileSystem = (
           attempt(store, "put", () => {
             const path = entryPath(root, entry.meta.key)
             Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
-            writeAtomically(path, encodeEntry(entry), entry.meta.accessed)
+            writeFileAtomicallySync(path, encodeEntry(entry), entry.meta.accessed)
             accesses.stores(path, entry.meta.accessed)
           })
         ),
@@ -948,7 +928,7 @@ export const layerSqlite = (
             if (blobs !== undefined && size >= EXTERNAL_BYTES) {
               Fs.mkdirSync(blobs, { recursive: true })
               name = `${meta.key.replaceAll(":", "_")}.${Crypto.randomBytes(8).toString("hex")}`
-              writeAtomically(NodePath.join(blobs, name), parts)
+              writeFileAtomicallySync(NodePath.join(blobs, name), parts)
             }
             const old = (statements.fileOf.get(meta.key) as { file: string | null } | undefined)?.file
             try {
@@ -1050,9 +1030,6 @@ export const layerRedis = (
     const store = "redis"
     const prefix = options?.prefix ?? "effect-joblib:"
     const timeout = options?.timeout ?? 2000
-    const { Redis } = yield* importOptional<typeof IORedis>("ioredis", "Store.layerRedis", "ioredis").pipe(
-      Effect.mapError((message) => new StoreError({ store, operation: "open", message }))
-    )
     const request = <A>(operation: string, run: () => Promise<A>) =>
       Effect.tryPromise({
         try: run,
@@ -1069,22 +1046,22 @@ export const layerRedis = (
           ? Effect.fail(new StoreError({ store, operation, message: failed.message }))
           : Effect.succeed((replies ?? []).map(([, reply]) => reply))
       })
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        new Redis(url, {
-          lazyConnect: true,
-          enableOfflineQueue: false,
-          maxRetriesPerRequest: 1,
-          connectTimeout: timeout,
-          commandTimeout: timeout,
-          retryStrategy: (times: number) => Math.min(times * 200, 2000)
+    const client = yield* connectRedis({
+      url,
+      feature: "Store.layerRedis",
+      install: "ioredis",
+      timeout,
+      mode: "failFast",
+      commandTimeout: true
+    }).pipe(
+      Effect.mapError((failure) =>
+        new StoreError({
+          store,
+          operation: failure.reason === "Unreachable" ? "connect" : "open",
+          message: failure.message
         })
-      ),
-      (client) => Effect.sync(() => client.disconnect())
+      )
     )
-    // A failed connection is reported as the layer's error, not as an unhandled event.
-    client.on("error", () => {})
-    yield* request("connect", () => client.connect())
     const entryKey = (key: string) => `${prefix}entry:${key}`
     const accessKey = `${prefix}access`
     const parse = (key: string, fields: Record<string, Buffer> | null): Entry | undefined => {
