@@ -27,7 +27,9 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   store: Schema.String,
   /** What it was doing: `"get"`, `"put"`, `"lock"`, … */
   operation: Schema.String,
-  message: Schema.String
+  message: Schema.String,
+  /** The error underneath, when there is one (an errno error, a driver's error). */
+  cause: Schema.optional(Schema.Unknown)
 }) {}
 
 /**

@@ -16,6 +16,41 @@ const open = <E>(layer: Layer.Layer<Store.Store, E>) => Effect.map(Layer.build(l
 const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-store-"))
 
 suite("Store.layerMemory", () => Store.layerMemory())
+// A store of one's own, from primitives: Store.make adds the key checks and the limits.
+const ownStore = (limits?: Store.Limits) =>
+  Layer.sync(Store.Store)(() => {
+    const entries = new Map<string, Store.Entry>()
+    const locks = new Map<string, number>()
+    return Store.make({
+      name: "own",
+      get: (key) =>
+        Effect.sync(() => {
+          const entry = entries.get(key)
+          if (entry === undefined) return undefined
+          const touched = { meta: { ...entry.meta, accessed: Date.now() }, data: entry.data }
+          entries.set(key, touched)
+          return touched
+        }),
+      meta: (key) => Effect.sync(() => entries.get(key)?.meta),
+      put: (entry) =>
+        Effect.sync(() => {
+          const data = entry.data instanceof Uint8Array ? entry.data : new Uint8Array(Buffer.concat(entry.data))
+          entries.set(entry.meta.key, { meta: entry.meta, data })
+        }),
+      remove: (key) => Effect.sync(() => entries.delete(key)),
+      list: Effect.sync(() => Array.from(entries.values(), (entry) => entry.meta)),
+      clear: Effect.sync(() => entries.clear()),
+      lock: (key, ttl) =>
+        Effect.sync(() => {
+          if ((locks.get(key) ?? 0) > Date.now()) return undefined
+          const expires = Date.now() + ttl
+          locks.set(key, expires)
+          return { release: Effect.sync(() => void (locks.get(key) === expires && locks.delete(key))) }
+        })
+    }, limits === undefined ? undefined : { limits })
+  })
+suite("Store.make (a store of one's own)", () => ownStore())
+limitsSuite("Store.make (a store of one's own)", (limits) => ownStore(limits))
 suite("Store.layerFileSystem", () => Store.layerFileSystem(tmp()))
 suite("Store.layerSqlite", () => Store.layerSqlite(Path.join(tmp(), "cache.sqlite")))
 // The server is started here and stopped after the file; CI installs redis-server.

@@ -20,6 +20,25 @@ const text = (
 export const suite = (name: string, make: () => Layer.Layer<Store.Store, unknown>) =>
   describe(name, () => {
     layer(make(), { excludeTestServices: true })("entries", (it) => {
+      it.effect("a key outside letters, digits, ':', '_', '-' is a StoreError for every operation", () =>
+        Effect.gen(function*() {
+          const store = yield* Store.Store
+          const bad = "../escape"
+          for (
+            const operation of [
+              store.get(bad),
+              store.meta(bad),
+              store.put(entry(bad, "x")),
+              store.remove(bad),
+              store.lock(bad, 1000)
+            ] as ReadonlyArray<Effect.Effect<unknown, unknown>>
+          ) {
+            const error = yield* Effect.flip(operation)
+            assert.instanceOf(error, CacheError.StoreError)
+            assert.include((error as CacheError.StoreError).message, "invalid key")
+          }
+        }))
+
       it.effect("put, get, meta, list, remove, clear", () =>
         Effect.gen(function*() {
           const store = yield* Store.Store

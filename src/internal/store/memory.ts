@@ -1,0 +1,35 @@
+/** The memory store's primitives: a Map in this process. */
+import * as Effect from "effect/Effect"
+import * as Crypto from "node:crypto"
+import type { Entry, Primitives } from "../../Store.ts"
+import { joined } from "./shared.ts"
+
+export const make = (): Primitives => {
+  const entries = new Map<string, Entry>()
+  const locks = new Map<string, { token: string; expires: number }>()
+  const shape: Primitives = {
+    name: "memory",
+    get: (key) =>
+      Effect.sync(() => {
+        const entry = entries.get(key)
+        if (entry === undefined) return undefined
+        const touched = { meta: { ...entry.meta, accessed: Date.now() }, data: entry.data }
+        entries.set(key, touched)
+        return touched
+      }),
+    meta: (key) => Effect.sync(() => entries.get(key)?.meta),
+    put: (entry) => Effect.sync(() => void entries.set(entry.meta.key, { meta: entry.meta, data: joined(entry.data) })),
+    remove: (key) => Effect.sync(() => entries.delete(key)),
+    list: Effect.sync(() => Array.from(entries.values(), (entry) => entry.meta)),
+    clear: Effect.sync(() => entries.clear()),
+    lock: (key, ttl) =>
+      Effect.sync(() => {
+        const held = locks.get(key)
+        if (held !== undefined && held.expires > Date.now()) return undefined
+        const token = Crypto.randomUUID()
+        locks.set(key, { token, expires: Date.now() + ttl })
+        return { release: Effect.sync(() => void (locks.get(key)?.token === token && locks.delete(key))) }
+      })
+  }
+  return shape
+}

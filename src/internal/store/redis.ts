@@ -1,0 +1,143 @@
+/**
+ * The Redis store's primitives: each entry a hash of its metadata and data, a sorted set of accesses for
+ * LRU eviction, locks as `SET NX PX` keys released by token.
+ */
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { Buffer } from "node:buffer"
+import * as Crypto from "node:crypto"
+import { StoreError } from "../../CacheError.ts"
+import type { Entry, Meta, Primitives } from "../../Store.ts"
+import { connectRedis } from "../redis.ts"
+import { attemptRead, checkedEntry, Damaged, joined, parseMetaText } from "./shared.ts"
+
+const toBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
+
+const unlockScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+/** Connects to the server at `url`, for the life of the scope. */
+export const open = (
+  url: string,
+  options: { readonly prefix?: string | undefined; readonly timeout?: number | undefined }
+): Effect.Effect<Primitives, StoreError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const store = "redis"
+    const prefix = options.prefix ?? "effect-joblib:"
+    const timeout = options.timeout ?? 2000
+    const request = <A>(operation: string, run: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: run,
+        catch: (error) =>
+          new StoreError({ store, operation, message: error instanceof Error ? error.message : String(error) })
+      })
+    /** Runs a pipeline or transaction; its commands report errors in their replies, not by rejecting. */
+    const exec = (operation: string, run: () => Promise<Array<[Error | null, unknown]> | null>) =>
+      Effect.flatMap(request(operation, run), (replies) => {
+        const failed = replies === null
+          ? new Error("the transaction was aborted")
+          : replies.find(([error]) => error)?.[0]
+        return failed
+          ? Effect.fail(new StoreError({ store, operation, message: failed.message }))
+          : Effect.succeed((replies ?? []).map(([, reply]) => reply))
+      })
+    const client = yield* connectRedis({
+      url,
+      feature: "Store.layerRedis",
+      install: "ioredis",
+      timeout,
+      mode: "failFast",
+      commandTimeout: true
+    }).pipe(
+      Effect.mapError((failure) =>
+        new StoreError({
+          store,
+          operation: failure.reason === "Unreachable" ? "connect" : "open",
+          message: failure.message
+        })
+      )
+    )
+    const entryKey = (key: string) => `${prefix}entry:${key}`
+    const accessKey = `${prefix}access`
+    const parse = (key: string, fields: Record<string, Buffer> | null): Entry | undefined => {
+      if (fields === null) return undefined
+      if (fields.meta === undefined || fields.data === undefined) {
+        throw new Damaged(`the entry lacks its ${fields.meta === undefined ? "metadata" : "data"}`)
+      }
+      const meta = parseMetaText(fields.meta.toString("utf8"))
+      return checkedEntry(meta, new Uint8Array(fields.data.buffer, fields.data.byteOffset, fields.data.length), key)
+    }
+    const metaOf = Effect.fnUntraced(function*(keys: ReadonlyArray<string>) {
+      if (keys.length === 0) return [] as Array<Meta>
+      const pipeline = client.pipeline()
+      for (const key of keys) pipeline.hget(entryKey(key), "meta")
+      pipeline.zmscore(accessKey, ...keys)
+      const replies = yield* exec("list", () => pipeline.exec())
+      const scores = (replies.at(-1) ?? []) as Array<string | null>
+      const out: Array<Meta> = []
+      keys.forEach((_key, i) => {
+        const raw = replies[i] as string | null | undefined
+        if (raw === null || raw === undefined) return
+        try {
+          const meta = JSON.parse(raw) as Meta
+          out.push({ ...meta, accessed: Number(scores[i] ?? meta.accessed) })
+        } catch {}
+      })
+      return out
+    })
+    const shape: Primitives = {
+      name: store,
+      get: (key) =>
+        Effect.gen(function*() {
+          const now = Date.now()
+          const replies = yield* exec(
+            "get",
+            () => client.pipeline().hgetallBuffer(entryKey(key)).zadd(accessKey, "XX", String(now), key).exec()
+          )
+          const fields = replies[0] as Record<string, Buffer> | null
+          const entry = yield* attemptRead(
+            store,
+            key,
+            () => parse(key, fields && Object.keys(fields).length > 0 ? fields : null)
+          )
+          return entry === undefined ? undefined : { meta: { ...entry.meta, accessed: now }, data: entry.data }
+        }),
+      meta: (key) => Effect.map(metaOf([key]), (metas) => metas[0]),
+      put: (entry) =>
+        exec("put", () =>
+          client.multi()
+            .hset(
+              entryKey(entry.meta.key),
+              "meta",
+              JSON.stringify(entry.meta),
+              "data",
+              toBuffer(joined(entry.data))
+            )
+            .zadd(accessKey, String(entry.meta.accessed), entry.meta.key)
+            .exec()),
+      remove: (key) =>
+        Effect.map(
+          exec("remove", () => client.multi().del(entryKey(key)).zrem(accessKey, key).exec()),
+          (replies) => Number(replies[0] ?? 0) > 0
+        ),
+      list: Effect.flatMap(request("list", () => client.zrange(accessKey, "0", "-1")), metaOf),
+      clear: Effect.gen(function*() {
+        const keys = yield* request("clear", () => client.zrange(accessKey, "0", "-1"))
+        for (let i = 0; i < keys.length; i += 500) {
+          const chunk = keys.slice(i, i + 500)
+          yield* request("clear", () => client.del(...chunk.map(entryKey)))
+        }
+        yield* request("clear", () => client.del(accessKey))
+      }),
+      lock: (key, ttl) =>
+        Effect.gen(function*() {
+          const token = Crypto.randomUUID()
+          const lockKey = `${prefix}lock:${key}`
+          const taken = yield* request("lock", () => client.set(lockKey, token, "PX", Math.max(1, ttl), "NX"))
+          if (taken !== "OK") return undefined
+          return {
+            release: request("unlock", () => client.eval(unlockScript, 1, lockKey, token)).pipe(Effect.ignore)
+          }
+        })
+    }
+    return shape
+  })

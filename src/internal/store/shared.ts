@@ -1,0 +1,95 @@
+/** What every store shares: key checks, error wrapping, entry checks, and telling a live process. */
+import * as Effect from "effect/Effect"
+import { EntryDamaged, StoreError } from "../../CacheError.ts"
+import type { Entry, Meta, NewEntry } from "../../Store.ts"
+
+export const KEY = /^[A-Za-z0-9:_-]{1,200}$/
+
+export const checkKey = (store: string, operation: string, key: string) =>
+  KEY.test(key)
+    ? Effect.void
+    : Effect.fail(
+      new StoreError({
+        store,
+        operation,
+        message: `invalid key ${JSON.stringify(key)}: use letters, digits, ':', '_', '-'`
+      })
+    )
+
+/** Runs synchronous store code, turning a throw into a StoreError. */
+export const attempt = <A>(store: string, operation: string, run: () => A) =>
+  Effect.try({
+    try: run,
+    catch: (error) =>
+      new StoreError({
+        store,
+        operation,
+        message: error instanceof Error ? error.message : String(error),
+        cause: error
+      })
+  })
+
+/** Thrown by a store's readers when what it holds under a key cannot be read back whole. */
+export class Damaged extends Error {}
+
+/** Reads an entry with `read`, which throws `Damaged` for an entry it cannot read back whole. */
+export const attemptRead = <A>(
+  store: string,
+  key: string,
+  read: () => A
+): Effect.Effect<A, StoreError | EntryDamaged> =>
+  Effect.try({
+    try: read,
+    catch: (error) =>
+      error instanceof Damaged
+        ? new EntryDamaged({ store, key, message: error.message })
+        : new StoreError({
+          store,
+          operation: "get",
+          message: error instanceof Error ? error.message : String(error),
+          cause: error
+        })
+  })
+
+/** Parses an entry's metadata; throws `Damaged` when it is not JSON. */
+export const parseMetaText = (text: string): Meta => {
+  try {
+    return JSON.parse(text) as Meta
+  } catch {
+    throw new Damaged("the entry's metadata is not readable")
+  }
+}
+
+/** An entry whose metadata names its key and its data's size; throws `Damaged` otherwise. */
+export const checkedEntry = (meta: Meta, data: Uint8Array, key: string): Entry => {
+  if (meta.key !== key) throw new Damaged(`the entry's metadata names another key, ${String(meta.key)}`)
+  if (meta.size !== data.length) {
+    throw new Damaged(`the entry holds ${data.length} bytes of data where its metadata says ${meta.size}`)
+  }
+  return { meta, data }
+}
+
+export const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === "ENOENT"
+
+/** Whether a process runs on this host (one we may not signal still runs). */
+export const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** The data of an entry as one buffer. */
+export const joined = (data: NewEntry["data"]): Uint8Array => {
+  if (data instanceof Uint8Array) return data
+  if (data.length === 1) return data[0]!
+  const out = new Uint8Array(data.reduce((sum, part) => sum + part.length, 0))
+  let offset = 0
+  for (const part of data) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
