@@ -7,7 +7,7 @@ import * as Path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { CacheError, Store } from "../src/index.ts"
 import { hasRedis, startRedis } from "./redisServer.ts"
-import { limitsSuite, suite } from "./StoreSuite.ts"
+import { conformance } from "./StoreSuite.ts"
 import { tmpfs } from "./tmpfs.ts"
 
 /** Builds a store layer in the test's scope, so that its resources live as long as the test. */
@@ -15,7 +15,6 @@ const open = <E>(layer: Layer.Layer<Store.Store, E>) => Effect.map(Layer.build(l
 
 const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-store-"))
 
-suite("Store.layerMemory", () => Store.layerMemory())
 // A store of one's own, from primitives: Store.make adds the key checks and the limits.
 const ownStore = (limits?: Store.Limits) =>
   Layer.sync(Store.Store)(() => {
@@ -49,22 +48,18 @@ const ownStore = (limits?: Store.Limits) =>
         })
     }, limits === undefined ? undefined : { limits })
   })
-suite("Store.make (a store of one's own)", () => ownStore())
-limitsSuite("Store.make (a store of one's own)", (limits) => ownStore(limits))
-suite("Store.layerFileSystem", () => Store.layerFileSystem(tmp()))
-suite("Store.layerSqlite", () => Store.layerSqlite(Path.join(tmp(), "cache.sqlite")))
+conformance("Store.layerMemory", (limits) => Store.layerMemory(limits && { limits }))
+conformance("Store.layerFileSystem", (limits) => Store.layerFileSystem(tmp(), limits && { limits }))
+conformance("Store.layerSqlite", (limits) => Store.layerSqlite(Path.join(tmp(), "cache.sqlite"), limits && { limits }))
+conformance("Store.make (a store of one's own)", ownStore)
 // The server is started here and stopped after the file; CI installs redis-server.
 const redis = hasRedis ? await startRedis() : undefined
 afterAll(() => redis?.stop())
 if (redis !== undefined) {
   let db = 0
   // One prefix per layer: suites must not see each other's entries.
-  suite("Store.layerRedis", () => Store.layerRedis(redis.url, { prefix: `suite-${db++}:` }))
-  limitsSuite("Store.layerRedis", (limits) => Store.layerRedis(redis.url, { prefix: `limits-${db++}:`, limits }))
+  conformance("Store.layerRedis", (limits) => Store.layerRedis(redis.url, { prefix: `suite-${db++}:`, limits }))
 }
-limitsSuite("Store.layerMemory", (limits) => Store.layerMemory({ limits }))
-limitsSuite("Store.layerFileSystem", (limits) => Store.layerFileSystem(tmp(), { limits }))
-limitsSuite("Store.layerSqlite", (limits) => Store.layerSqlite(Path.join(tmp(), "cache.sqlite"), { limits }))
 
 const entry = (key: string, text: string): Store.Entry => {
   const data = new TextEncoder().encode(text)

@@ -119,3 +119,12 @@ export const limitsSuite = (name: string, make: (limits: Store.Limits) => Layer.
         assert.deepStrictEqual(keys, ["xxh128:l1", "xxh128:l3", "xxh128:l4"])
       }))
   })
+
+/** Both suites for one store: adding a store to the tests is one line. */
+export const conformance = (
+  name: string,
+  make: (limits?: Store.Limits) => Layer.Layer<Store.Store, unknown>
+) => {
+  suite(name, () => make())
+  limitsSuite(name, (limits) => make(limits))
+}
