@@ -27,13 +27,18 @@ describe("Codec and Hashing", () => {
   it("a Schema codec decodes to the Schema's type", () => {
     const codec = Codec.make(Point)
     expect(codec.decode(new Uint8Array())).type.toBe<
-      Effect.Effect<Point, PersistError.DecodeError | Compression.CompressionError>
+      Effect.Effect<
+        Point,
+        PersistError.DecodeError | PersistError.InvalidPersistOptions | Compression.CompressionError
+      >
     >()
   })
 
-  it("hash gives an algorithm-prefixed string", () => {
+  it("hash gives an algorithm-prefixed string; the algorithm is one of the supported names", () => {
     expect(Hashing.hash({ a: 1 })).type.toBe<
-      Effect.Effect<string, Hashing.UnhashableValue | PersistError.SchemaMismatch>
+      Effect.Effect<string, Hashing.UnhashableValue | PersistError.SchemaMismatch | Hashing.InvalidHashOptions>
     >()
+    expect(Hashing.hash).type.toBeCallableWith({ a: 1 }, { algorithm: "md5" })
+    expect(Hashing.hash).type.not.toBeCallableWith({ a: 1 }, { algorithm: "invalid" })
   })
 })

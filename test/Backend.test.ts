@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { Backend, Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
+import { workerSource } from "../src/internal/workerRuntime.js"
 import { suite } from "./BackendSuite.ts"
 
 suite("Backend.sequential (default)", Backend.sequential(), { isolated: false, sharedMemory: true, workers: 1 })
@@ -87,4 +88,10 @@ describe("Backend options", () => {
         assert.strictEqual(error.option, option)
       }
     }))
+})
+
+describe("the worker runtime's source", () => {
+  it("stays well within what one environment variable may hold (128 KB), for process workers", () => {
+    assert.isBelow(workerSource("startProcess").length, 96 * 1024)
+  })
 })
