@@ -521,16 +521,29 @@ export const stream: {
   <I, A, E, EI, RI>(items: Input<I, EI, RI>, work: Work<I, A, E>, options?: StreamOptions) =>
     Stream.unwrap(Effect.gen(function*() {
       const { engine, resolved, runner, tracker } = yield* setUp("Parallel.stream", items, work, options)
+      const indexed = (start: number, values: ReadonlyArray<unknown>): ReadonlyArray<unknown> =>
+        resolved.ordered ? values : values.map((value, i) => ({ index: start + i, value }))
+      const wrap: ((value: unknown) => unknown) | undefined = resolved.mode === "exit"
+        ? (value) => Exit.succeed(value)
+        : resolved.mode === "result"
+        ? (value) => Result.succeed(value)
+        : undefined
       return Engine.run(items, runner, engine).pipe(
         Stream.onExit((exit) => tracker.finished(exit)),
-        Stream.flatMap(({ start, outcome }) =>
-          Stream.fromIterable(exitsOf(outcome).map((exit, i) => [start + i, exit] as const))
-        ),
-        Stream.mapEffect(([index, exit]) =>
-          resolved.ordered
-            ? toOut(resolved.mode, exit)
-            : Effect.map(toOut(resolved.mode, exit), (value) => ({ index, value }))
-        )
+        Stream.flatMap(({ start, outcome }) => {
+          // A batch of successes is one chunk: no Exit, tuple or effect per item.
+          if (outcome._tag === "Values") {
+            const values: ReadonlyArray<unknown> = outcome.values
+            return Stream.fromArray(indexed(start, wrap === undefined ? values : values.map(wrap)))
+          }
+          return Stream.fromArray<Exit.Exit<unknown, unknown>>(outcome.exits).pipe(
+            Stream.mapEffect((exit, i) =>
+              resolved.ordered
+                ? toOut(resolved.mode, exit)
+                : Effect.map(toOut(resolved.mode, exit), (value) => ({ index: start + i, value }))
+            )
+          )
+        })
       )
     })).pipe(Stream.withSpan("Parallel.stream", { attributes: { work: label(work) } }))
 )

@@ -171,6 +171,13 @@ const MIN_TAIL_MILLIS = 10
 /** Batches longer than this are not pipelined behind one another on a worker. */
 const PIPELINE_MAX_MILLIS = 5
 
+/**
+ * The most items one batch holds, whatever the batching policy asks: tiny tasks would otherwise grow
+ * batches to millions of items, and a stream's memory with them. At this size a batch of the tiniest task
+ * (about 20 ns) still runs for over a millisecond, long enough that its round trip stays a small part.
+ */
+export const MAX_BATCH_ITEMS = 65_536
+
 /** Results of one batch, the first of which belongs to input index `start`. */
 export interface Emitted<A, E> {
   readonly start: number
@@ -229,7 +236,7 @@ const drive = <I, A, E, EI, RI>(
     const { step } = warm
     const nextSize = (observation: Observation, current: number) =>
       step(0, observation).pipe(
-        Effect.map(([size]) => Math.max(1, Math.floor(size))),
+        Effect.map(([size]) => Math.max(1, Math.min(MAX_BATCH_ITEMS, Math.floor(size)))),
         Pull.catchDone(() => Effect.succeed(current)),
         Effect.orDie
       )
