@@ -28,7 +28,22 @@ def calibrate(target_ms=10.0):
 def main():
     which = sys.argv[1]
     out = {}
-    if which == "cold":
+    if which == "p5":
+        # n tiny tasks, consumed as they come when this joblib has return_as="generator" (1.3+).
+        import inspect
+        n = int(sys.argv[2])
+        generator = "return_as" in inspect.signature(Parallel).parameters
+        t = time.perf_counter()
+        with Parallel(n_jobs=2, **({"return_as": "generator"} if generator else {})) as parallel:
+            count = sum(1 for _ in parallel(delayed(sqrt)(x * x) for x in range(n)))
+        out["ms"] = (time.perf_counter() - t) * 1000
+        # VmHWM: ru_maxrss would carry over the parent's peak across exec.
+        with open("/proc/self/status") as status:
+            hwm = next(line for line in status if line.startswith("VmHWM:"))
+        out["maxRssMb"] = int(hwm.split()[1]) / 1024
+        out["generator"] = generator
+        out["count"] = count
+    elif which == "cold":
         # Time to the first result of a 1-item map on a fresh loky pool (this process is fresh).
         t = time.perf_counter()
         Parallel(n_jobs=2)(delayed(sqrt)(i) for i in range(1))

@@ -4,6 +4,7 @@
  * all on 2 workers.
  */
 import { Effect, Layer } from "effect"
+import { execFileSync } from "node:child_process"
 import { Worker } from "node:worker_threads"
 import { Piscina } from "piscina"
 import { Tinypool } from "tinypool"
@@ -166,5 +167,63 @@ export const run = async () => {
     console.log(
       "joblib: /usr/bin/python3 with joblib and numpy not found (apt-get install python3-joblib python3-numpy)"
     )
+  }
+  await huge()
+}
+
+/**
+ * P5: huge inputs. Each measurement is a process of its own, so that its peak RSS is its own; the last
+ * column is time per item against Parallel.map's on the same input.
+ */
+export const huge = async () => {
+  const measure = (n: number, kind: string) =>
+    JSON.parse(
+      execFileSync(process.execPath, [new URL("./p5.ts", import.meta.url).pathname, String(n), kind], {
+        encoding: "utf8"
+      })
+    ) as { ms: number; maxRssMb: number }
+  const lines = [
+    "| workload | implementation | ms | ns per item | peak RSS | per item ÷ Parallel.map |",
+    "|---|---|---:|---:|---:|---:|"
+  ]
+  for (const n of [1_000_000, 10_000_000]) {
+    const map = measure(n, "map")
+    const rows: Array<readonly [string, { ms: number; maxRssMb: number } | undefined]> = [
+      ["Parallel.map", map],
+      ["Parallel.stream (ordered)", measure(n, "stream")],
+      ["Parallel.stream (unordered)", measure(n, "unordered")],
+      ["Stream.map in one process (the floor)", measure(n, "baseline")]
+    ]
+    if (n === 1_000_000) {
+      const joblib = joblibP5(n)
+      rows.push([
+        `joblib loky, ${joblib?.generator ? `return_as="generator"` : "a list (no return_as before 1.3)"}`,
+        joblib
+      ])
+    }
+    for (const [name, got] of rows) {
+      lines.push(
+        got === undefined
+          ? `| P5 ${n / 1e6}M × sqrt(x*x) | ${name} | n/a | | | |`
+          : `| P5 ${n / 1e6}M × sqrt(x*x) | ${name} | ${got.ms.toFixed(0)} | ${(got.ms * 1e6 / n).toFixed(0)} | ${
+            got.maxRssMb.toFixed(0)
+          } MB | ${(got.ms / map.ms).toFixed(2)} |`
+      )
+    }
+  }
+  console.log()
+  console.log(lines.join("\n"))
+}
+
+const joblibP5 = (n: number) => {
+  try {
+    const out = execFileSync("/usr/bin/python3", [
+      new URL("./joblib_parallel.py", import.meta.url).pathname,
+      "p5",
+      String(n)
+    ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+    return JSON.parse(out) as { ms: number; maxRssMb: number; generator: boolean }
+  } catch {
+    return undefined
   }
 }

@@ -4,6 +4,8 @@
  */
 const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   parallel: () => import("./parallel.ts"),
+  // P5 alone (parallel runs it too).
+  huge: () => import("./parallel.ts").then((module) => ({ run: module.huge })),
   processes: () => import("./processes.ts"),
   persist: () => import("./persist.ts"),
   hash: () => import("./hash.ts"),
