@@ -353,7 +353,7 @@ const PoolOptionsFields = {
   workers: Schema.optional(Options.Jobs),
   maxBytes: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   interruptGrace: Schema.optional(Options.DurationInput),
-  memoryLimitMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
+  memoryLimitMb: Schema.optional(Options.Positive),
   execArgv: Schema.optional(Schema.Array(Schema.String)),
   stderr: Schema.optional(Schema.Literals(["forward", "capture"])),
   env: Schema.optional(Schema.Record(Schema.String, Schema.String))
@@ -362,9 +362,9 @@ const PoolOptionsFields = {
 const ThreadsOptionsSchema = Schema.Struct({
   ...PoolOptionsFields,
   resourceLimits: Schema.optional(Schema.Struct({
-    maxOldGenerationSizeMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
-    maxYoungGenerationSizeMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
-    stackSizeMb: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0)))
+    maxOldGenerationSizeMb: Schema.optional(Options.Positive),
+    maxYoungGenerationSizeMb: Schema.optional(Options.Positive),
+    stackSizeMb: Schema.optional(Options.Positive)
   }))
 })
 
@@ -648,7 +648,7 @@ export const threads = (options?: ThreadsOptions): Layer.Layer<never, InvalidOpt
   Layer.effect(Backend)(Effect.andThen(checkNotImportingTaskModule("builds Backend.threads"), makeThreads(options)))
 
 /**
- * A pool of child processes (`child_process.fork`, "advanced" serialization
+ * A pool of child processes (Node started with IPC and the "advanced" serialization
  * so that typed arrays travel as raw bytes), with the same semantics as
  * {@link threads}. A process that segfaults, exits or runs out of memory
  * fails only its batch with `WorkerCrashed` and is replaced. A buffer that

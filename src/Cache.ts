@@ -114,11 +114,11 @@ export const layer = (options?: CacheOptions): Layer.Layer<Cache, InvalidCacheOp
   }))
 
 /** A cache over a store: the options both take, checked as one, then split between them. */
-const layerOver = (
+const layerOver = <E>(
   where: string,
   options: (CacheOptions & Store.StoreOptions) | undefined,
-  store: (options: Store.StoreOptions) => Layer.Layer<Store.Store, StoreError | InvalidCacheOptions>
-): Layer.Layer<Cache, StoreError | InvalidCacheOptions> =>
+  store: (options: Store.StoreOptions) => Layer.Layer<Store.Store, E>
+): Layer.Layer<Cache, E | InvalidCacheOptions> =>
   Layer.unwrap(Effect.map(
     CacheOptionsSchema.parse(CacheOptionsSchema.CacheStoreOptions, where, options),
     ({ limits, ...cache }) => layer(cache).pipe(Layer.provide(store(limits === undefined ? {} : { limits })))
@@ -179,10 +179,7 @@ export const layerSqlite = (
  * @since 0.3.0
  */
 export const layerMemory = (options?: CacheOptions & Store.StoreOptions): Layer.Layer<Cache, InvalidCacheOptions> =>
-  layerOver("Cache.layerMemory", options, (store) => Store.layerMemory(store)) as Layer.Layer<
-    Cache,
-    InvalidCacheOptions
-  >
+  layerOver("Cache.layerMemory", options, (store) => Store.layerMemory(store))
 
 /**
  * Options of {@link memoize}.

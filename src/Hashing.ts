@@ -76,7 +76,7 @@ const Algorithms = Schema.Literals(["xxh128", "sha256", "sha1", "md5"])
 
 const HashOptionsSchema = Schema.Struct({
   algorithm: Schema.optional(Algorithms),
-  schema: Schema.optional(Schema.declare((u): u is Schema.Top => Schema.isSchema(u), { expected: "a Schema" }))
+  schema: Schema.optional(Options.AnySchema)
 })
 
 /**

@@ -168,7 +168,7 @@ const OptionsSchema = Schema.Struct({
   queue: Schema.optional(QueueName),
   slots: Schema.optional(PositiveInt),
   noWorkerTimeout: Schema.optional(OptionParsing.DurationInput),
-  timeout: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0)))
+  timeout: Schema.optional(OptionParsing.Positive)
 })
 
 const WorkerOptionsSchema = Schema.Struct({
@@ -177,7 +177,7 @@ const WorkerOptionsSchema = Schema.Struct({
   modules: Schema.Array(Schema.NonEmptyString),
   concurrency: Schema.optional(OptionParsing.Jobs),
   allowInline: Schema.optional(Schema.Boolean),
-  timeout: Schema.optional(Schema.Number.check(Schema.isGreaterThan(0))),
+  timeout: Schema.optional(OptionParsing.Positive),
   lockDuration: Schema.optional(PositiveInt),
   stalledInterval: Schema.optional(PositiveInt),
   maxStalledCount: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))

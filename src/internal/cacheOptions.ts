@@ -4,13 +4,11 @@ import * as Schema from "effect/Schema"
 import { InvalidCacheOptions, InvalidMemoize } from "../CacheError.ts"
 import * as Options from "./options.ts"
 
-const Positive = Schema.Number.check(Schema.isGreaterThan(0))
 const NonNegative = Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))
-const AnySchema = Schema.declare((u): u is Schema.Top => Schema.isSchema(u), { expected: "a Schema" })
 const AnyFunction = Schema.declare((u): u is Function => typeof u === "function", { expected: "a function" })
 
 export const Limits = Schema.Struct({
-  maxBytes: Schema.optional(Positive),
+  maxBytes: Schema.optional(Options.Positive),
   maxItems: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   maxAge: Schema.optional(NonNegative)
 })
@@ -20,7 +18,7 @@ export const StoreOptions = Schema.Struct({ limits: Schema.optional(Limits) })
 export const RedisOptions = Schema.Struct({
   ...StoreOptions.fields,
   prefix: Schema.optional(Schema.String),
-  timeout: Schema.optional(Positive)
+  timeout: Schema.optional(Options.Positive)
 })
 
 export const CacheOptions = Schema.Struct({
@@ -43,8 +41,8 @@ export const MemoizeOptions = Schema.Struct({
   ),
   invalidateOnSourceChange: Schema.optional(Schema.Boolean),
   source: Schema.optional(Schema.String),
-  success: Schema.optional(AnySchema),
-  failure: Schema.optional(AnySchema)
+  success: Schema.optional(Options.AnySchema),
+  failure: Schema.optional(Options.AnySchema)
 })
 
 /** Decodes `options` with `schema`; a bad one is `InvalidCacheOptions` naming the option, value and rule. */

@@ -76,3 +76,9 @@ export const DurationInput = Schema.declare(
 )
 
 export const toMillis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
+
+/** A number above zero. */
+export const Positive = Schema.Number.check(Schema.isGreaterThan(0))
+
+/** Any Schema, as an option's value (a payload's, a dump's, a memoized result's). */
+export const AnySchema = Schema.declare((u): u is Schema.Top => Schema.isSchema(u), { expected: "a Schema" })

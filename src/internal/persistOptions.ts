@@ -12,8 +12,6 @@ const CompressOption = Schema.Union([
   Schema.Tuple([Schema.String, Schema.Int])
 ])
 
-const AnySchema = Schema.declare((u): u is Schema.Top => Schema.isSchema(u), { expected: "a Schema" })
-
 export const EncodeOptions = Schema.Struct({ compress: Schema.optional(CompressOption) })
 
 export const DecodeOptions = Schema.Struct({
@@ -23,7 +21,7 @@ export const DecodeOptions = Schema.Struct({
 
 export const DumpOptions = Schema.Struct({
   ...EncodeOptions.fields,
-  schema: Schema.optional(AnySchema),
+  schema: Schema.optional(Options.AnySchema),
   fsync: Schema.optional(Schema.Boolean)
 })
 
