@@ -176,21 +176,32 @@ export const run = async () => {
  * column is time per item against Parallel.map's on the same input.
  */
 export const huge = async () => {
-  const measure = (n: number, kind: string) =>
+  const measure = (n: number, kind: string, heapMb?: number) =>
     JSON.parse(
-      execFileSync(process.execPath, [new URL("./p5.ts", import.meta.url).pathname, String(n), kind], {
-        encoding: "utf8"
-      })
+      execFileSync(
+        process.execPath,
+        [
+          ...(heapMb === undefined ? [] : [`--max-old-space-size=${heapMb}`]),
+          new URL("./p5.ts", import.meta.url).pathname,
+          String(n),
+          kind
+        ],
+        { encoding: "utf8" }
+      )
     ) as { ms: number; maxRssMb: number }
+  // A warm pool that ran three items: what every row's process holds before its input.
+  const idle = measure(3, "map").maxRssMb
   const lines = [
     "| workload | implementation | ms | ns per item | peak RSS | per item ÷ Parallel.map |",
     "|---|---|---:|---:|---:|---:|"
   ]
+  const peaks: Record<string, number> = {}
   for (const n of [1_000_000, 10_000_000]) {
     const map = measure(n, "map")
     const rows: Array<readonly [string, { ms: number; maxRssMb: number } | undefined]> = [
       ["Parallel.map", map],
       ["Parallel.stream (ordered)", measure(n, "stream")],
+      ["Parallel.stream (ordered), 128 MB heap", measure(n, "stream", 128)],
       ["Parallel.stream (unordered)", measure(n, "unordered")],
       ["Stream.map in one process (the floor)", measure(n, "baseline")]
     ]
@@ -202,6 +213,7 @@ export const huge = async () => {
       ])
     }
     for (const [name, got] of rows) {
+      if (got !== undefined) peaks[`${name} ${n}`] = got.maxRssMb
       lines.push(
         got === undefined
           ? `| P5 ${n / 1e6}M × sqrt(x*x) | ${name} | n/a | | | |`
@@ -211,8 +223,17 @@ export const huge = async () => {
       )
     }
   }
+  const growth = (name: string) => (peaks[`${name} 10000000`]! / peaks[`${name} 1000000`]!).toFixed(2)
+  const inputAndOutputMb = (10_000_000 * 8 * 2) / 2 ** 20
   console.log()
   console.log(lines.join("\n"))
+  console.log()
+  console.log(
+    `Idle pool: ${idle.toFixed(0)} MB. Peak RSS at 10M ÷ at 1M: stream ${growth("Parallel.stream (ordered)")}, ` +
+      `stream in a 128 MB heap ${growth("Parallel.stream (ordered), 128 MB heap")}. ` +
+      `Parallel.map at 10M above the idle pool ÷ input and output arrays (${inputAndOutputMb.toFixed(0)} MB): ` +
+      `${((peaks["Parallel.map 10000000"]! - idle) / inputAndOutputMb).toFixed(2)}`
+  )
 }
 
 const joblibP5 = (n: number) => {

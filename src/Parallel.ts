@@ -357,13 +357,6 @@ const toOut = <A, E>(mode: Mode, exit: Exit.Exit<A, E>): Effect.Effect<unknown> 
   return Effect.failCause(exit.cause as Cause.Cause<never>)
 }
 
-/** Concatenates arrays; `concat` copies packed arrays fast, chunked to stay under argument limits. */
-const join = (arrays: ReadonlyArray<ReadonlyArray<unknown>>): Array<unknown> => {
-  let out: Array<unknown> = []
-  for (let i = 0; i < arrays.length; i += 8192) out = out.concat(...arrays.slice(i, i + 8192))
-  return out
-}
-
 const isInput = (u: unknown): boolean => !Task.isTask(u) && typeof u !== "function"
 
 /**
@@ -434,18 +427,24 @@ export const map: {
         ...options,
         ordered: false
       })
-      // Batches arrive out of order; keep them whole and join once at the end.
-      const batches = yield* Engine.collect(items, runner, engine).pipe(Effect.onExit((exit) => tracker.finished(exit)))
+      // Batches arrive out of order. With the length known, each is copied into place and dropped as it
+      // arrives, so the peak holds the output and the batches in flight, not every batch and then a copy.
+      const length = Array.isArray(items) ? items.length : undefined
+      const out: Array<unknown> = []
+      if (length !== undefined) out.length = length
       const parts: Array<{ readonly start: number; readonly values: ReadonlyArray<unknown> }> = []
-      for (const { start, outcome } of batches) {
-        if (outcome._tag === "Values" && resolved.mode === "failFast") {
-          parts.push({ start, values: outcome.values })
-        } else {
-          parts.push({ start, values: yield* Effect.forEach(exitsOf(outcome), (exit) => toOut(resolved.mode, exit)) })
-        }
-      }
+      yield* Engine.forEachBatch(items, runner, engine, (start, outcome) =>
+        Effect.gen(function*() {
+          const values = outcome._tag === "Values" && resolved.mode === "failFast"
+            ? outcome.values
+            : yield* Effect.forEach(exitsOf(outcome), (exit) => toOut(resolved.mode, exit))
+          if (length === undefined) parts.push({ start, values })
+          else for (let i = 0; i < values.length; i++) out[start + i] = values[i]
+        })).pipe(Effect.onExit((exit) => tracker.finished(exit)))
+      if (length !== undefined) return out
       parts.sort((a, b) => a.start - b.start)
-      return join(parts.map((part) => part.values))
+      for (const part of parts) for (const value of part.values) out.push(value)
+      return out
     }).pipe(
       Effect.scoped,
       Effect.withSpan("Parallel.map", { attributes: { work: label(work) } })

@@ -18,6 +18,7 @@ import * as Stream from "effect/Stream"
 import type { Outcome, Runner, RunOptions } from "../Backend.ts"
 import type { Observation } from "../Batching.ts"
 import type { ParallelError, TaskTimeout } from "../ParallelError.ts"
+import { estimateBytes } from "./sizeEstimate.ts"
 
 /** A lazy, buffered puller over any input. */
 export interface Source<I, E> {
@@ -28,40 +29,52 @@ export interface Source<I, E> {
   readonly buffered: () => number
   readonly done: () => boolean
   readonly take: (n: number) => Array<I>
+  /** The next buffered item, if any. */
+  readonly peek: () => I | undefined
 }
 
 /** `pull(n)` returns some items (at most `n` where it can tell), or undefined at the end. */
 const bufferedSource = <I, E>(pull: (n: number) => Effect.Effect<ReadonlyArray<I> | undefined, E>): Source<I, E> => {
-  let buffer: Array<I> = []
+  // Pulled chunks are kept as they come and copied once, into the batch that takes them.
+  const chunks: Array<ReadonlyArray<I>> = []
+  let head = 0
   let offset = 0
+  let count = 0
   let ended = false
-  const buffered = () => buffer.length - offset
   const fill = (n: number): Effect.Effect<void, E> =>
     Effect.whileLoop({
-      while: () => !ended && buffered() < n,
-      body: () => pull(n - buffered()),
+      while: () => !ended && count < n,
+      body: () => pull(n - count),
       step: (chunk) => {
         if (chunk === undefined) ended = true
-        else {
-          if (offset > 0) {
-            buffer = buffer.slice(offset)
-            offset = 0
-          }
-          for (const item of chunk) buffer.push(item)
+        else if (chunk.length > 0) {
+          chunks.push(chunk)
+          count += chunk.length
         }
       }
     })
   return {
     fill,
-    buffered,
+    buffered: () => count,
     done: () => ended,
+    peek: () => (head < chunks.length ? chunks[head]![offset] : undefined),
     take: (n) => {
-      const out = buffer.slice(offset, offset + n)
-      offset += out.length
-      if (offset === buffer.length) {
-        buffer = []
-        offset = 0
+      const out: Array<I> = []
+      while (out.length < n && head < chunks.length) {
+        const chunk = chunks[head]!
+        const end = Math.min(chunk.length, offset + n - out.length)
+        for (let i = offset; i < end; i++) out.push(chunk[i]!)
+        offset = end
+        if (offset === chunk.length) {
+          chunks[head++] = undefined!
+          offset = 0
+        }
       }
+      if (head === chunks.length || head >= 1024) {
+        chunks.splice(0, head)
+        head = 0
+      }
+      count -= out.length
       return out
     }
   }
@@ -74,6 +87,7 @@ const arraySource = <I>(array: ReadonlyArray<I>): Source<I, never> => {
     fill: () => Effect.void,
     buffered: () => array.length - offset,
     done: () => true,
+    peek: () => array[offset],
     take: (n) => {
       const out = array.slice(offset, offset + n)
       offset += out.length
@@ -178,6 +192,13 @@ const PIPELINE_MAX_MILLIS = 5
  */
 export const MAX_BATCH_ITEMS = 65_536
 
+/**
+ * The most bytes one batch carries, input or output, by {@link estimateBytes}: a batch is copied whole to
+ * its worker and back, and a stream holds a few batches at a time, so this bounds its memory whatever
+ * the items weigh.
+ */
+export const MAX_BATCH_BYTES = 4 * 1024 * 1024
+
 /** Results of one batch, the first of which belongs to input index `start`. */
 export interface Emitted<A, E> {
   readonly start: number
@@ -253,6 +274,9 @@ const drive = <I, A, E, EI, RI>(
     // Smoothed batch duration. Short batches are pipelined (two per worker) to hide the round trip;
     // long ones go one per worker, so that no batch waits behind another while a worker idles.
     let batchMillis = 0
+    // Estimated bytes per item: of the next input, and of the last batch's first result.
+    let inputBytes = 8
+    let outputBytes = 8
     const acquireSlot: Effect.Effect<number> = Effect.suspend(() => {
       let best = slots[0]!
       for (const slot of slots) if (runner.outstanding(slot) < runner.outstanding(best)) best = slot
@@ -311,6 +335,9 @@ const drive = <I, A, E, EI, RI>(
               warm.perItemMillis = perItemMillis
               batchMillis = batchMillis === 0 ? outcome.duration : 0.8 * batchMillis + 0.2 * outcome.duration
               size = sized
+              if (outcome._tag === "Values" && outcome.values.length > 0) {
+                outputBytes = Math.max(1, estimateBytes(outcome.values[0]))
+              }
               yield* deliver(start, outcome)
             })
         })
@@ -321,9 +348,13 @@ const drive = <I, A, E, EI, RI>(
       while (!stopped) {
         yield* permits.take(1)
         if (stopped) return
-        let batch = tailSize ?? size
+        yield* source.fill(1)
+        const first = source.peek()
+        if (first !== undefined) inputBytes = Math.max(1, estimateBytes(first))
+        const byteCap = Math.max(1, Math.floor(MAX_BATCH_BYTES / Math.max(inputBytes, outputBytes)))
+        let batch = Math.min(tailSize ?? size, byteCap)
         if (options.splitTail && tailSize === undefined) {
-          const lookahead = size * options.concurrency
+          const lookahead = Math.min(size, byteCap) * options.concurrency
           yield* source.fill(lookahead)
           if (source.done() && source.buffered() < lookahead) {
             // joblib: near the end, split what is left finely so that every worker stays busy.
@@ -339,7 +370,7 @@ const drive = <I, A, E, EI, RI>(
               const worthwhile = Math.ceil(minMillis / perItemMillis)
               tailSize = Math.max(
                 1,
-                Math.min(evenShare, Math.max(Math.floor(left / (10 * options.concurrency)), worthwhile))
+                Math.min(evenShare, byteCap, Math.max(Math.floor(left / (10 * options.concurrency)), worthwhile))
               )
               batch = Math.min(batch, tailSize)
             }
@@ -447,19 +478,22 @@ export const run = <I, A, E, EI, RI>(
       fail: (cause) => Effect.asVoid(Queue.failCause(queue, cause))
     }).pipe(Effect.andThen(Queue.end(queue))), { bufferSize: 1 })
 
-/** Runs the map to the end and collects every batch, without a queue between the batches and the caller. */
-export const collect = <I, A, E, EI, RI>(
+/**
+ * Runs the map to the end, handing each batch to `onBatch` as it completes, without a queue between the
+ * batches and the caller.
+ */
+export const forEachBatch = <I, A, E, EI, RI>(
   input: Input<I, EI, RI>,
   runner: Runner<I, A, E>,
-  options: EngineOptions
-): Effect.Effect<Array<Emitted<A, E>>, E | EI | ParallelError, RI | Scope.Scope> =>
+  options: EngineOptions,
+  onBatch: (start: number, outcome: Outcome<A, E>) => Effect.Effect<void>
+): Effect.Effect<void, E | EI | ParallelError, RI | Scope.Scope> =>
   Effect.suspend(() => {
-    const out: Array<Emitted<A, E>> = []
     let failure: Cause.Cause<E | EI | ParallelError> | undefined
     return drive(input, runner, options, {
-      emit: (start, outcome) => Effect.sync(() => void out.push({ start, outcome })),
+      emit: onBatch,
       fail: (cause) => Effect.sync(() => void (failure = cause))
     }).pipe(
-      Effect.andThen(Effect.suspend(() => (failure === undefined ? Effect.succeed(out) : Effect.failCause(failure))))
+      Effect.andThen(Effect.suspend(() => (failure === undefined ? Effect.void : Effect.failCause(failure))))
     )
   })
