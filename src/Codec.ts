@@ -29,7 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
 import * as Compression from "./Compression.ts"
-import { digestParts, xxh128, xxh64 } from "./internal/hashers.ts"
+import { digestParts, knownDigest, xxh128, xxh64 } from "./internal/hashers.ts"
 import * as PersistOptions from "./internal/persistOptions.ts"
 import {
   binaryFrom,
@@ -507,7 +507,7 @@ const decodeBytes = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
     }
     const stored = bytes.subarray(HEADER_BYTES, HEADER_BYTES + header.storedBytes)
     if (options?.verify !== false) {
-      const actual = digestParts(yield* xxh64, [stored])
+      const actual = knownDigest(bytes, header.storedBytes) ?? digestParts(yield* xxh64, [stored])
       const expected = trailer.subarray(0, 8)
       if (actual.length !== expected.length || actual.some((byte, i) => byte !== expected[i])) {
         return yield* corrupted(

@@ -18,8 +18,9 @@ import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Codec from "./Codec.ts"
-import type * as Compression from "./Compression.ts"
+import * as Compression from "./Compression.ts"
 import { writeFileAtomically } from "./internal/atomicFile.ts"
+import { acquireStepHasher, releaseStepHasher, rememberDigest } from "./internal/hashers.ts"
 import * as PersistOptions from "./internal/persistOptions.ts"
 import {
   type DecodeError,
@@ -84,36 +85,45 @@ export type Target<E = never, R = never> = string | Sink.Sink<unknown, Uint8Arra
  */
 export type Source<E = never, R = never> = string | Stream.Stream<Uint8Array, E, R>
 
-const extensionMethods: Record<string, string> = {
-  ".zst": "zstd",
-  ".zstd": "zstd",
-  ".gz": "gzip",
-  ".gzip": "gzip",
-  ".z": "zlib",
-  ".zlib": "zlib",
-  ".br": "brotli"
-}
+/** Extensions that mean compressed data, in joblib or here: one of them with no compressor in use is an error. */
+const compressedExtensions = new Set([
+  ".zst",
+  ".zstd",
+  ".gz",
+  ".gzip",
+  ".z",
+  ".zlib",
+  ".br",
+  ".lz4",
+  ".xz",
+  ".lzma",
+  ".bz2"
+])
 
-/** joblib's other compressed extensions; we have no compressor for them by default. */
-const foreignExtensions = new Set([".xz", ".lzma", ".bz2", ".lz4"])
-
+/**
+ * The method a path's extension selects when the dump names none: the compressor in use that lists the
+ * extension. Any other path is written uncompressed.
+ */
 const compressionFor = (
   path: string | undefined,
   option: Codec.CompressOption | undefined
 ): Effect.Effect<Codec.CompressOption | undefined, InvalidPersistOptions> => {
   if (option !== undefined || path === undefined) return Effect.succeed(option)
   const extension = NodePath.extname(path).toLowerCase()
-  const method = extensionMethods[extension]
-  if (method !== undefined) return Effect.succeed(method)
-  if (foreignExtensions.has(extension)) {
+  if (extension === "") return Effect.succeed(undefined)
+  return Effect.flatMap(Compression.current, (set) => {
+    const compressor = set.compressors.find((c) => c.extensions.some((e) => e.toLowerCase() === extension))
+    if (compressor !== undefined) return Effect.succeed(compressor.name)
+    if (!compressedExtensions.has(extension)) return Effect.succeed(undefined)
     return Effect.fail(
       new InvalidPersistOptions({
         option: "compress",
-        message: `no compressor for "${extension}"; use .zst, .gz, .z or .br, or provide one with Compression.layerWith`
+        message: `no compressor in use handles "${extension}" (in use: ${
+          set.compressors.map((c) => `${c.name} ${c.extensions.join(" ")}`).join(", ")
+        }); provide one with Compression.layerWith, or name a method with "compress"`
       })
     )
-  }
-  return Effect.succeed(undefined)
+  })
 }
 
 const ioReason = (code: unknown): PersistIOError["reason"] => {
@@ -198,33 +208,67 @@ const writeRest = async (handle: Fs.promises.FileHandle, parts: ReadonlyArray<Ui
   }
 }
 
-/** Big files are read in this many concurrent pieces: the page faults of fresh memory then spread over the thread pool. */
-const READ_PIECES = 4
-const PIECE_MIN = 8 << 20
+/**
+ * Big files are read in pieces of this size, this many at a time: the page faults of fresh memory then
+ * spread over the thread pool, and the checksum of each piece is computed while later ones are read.
+ */
+const PIECE_BYTES = 8 << 20
+const READS_AT_ONCE = 4
 
-/** Reads a whole file into one buffer (shared memory when asked), at offset 0 so that sections stay aligned. */
-const readFile = (path: string, shared: boolean) =>
+/**
+ * Reads a whole file into one buffer (shared memory when asked), at offset 0 so that sections stay
+ * aligned. With `checksum`, the body's xxh64 is computed piece by piece as the pieces arrive, and handed
+ * to the decoder with the bytes.
+ */
+const readFile = (path: string, shared: boolean, checksum: boolean) =>
   Effect.acquireUseRelease(
     io(path, "open", () => Fs.promises.open(path, "r")),
     (handle) =>
       io(path, "read", async () => {
         const { size } = await handle.stat()
         const bytes = new Uint8Array(shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size))
-        const pieces = size >= PIECE_MIN * 2 ? READ_PIECES : 1
-        const piece = Math.ceil(size / pieces / 4096) * 4096
-        const read = await Promise.all(Array.from({ length: pieces }, async (_, i) => {
-          const end = Math.min(size, (i + 1) * piece)
-          let offset = i * piece
-          while (offset < end) {
-            const { bytesRead } = await handle.read(bytes, offset, end - offset, offset)
-            if (bytesRead === 0) break
-            offset += bytesRead
+        const pieces = Math.max(1, Math.ceil(size / PIECE_BYTES))
+        const got = Array.from({ length: pieces }, () => -1)
+        // The body the checksum covers, if the file is a whole dump: between the header and the trailer.
+        const bodyEnd = size - Codec.TRAILER_BYTES
+        const hasher = checksum && bodyEnd > Codec.HEADER_BYTES ? await acquireStepHasher() : undefined
+        let hashed = 0
+        const hashReady = () => {
+          while (hashed < pieces && got[hashed] === Math.min(PIECE_BYTES, size - hashed * PIECE_BYTES)) {
+            const from = Math.max(Codec.HEADER_BYTES, hashed * PIECE_BYTES)
+            const to = Math.min(bodyEnd, (hashed + 1) * PIECE_BYTES)
+            if (to > from) hasher!.update(bytes.subarray(from, to))
+            hashed++
           }
-          return offset - i * piece
-        }))
-        const total = read.reduce((a, b) => a + b, 0)
+        }
+        let next = 0
+        const reader = async () => {
+          while (next < pieces) {
+            const i = next++
+            const start = i * PIECE_BYTES
+            const end = Math.min(size, start + PIECE_BYTES)
+            let offset = start
+            while (offset < end) {
+              const { bytesRead } = await handle.read(bytes, offset, end - offset, offset)
+              if (bytesRead === 0) break
+              offset += bytesRead
+            }
+            got[i] = offset - start
+            if (hasher !== undefined) hashReady()
+          }
+        }
+        try {
+          await Promise.all(Array.from({ length: Math.min(READS_AT_ONCE, pieces) }, reader))
+          if (hasher !== undefined && hashed === pieces) {
+            rememberDigest(bytes, bodyEnd - Codec.HEADER_BYTES, hasher.digest("binary"))
+          }
+        } finally {
+          if (hasher !== undefined) releaseStepHasher(hasher)
+        }
         // A file that shrank while being read is reported as truncated by the decoder.
-        return total === size ? bytes : bytes.subarray(0, read[0]!)
+        let whole = 0
+        while (whole < pieces && got[whole] === Math.min(PIECE_BYTES, size - whole * PIECE_BYTES)) whole++
+        return whole === pieces ? bytes : bytes.subarray(0, whole * PIECE_BYTES + Math.max(0, got[whole] ?? 0))
       }),
     (handle) => Effect.promise(() => handle.close().catch(() => undefined))
   )
@@ -360,7 +404,9 @@ export const load: {
   Effect.gen(function*() {
     const options = yield* PersistOptions.parse(PersistOptions.LoadOptions, "Persist.load", rawOptions)
     const shared = options?.shared === true
-    const bytes = typeof source === "string" ? yield* readFile(source, shared) : yield* collect(source, shared)
+    const bytes = typeof source === "string"
+      ? yield* readFile(source, shared, options?.verify !== false)
+      : yield* collect(source, shared)
     if (bytes.length === 0) {
       return yield* new Truncated({
         expectedBytes: Codec.HEADER_BYTES,

@@ -111,13 +111,114 @@ describe("Persist", () => {
         assert.instanceOf(yield* Effect.flip(Persist.load(file)), PersistError.BadMagic)
       }))
 
-    it.effect("an extension we have no compressor for is refused", () =>
+    it.effect("an extension with no compressor in use is refused, never written uncompressed", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
-        const error = yield* Effect.flip(Persist.dump([1], Path.join(dir, "data.xz")))
+        // The pure-JavaScript set has no zstd.
+        const error = yield* Effect.flip(
+          Persist.dump([1], Path.join(dir, "data.zst")).pipe(Effect.provide(Compression.layerFflate))
+        )
         assert.instanceOf(error, PersistError.InvalidPersistOptions)
-        assert.include(error.message, ".xz")
+        assert.include(error.message, `".zst"`)
+        assert.include(error.message, "Compression.layerWith")
         assert.deepStrictEqual(Fs.readdirSync(dir), [])
+      }))
+
+    it.effect("bz2 says that no well-kept package provides it", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        for (
+          const dump of [
+            Persist.dump([1], Path.join(dir, "a.bz2")),
+            Persist.dump([1], Path.join(dir, "b"), { compress: "bz2" })
+          ]
+        ) {
+          const error = yield* Effect.flip(dump)
+          assert.instanceOf(error, Compression.CompressionError)
+          assert.include(error.message, "no well-kept bzip2 package")
+        }
+        assert.deepStrictEqual(Fs.readdirSync(dir), [])
+      }))
+
+    it.effect("a custom compressor's own extension selects it", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        let compressed = 0
+        const reversed: Compression.Compressor = {
+          id: 201,
+          name: "reversed",
+          extensions: [".rdf"],
+          levels: { min: 0, max: 0, default: 0 },
+          compress: (parts) =>
+            Effect.sync(() => {
+              compressed++
+              return [Buffer.concat(parts).reverse()]
+            }),
+          decompress: (data) => Effect.sync(() => new Uint8Array(data).reverse())
+        }
+        const file = Path.join(dir, "x.RDF")
+        yield* Persist.dump(everything(), file).pipe(Effect.provide(Compression.layerWith(reversed)))
+        assert.strictEqual(compressed, 1)
+        assert.strictEqual((yield* headerOf(file)).compression, 201)
+        assert.deepStrictEqual(
+          yield* Persist.load(file).pipe(Effect.provide(Compression.layerWith(reversed))),
+          everything()
+        )
+        // Without the compressor, the dump names the method id it needs.
+        assert.instanceOf(yield* Effect.flip(Persist.load(file)), PersistError.UnknownCompression)
+      }))
+
+    it.effect("an lz4 compressor given through layerWith replaces the built-in one on .lz4", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        let used = 0
+        const mine: Compression.Compressor = {
+          ...Compression.lz4,
+          compress: (parts, level) => Effect.andThen(Effect.sync(() => used++), Compression.lz4.compress(parts, level))
+        }
+        const file = Path.join(dir, "x.lz4")
+        yield* Persist.dump([1, 2, 3], file).pipe(Effect.provide(Compression.layerWith(mine)))
+        assert.strictEqual(used, 1)
+        assert.deepStrictEqual(yield* Persist.load(file), [1, 2, 3])
+      }))
+  })
+
+  describe("lz4, xz and lzma (optional packages, installed here)", () => {
+    for (const [method, extension] of [["lz4", ".lz4"], ["xz", ".xz"], ["lzma", ".lzma"]] as const) {
+      it.effect(`${method}: by extension and by name, and a damaged body is refused`, () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const byExtension = Path.join(dir, `data${extension}`)
+          yield* Persist.dump(everything(), byExtension)
+          assert.strictEqual((yield* headerOf(byExtension)).compression, Compression.Ids[method])
+          assert.deepStrictEqual(yield* Persist.load(byExtension), everything())
+
+          const byName = Path.join(dir, "data.bin")
+          // 2.4 MB: several lz4 blocks.
+          const walk = new Float64Array(300_000).map((_, i) => Math.round(i / 7))
+          yield* Persist.dump({ walk }, byName, { compress: method })
+          assert.strictEqual((yield* headerOf(byName)).compression, Compression.Ids[method])
+          assert.isBelow(Fs.statSync(byName).size, walk.byteLength / 2, "it compresses")
+          assert.deepStrictEqual(yield* Persist.load(byName), { walk })
+
+          // Damage the compressed body (after the 64-byte header), with the checksum off so the codec sees it.
+          const raw = Path.join(dir, "raw.bin")
+          yield* Persist.dump({ walk }, raw, { compress: method })
+          const bytes = Fs.readFileSync(raw)
+          for (let i = 80; i < 120; i++) bytes[i] ^= 0x5a
+          Fs.writeFileSync(raw, bytes)
+          const error = yield* Effect.flip(Persist.load(raw, undefined, { verify: false }))
+          assert.include(["CompressionError", "Corrupted", "Truncated"], error._tag, String(error))
+        }))
+    }
+
+    it.effect("levels outside a method's range are refused", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const lz4 = yield* Effect.flip(Persist.dump([1], Path.join(dir, "a"), { compress: ["lz4", 3] }))
+        assert.include(lz4.message, "lz4 levels are 0–0")
+        const xz = yield* Effect.flip(Persist.dump([1], Path.join(dir, "b"), { compress: ["xz", 10] }))
+        assert.include(xz.message, "xz levels are 0–9")
       }))
   })
 

@@ -24,3 +24,31 @@ export const digestParts = (hasher: IHasher, parts: Iterable<Uint8Array>): Uint8
   for (const part of parts) hasher.update(part)
   return hasher.digest("binary")
 }
+
+/** A spare xxh64 for checksums computed in steps across awaits, which cannot share {@link xxh64}. */
+let spare: IHasher | undefined
+
+/** Takes an xxh64 of its own; give it back with {@link releaseStepHasher}. */
+export const acquireStepHasher = async (): Promise<IHasher> => {
+  const hasher = spare ?? (await createXXHash64())
+  spare = undefined
+  hasher.init()
+  return hasher
+}
+
+export const releaseStepHasher = (hasher: IHasher): void => {
+  spare = hasher
+}
+
+/** Checksums computed while bytes were read, by the bytes they belong to and the length they cover. */
+const known = new WeakMap<Uint8Array, { readonly length: number; readonly digest: Uint8Array }>()
+
+export const rememberDigest = (bytes: Uint8Array, length: number, digest: Uint8Array): void => {
+  known.set(bytes, { length, digest })
+}
+
+/** The digest computed for `bytes` while they were read, if it covers exactly `length` bytes after the header. */
+export const knownDigest = (bytes: Uint8Array, length: number): Uint8Array | undefined => {
+  const entry = known.get(bytes)
+  return entry?.length === length ? entry.digest : undefined
+}

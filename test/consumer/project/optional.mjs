@@ -1,9 +1,19 @@
 // Remote and the Redis store without their optional packages installed: typed errors saying what to install.
 import { Effect, Layer } from "effect"
-import { Parallel, Remote, Store } from "effect-joblib"
+import { Parallel, Persist, Remote, Store } from "effect-joblib"
+import * as Os from "node:os"
+import * as Path from "node:path"
 
 const remote = await Effect.runPromise(
   Effect.flip(Parallel.map([1], (x) => x).pipe(Effect.provide(Remote.layer({ redis: "redis://127.0.0.1:1" }))))
 )
 const redis = await Effect.runPromise(Effect.flip(Effect.scoped(Layer.build(Store.layerRedis("redis://127.0.0.1:1")))))
-console.log(JSON.stringify({ remote: [remote._tag, remote.reason, remote.message], redis: [redis._tag, redis.message] }))
+const dir = Os.tmpdir()
+const lz4 = await Effect.runPromise(Effect.flip(Persist.dump([1, 2, 3], Path.join(dir, `effect-joblib-${process.pid}.lz4`))))
+const xz = await Effect.runPromise(Effect.flip(Persist.dump([1, 2, 3], Path.join(dir, "x"), { compress: "xz" })))
+console.log(JSON.stringify({
+  remote: [remote._tag, remote.reason, remote.message],
+  redis: [redis._tag, redis.message],
+  lz4: [lz4._tag, lz4.message],
+  xz: [xz._tag, xz.message]
+}))
