@@ -22,6 +22,7 @@ import { spawn } from "node:child_process"
 import { Worker } from "node:worker_threads"
 import * as Cpus from "./internal/cpus.ts"
 import { checkNotImportingTaskModule } from "./internal/guard.ts"
+import { withHugePages } from "./internal/hugePages.ts"
 import * as Options from "./internal/options.ts"
 import { decode, exitsOf, makeSettled, timedOut } from "./internal/outcome.ts"
 import { Slot, type Spawn } from "./internal/pool.ts"
@@ -321,7 +322,8 @@ export interface PoolOptions {
   readonly stderr?: "forward" | "capture" | undefined
   /**
    * Extra environment variables of each worker. Workers also get `UV_THREADPOOL_SIZE`, `OMP_NUM_THREADS`
-   * and similar set to `max(1, cpus / workers)` unless set here or already set in this process.
+   * and similar set to `max(1, cpus / workers)`, and `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (huge pages for
+   * big allocations), unless set here or already set in this process.
    */
   readonly env?: Readonly<Record<string, string>> | undefined
 }
@@ -410,10 +412,13 @@ const NATIVE_THREAD_VARIABLES = [
   "BLIS_NUM_THREADS"
 ]
 
-/** The environment of a worker: its CPU budget for nested maps, native thread pool sizes, then the user's. */
+/**
+ * The environment of a worker: glibc's huge pages for big allocations, its CPU budget for nested maps,
+ * native thread pool sizes, then the user's.
+ */
 const workerEnv = (workers: number, user: Readonly<Record<string, string>> | undefined) => {
   const share = String(Math.max(1, Math.floor(Cpus.available() / workers)))
-  const env: Record<string, string | undefined> = { ...process.env }
+  const env: Record<string, string | undefined> = withHugePages({ ...process.env })
   for (const name of NATIVE_THREAD_VARIABLES) env[name] ??= share
   env[Cpus.BUDGET_VARIABLE] = share
   return { ...env, ...user }

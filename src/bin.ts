@@ -7,7 +7,8 @@
  *                        [--lock-duration 3000] [--stalled-interval 1500] [--max-stalled-count 2]
  *
  * `cache` works on filesystem caches (a directory) and SQLite caches (a `.sqlite` or `.db` file); `worker`
- * runs a Remote worker until interrupted.
+ * runs a Remote worker until interrupted, with glibc's huge pages on (`GLIBC_TUNABLES`) unless the
+ * environment already sets glibc's tunables.
  *
  * @since 0.3.0
  */
@@ -16,6 +17,7 @@ import { Console, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Cache from "./Cache.ts"
+import { followParent, reexecWithHugePages } from "./internal/hugePages.ts"
 import * as Remote from "./Remote.ts"
 
 const UNITS: Record<string, number> = {
@@ -203,6 +205,8 @@ const worker = Command.make("worker", {
 
 const app = Command.make("effect-joblib").pipe(Command.withSubcommands([cache, worker]))
 
-if (import.meta.main) {
+// A worker moves big batches for as long as it runs: it restarts itself once with huge pages for them.
+if (import.meta.main && !(process.argv[2] === "worker" && reexecWithHugePages())) {
+  followParent()
   NodeRuntime.runMain(Command.run(app, { version: "0.3.0" }).pipe(Effect.provide(NodeServices.layer)))
 }

@@ -155,6 +155,18 @@ describe.each(
 }, 60_000)
 
 describe("processes", () => {
+  it.live("worker processes get glibc's huge pages, unless the environment says otherwise", () =>
+    Effect.gen(function*() {
+      const tunables = (_: number) => (globalThis as any).process.env.GLIBC_TUNABLES as string | undefined
+      const inherited = process.env.GLIBC_TUNABLES
+      const [byDefault] = yield* Parallel.map([1], tunables).pipe(Effect.provide(Backend.processes({ workers: 1 })))
+      assert.strictEqual(byDefault, inherited ?? "glibc.malloc.hugetlb=1")
+      const [chosen] = yield* Parallel.map([1], tunables).pipe(
+        Effect.provide(Backend.processes({ workers: 1, env: { GLIBC_TUNABLES: "glibc.malloc.arena_max=2" } }))
+      )
+      assert.strictEqual(chosen, "glibc.malloc.arena_max=2")
+    }))
+
   it.live("a segfault or SIGKILL fails the batch with the signal; the parent is unharmed", () =>
     Effect.gen(function*() {
       const segfault = yield* Effect.flip(Parallel.map([1], (_) => {
