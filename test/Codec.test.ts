@@ -147,6 +147,61 @@ describe("Codec", () => {
       }))
   })
 
+  describe("records", () => {
+    const codec = Codec.make()
+    const roundTrip = (value: unknown) => Effect.flatMap(codec.encode(value), (bytes) => codec.decode(bytes))
+
+    it.effect("many objects of one shape come back equal, with their keys in order", () =>
+      Effect.gen(function*() {
+        const rows = Array.from({ length: 1000 }, (_, i) => ({ id: i, name: `n${i % 7}`, score: i / 3, tags: [i] }))
+        const back = (yield* roundTrip(rows)) as typeof rows
+        assert.deepStrictEqual(back, rows)
+        assert.deepStrictEqual(Object.keys(back[999]!), ["id", "name", "score", "tags"])
+        // Shapes that differ in one key, interleaved.
+        const mixed = Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? { a: i, b: i } : { a: i, c: i }))
+        assert.deepStrictEqual(yield* roundTrip(mixed), mixed)
+      }))
+
+    it.effect("a key is only ever data, whatever it holds", () =>
+      Effect.gen(function*() {
+        const canary = globalThis as { ejlPwned?: number }
+        delete canary.ejlPwned
+        const keys = [
+          `"]);process.exit(1);//`,
+          `"}; globalThis.ejlPwned = 1; ({"`,
+          "`${globalThis.ejlPwned = 2}`",
+          "\\\"",
+          "\u2028\u2029 line separators",
+          "\ud800 a lone surrogate",
+          "constructor",
+          "toString",
+          "",
+          "0",
+          "-1"
+        ]
+        const row = Object.fromEntries(keys.map((key, i) => [key, i]))
+        const rows = Array.from({ length: 50 }, () => ({ ...row }))
+        const back = (yield* roundTrip(rows)) as Array<Record<string, number>>
+        assert.deepStrictEqual(back, rows)
+        assert.deepStrictEqual(Object.keys(back[49]!).sort(), Object.keys(row).sort())
+        assert.isUndefined(canary.ejlPwned)
+      }))
+
+    it.effect("a __proto__ key stays an own property, in records too", () =>
+      Effect.gen(function*() {
+        const make = (i: number) =>
+          JSON.parse(`{"__proto__": {"polluted": ${i}}, "x": ${i}}`) as Record<string, unknown>
+        const rows = Array.from({ length: 50 }, (_, i) => make(i))
+        const back = (yield* roundTrip(rows)) as Array<Record<string, unknown>>
+        assert.deepStrictEqual(
+          back.map((row) => Object.getOwnPropertyDescriptor(row, "__proto__")?.value),
+          rows.map((_, i) => ({ polluted: i }))
+        )
+        assert.strictEqual(Object.getPrototypeOf(back[49]), Object.prototype)
+        assert.isUndefined(({} as Record<string, unknown>).polluted)
+      }))
+  })
+
   describe("values that cannot be encoded", () => {
     it.effect("functions, symbols, cycles and class instances without a Schema", () =>
       Effect.gen(function*() {
@@ -312,7 +367,7 @@ describe("Codec", () => {
 
     it.effect("bad compression options are typed errors", () =>
       Effect.gen(function*() {
-        for (const compress of ["lzma", ["zstd", 99], ["gzip", 1.5]] as const) {
+        for (const compress of ["snappy", ["zstd", 99], ["gzip", 1.5], ["lz4", 1]] as const) {
           const error = yield* Effect.flip(codec.encode([1], { compress }))
           assert.instanceOf(error, PersistError.InvalidPersistOptions)
         }
@@ -333,7 +388,7 @@ describe("Codec", () => {
 
     it.effect("committed dumps still decode, every method", () =>
       Effect.gen(function*() {
-        for (const method of ["zstd", "gzip", "zlib", "brotli"]) {
+        for (const method of ["zstd", "gzip", "zlib", "brotli", "lz4", "xz", "lzma"]) {
           const file = golden(`everything.v1.${method}.ejlb`)
           if (update) Fs.writeFileSync(file, yield* codec.encode(everything(), { compress: method }))
           assert.deepStrictEqual(yield* codec.decode(new Uint8Array(Fs.readFileSync(file))), everything())

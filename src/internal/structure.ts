@@ -178,6 +178,32 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true })
 interface ShapeNode {
   id: number
   readonly next: Map<string, ShapeNode>
+  /** How often objects of this shape were written, and the record writer they earned (null: none can be). */
+  uses: number
+  write?: RecordWriter | null
+}
+
+type RecordWriter = (encoder: Encoder, value: object, keys: ReadonlyArray<string>) => void
+
+/**
+ * A writer for objects of one shape: each value read by a property access of its own, so that V8 caches
+ * each access for the shape, where a loop over the keys makes one access site for every key.
+ * Keys are written as JSON string literals (see {@link recordReader}); `keys[k]` names the key in error paths.
+ */
+const recordWriter = (keys: ReadonlyArray<string>): RecordWriter | undefined => {
+  if (!canGenerate || keys.length === 0 || keys.length > RECORD_MAX_KEYS) return undefined
+  const steps = keys.map((key, k) => `k = ${k}; e.value(v[${JSON.stringify(key)}]);`).join(" ")
+  try {
+    return new Function(
+      "e",
+      "v",
+      "keys",
+      `let k = 0; try { ${steps} } catch (error) { throw e.failedAt(error, keys[k]) }`
+    ) as RecordWriter
+  } catch {
+    canGenerate = false
+    return undefined
+  }
 }
 
 /** The part of a value that goes to a raw section. */
@@ -201,8 +227,10 @@ export class Encoder {
   pos = 0
   sections: Array<Section> = []
   private strings = new Map<string, number>()
-  private shapes: ShapeNode = { id: -1, next: new Map() }
+  private shapes: ShapeNode = { id: -1, next: new Map(), uses: 0 }
   private shapeCount = 0
+  private lastKeys: ReadonlyArray<string> = []
+  private lastShape: ShapeNode | undefined
   private seen = new Set<object>()
   readonly options: EncodeOptions
   /** In canonical mode, called with the structure bytes so far and then each big binary value. */
@@ -220,8 +248,10 @@ export class Encoder {
     if (this.sections.length > 0) this.sections = []
     if (this.strings.size > 0) this.strings = new Map()
     if (this.shapeCount > 0) {
-      this.shapes = { id: -1, next: new Map() }
+      this.shapes = { id: -1, next: new Map(), uses: 0 }
       this.shapeCount = 0
+      this.lastKeys = []
+      this.lastShape = undefined
     }
     this.depth = 0
     if (this.seen.size > 0) this.seen = new Set()
@@ -405,11 +435,13 @@ export class Encoder {
     for (const key of keys) {
       let next = node.next.get(key)
       if (next === undefined) {
-        next = { id: -1, next: new Map() }
+        next = { id: -1, next: new Map(), uses: 0 }
         node.next.set(key, next)
       }
       node = next
     }
+    this.lastKeys = keys
+    this.lastShape = node
     if (node.id >= 0) {
       this.byte(Tag.ObjectRef)
       this.varint(node.id)
@@ -419,6 +451,12 @@ export class Encoder {
     this.byte(Tag.Object)
     this.varint(keys.length)
     for (const key of keys) this.string(key)
+  }
+
+  /** Adds `key` to the path of an encoding error raised below it; returns the error to rethrow. */
+  failedAt(error: unknown, key: string): unknown {
+    if (error instanceof Unsupported) error.at(key)
+    return error
   }
 
   value(value: unknown): void {
@@ -487,6 +525,35 @@ export class Encoder {
     const proto = Object.getPrototypeOf(value)
     if (proto === Object.prototype || proto === null) {
       this.enter(value)
+      // Records mostly repeat the last shape: compared key by key as they are enumerated, with no array of keys.
+      const last = this.lastKeys
+      if (this.lastShape !== undefined && !this.options.canonical) {
+        let i = 0
+        for (const key in value) {
+          if (key !== last[i++]) {
+            i = -1
+            break
+          }
+        }
+        if (i === last.length) {
+          const shape = this.lastShape
+          this.byte(Tag.ObjectRef)
+          this.varint(shape.id)
+          if (shape.write === undefined && ++shape.uses === RECORD_AFTER_USES) shape.write = recordWriter(last) ?? null
+          if (shape.write) {
+            shape.write(this, value, last)
+            return this.leave(value)
+          }
+          let k = 0
+          try {
+            for (; k < last.length; k++) this.value((value as Record<string, unknown>)[last[k]!])
+          } catch (error) {
+            if (error instanceof Unsupported) error.at(last[k]!)
+            throw error
+          }
+          return this.leave(value)
+        }
+      }
       const keys = Object.keys(value)
       if (this.options.canonical) keys.sort()
       this.objectKeys(keys)
@@ -565,12 +632,51 @@ const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
   return a.length - b.length
 }
 
+/** A shape read this many times gets a record reader. */
+const RECORD_AFTER_USES = 8
+
+/** Shapes with more keys than this are read key by key: a literal that large buys little. */
+const RECORD_MAX_KEYS = 64
+
+type RecordReader = (decoder: { value(): unknown }) => Record<string, unknown>
+
+/**
+ * Generated code is not available (`--disallow-code-generation-from-strings`, a strict CSP): every
+ * shape is then read key by key.
+ */
+let canGenerate = true
+
+/**
+ * A reader for objects of one shape: one object literal with the shape's keys, each value read in order,
+ * as msgpackr's record decoders do. V8 then builds every record with one allocation and its final hidden
+ * class, instead of adding keys one at a time.
+ *
+ * The source holds nothing from the file but the keys, each written as a JSON string literal, which
+ * cannot end the literal or hold code: a key is only ever a property name. A shape with a `__proto__`
+ * key is not generated, since in a literal that key would set the prototype.
+ */
+export const recordReader = (keys: ReadonlyArray<string>): RecordReader | undefined => {
+  if (!canGenerate || keys.length === 0 || keys.length > RECORD_MAX_KEYS || keys.includes("__proto__")) {
+    return undefined
+  }
+  const body = `return { ${keys.map((key) => `${JSON.stringify(key)}: d.value()`).join(", ")} }`
+  try {
+    return new Function("d", body) as RecordReader
+  } catch {
+    canGenerate = false
+    return undefined
+  }
+}
+
 /** Reads a structure; `section(i, kind)` returns the value of raw section `i`. */
 export class Decoder {
   pos = 0
   private readonly view: DataView
   private readonly strings: Array<string> = []
   private readonly shapes: Array<ReadonlyArray<string>> = []
+  /** How often each shape was read, and its record reader once it has earned one. */
+  private readonly shapeUses: Array<number> = []
+  private readonly records: Array<RecordReader | undefined> = []
   readonly buf: Uint8Array
   private readonly section: (index: number, kind: number) => unknown
   private depth = 0
@@ -755,6 +861,12 @@ export class Decoder {
             const id = this.varint()
             const shape = this.shapes[id]
             if (shape === undefined) throw new Malformed(`unknown object shape ${id}`)
+            const uses = ++this.shapeUses[id]!
+            if (uses >= RECORD_AFTER_USES) {
+              let read = this.records[id]
+              if (read === undefined && uses === RECORD_AFTER_USES) read = this.records[id] = recordReader(shape)
+              if (read !== undefined) return read(this)
+            }
             keys = shape
           } else {
             const n = this.count()
@@ -762,6 +874,7 @@ export class Decoder {
             // Keys are internalized once per shape: stores with internalized keys are much faster.
             for (let i = 0; i < n; i++) fresh.push(Object.keys({ [this.string(this.byte())]: 0 })[0]!)
             this.shapes.push(fresh)
+            this.shapeUses.push(1)
             keys = fresh
           }
           const out: Record<string, unknown> = {}
