@@ -22,13 +22,14 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Util from "node:util"
-import { EntryNotFound, type InvalidCacheOptions, InvalidMemoize, StoreError } from "./CacheError.ts"
+import { EntryNotFound, InvalidCacheOptions, InvalidMemoize, StoreError } from "./CacheError.ts"
 import * as Codec from "./Codec.ts"
 import * as Hashing from "./Hashing.ts"
 import * as CacheOptionsSchema from "./internal/cacheOptions.ts"
 import { callerUrl } from "./internal/caller.ts"
 import { parameterNames } from "./internal/closure.ts"
 import * as Options from "./internal/options.ts"
+import * as MemoryStore from "./internal/store/memory.ts"
 import * as Store from "./Store.ts"
 import * as Task from "./Task.ts"
 
@@ -52,6 +53,20 @@ export interface CacheOptions {
   readonly lockTimeout?: Duration.Input | undefined
   /** How often a caller waiting for another process's computation looks for its result. Default 50 millis. */
   readonly pollInterval?: Duration.Input | undefined
+  /** Compress stored entries, as `Persist.dump`'s `compress` (joblib's `Memory(compress=...)`). Default: none. */
+  readonly compress?: Codec.CompressOption | undefined
+  /**
+   * Load the typed arrays of a hit into shared memory, so that they go to `Backend.threads` workers with
+   * no copy (joblib's `Memory(mmap_mode=...)`).
+   */
+  readonly shared?: boolean | undefined
+  /**
+   * joblib's `Memory(verbose=...)`, through the Effect Logger, one log per joblib line: above 0, each
+   * computation logs `[Memory] Calling f...` and `f(arguments)`, then `f - 0.1s, 0.0min` once stored;
+   * above 1, each hit logs `[Memory]<time since the cache was built>: Loading f...`; above 4, also the
+   * time the hit took to load. Default 0 (joblib's default is 1).
+   */
+  readonly verbose?: number | undefined
 }
 
 interface Shape {
@@ -59,6 +74,13 @@ interface Shape {
   readonly onStoreError: "fail" | "compute"
   readonly lockTimeout: number
   readonly pollInterval: number
+  readonly compress: Codec.CompressOption | undefined
+  readonly shared: boolean
+  readonly verbose: number
+  /** Computes every call and stores nothing but shelved results ({@link layerNone}). */
+  readonly disabled: boolean
+  /** When the cache was built (performance.now()), for joblib's time since the Memory was made. */
+  readonly started: number
   /** Computations running in this process, by key. */
   readonly inflight: Map<string, Deferred.Deferred<Exit.Exit<unknown, unknown>>>
   /** Source hashes seen per function name, to warn about collisions and invalidate once. */
@@ -102,11 +124,24 @@ export class Cache extends Context.Service<Cache, Shape>()("effect-joblib/Cache"
 export const layer = (options?: CacheOptions): Layer.Layer<Cache, InvalidCacheOptions, Store.Store> =>
   Layer.effect(Cache)(Effect.gen(function*() {
     const parsed = yield* CacheOptionsSchema.parse(CacheOptionsSchema.CacheOptions, "Cache.layer", options)
+    if (parsed.compress !== undefined) {
+      // An unknown method or a level out of range is refused now, not at the first store.
+      yield* Codec.make().encode(null, { compress: parsed.compress }).pipe(
+        Effect.mapError((error) =>
+          new InvalidCacheOptions({ option: "compress", message: `Cache.layer: ${error.message}` })
+        )
+      )
+    }
     return {
       store: yield* Effect.service(Store.Store),
       onStoreError: parsed.onStoreError ?? "fail",
       lockTimeout: Options.toMillis(parsed.lockTimeout ?? "10 minutes"),
       pollInterval: Options.toMillis(parsed.pollInterval ?? 50),
+      compress: parsed.compress,
+      shared: parsed.shared ?? false,
+      verbose: parsed.verbose ?? 0,
+      disabled: false,
+      started: performance.now(),
       inflight: new Map(),
       sources: new Map(),
       warned: new Set()
@@ -182,6 +217,39 @@ export const layerMemory = (options?: CacheOptions & Store.StoreOptions): Layer.
   layerOver("Cache.layerMemory", options, (store) => Store.layerMemory(store))
 
 /**
+ * A cache that computes every call and stores nothing, joblib's `Memory(location=None)`: turns caching
+ * off by Layer, with the same code. Shelved results are kept in memory, so that {@link get} reads them.
+ *
+ * **Example** (Caching off in tests)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * let calls = 0
+ * const f = Cache.memoize((x: number) => ++calls + x, { name: "f" })
+ * const program = Effect.all([f(1), f(1)]).pipe(Effect.provide(Cache.layerNone)) // [2, 3]: computed twice
+ * ```
+ *
+ * @category layers
+ * @since 0.5.0
+ */
+export const layerNone: Layer.Layer<Cache> = Layer.sync(Cache)(() => ({
+  store: Store.make(MemoryStore.make()),
+  onStoreError: "fail",
+  lockTimeout: 0,
+  pollInterval: 0,
+  compress: undefined,
+  shared: false,
+  verbose: 0,
+  disabled: true,
+  started: performance.now(),
+  inflight: new Map(),
+  sources: new Map(),
+  warned: new Set()
+}))
+
+/**
  * Options of {@link memoize}.
  *
  * @category models
@@ -213,6 +281,8 @@ export interface MemoizeOptions<E = unknown> {
   /** Schemas for the stored value and failure, for class instances; plain data needs none. */
   readonly success?: Schema.Top | undefined
   readonly failure?: Schema.Codec<E, unknown> | undefined
+  /** This function's `verbose`, instead of the cache's (joblib's `memory.cache(verbose=...)`). */
+  readonly verbose?: number | undefined
 }
 
 /**
@@ -266,6 +336,14 @@ const shortRepr = (args: ReadonlyArray<unknown>) => {
   const text = args.map((arg) => Util.inspect(arg, { depth: 2, breakLength: Infinity, maxArrayLength: 4 })).join(", ")
   return text.length > 120 ? `${text.slice(0, 119)}…` : text
 }
+
+/** joblib's `format_time`: seconds and minutes, one decimal each. */
+const formatTime = (millis: number) => `${(millis / 1000).toFixed(1)}s, ${(millis / 60_000).toFixed(1)}min`
+
+/** joblib's closing line: the message pushed to column 80 by underscores. */
+const rightAligned = (message: string) => "_".repeat(Math.max(0, 80 - message.length)) + message
+
+const encodeOptions = (cache: Shape) => (cache.compress === undefined ? undefined : { compress: cache.compress })
 
 /** The cache of the current context, with store failures handled as configured. */
 const withStore = <A>(
@@ -378,6 +456,7 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     ? Duration.toMillis(Duration.fromInputUnsafe(options.cacheFailures.timeToLive))
     : ttl
   const checkSource = options?.invalidateOnSourceChange !== false
+  const verboseOf = (cache: Shape) => options?.verbose ?? cache.verbose
   const valueCodec = options?.success === undefined ? Codec.make() : Codec.make(options.success)
   const failureCodec = options?.failure === undefined ? Codec.make() : Codec.make(options.failure)
   // Ignored arguments: a parameter name, optionally followed by a path into that argument.
@@ -455,15 +534,20 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
 
   /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
   const decodeEntry = (cache: Shape, key: string, entry: Store.Entry) =>
-    Effect.matchEffect(entry.meta.failure === true ? failureCodec.decode(entry.data) : valueCodec.decode(entry.data), {
-      onFailure: (error) => damaged(cache, key, error.message),
-      onSuccess: (decoded): Effect.Effect<Found<A, E>> =>
-        Effect.succeed(
-          entry.meta.failure === true
-            ? { _tag: "Failure", error: decoded as E }
-            : { _tag: "Value", value: decoded as A }
-        )
-    })
+    Effect.matchEffect(
+      entry.meta.failure === true
+        ? failureCodec.decode(entry.data)
+        : valueCodec.decode(entry.data, cache.shared ? { shared: true } : undefined),
+      {
+        onFailure: (error) => damaged(cache, key, error.message),
+        onSuccess: (decoded): Effect.Effect<Found<A, E>> =>
+          Effect.succeed(
+            entry.meta.failure === true
+              ? { _tag: "Failure", error: decoded as E }
+              : { _tag: "Value", value: decoded as A }
+          )
+      }
+    )
 
   /** Checks an entry's freshness and source, then decodes it. A chain, not a generator: this is the hit path. */
   const checked = (
@@ -561,6 +645,12 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
           const found = yield* lookup(cache, key)
           if (found !== undefined) return Exit.succeed(found)
         }
+        const verbose = verboseOf(cache)
+        if (verbose > 0) {
+          yield* Effect.logInfo("_".repeat(80))
+          yield* Effect.logInfo(`[Memory] Calling ${name}...`)
+          yield* Effect.logInfo(`${name}(${shortRepr(args)})`)
+        }
         const started = performance.now()
         const exit = yield* Effect.exit(compute(args))
         const duration = performance.now() - started
@@ -591,15 +681,16 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
           })
         if (Exit.isSuccess(exit)) {
           // In parts: the filesystem store writes them without joining them first.
-          const data = yield* Effect.exit(valueCodec.encodeParts(exit.value as never))
+          const data = yield* Effect.exit(valueCodec.encodeParts(exit.value as never, encodeOptions(cache)))
           if (Exit.isSuccess(data)) yield* store(data.value, false, ttl)
           else {yield* Effect.logWarning(
               `effect-joblib cache: the result of ${name} cannot be stored: ${Cause.pretty(data.cause)}`
             )}
+          if (verbose > 0) yield* Effect.logInfo(rightAligned(`${name} - ${formatTime(performance.now() - started)}`))
           return Exit.succeed<Found<A, E>>({ _tag: "Value", value: exit.value })
         }
         if (failure !== undefined && cacheFailures) {
-          const data = yield* Effect.exit(failureCodec.encodeParts(failure.error as never))
+          const data = yield* Effect.exit(failureCodec.encodeParts(failure.error as never, encodeOptions(cache)))
           if (Exit.isSuccess(data)) yield* store(data.value, true, failureTtl)
           else {
             yield* Effect.logWarning(
@@ -613,17 +704,36 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     })
 
   const run = (args: Args, force: boolean): Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache> =>
-    Effect.flatMap(Effect.service(Cache), (cache) =>
-      Effect.andThen(notifyIdentity(cache), keyOf(args)).pipe(
-        Effect.flatMap((key) =>
-          force
-            ? miss(cache, key, args, force)
-            : Effect.flatMap(
-              lookup(cache, key),
-              (found) => found !== undefined ? fromFound(found) : miss(cache, key, args, force)
-            )
+    Effect.flatMap(
+      Effect.service(Cache),
+      (cache) =>
+        cache.disabled ? compute(args) : Effect.andThen(notifyIdentity(cache), keyOf(args)).pipe(
+          Effect.flatMap((key) =>
+            force
+              ? miss(cache, key, args, force)
+              : verboseOf(cache) > 1
+              ? loggedLookup(cache, key, args, force)
+              : Effect.flatMap(
+                lookup(cache, key),
+                (found) => found !== undefined ? fromFound(found) : miss(cache, key, args, force)
+              )
+          )
         )
-      ))
+    )
+
+  /** A lookup that logs a hit as joblib's `verbose` does. */
+  const loggedLookup = (cache: Shape, key: string, args: Args, force: boolean) =>
+    Effect.gen(function*() {
+      const started = performance.now()
+      const found = yield* lookup(cache, key)
+      if (found === undefined) return yield* miss(cache, key, args, force)
+      const since = formatTime(performance.now() - cache.started)
+      yield* Effect.logInfo(`[Memory]${since.padEnd(16)}: Loading ${name}...`)
+      if (verboseOf(cache) > 4) {
+        yield* Effect.logInfo(rightAligned(`${name} cache loaded - ${formatTime(performance.now() - started)}`))
+      }
+      return yield* fromFound(found)
+    })
 
   const miss = (cache: Shape, key: string, args: Args, force: boolean) =>
     Effect.gen(function*() {
@@ -664,11 +774,18 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     check: (...args: Args) =>
       Effect.gen(function*() {
         const cache = yield* Effect.service(Cache)
+        if (cache.disabled) return false
         return (yield* lookup(cache, yield* keyOf(args))) !== undefined
       }),
     shelve: (...args: Args) =>
-      Effect.as(run(args, false), Effect.map(keyOf(args), (key) => ({ _tag: "Shelved" as const, key, function: name })))
-        .pipe(Effect.flatten),
+      Effect.flatMap(Effect.service(Cache), (cache) =>
+        Effect.flatMap(keyOf(args), (key) => {
+          const shelved: Shelved<A> = { _tag: "Shelved", key, function: name }
+          // Caching off: the result is still stored, so that the reference can be read.
+          return cache.disabled
+            ? Effect.as(Effect.flatMap(Effect.flatten(computeAndStore(cache, key, args, true)), fromFound), shelved)
+            : Effect.as(run(args, false), shelved)
+        })),
     clear: Effect.gen(function*() {
       const cache = yield* Effect.service(Cache)
       const mine = (yield* cache.store.list).filter((meta) => meta.function === name)

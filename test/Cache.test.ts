@@ -475,6 +475,70 @@ const damageSuite = (
   }
 }
 
+describe("joblib's Memory options", () => {
+  it.effect("layerNone computes every call and stores nothing, yet shelved results can be read", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const f = Cache.memoize((x: number) => ({ x, call: ++calls }), { name: "none-f" })
+      assert.deepStrictEqual(yield* f(1), { x: 1, call: 1 })
+      assert.deepStrictEqual(yield* f(1), { x: 1, call: 2 })
+      assert.deepStrictEqual(yield* f.call(1), { x: 1, call: 3 })
+      assert.isFalse(yield* f.check(1))
+      assert.deepStrictEqual(yield* Cache.entries, [])
+      const shelved = yield* f.shelve(7)
+      assert.deepStrictEqual(yield* Cache.get(shelved), { x: 7, call: 4 })
+      assert.isFalse(yield* f.check(7), "a shelved result is not a cache hit")
+      assert.strictEqual(calls, 4)
+    }).pipe(Effect.provide(Cache.layerNone)))
+
+  it.effect("compress stores entries compressed, and they load the same", () =>
+    Effect.gen(function*() {
+      const value = { rows: Array.from({ length: 20_000 }, (_, i) => i % 10), label: "x".repeat(10_000) }
+      const f = Cache.memoize((_: number) => value, { name: "compressed-f" })
+      const sizes: Array<number> = []
+      for (const layer of [Cache.layerMemory(), Cache.layerMemory({ compress: ["zstd", 3] })]) {
+        yield* Effect.gen(function*() {
+          assert.deepStrictEqual(yield* f(1), value)
+          assert.deepStrictEqual(yield* f(1), value, "read back")
+          sizes.push((yield* Cache.entries)[0]!.size)
+        }).pipe(Effect.provide(layer))
+      }
+      assert.isBelow(sizes[1]!, sizes[0]! / 4, `plain ${sizes[0]} bytes, compressed ${sizes[1]}`)
+      const bad = yield* Effect.flip(Layer.build(Cache.layerMemory({ compress: ["nope", 1] as any })))
+      assert.instanceOf(bad, CacheError.InvalidCacheOptions)
+    }))
+
+  it.effect("shared: a hit's typed arrays live in shared memory, ready for threads", () =>
+    Effect.gen(function*() {
+      const f = Cache.memoize((n: number) => ({ walk: new Float64Array(n).fill(2) }), { name: "shared-f" })
+      const first = yield* f(1000)
+      assert.notInstanceOf(first.walk.buffer, SharedArrayBuffer, "a computed value is returned as computed")
+      const hit = yield* f(1000)
+      assert.instanceOf(hit.walk.buffer, SharedArrayBuffer)
+      assert.strictEqual(hit.walk[999], 2)
+    }).pipe(Effect.provide(Cache.layerMemory({ shared: true }))))
+
+  it.effect("verbose logs joblib's lines: calling, the time, and loading", () =>
+    Effect.gen(function*() {
+      const f = Cache.memoize((x: number, y: number = 2) => x + y, { name: "f" })
+      const { lines } = yield* logged(Effect.all([f(1), f(1), f([1, 2, 3] as any, 4)]))
+      assert.strictEqual(lines.length, 10, lines.join("\n"))
+      assert.strictEqual(lines[0], "_".repeat(80))
+      assert.strictEqual(lines[1], "[Memory] Calling f...")
+      assert.strictEqual(lines[2], "f(1)")
+      assert.match(lines[3]!, /^_+f - \d+\.\ds, \d+\.\dmin$/)
+      assert.strictEqual(lines[3]!.length, 80)
+      assert.match(lines[4]!, /^\[Memory\]\d+\.\ds, \d+\.\dmin +: Loading f\.\.\.$/)
+      assert.strictEqual(lines[4]!.indexOf(":"), "[Memory]".length + 16)
+      assert.match(lines[5]!, /^_+f cache loaded - \d+\.\ds, \d+\.\dmin$/)
+      assert.strictEqual(lines[5]!.length, 80)
+      assert.strictEqual(lines[8], "f([ 1, 2, 3 ], 4)")
+      // A function's own verbose wins over the cache's; 0 is silent.
+      const quiet = Cache.memoize((x: number) => x, { name: "quiet", verbose: 0 })
+      assert.deepStrictEqual((yield* logged(quiet(1))).lines, [])
+    }).pipe(Effect.provide(Cache.layerMemory({ verbose: 5 }))))
+})
+
 describe("damaged entries, on every store", () => {
   damageSuite("memory", () => Store.layerMemory(), [])
   damageSuite("filesystem", (dir) => Store.layerFileSystem(dir), fileSystemDamage)

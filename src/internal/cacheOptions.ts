@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { InvalidCacheOptions, InvalidMemoize } from "../CacheError.ts"
 import * as Options from "./options.ts"
+import { CompressOption } from "./persistOptions.ts"
 
 const NonNegative = Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))
 const AnyFunction = Schema.declare((u): u is Function => typeof u === "function", { expected: "a function" })
@@ -21,10 +22,15 @@ export const RedisOptions = Schema.Struct({
   timeout: Schema.optional(Options.Positive)
 })
 
+const Verbose = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
 export const CacheOptions = Schema.Struct({
   onStoreError: Schema.optional(Schema.Literals(["fail", "compute"])),
   lockTimeout: Schema.optional(Options.DurationInput),
-  pollInterval: Schema.optional(Options.DurationInput)
+  pollInterval: Schema.optional(Options.DurationInput),
+  compress: Schema.optional(CompressOption),
+  shared: Schema.optional(Schema.Boolean),
+  verbose: Schema.optional(Verbose)
 })
 
 /** What `Cache.layerFileSystem` and its siblings take: the cache's options and its store's. */
@@ -42,7 +48,8 @@ export const MemoizeOptions = Schema.Struct({
   invalidateOnSourceChange: Schema.optional(Schema.Boolean),
   source: Schema.optional(Schema.String),
   success: Schema.optional(Options.AnySchema),
-  failure: Schema.optional(Options.AnySchema)
+  failure: Schema.optional(Options.AnySchema),
+  verbose: Schema.optional(Verbose)
 })
 
 /** Decodes `options` with `schema`; a bad one is `InvalidCacheOptions` naming the option, value and rule. */

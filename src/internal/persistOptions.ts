@@ -5,7 +5,7 @@ import { InvalidPersistOptions } from "../PersistError.ts"
 import * as Options from "./options.ts"
 
 /** `false`, `true`, a level, a method name, or exactly `[method, level]` (joblib takes no third element). */
-const CompressOption = Schema.Union([
+export const CompressOption = Schema.Union([
   Schema.Boolean,
   Schema.Int,
   Schema.String,
