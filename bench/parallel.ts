@@ -56,7 +56,16 @@ export const run = async () => {
       return copy
     })
     const p3Shared = yield* Effect.promise(() => measure(5, () => go(Parallel.map(shared, sum))))
-    return { p1, rawP1, p2, sequentialP2, p3, p3Shared, intact }
+    // transfer: true moves the arrays, as piscina's transferList does: fresh copies each run, made before timing.
+    const p3MoveTimes: Array<number> = []
+    for (let r = 0; r < 6; r++) {
+      const copies = arrays.map((a) => a.slice())
+      const start = now()
+      yield* Effect.promise(() => go(Parallel.map(copies, sum, { transfer: true })))
+      if (r > 0) p3MoveTimes.push(now() - start)
+    }
+    const p3Move = p3MoveTimes.sort((a, b) => a - b)[Math.floor(p3MoveTimes.length / 2)]!
+    return { p1, rawP1, p2, sequentialP2, p3, p3Shared, p3Move, intact }
   })))
   const { rawP1, sequentialP2 } = ours
   await raw.close()
@@ -125,6 +134,12 @@ export const run = async () => {
     { workload: "P2 200 × 10 ms CPU", peer: "piscina", ms: piscinaP2 },
     { workload: "P2 200 × 10 ms CPU", peer: "joblib loky", ms: warm?.P2 },
     { workload: "P3 50 × sum(8 MB Float64Array)", peer: "effect-joblib", ms: ours.p3, note: "caller's arrays intact" },
+    {
+      workload: "P3 50 × sum(8 MB Float64Array)",
+      peer: "effect-joblib, transfer: true",
+      ms: ours.p3Move,
+      note: "arrays moved, caller loses them"
+    },
     {
       workload: "P3 50 × sum(8 MB Float64Array)",
       peer: "piscina",

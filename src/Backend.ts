@@ -25,12 +25,12 @@ import { checkNotImportingTaskModule } from "./internal/guard.ts"
 import { withHugePages } from "./internal/hugePages.ts"
 import * as Options from "./internal/options.ts"
 import { decode, exitsOf, makeSettled, timedOut } from "./internal/outcome.ts"
-import { Slot, type Spawn } from "./internal/pool.ts"
+import { type RawOutcome, Slot, type Spawn } from "./internal/pool.ts"
 import { TaskReporter } from "./internal/report.ts"
-import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
+import { countBuffers, MovedTwice, shareAll, Sharer } from "./internal/share.ts"
 import { identity, inlineEffect, type Local, type Work } from "./internal/work.ts"
 import { isThenable, Status, workerSource } from "./internal/workerRuntime.js"
-import type { InvalidOptions, ParallelError, TaskModuleError, TaskTimeout } from "./ParallelError.ts"
+import { InvalidOptions, type ParallelError, type TaskModuleError, type TaskTimeout } from "./ParallelError.ts"
 
 /**
  * The outcome of one batch and how long it took in milliseconds. When every
@@ -99,6 +99,16 @@ export interface Runner<I, A, E> {
 }
 
 /**
+ * What a map tells its backend when it prepares: whether the input's buffers may be moved.
+ *
+ * @category models
+ * @since 0.5.0
+ */
+export interface PrepareOptions {
+  readonly transfer?: boolean | undefined
+}
+
+/**
  * The backend service.
  *
  * @category models
@@ -117,7 +127,9 @@ export interface Backend {
   readonly prepare: <I, A, E>(
     work: Work<I, A, E>,
     /** The whole input, when it is an array: lets a backend plan how to move big buffers. */
-    items?: ReadonlyArray<I> | undefined
+    items?: ReadonlyArray<I> | undefined,
+    /** `transfer`: the map's items may be moved (detached) rather than copied. */
+    options?: PrepareOptions | undefined
   ) => Effect.Effect<Runner<I, A, E>, ParallelError, Scope.Scope>
 }
 
@@ -473,11 +485,11 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
   const backend: Backend = {
     name: config.name,
     workers: config.workers,
-    prepare: <I, A, E>(work: Work<I, A, E>, items?: ReadonlyArray<I>) =>
+    prepare: <I, A, E>(work: Work<I, A, E>, items?: ReadonlyArray<I>, options?: PrepareOptions) =>
       Effect.gen(function*() {
         const { key, spec } = yield* work.ship
         const counts = work.mayShare && items !== undefined ? countBuffers(items, config.maxBytes) : undefined
-        const sharer = new Sharer(config.maxBytes, counts, config.isolated)
+        const sharer = new Sharer(config.maxBytes, counts, config.isolated, options?.transfer === true)
         if (config.isolated) {
           // Buffers sent once per process for this map are dropped when it ends.
           yield* Effect.addFinalizer(() =>
@@ -488,7 +500,7 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
           )
         }
         const runOnce = (slot: Slot, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
-          Effect.suspend(() => {
+          Effect.suspend((): Effect.Effect<RawOutcome, ParallelError> => {
             let encoded: ReadonlyArray<unknown> = items
             if (work.encodeItem !== identity) {
               // Pushed, not preallocated: structured clone copies packed arrays much faster than holey ones.
@@ -496,7 +508,14 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
               for (let i = 0; i < items.length; i++) out.push(work.encodeItem(items[i]!))
               encoded = out
             }
-            if (work.mayShare) encoded = shareAll(sharer, encoded)
+            if (work.mayShare) {
+              try {
+                encoded = shareAll(sharer, encoded)
+              } catch (error) {
+                if (!(error instanceof MovedTwice)) throw error
+                return Effect.fail(new InvalidOptions({ option: "transfer", message: error.message }))
+              }
+            }
             const onProgress = options.onProgress
             return slot.run({
               key,
@@ -733,6 +752,7 @@ export const auto = (options?: AutoOptions): Layer.Layer<never, InvalidOptions |
       name: "auto",
       workers,
       select,
-      prepare: (work, items) => Effect.flatMap(select(fallback), (backend) => backend.prepare(work, items))
+      prepare: (work, items, options) =>
+        Effect.flatMap(select(fallback), (backend) => backend.prepare(work, items, options))
     } satisfies Backend
   }))

@@ -93,6 +93,14 @@ export interface MapOptions<M extends Mode = Mode, E = any> {
   readonly verbose?: number | undefined
   /** Which implementation a hint-aware backend (`Backend.auto`) should use; other backends ignore it. */
   readonly prefer?: Prefer | undefined
+  /**
+   * Move the input's big typed arrays and ArrayBuffers into thread workers instead of copying them, as
+   * piscina's `transferList` does: afterwards the caller's arrays are detached (empty). For callers that
+   * do not need their arrays after the map. A buffer that several items of an array input share is still
+   * copied once into shared memory; a stream that sends one buffer in two batches fails with
+   * `InvalidOptions`. Default false: the caller's arrays stay intact. Other backends ignore it.
+   */
+  readonly transfer?: boolean | undefined
 }
 
 /**
@@ -181,7 +189,8 @@ const OptionsSchema = Schema.Struct({
     })
   ])),
   verbose: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
-  prefer: Schema.optional(Schema.Literals(["threads", "processes"]))
+  prefer: Schema.optional(Schema.Literals(["threads", "processes"])),
+  transfer: Schema.optional(Schema.Boolean)
 })
 
 const always = () => true
@@ -326,7 +335,11 @@ const setUp = <I, A, E>(
     yield* checkNotImportingTaskModule(`runs ${where}`)
     const backend = yield* backendFor(options)
     const resolved = yield* resolve(where, options, backend)
-    const runner = yield* backend.prepare(toWork(work), Array.isArray(items) ? items as ReadonlyArray<I> : undefined)
+    const runner = yield* backend.prepare(
+      toWork(work),
+      Array.isArray(items) ? items as ReadonlyArray<I> : undefined,
+      options?.transfer === true ? { transfer: true } : undefined
+    )
     const tracker = track(
       label(work),
       backend,

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
 import { Backend, Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/cpus.ts"
 import { workerSource } from "../src/internal/workerRuntime.js"
@@ -24,6 +24,62 @@ describe("inline functions and Effects", () => {
         Parallel.map([1, 2], (x: number) => Effect.succeed(x)).pipe(Effect.provide(Backend.threads({ workers: 1 })))
       )
       assert.instanceOf(onThreads, ParallelError.UnshippableFunction, "it cannot even be shipped: it uses Effect")
+    }))
+})
+
+describe("transfer: moving the caller's arrays into thread workers", () => {
+  const MB = 1024 * 1024
+  const sum = (a: Float64Array) => {
+    let total = 0
+    for (let i = 0; i < a.length; i++) total += a[i]!
+    return total
+  }
+  const arrays = () => Array.from({ length: 4 }, (_, i) => new Float64Array((2 * MB) / 8).fill(i + 1))
+  const expected = [1, 2, 3, 4].map((v) => v * (2 * MB) / 8)
+
+  it.effect("with transfer the arrays move (the caller's are detached); without, they stay intact", () =>
+    Effect.gen(function*() {
+      const kept = arrays()
+      assert.deepStrictEqual(yield* Parallel.map(kept, sum), expected)
+      assert.isTrue(kept.every((a) => a.length === (2 * MB) / 8), "copied: intact")
+      const moved = arrays()
+      assert.deepStrictEqual(yield* Parallel.map(moved, sum, { transfer: true }), expected)
+      assert.isTrue(moved.every((a) => a.length === 0 && a.buffer.detached), "moved: detached")
+    }).pipe(Effect.provide(Backend.threads({ workers: 2 }))))
+
+  it.effect("a buffer several items share is copied once, not moved; a stream moves each buffer it meets", () =>
+    Effect.gen(function*() {
+      const shared = new Float64Array((2 * MB) / 8).fill(1)
+      const views = [shared, shared.subarray(0, 10), shared]
+      assert.deepStrictEqual(yield* Parallel.map(views, sum, { transfer: true, batchSize: 1 }), [
+        (2 * MB) / 8,
+        10,
+        (2 * MB) / 8
+      ])
+      assert.isFalse(shared.buffer.detached)
+      const streamed = arrays()
+      const sums = yield* Stream.runCollect(Parallel.stream(Stream.fromIterable(streamed), sum, { transfer: true }))
+      assert.deepStrictEqual(sums, expected)
+      assert.isTrue(streamed.every((a) => a.buffer.detached))
+    }).pipe(Effect.provide(Backend.threads({ workers: 2 }))))
+
+  it.effect("a stream that sends one buffer in two batches fails with InvalidOptions naming transfer", () =>
+    Effect.gen(function*() {
+      const one = new Float64Array((2 * MB) / 8).fill(1)
+      const error = yield* Effect.flip(
+        Stream.runCollect(Parallel.stream(Stream.make(one, one), sum, { transfer: true, batchSize: 1, preDispatch: 1 }))
+      )
+      assert.instanceOf(error, ParallelError.InvalidOptions)
+      assert.strictEqual((error as ParallelError.InvalidOptions).option, "transfer")
+    }).pipe(Effect.provide(Backend.threads({ workers: 1 }))))
+
+  it.effect("other backends ignore it and keep the caller's arrays", () =>
+    Effect.gen(function*() {
+      for (const layer of [Backend.sequential(), Backend.processes({ workers: 1 })]) {
+        const kept = arrays()
+        assert.deepStrictEqual(yield* Parallel.map(kept, sum, { transfer: true }).pipe(Effect.provide(layer)), expected)
+        assert.isTrue(kept.every((a) => !a.buffer.detached))
+      }
     }))
 })
 

@@ -37,6 +37,16 @@ export const countBuffers = (items: ReadonlyArray<unknown>, threshold: number): 
 
 let nextRef = 1
 
+/** With `transfer`, a buffer that an earlier batch moved was met again. */
+export class MovedTwice extends Error {
+  constructor() {
+    super(
+      "transfer: an ArrayBuffer that an earlier batch moved to a worker (and so detached) was met again; " +
+        "give each item of a stream its own buffer, or leave transfer off"
+    )
+  }
+}
+
 /** Prepares the big buffers of one map's items for workers. */
 export class Sharer {
   readonly threshold: number
@@ -52,10 +62,13 @@ export class Sharer {
   private readonly held = new Map<number, ArrayBuffer>()
   /** Buffers the values shared since the last `takeRefs` refer to. */
   private refs: Map<number, ArrayBuffer> | undefined
-  constructor(threshold: number, counts?: Map<ArrayBuffer, number>, isolated = false) {
+  /** The map may move (detach) the caller's buffers instead of copying them. */
+  readonly move: boolean
+  constructor(threshold: number, counts?: Map<ArrayBuffer, number>, isolated = false, move = false) {
     this.threshold = threshold
     this.counts = counts
     this.isolated = isolated
+    this.move = move
   }
 
   private refer = (buffer: ArrayBufferLike, view: ArrayBufferView | undefined): unknown => {
@@ -72,7 +85,14 @@ export class Sharer {
   }
 
   private replace = (buffer: ArrayBuffer): ArrayBufferLike => {
-    if (this.counts?.get(buffer) === 1) {
+    const uses = this.counts?.get(buffer)
+    // Moved when no other item needs it: used once in an array input, or met in a stream.
+    if (this.move && (uses === undefined || uses === 1)) {
+      if (buffer.detached) throw new MovedTwice()
+      if (!this.transfer.includes(buffer)) this.transfer.push(buffer)
+      return buffer
+    }
+    if (uses === 1) {
       const moved = buffer.slice(0)
       this.transfer.push(moved)
       return moved
@@ -88,6 +108,13 @@ export class Sharer {
 
   /** Returns `value` itself when nothing in it needs preparing. */
   share(value: unknown): unknown {
+    // A moved buffer is empty: too small for the threshold, so it is looked for on its own.
+    if (this.move && !this.isolated) {
+      mapBuffers(value, 0, (buffer) => {
+        if (buffer.detached) throw new MovedTwice()
+        return buffer
+      }, 0)
+    }
     return this.isolated
       ? mapBuffers(value, this.threshold, this.refer, 0, true)
       : mapBuffers(value, this.threshold, this.replace, 0)
