@@ -16,6 +16,11 @@ def spin(n):
     return x
 
 
+def nap(i):
+    time.sleep(1.5 if i == 1 else 0.01)
+    return i
+
+
 def calibrate(target_ms=10.0):
     n = 20000
     spin(n)
@@ -57,6 +62,8 @@ def main():
             out["P2_sequential"] = measure(1, lambda: [spin(n) for _ in range(200)])
             arrays = [np.random.rand(1_000_000) for _ in range(50)]
             out["P3"] = measure(3, lambda: parallel(delayed(np.sum)(a) for a in arrays))
+            # S1: one 1.5 s task among 20 of 10 ms.
+            out["S1"] = measure(3, lambda: parallel(delayed(nap)(i) for i in range(21)))
     print(json.dumps(out))
 
 

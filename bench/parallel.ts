@@ -65,7 +65,15 @@ export const run = async () => {
       if (r > 0) p3MoveTimes.push(now() - start)
     }
     const p3Move = p3MoveTimes.sort((a, b) => a - b)[Math.floor(p3MoveTimes.length / 2)]!
-    return { p1, rawP1, p2, sequentialP2, p3, p3Shared, p3Move, intact }
+    // S1: one 1.5 s task among 20 of 10 ms (sleeps): the ideal wall time is 1.5 s.
+    const naps = Array.from({ length: 21 }, (_, i) => i)
+    const s1 = yield* Effect.promise(() =>
+      measure(
+        3,
+        () => go(Parallel.map(naps, (i) => new Promise((resolve) => setTimeout(() => resolve(i), i === 1 ? 1500 : 10))))
+      )
+    )
+    return { p1, rawP1, p2, sequentialP2, p3, p3Shared, p3Move, s1, intact }
   })))
   const { rawP1, sequentialP2 } = ours
   await raw.close()
@@ -129,6 +137,8 @@ export const run = async () => {
     { workload: "P1 100k × sqrt(x*x)", peer: "piscina", ms: piscinaP1, note: "one task per item" },
     { workload: "P1 100k × sqrt(x*x)", peer: "tinypool", ms: tinypoolP1, note: "one task per item" },
     { workload: "P1 100k × sqrt(x*x)", peer: "joblib loky", ms: warm?.P1, note: "batch_size=auto" },
+    { workload: "S1 1 × 1.5 s among 20 × 10 ms", peer: "effect-joblib", ms: ours.s1, note: "ideal 1500" },
+    { workload: "S1 1 × 1.5 s among 20 × 10 ms", peer: "joblib loky", ms: warm?.S1, note: "ideal 1500" },
     { workload: "P2 200 × 10 ms CPU", peer: "effect-joblib", ms: ours.p2 },
     { workload: "P2 200 × 10 ms CPU", peer: "sequential loop", ms: sequentialP2, note: "same process" },
     { workload: "P2 200 × 10 ms CPU", peer: "piscina", ms: piscinaP2 },

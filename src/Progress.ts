@@ -252,6 +252,11 @@ const skipped = (batches: number, verbose: number): boolean => {
 export const verboseLines = (level: number): (event: Event) => string | undefined => {
   let prefix = "[Parallel]"
   let preDispatch = 0
+  // joblib thins by the batches it has dispatched when a batch completes: pre_dispatch batches of one task
+  // at first (its automatic batching starts at 1), and one more per completion, dispatched before the
+  // next completion is reported. Counting the same way here keeps completions that arrive together, or
+  // batches still waiting for a free worker, from changing which lines are printed.
+  let completedBatches = 0
   return (event) => {
     switch (event._tag) {
       case "Started": {
@@ -265,8 +270,10 @@ export const verboseLines = (level: number): (event: Event) => string | undefine
         } | elapsed: ${shortTime(event.elapsed / 1000)} finished`
       case "BatchCompleted": {
         const elapsed = event.elapsed / 1000
+        completedBatches++
         if (!event.exhausted) {
-          if (skipped(event.batches, level)) return undefined
+          const initialBatches = event.total === undefined ? preDispatch : Math.min(preDispatch, event.total)
+          if (skipped(initialBatches + completedBatches - 1, level)) return undefined
           return `${prefix}: Done ${String(event.completed).padStart(3)} tasks      | elapsed: ${shortTime(elapsed)}`
         }
         const index = event.completed

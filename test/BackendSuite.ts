@@ -255,31 +255,37 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           for (const worker of after) assert.isTrue(before.has(worker), `worker ${worker} is new`)
         }))
 
-      it.effect("a batch stuck in a synchronous loop is cancelled, its worker replaced", () =>
-        Effect.gen(function*() {
-          if (!capabilities.isolated) return // a sequential backend cannot preempt its own thread
-          const fiber = yield* Effect.forkChild(Parallel.map([1], (_) => {
-            while (true) {
-              // spins until the worker is terminated
-            }
-          }))
-          yield* Effect.sleep("200 millis")
-          yield* Fiber.interrupt(fiber)
-          assert.deepStrictEqual(yield* Parallel.map([9, 16], SquareRoot), [3, 4])
-        }))
+      // A sequential backend cannot preempt its own thread.
+      it.effect.skipIf(!capabilities.isolated)(
+        "a batch stuck in a synchronous loop is cancelled, its worker replaced",
+        () =>
+          Effect.gen(function*() {
+            const fiber = yield* Effect.forkChild(Parallel.map([1], (_) => {
+              while (true) {
+                // spins until the worker is terminated
+              }
+            }))
+            yield* Effect.sleep("200 millis")
+            yield* Fiber.interrupt(fiber)
+            assert.deepStrictEqual(yield* Parallel.map([9, 16], SquareRoot), [3, 4])
+          })
+      )
 
-      it.effect("a worker that dies mid-batch fails the map with WorkerCrashed, and is replaced", () =>
-        Effect.gen(function*() {
-          if (!capabilities.isolated) return // exiting would end the test process itself
-          const error = yield* Effect.flip(Parallel.map([1, 2, 3], (x) => {
-            if (x === 2) (globalThis as any).process.exit(3)
-            return x
-          }, { batchSize: 1 }))
-          assert.instanceOf(error, ParallelError.WorkerCrashed)
-          assert.strictEqual((error as ParallelError.WorkerCrashed).exitCode, 3)
-          assert.include(error.message, "exited with code 3")
-          assert.deepStrictEqual(yield* Parallel.map([1, 4, 9], SquareRoot), [1, 2, 3], "the pool is whole again")
-        }))
+      // In process, exiting would end the test process itself.
+      it.effect.skipIf(!capabilities.isolated)(
+        "a worker that dies mid-batch fails the map with WorkerCrashed, and is replaced",
+        () =>
+          Effect.gen(function*() {
+            const error = yield* Effect.flip(Parallel.map([1, 2, 3], (x) => {
+              if (x === 2) (globalThis as any).process.exit(3)
+              return x
+            }, { batchSize: 1 }))
+            assert.instanceOf(error, ParallelError.WorkerCrashed)
+            assert.strictEqual((error as ParallelError.WorkerCrashed).exitCode, 3)
+            assert.include(error.message, "exited with code 3")
+            assert.deepStrictEqual(yield* Parallel.map([1, 4, 9], SquareRoot), [1, 2, 3], "the pool is whole again")
+          })
+      )
 
       it.effect("a whole-map timeout interrupts the work and leaves the pool usable", () =>
         Effect.gen(function*() {
@@ -333,6 +339,53 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           assert.deepStrictEqual(firstTwenty, Array.from({ length: 20 }, (_, n) => n * n))
           assert.isAtMost(pulled, 20 + 4 * 2 + 1, `pulled ${pulled}`)
         }))
+
+      // In process, a busy task holds the thread that would pull ahead.
+      it.effect.skipIf(!capabilities.isolated)(
+        "a generator is pulled exactly preDispatch items ahead before the first result, as joblib",
+        () =>
+          Effect.gen(function*() {
+            // joblib's producer example: pre_dispatch=3, automatic batching, tasks slower than the pulls.
+            const log: Array<string> = []
+            function* producer() {
+              for (let i = 0; i < 6; i++) {
+                log.push(`produced ${i}`)
+                yield i
+              }
+            }
+            const results = yield* Parallel.map(producer(), (x) => {
+              const end = Date.now() + 30
+              while (Date.now() < end) {
+                // busy, so that every pull before the first result happens while it runs
+              }
+              return Math.sqrt(x)
+            }, { preDispatch: 3, concurrency: 2 }).pipe(
+              Effect.provideService(CurrentObserver, {
+                dispatched: () => {},
+                completed: () => void log.push("completed")
+              })
+            )
+            assert.deepStrictEqual(results, [0, 1, 2, 3, 4, 5].map(Math.sqrt))
+            const firstDone = log.indexOf("completed")
+            assert.deepStrictEqual(log.slice(0, firstDone), ["produced 0", "produced 1", "produced 2"])
+          })
+      )
+
+      it.effect.skipIf(capabilities.workers < 2)(
+        "pull scheduling: no short task waits behind a long one while a worker is free",
+        () =>
+          Effect.gen(function*() {
+            // joblib's reason for generator_unordered: item 1 takes 1.5 s, the other 20 take 10 ms.
+            const items = Array.from({ length: 21 }, (_, i) => i)
+            const order = yield* Parallel.stream(
+              items,
+              (x) => new Promise<number>((resolve) => setTimeout(() => resolve(x), x === 1 ? 1500 : 10)),
+              { ordered: false, concurrency: 2 }
+            ).pipe(Stream.map(({ index }) => index), Stream.runCollect)
+            assert.strictEqual(order.length, 21)
+            assert.strictEqual(order[20], 1, `the long task comes last: ${order.join(",")}`)
+          })
+      )
 
       it.effect("a generator is consumed at most preDispatch batches ahead", () =>
         Effect.gen(function*() {

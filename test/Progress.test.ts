@@ -116,6 +116,34 @@ describe("Progress", () => {
       })
     }
 
+    it("completions that arrive together, or batches waiting for a worker, thin as joblib thins", () => {
+      // Here the dispatcher runs after a completion is reported, and a batch counts as dispatched only once
+      // a worker is free: two completions in one instant see the same count. joblib's lines must not change.
+      const lines = Progress.verboseLines(10)
+      const base = { mapId: 1, label: "f", total: 10, eta: undefined, elapsed: 100 }
+      const out = [lines(started(base))]
+      for (let k = 1; k <= 10; k++) {
+        const batches = Math.min(10, 2 + 2 * Math.floor((k + 1) / 2))
+        out.push(lines({
+          ...base,
+          _tag: "BatchCompleted",
+          start: k - 1,
+          size: 1,
+          duration: 1,
+          failed: 0,
+          completed: k,
+          dispatched: batches,
+          batches,
+          exhausted: k >= 8
+        }))
+      }
+      out.push(lines({ ...base, _tag: "Finished", completed: 10, dispatched: 10, batches: 10, exhausted: true }))
+      assert.deepStrictEqual(
+        withoutTimes(out.filter((line) => line !== undefined).slice(1)),
+        joblib["10/10"]!.map((line) => `[Parallel(workers=2)]: ${line}`)
+      )
+    })
+
     it.live("logs through the Effect Logger while a map runs", () =>
       Effect.gen(function*() {
         const lines = yield* logged(

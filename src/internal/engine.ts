@@ -274,13 +274,16 @@ const drive = <I, A, E, EI, RI>(
     // Smoothed batch duration. Short batches are pipelined (two per worker) to hide the round trip;
     // long ones go one per worker, so that no batch waits behind another while a worker idles.
     let batchMillis = 0
+    let anyFinished = false
     // Estimated bytes per item: of the next input, and of the last batch's first result.
     let inputBytes = 8
     let outputBytes = 8
     const acquireSlot: Effect.Effect<number> = Effect.suspend(() => {
       let best = slots[0]!
       for (const slot of slots) if (runner.outstanding(slot) < runner.outstanding(best)) best = slot
-      const capacity = batchMillis > PIPELINE_MAX_MILLIS ? 1 : 2
+      // Until a batch has finished, how long one takes is unknown: one per worker, so that nothing queues
+      // behind a batch that turns out long while another worker idles.
+      const capacity = batchMillis === 0 || batchMillis > PIPELINE_MAX_MILLIS ? 1 : 2
       return runner.outstanding(best) < capacity
         ? Effect.succeed(best)
         : Effect.andThen(runner.settled, acquireSlot)
@@ -335,6 +338,7 @@ const drive = <I, A, E, EI, RI>(
               warm.perItemMillis = perItemMillis
               batchMillis = batchMillis === 0 ? outcome.duration : 0.8 * batchMillis + 0.2 * outcome.duration
               size = sized
+              anyFinished = true
               if (outcome._tag === "Values" && outcome.values.length > 0) {
                 outputBytes = Math.max(1, estimateBytes(outcome.values[0]))
               }
@@ -348,14 +352,18 @@ const drive = <I, A, E, EI, RI>(
       while (!stopped) {
         yield* permits.take(1)
         if (stopped) return
-        yield* source.fill(1)
+        // joblib's pre_dispatch with automatic batching: until a batch has finished, at most preDispatch items
+        // are pulled in all (its batches start at one item, so its count of batches and of items agree).
+        const pullCap = anyFinished || !options.splitTail ? Infinity : options.preDispatch - next
+        const fill = (n: number) => source.fill(Math.max(1, Math.min(n, pullCap)))
+        yield* fill(1)
         const first = source.peek()
         if (first !== undefined) inputBytes = Math.max(1, estimateBytes(first))
         const byteCap = Math.max(1, Math.floor(MAX_BATCH_BYTES / Math.max(inputBytes, outputBytes)))
         let batch = Math.min(tailSize ?? size, byteCap)
         if (options.splitTail && tailSize === undefined) {
           const lookahead = Math.min(size, byteCap) * options.concurrency
-          yield* source.fill(lookahead)
+          yield* fill(lookahead)
           if (source.done() && source.buffered() < lookahead) {
             // joblib: near the end, split what is left finely so that every worker stays busy.
             // Unlike joblib, never below what keeps a batch worth its round trip (the runner's
@@ -376,10 +384,10 @@ const drive = <I, A, E, EI, RI>(
             }
           }
         } else {
-          yield* source.fill(batch)
+          yield* fill(batch)
         }
         if (source.done()) noteTotal(next + source.buffered())
-        const items = source.take(batch)
+        const items = source.take(Math.min(batch, Math.max(1, pullCap)))
         if (items.length === 0) {
           notify((o) => o.exhausted?.())
           yield* permits.release(1)
