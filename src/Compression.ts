@@ -333,6 +333,8 @@ export const lz4: Compressor = fromPackage<Lz4Module>({
       const raw = view.getUint32(4 + 8 * i, true)
       const length = view.getUint32(8 + 8 * i, true)
       if (offset + length > data.length || at + raw > size) throw damaged(`block ${i} runs past the end`)
+      // lz4_flex reserves the size a block states for itself: it must be the one the table states.
+      if (length < 4 || view.getUint32(offset, true) !== raw) throw damaged(`block ${i} states a different size`)
       blocks.push({ raw, at, bytes: data.subarray(offset, offset + length) })
       at += raw
       offset += length

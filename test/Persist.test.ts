@@ -212,6 +212,25 @@ describe("Persist", () => {
         }))
     }
 
+    it.effect("lz4: a block that states a huge size is refused before anything is reserved for it", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = Path.join(dir, "huge.lz4")
+        yield* Persist.dump({ rows: Array.from({ length: 1000 }, (_, i) => i) }, file)
+        const bytes = Fs.readFileSync(file)
+        // After the 64-byte header: the block count, one (raw, compressed) pair, then the block's own size.
+        assert.strictEqual(bytes.readUInt32LE(64), 1)
+        bytes.writeUInt32LE(0xfffffff0, 64 + 4 + 8)
+        Fs.writeFileSync(file, bytes)
+        const error = yield* Effect.flip(Persist.load(file, undefined, { verify: false }))
+        assert.instanceOf(error, Compression.CompressionError)
+        assert.include(error.message, "states a different size")
+        bytes.writeUInt32LE(7, 64)
+        Fs.writeFileSync(file, bytes)
+        const table = yield* Effect.flip(Persist.load(file, undefined, { verify: false }))
+        assert.instanceOf(table, Compression.CompressionError)
+      }))
+
     it.effect("levels outside a method's range are refused", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
