@@ -29,8 +29,8 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
 import * as Compression from "./Compression.ts"
-import { digestParts, knownDigest, xxh128, xxh64 } from "./internal/hashers.ts"
-import * as PersistOptions from "./internal/persistOptions.ts"
+import { digestParts, knownDigest, xxh128, xxh64 } from "./internal/codec/hashers.ts"
+import * as PersistOptions from "./internal/codec/persistOptions.ts"
 import {
   binaryFrom,
   BinaryKind,
@@ -40,7 +40,7 @@ import {
   Malformed,
   type Section,
   Unsupported
-} from "./internal/structure.ts"
+} from "./internal/codec/structure.ts"
 import {
   BadMagic,
   Corrupted,

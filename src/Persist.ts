@@ -20,8 +20,8 @@ import * as NodePath from "node:path"
 import * as Codec from "./Codec.ts"
 import * as Compression from "./Compression.ts"
 import { writeFileAtomically } from "./internal/atomicFile.ts"
-import { acquireStepHasher, releaseStepHasher, rememberDigest } from "./internal/hashers.ts"
-import * as PersistOptions from "./internal/persistOptions.ts"
+import { acquireStepHasher, releaseStepHasher, rememberDigest } from "./internal/codec/hashers.ts"
+import * as PersistOptions from "./internal/codec/persistOptions.ts"
 import {
   type DecodeError,
   InvalidPersistOptions,

@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { TaskReporter } from "./internal/report.ts"
+import { TaskReporter } from "./internal/parallel/report.ts"
 
 /**
  * What every event says about its map at that moment.

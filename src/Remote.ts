@@ -30,15 +30,15 @@ import * as Url from "node:url"
 import * as V8 from "node:v8"
 import * as Backend from "./Backend.ts"
 import * as Hashing from "./Hashing.ts"
-import { canonicalSource } from "./internal/closure.ts"
 import { importOptional } from "./internal/optional.ts"
 import * as OptionParsing from "./internal/options.ts"
-import { decode, type Encoded, makeSettled } from "./internal/outcome.ts"
-import { Status } from "./internal/protocol.ts"
+import { canonicalSource } from "./internal/parallel/closure.ts"
+import { decode, type Encoded, makeSettled } from "./internal/parallel/outcome.ts"
+import { Status } from "./internal/parallel/protocol.ts"
+import { countBuffers, shareAll, Sharer } from "./internal/parallel/share.ts"
+import { fromFunction, fromTask, type Work } from "./internal/parallel/work.ts"
+import { reviveRefs, serializeDefect } from "./internal/parallel/workerRuntime.js"
 import { connectRedis } from "./internal/redis.ts"
-import { countBuffers, shareAll, Sharer } from "./internal/share.ts"
-import { fromFunction, fromTask, type Work } from "./internal/work.ts"
-import { reviveRefs, serializeDefect } from "./internal/workerRuntime.js"
 import {
   type InvalidOptions,
   type ParallelError,
@@ -611,7 +611,11 @@ export const worker = (
             ? ERROR_PREFIX + JSON.stringify(Schema.encodeSync(TransportedError)(error))
             : error.message
         const prepared = yield* Effect.mapError(runner, transported)
-        const slot = nextSlot++ % prepared.slots
+        // The least busy thread, never a thread busy with a long batch while another is free; ties rotate.
+        let slot = nextSlot++ % prepared.slots
+        for (let i = 0; i < prepared.slots; i++) {
+          if (prepared.outstanding(i) < prepared.outstanding(slot)) slot = i
+        }
         const items = message.refs === undefined
           ? message.items
           : reviveRefs(message.items, yield* fetchBuffers(message.refs)) as ReadonlyArray<unknown>

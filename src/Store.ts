@@ -17,11 +17,11 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { type EntryDamaged, type InvalidCacheOptions, StoreError } from "./CacheError.ts"
-import * as CacheOptions from "./internal/cacheOptions.ts"
-import * as FileSystemStore from "./internal/store/fileSystem.ts"
-import * as MemoryStore from "./internal/store/memory.ts"
-import * as RedisStore from "./internal/store/redis.ts"
-import * as SqliteStore from "./internal/store/sqlite.ts"
+import * as CacheOptions from "./internal/cache/cacheOptions.ts"
+import * as FileSystemStore from "./internal/cache/store/fileSystem.ts"
+import * as MemoryStore from "./internal/cache/store/memory.ts"
+import * as RedisStore from "./internal/cache/store/redis.ts"
+import * as SqliteStore from "./internal/cache/store/sqlite.ts"
 
 /**
  * What a store records about an entry.

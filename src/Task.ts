@@ -15,7 +15,7 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import { callerUrl } from "./internal/caller.ts"
-import * as TaskLoader from "./internal/taskLoader.ts"
+import * as TaskLoader from "./internal/parallel/taskLoader.ts"
 
 /**
  * @category type ids

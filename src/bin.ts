@@ -17,7 +17,7 @@ import { Console, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Cache from "./Cache.ts"
-import { followParent, reexecWithHugePages } from "./internal/hugePages.ts"
+import { followParent, reexecWithHugePages } from "./internal/parallel/hugePages.ts"
 import * as Remote from "./Remote.ts"
 
 const UNITS: Record<string, number> = {

@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { Backend, Parallel, ParallelError } from "../src/index.ts"
-import * as Cpus from "../src/internal/cpus.ts"
-import { workerSource } from "../src/internal/workerRuntime.js"
+import * as Cpus from "../src/internal/parallel/cpus.ts"
+import { workerSource } from "../src/internal/parallel/workerRuntime.js"
 import { suite } from "./BackendSuite.ts"
 
 suite("Backend.sequential (default)", Backend.sequential(), { isolated: false, sharedMemory: true, workers: 1 })

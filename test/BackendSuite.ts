@@ -4,8 +4,8 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, type Layer, Option, Result, Schedule, Stream } from "effect"
 import { Parallel, ParallelError, Progress } from "../src/index.ts"
-import * as Cpus from "../src/internal/cpus.ts"
-import { CurrentObserver, type Observer } from "../src/internal/engine.ts"
+import * as Cpus from "../src/internal/parallel/cpus.ts"
+import { CurrentObserver, type Observer } from "../src/internal/parallel/engine.ts"
 import {
   Flake,
   Flaky,

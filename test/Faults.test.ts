@@ -10,7 +10,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Backend, Parallel, ParallelError } from "../src/index.ts"
-import * as Cpus from "../src/internal/cpus.ts"
+import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { Flaky, NestedProbe, UsesConnection } from "./fixtures/tasks.ts"
 
 /** A process that still runs: a zombie (dead, not yet reaped by whoever adopted it) does not count. */

@@ -5,8 +5,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { Backend, Batching, Parallel } from "../src/index.ts"
-import { MAX_BATCH_BYTES, MAX_BATCH_ITEMS } from "../src/internal/engine.ts"
-import { estimateBytes } from "../src/internal/sizeEstimate.ts"
+import { MAX_BATCH_BYTES, MAX_BATCH_ITEMS } from "../src/internal/parallel/engine.ts"
+import { estimateBytes } from "../src/internal/parallel/sizeEstimate.ts"
 import { recordBatches } from "./BackendSuite.ts"
 
 const MB = 1024 * 1024

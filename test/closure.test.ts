@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { analyze, revive } from "../src/internal/closure.ts"
+import { analyze, revive } from "../src/internal/parallel/closure.ts"
 
 const shipped = (fn: Function) => {
   const analysis = analyze(fn)

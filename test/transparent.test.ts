@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Schema } from "effect"
-import { isTransparent, mayContainBinary } from "../src/internal/transparent.ts"
+import { isTransparent, mayContainBinary } from "../src/internal/parallel/transparent.ts"
 import { Point } from "./fixtures/tasks.ts"
 
 describe("transparent schemas", () => {

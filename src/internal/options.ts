@@ -3,7 +3,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { InvalidOptions } from "../ParallelError.ts"
-import * as Cpus from "./cpus.ts"
+import * as Cpus from "./parallel/cpus.ts"
 
 /**
  * Validates `options` against `schema`, rejecting unknown keys, and fails with `invalid(option, message)`,

@@ -1,8 +1,8 @@
 /** The options of Codec and Persist, decoded by one Schema each at the boundary. */
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { InvalidPersistOptions } from "../PersistError.ts"
-import * as Options from "./options.ts"
+import { InvalidPersistOptions } from "../../PersistError.ts"
+import * as Options from "../options.ts"
 
 /** `false`, `true`, a level, a method name, or exactly `[method, level]` (joblib takes no third element). */
 export const CompressOption = Schema.Union([

@@ -4,7 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Url from "node:url"
-import { TaskModuleError } from "../ParallelError.ts"
+import { TaskModuleError } from "../../ParallelError.ts"
 
 interface WorkerGuard {
   /** The module a worker is importing to find a task, while it does. */

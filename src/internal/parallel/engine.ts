@@ -15,9 +15,9 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
-import type { Outcome, Runner, RunOptions } from "../Backend.ts"
-import type { Observation } from "../Batching.ts"
-import type { ParallelError, TaskTimeout } from "../ParallelError.ts"
+import type { Outcome, Runner, RunOptions } from "../../Backend.ts"
+import type { Observation } from "../../Batching.ts"
+import type { ParallelError, TaskTimeout } from "../../ParallelError.ts"
 import { estimateBytes } from "./sizeEstimate.ts"
 
 /** A lazy, buffered puller over any input. */

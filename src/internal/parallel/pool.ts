@@ -6,7 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { TaskModuleError, TaskNotFound, WorkerCrashed } from "../ParallelError.ts"
+import { TaskModuleError, TaskNotFound, WorkerCrashed } from "../../ParallelError.ts"
 import { CANCEL, type FromWorker, type Partial, Status, type ToWorker, type WorkSpec } from "./protocol.ts"
 
 /** A started worker, thread or process. */

@@ -1,9 +1,9 @@
 /** The options of Cache and Store, decoded by one Schema each at the boundary. */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { InvalidCacheOptions, InvalidMemoize } from "../CacheError.ts"
-import * as Options from "./options.ts"
-import { CompressOption } from "./persistOptions.ts"
+import { InvalidCacheOptions, InvalidMemoize } from "../../CacheError.ts"
+import { CompressOption } from "../codec/persistOptions.ts"
+import * as Options from "../options.ts"
 
 const NonNegative = Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))
 const AnyFunction = Schema.declare((u): u is Function => typeof u === "function", { expected: "a function" })

@@ -9,7 +9,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import type * as Task from "../Task.ts"
+import type * as Task from "../../Task.ts"
 import { TaskReporter } from "./report.ts"
 import { isTransparent } from "./transparent.ts"
 

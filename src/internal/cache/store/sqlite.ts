@@ -9,10 +9,10 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
 import type * as NodeSqlite from "node:sqlite"
-import { StoreError } from "../../CacheError.ts"
-import type { Entry, Limits, Meta, Primitives } from "../../Store.ts"
+import { StoreError } from "../../../CacheError.ts"
+import type { Entry, Limits, Meta, Primitives } from "../../../Store.ts"
+import { writeFileAtomicallySync } from "../../atomicFile.ts"
 import { AccessLog } from "../accessLog.ts"
-import { writeFileAtomicallySync } from "../atomicFile.ts"
 import { alive, attempt, attemptRead, checkedEntry, Damaged, isMissing, joined, parseMetaText } from "./shared.ts"
 
 /** Blobs of at least this size are kept by a SQLite store in files beside the database. */

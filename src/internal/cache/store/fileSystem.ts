@@ -9,10 +9,10 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
-import type { StoreError } from "../../CacheError.ts"
-import type { Entry, Meta, NewEntry, Primitives } from "../../Store.ts"
+import type { StoreError } from "../../../CacheError.ts"
+import type { Entry, Meta, NewEntry, Primitives } from "../../../Store.ts"
+import { writeFileAtomicallySync } from "../../atomicFile.ts"
 import { AccessLog } from "../accessLog.ts"
-import { writeFileAtomicallySync } from "../atomicFile.ts"
 import { alive, attempt, attemptRead, checkedEntry, Damaged, isMissing, parseMetaText } from "./shared.ts"
 
 const ENTRY_MAGIC = Buffer.from("EJLBC1\n\0", "latin1")

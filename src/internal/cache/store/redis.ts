@@ -6,9 +6,9 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { Buffer } from "node:buffer"
 import * as Crypto from "node:crypto"
-import { StoreError } from "../../CacheError.ts"
-import type { Entry, Meta, Primitives } from "../../Store.ts"
-import { connectRedis } from "../redis.ts"
+import { StoreError } from "../../../CacheError.ts"
+import type { Entry, Meta, Primitives } from "../../../Store.ts"
+import { connectRedis } from "../../redis.ts"
 import { attemptRead, checkedEntry, Damaged, joined, parseMetaText } from "./shared.ts"
 
 const toBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)

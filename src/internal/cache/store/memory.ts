@@ -1,7 +1,7 @@
 /** The memory store's primitives: a Map in this process. */
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
-import type { Entry, Primitives } from "../../Store.ts"
+import type { Entry, Primitives } from "../../../Store.ts"
 import { joined } from "./shared.ts"
 
 export const make = (): Primitives => {

@@ -1,7 +1,7 @@
 /** What every store shares: key checks, error wrapping, entry checks, and telling a live process. */
 import * as Effect from "effect/Effect"
-import { EntryDamaged, StoreError } from "../../CacheError.ts"
-import type { Entry, Meta, NewEntry } from "../../Store.ts"
+import { EntryDamaged, StoreError } from "../../../CacheError.ts"
+import type { Entry, Meta, NewEntry } from "../../../Store.ts"
 
 export const KEY = /^[A-Za-z0-9:_-]{1,200}$/
 
