@@ -23,7 +23,7 @@ const run: Effect.Effect<number, unknown, never> = kind === "baseline"
     yield* Parallel.map([1, 2, 3], square) // a warm pool, as a long-lived Layer gives
     if (kind === "map") return (yield* Parallel.map(Array.from({ length: n }, (_, i) => i), square)).length
     return yield* Stream.runCount(Parallel.stream(Stream.range(0, n - 1), square, { ordered: kind !== "unordered" }))
-  }).pipe(Effect.provide(Backend.threads({ workers: 2 })))
+  }).pipe(Effect.provide(Backend.layerThreads({ workers: 2 })))
 
 const started = performance.now()
 Effect.runPromise(Effect.flatMap(Effect.suspend(() => run), (count) =>

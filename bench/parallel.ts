@@ -33,7 +33,7 @@ export const run = async () => {
   // target run interleaved with ours, round by round, so that machine noise hits both alike.
   const raw = await rawPool()
   const ours = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const context = yield* Layer.build(Backend.threads({ workers: WORKERS }))
+    const context = yield* Layer.build(Backend.layerThreads({ workers: WORKERS }))
     const go = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(Effect.provide(effect, context))
     const [p1, rawP1] = yield* Effect.promise(() =>
       interleaved(21, [
@@ -113,7 +113,7 @@ export const run = async () => {
   const oursP4 = await measure(5, () =>
     Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const start = now()
-      const context = yield* Layer.build(Backend.threads({ workers: WORKERS }))
+      const context = yield* Layer.build(Backend.layerThreads({ workers: WORKERS }))
       yield* Effect.provide(Parallel.map([4], (x) => Math.sqrt(x)), context)
       return now() - start
     }))), 1)

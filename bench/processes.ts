@@ -47,7 +47,7 @@ const pool = async (layer: Layer.Layer<never, unknown>) => {
 
 /** A 2-worker map of 1,000 × 5 ms tasks, with one worker SIGKILLed halfway when `kill` is set. */
 const recovery = async (kill: boolean) => {
-  const processes = await pool(Backend.processes({ workers: WORKERS }))
+  const processes = await pool(Backend.layerProcesses({ workers: WORKERS }))
   const pids = [
     ...new Set(
       await processes.go(Parallel.map(Array.from({ length: 40 }, (_, i) => i), (_) => (globalThis as any).process.pid, {
@@ -107,8 +107,8 @@ export const run = async () => {
   const rows: Array<Row> = []
   const { xs, spins, arrays } = parallelInputs()
 
-  const processes = await pool(Backend.processes({ workers: WORKERS }))
-  const threads = await pool(Backend.threads({ workers: WORKERS }))
+  const processes = await pool(Backend.layerProcesses({ workers: WORKERS }))
+  const threads = await pool(Backend.layerThreads({ workers: WORKERS }))
   const raw = await rawProcesses()
   const [p1, p1Threads, p1Raw] = await interleaved(11, [
     () => processes.go(Parallel.map(xs, (x) => Math.sqrt(x * x))),
@@ -133,8 +133,8 @@ export const run = async () => {
       yield* Effect.provide(Parallel.map([4], (x) => Math.sqrt(x)), context)
     })))
   const [p4, p4Threads, p4Raw] = await interleaved(5, [
-    coldPool(Backend.processes({ workers: WORKERS })),
-    coldPool(Backend.threads({ workers: WORKERS })),
+    coldPool(Backend.layerProcesses({ workers: WORKERS })),
+    coldPool(Backend.layerThreads({ workers: WORKERS })),
     async () => {
       const pool = await rawProcesses()
       await pool.run("sqrt", [4], 1)
@@ -185,8 +185,8 @@ export const run = async () => {
   )
   for (
     const [name, layer] of [
-      ["threads", Backend.threads({ workers: WORKERS })],
-      ["processes", Backend.processes({ workers: WORKERS })]
+      ["threads", Backend.layerThreads({ workers: WORKERS })],
+      ["processes", Backend.layerProcesses({ workers: WORKERS })]
     ] as const
   ) {
     const latency = await timeoutLatency(layer)

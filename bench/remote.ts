@@ -39,7 +39,7 @@ export const run = async () => {
       return { r1: Math.min(r1.ms, r1b.ms), tiny: tinyRun.ms, taskMs: (before.ms + after.ms) / 2 / 1000 }
     })))
     const threads = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-      const context = yield* Layer.build(Backend.threads({ workers: 2 }))
+      const context = yield* Layer.build(Backend.layerThreads({ workers: 2 }))
       const go = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(Effect.provide(effect, context))
       yield* Effect.promise(() => go(Parallel.map(oneMs.slice(0, 100), spin)))
       const r1 = yield* Effect.promise(() => timed(() => go(Parallel.map(oneMs, spin))))

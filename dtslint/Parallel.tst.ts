@@ -113,13 +113,13 @@ describe("Task.make", () => {
 
 describe("worker backends", () => {
   it("fail to build with InvalidOptions, or TaskModuleError inside a worker importing a task module", () => {
-    expect(Backend.threads()).type.toBe<
+    expect(Backend.layerThreads()).type.toBe<
       Layer.Layer<never, ParallelError.InvalidOptions | ParallelError.TaskModuleError>
     >()
-    expect(Backend.processes({ stderr: "capture" })).type.toBe<
+    expect(Backend.layerProcesses({ stderr: "capture" })).type.toBe<
       Layer.Layer<never, ParallelError.InvalidOptions | ParallelError.TaskModuleError>
     >()
-    expect(Backend.processes).type.not.toBeCallableWith({ stderr: "discard" })
+    expect(Backend.layerProcesses).type.not.toBeCallableWith({ stderr: "discard" })
   })
 
   it("a ParallelError may be a TaskModuleError", () => {

@@ -62,7 +62,7 @@ const program = Effect.gen(function*() {
     )
     const threads = yield* timed(Parallel.map(customers, Score))
     return { threads: { ...threads, value: { scored: threads.value, workers: backend.workers } }, warmUp }
-  }).pipe(Effect.provide(Backend.threads({ workers: -1 })))
+  }).pipe(Effect.provide(Backend.layerThreads({ workers: -1 })))
   yield* Console.log(
     `threads (${threads.value.workers} workers):   ${threads.millis.toFixed(0).padStart(6)} ms  ` +
       `speedup ${(sequential.millis / threads.millis).toFixed(2)}x on a warm pool, ` +
@@ -75,7 +75,7 @@ const program = Effect.gen(function*() {
     yield* Parallel.map(customers.slice(0, 2_000), Score)
     const run = yield* timed(Parallel.map(customers, Score))
     return { ...run, workers: backend.workers }
-  }).pipe(Effect.provide(Backend.processes({ workers: -1 })))
+  }).pipe(Effect.provide(Backend.layerProcesses({ workers: -1 })))
   yield* Console.log(
     `processes (${processes.workers} workers): ${processes.millis.toFixed(0).padStart(6)} ms  ` +
       `speedup ${(sequential.millis / processes.millis).toFixed(2)}x on a warm pool`
@@ -112,7 +112,7 @@ const program = Effect.gen(function*() {
       const hit = yield* scoreAll.check(customers)
       const scored = yield* scoreAll(customers)
       return { hit, scored }
-    }).pipe(Effect.provide(Cache.layerFileSystem(cacheDir)), Effect.provide(Backend.threads({ workers: -1 })))
+    }).pipe(Effect.provide(Cache.layerFileSystem(cacheDir)), Effect.provide(Backend.layerThreads({ workers: -1 })))
   )
   if (cached.value.scored.length !== customers.length) return yield* Effect.die(new Error("the cached scores differ"))
   yield* Console.log(

@@ -8,7 +8,7 @@ import * as assert from "node:assert/strict"
 
 const program = Parallel.map(Array.from({ length: 10 }, (_, i) => i ** 2), (x) => Math.sqrt(x))
 
-const roots = await Effect.runPromise(program.pipe(Effect.provide(Backend.threads({ workers: 2 }))))
+const roots = await Effect.runPromise(program.pipe(Effect.provide(Backend.layerThreads({ workers: 2 }))))
 console.log(roots) // [0, 1, 2, ..., 9]
 assert.deepEqual(roots, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
 

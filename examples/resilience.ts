@@ -47,7 +47,7 @@ const program = Effect.gen(function*() {
   console.log(`8 jobs: 7 succeeded (one after its worker crashed), 1 timed out; ${tags.length} progress events`)
 }).pipe(
   Effect.scoped,
-  Effect.provide(Backend.processes({ workers: 2, interruptGrace: 200 })),
+  Effect.provide(Backend.layerProcesses({ workers: 2, interruptGrace: 200 })),
   Effect.provide(Progress.layerEvents),
   Effect.ensuring(Effect.sync(() => Fs.rmSync(scratch, { recursive: true, force: true })))
 )

@@ -28,7 +28,7 @@ const program = Parallel.stream(
   Stream.runCollect
 )
 
-const primes = await Effect.runPromise(program.pipe(Effect.provide(Backend.threads({ workers: 2 }))))
+const primes = await Effect.runPromise(program.pipe(Effect.provide(Backend.layerThreads({ workers: 2 }))))
 const sorted = primes.map(({ value }) => value.n).sort((a, b) => a - b)
 console.log(`first primes found: ${sorted.join(", ")}; generator advanced ${produced} times`)
 assert.ok(sorted.length === 10)

@@ -47,5 +47,5 @@ if (import.meta.main) {
     const outcomes = yield* Parallel.map([{ index: 0, text: "" }, documents[1]!], CountWords, { mode: "result" })
     assert.deepEqual(outcomes.map((r) => r._tag), ["Failure", "Success"])
   })
-  await Effect.runPromise(program.pipe(Effect.provide(Backend.threads({ workers: 2 }))))
+  await Effect.runPromise(program.pipe(Effect.provide(Backend.layerThreads({ workers: 2 }))))
 }

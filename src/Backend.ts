@@ -144,7 +144,7 @@ export interface Backend {
  *
  * const program = Parallel.map([1, 4, 9], (x) => Math.sqrt(x))
  * const inTests = program // sequential: no Layer needed
- * const inProduction = program.pipe(Effect.provide(Backend.threads({ workers: -1 })))
+ * const inProduction = program.pipe(Effect.provide(Backend.layerThreads({ workers: -1 })))
  * ```
  *
  * @category services
@@ -285,19 +285,19 @@ const SequentialOptions = Schema.Struct({
  *
  * const offset = 10
  * const program = Parallel.map([1, 2, 3], (x) => x + offset).pipe(
- *   Effect.provide(Backend.sequential({ concurrency: 4 }))
+ *   Effect.provide(Backend.layerSequential({ concurrency: 4 }))
  * )
  * ```
  *
  * @category layers
  * @since 0.1.0
  */
-export const sequential = (
+export const layerSequential = (
   options?: { readonly concurrency?: number | undefined }
 ): Layer.Layer<never, InvalidOptions> =>
   Layer.effect(Backend)(
     Effect.map(
-      Options.parse(SequentialOptions, "Backend.sequential", options),
+      Options.parse(SequentialOptions, "Backend.layerSequential", options),
       (parsed) => makeSequential(parsed.concurrency ?? 1)
     )
   )
@@ -571,7 +571,7 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
 })
 
 const makeThreads = Effect.fnUntraced(function*(options: ThreadsOptions | undefined) {
-  const parsed = yield* Options.parse(ThreadsOptionsSchema, "Backend.threads", options)
+  const parsed = yield* Options.parse(ThreadsOptionsSchema, "Backend.layerThreads", options)
   const pool = yield* resolvePool(parsed)
   let count = 0
   return yield* makePool({
@@ -605,7 +605,7 @@ const makeThreads = Effect.fnUntraced(function*(options: ThreadsOptions | undefi
 })
 
 const makeProcesses = Effect.fnUntraced(function*(options: ProcessesOptions | undefined) {
-  const parsed = yield* Options.parse(ProcessesOptionsSchema, "Backend.processes", options)
+  const parsed = yield* Options.parse(ProcessesOptionsSchema, "Backend.layerProcesses", options)
   const pool = yield* resolvePool(parsed)
   return yield* makePool({
     ...pool,
@@ -662,14 +662,16 @@ const makeProcesses = Effect.fnUntraced(function*(options: ProcessesOptions | un
  *   const roots = yield* Parallel.map([1, 4, 9], (x) => Math.sqrt(x))
  *   const squares = yield* Parallel.map(roots, (x) => x * x) // same warm workers
  *   return squares
- * }).pipe(Effect.provide(Backend.threads({ workers: -1 })))
+ * }).pipe(Effect.provide(Backend.layerThreads({ workers: -1 })))
  * ```
  *
  * @category layers
  * @since 0.1.0
  */
-export const threads = (options?: ThreadsOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
-  Layer.effect(Backend)(Effect.andThen(checkNotImportingTaskModule("builds Backend.threads"), makeThreads(options)))
+export const layerThreads = (options?: ThreadsOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
+  Layer.effect(Backend)(
+    Effect.andThen(checkNotImportingTaskModule("builds Backend.layerThreads"), makeThreads(options))
+  )
 
 /**
  * A pool of child processes (Node started with IPC and the "advanced" serialization
@@ -687,16 +689,16 @@ export const threads = (options?: ThreadsOptions): Layer.Layer<never, InvalidOpt
  * import { Backend, Parallel } from "effect-joblib"
  *
  * const program = Parallel.map([1, 2, 3], (x) => x * 2).pipe(
- *   Effect.provide(Backend.processes({ workers: 2 }))
+ *   Effect.provide(Backend.layerProcesses({ workers: 2 }))
  * )
  * ```
  *
  * @category layers
  * @since 0.2.0
  */
-export const processes = (options?: ProcessesOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
+export const layerProcesses = (options?: ProcessesOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
   Layer.effect(Backend)(
-    Effect.andThen(checkNotImportingTaskModule("builds Backend.processes"), makeProcesses(options))
+    Effect.andThen(checkNotImportingTaskModule("builds Backend.layerProcesses"), makeProcesses(options))
   )
 
 /**
@@ -727,16 +729,16 @@ export interface AutoOptions {
  *
  * // Library code: would rather isolate this work in processes.
  * const risky = Parallel.map([1, 2, 3], (x) => x + 1, { prefer: "processes" })
- * // The application: honours hints here; with Backend.threads() it would run on threads.
- * const program = risky.pipe(Effect.provide(Backend.auto()))
+ * // The application: honours hints here; with Backend.layerThreads() it would run on threads.
+ * const program = risky.pipe(Effect.provide(Backend.layerAuto()))
  * ```
  *
  * @category layers
  * @since 0.2.0
  */
-export const auto = (options?: AutoOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
+export const layerAuto = (options?: AutoOptions): Layer.Layer<never, InvalidOptions | TaskModuleError> =>
   Layer.effect(Backend)(Effect.gen(function*() {
-    yield* checkNotImportingTaskModule("builds Backend.auto")
+    yield* checkNotImportingTaskModule("builds Backend.layerAuto")
     const scope = yield* Effect.scope
     const pools = {
       threads: yield* Effect.cached(Scope.provide(makeThreads(options?.threads), scope)),
@@ -756,3 +758,39 @@ export const auto = (options?: AutoOptions): Layer.Layer<never, InvalidOptions |
         Effect.flatMap(select(fallback), (backend) => backend.prepare(work, items, options))
     } satisfies Backend
   }))
+
+/**
+ * Renamed {@link layerSequential}, as Effect names its Layer constructors.
+ *
+ * @category layers
+ * @since 0.1.0
+ * @deprecated since 0.5.0; use {@link layerSequential}.
+ */
+export const sequential = layerSequential
+
+/**
+ * Renamed {@link layerThreads}.
+ *
+ * @category layers
+ * @since 0.1.0
+ * @deprecated since 0.5.0; use {@link layerThreads}.
+ */
+export const threads = layerThreads
+
+/**
+ * Renamed {@link layerProcesses}.
+ *
+ * @category layers
+ * @since 0.2.0
+ * @deprecated since 0.5.0; use {@link layerProcesses}.
+ */
+export const processes = layerProcesses
+
+/**
+ * Renamed {@link layerAuto}.
+ *
+ * @category layers
+ * @since 0.2.0
+ * @deprecated since 0.5.0; use {@link layerAuto}.
+ */
+export const auto = layerAuto

@@ -56,7 +56,7 @@ export interface CacheOptions {
   /** Compress stored entries, as `Persist.dump`'s `compress` (joblib's `Memory(compress=...)`). Default: none. */
   readonly compress?: Codec.CompressOption | undefined
   /**
-   * Load the typed arrays of a hit into shared memory, so that they go to `Backend.threads` workers with
+   * Load the typed arrays of a hit into shared memory, so that they go to `Backend.layerThreads` workers with
    * no copy (joblib's `Memory(mmap_mode=...)`).
    */
   readonly shared?: boolean | undefined

@@ -91,7 +91,7 @@ export interface MapOptions<M extends Mode = Mode, E = any> {
   readonly retry?: Schedule.Schedule<unknown, RetryError<E>> | RetryOptions<E> | undefined
   /** joblib's `verbose`: progress lines through the Effect Logger, more often as it grows (above 10: every batch). */
   readonly verbose?: number | undefined
-  /** Which implementation a hint-aware backend (`Backend.auto`) should use; other backends ignore it. */
+  /** Which implementation a hint-aware backend (`Backend.layerAuto`) should use; other backends ignore it. */
   readonly prefer?: Prefer | undefined
   /**
    * Move the input's big typed arrays and ArrayBuffers into thread workers instead of copying them, as
@@ -389,7 +389,7 @@ const isInput = (u: unknown): boolean => !Task.isTask(u) && typeof u !== "functi
  * import { Backend, Parallel } from "effect-joblib"
  *
  * const program = Parallel.map([1, 4, 9, 16], (x) => Math.sqrt(x)).pipe(
- *   Effect.provide(Backend.threads({ workers: 2 }))
+ *   Effect.provide(Backend.layerThreads({ workers: 2 }))
  * )
  * Effect.runPromise(program).then(console.log) // [1, 2, 3, 4]
  * ```

@@ -43,7 +43,7 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("Invali
  *
  * const factor = 3
  * const program = Parallel.map([1, 2], (x) => x * factor).pipe(
- *   Effect.provide(Backend.threads({ workers: 2 })),
+ *   Effect.provide(Backend.layerThreads({ workers: 2 })),
  *   Effect.catchTag("UnshippableFunction", (e) => Effect.succeed(e.identifiers)) // ["factor"]
  * )
  * ```

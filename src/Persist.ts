@@ -62,7 +62,7 @@ export interface DumpOptions<S extends Schema.Top = never> {
 export interface LoadOptions {
   /**
    * Read into a SharedArrayBuffer, so that the typed arrays of the result can be
-   * handed to `Backend.threads` workers with no copy (joblib's `mmap_mode`).
+   * handed to `Backend.layerThreads` workers with no copy (joblib's `mmap_mode`).
    */
   readonly shared?: boolean | undefined
   /** Check the body's checksum (default). `false` skips it, for speed on trusted files. */

@@ -252,7 +252,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
           return yield* new RemoteFailure({
             reason: "NoWorker",
             message: `no worker is connected to the queue "${name}" after ${waitForWorker} ms; start one, e.g. ` +
-              `Remote.worker({ redis, queue: "${name}", modules: ["./tasks.ts"] })`
+              `Remote.layerWorker({ redis, queue: "${name}", modules: ["./tasks.ts"] })`
           })
         }
         yield* Effect.sleep(100)
@@ -513,18 +513,18 @@ const encodeOutcome = <A, E>(
  * import { NodeRuntime } from "@effect/platform-node"
  * import { Remote } from "effect-joblib"
  *
- * const worker = Remote.worker({ redis: "redis://127.0.0.1:6379/0", modules: ["./tasks.ts"], concurrency: 4 })
+ * const worker = Remote.layerWorker({ redis: "redis://127.0.0.1:6379/0", modules: ["./tasks.ts"], concurrency: 4 })
  * NodeRuntime.runMain(Layer.launch(worker))
  * ```
  *
  * @category layers
  * @since 0.4.0
  */
-export const worker = (
+export const layerWorker = (
   rawOptions: WorkerOptions
 ): Layer.Layer<never, RemoteFailure | InvalidOptions | TaskModuleError> =>
   Layer.effectDiscard(Effect.gen(function*() {
-    const options = yield* OptionParsing.parse(WorkerOptionsSchema, "Remote.worker", rawOptions)
+    const options = yield* OptionParsing.parse(WorkerOptionsSchema, "Remote.layerWorker", rawOptions)
     const name = options.queue ?? "effect-joblib"
     const prefix = `effect-joblib:${name}:`
     const urls = options.modules.map((module) =>
@@ -542,7 +542,7 @@ export const worker = (
       if (urls.includes(task.url)) tasks.set(task.name, { task, source: yield* hashSource(String(task.run)) })
     }
     const pool = Context.get(
-      yield* Layer.build(Backend.threads({ workers: options.concurrency ?? -1 })),
+      yield* Layer.build(Backend.layerThreads({ workers: options.concurrency ?? -1 })),
       Backend.Backend
     )
     const client = yield* connect(options.redis, options.timeout ?? 5000, true)
@@ -696,3 +696,12 @@ export const worker = (
         new RemoteFailure({ reason: "Unreachable", message: `the worker cannot start: ${messageOf(error)}` })
     })
   }))
+
+/**
+ * Renamed {@link layerWorker}, as Effect names its Layer constructors.
+ *
+ * @category layers
+ * @since 0.4.0
+ * @deprecated since 0.5.0; use {@link layerWorker}.
+ */
+export const worker = layerWorker

@@ -192,7 +192,7 @@ const worker = Command.make("worker", {
     Flag.withDescription("times one batch may lose its worker before it fails (2)")
   )
 }, (config) =>
-  Layer.launch(Remote.worker({
+  Layer.launch(Remote.layerWorker({
     redis: Redacted.make(config.redis),
     queue: config.queue,
     modules: config.tasks.split(",").map((module) => module.trim()).filter((module) => module !== ""),

@@ -5,14 +5,22 @@ import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { workerSource } from "../src/internal/parallel/workerRuntime.js"
 import { suite } from "./BackendSuite.ts"
 
-suite("Backend.sequential (default)", Backend.sequential(), { isolated: false, sharedMemory: true, workers: 1 })
-suite("Backend.sequential({ concurrency: 4 })", Backend.sequential({ concurrency: 4 }), {
+suite("Backend.layerSequential (default)", Backend.layerSequential(), {
+  isolated: false,
+  sharedMemory: true,
+  workers: 1
+})
+suite("Backend.layerSequential({ concurrency: 4 })", Backend.layerSequential({ concurrency: 4 }), {
   isolated: false,
   sharedMemory: true,
   workers: 4
 })
-suite("Backend.threads", Backend.threads({ workers: 2 }), { isolated: true, sharedMemory: true, workers: 2 })
-suite("Backend.processes", Backend.processes({ workers: 2 }), { isolated: true, sharedMemory: false, workers: 2 })
+suite("Backend.layerThreads", Backend.layerThreads({ workers: 2 }), { isolated: true, sharedMemory: true, workers: 2 })
+suite("Backend.layerProcesses", Backend.layerProcesses({ workers: 2 }), {
+  isolated: true,
+  sharedMemory: false,
+  workers: 2
+})
 
 describe("inline functions and Effects", () => {
   it.effect("a real Effect from an inline function is refused in process, as workers refuse it", () =>
@@ -21,7 +29,9 @@ describe("inline functions and Effects", () => {
       assert.instanceOf(error, ParallelError.UnshippableFunction)
       assert.include(error.message, "Define a Task")
       const onThreads = yield* Effect.flip(
-        Parallel.map([1, 2], (x: number) => Effect.succeed(x)).pipe(Effect.provide(Backend.threads({ workers: 1 })))
+        Parallel.map([1, 2], (x: number) => Effect.succeed(x)).pipe(
+          Effect.provide(Backend.layerThreads({ workers: 1 }))
+        )
       )
       assert.instanceOf(onThreads, ParallelError.UnshippableFunction, "it cannot even be shipped: it uses Effect")
     }))
@@ -45,7 +55,7 @@ describe("transfer: moving the caller's arrays into thread workers", () => {
       const moved = arrays()
       assert.deepStrictEqual(yield* Parallel.map(moved, sum, { transfer: true }), expected)
       assert.isTrue(moved.every((a) => a.length === 0 && a.buffer.detached), "moved: detached")
-    }).pipe(Effect.provide(Backend.threads({ workers: 2 }))))
+    }).pipe(Effect.provide(Backend.layerThreads({ workers: 2 }))))
 
   it.effect("a buffer several items share is copied once, not moved; a stream moves each buffer it meets", () =>
     Effect.gen(function*() {
@@ -61,7 +71,7 @@ describe("transfer: moving the caller's arrays into thread workers", () => {
       const sums = yield* Stream.runCollect(Parallel.stream(Stream.fromIterable(streamed), sum, { transfer: true }))
       assert.deepStrictEqual(sums, expected)
       assert.isTrue(streamed.every((a) => a.buffer.detached))
-    }).pipe(Effect.provide(Backend.threads({ workers: 2 }))))
+    }).pipe(Effect.provide(Backend.layerThreads({ workers: 2 }))))
 
   it.effect("a stream that sends one buffer in two batches fails with InvalidOptions naming transfer", () =>
     Effect.gen(function*() {
@@ -71,16 +81,25 @@ describe("transfer: moving the caller's arrays into thread workers", () => {
       )
       assert.instanceOf(error, ParallelError.InvalidOptions)
       assert.strictEqual((error as ParallelError.InvalidOptions).option, "transfer")
-    }).pipe(Effect.provide(Backend.threads({ workers: 1 }))))
+    }).pipe(Effect.provide(Backend.layerThreads({ workers: 1 }))))
 
   it.effect("other backends ignore it and keep the caller's arrays", () =>
     Effect.gen(function*() {
-      for (const layer of [Backend.sequential(), Backend.processes({ workers: 1 })]) {
+      for (const layer of [Backend.layerSequential(), Backend.layerProcesses({ workers: 1 })]) {
         const kept = arrays()
         assert.deepStrictEqual(yield* Parallel.map(kept, sum, { transfer: true }).pipe(Effect.provide(layer)), expected)
         assert.isTrue(kept.every((a) => !a.buffer.detached))
       }
     }))
+})
+
+describe("renamed layers", () => {
+  it("the 0.4 names are the same Layers as their layer* names", () => {
+    assert.strictEqual(Backend.sequential, Backend.layerSequential)
+    assert.strictEqual(Backend.threads, Backend.layerThreads)
+    assert.strictEqual(Backend.processes, Backend.layerProcesses)
+    assert.strictEqual(Backend.auto, Backend.layerAuto)
+  })
 })
 
 describe("Backend options", () => {
@@ -89,7 +108,7 @@ describe("Backend options", () => {
       const backend = yield* Backend.Backend
       assert.strictEqual(backend.workers, Cpus.available())
       assert.strictEqual(backend.name, "threads")
-    }).pipe(Effect.provide(Backend.threads({ workers: -1 }))))
+    }).pipe(Effect.provide(Backend.layerThreads({ workers: -1 }))))
 
   it.effect("threads: env and resourceLimits reach the workers", () =>
     Effect.gen(function*() {
@@ -100,7 +119,7 @@ describe("Backend options", () => {
       assert.deepStrictEqual(limit, [64])
     }).pipe(
       Effect.provide(
-        Backend.threads({
+        Backend.layerThreads({
           workers: 1,
           env: { EJL_TEST: "from the layer" },
           resourceLimits: { maxOldGenerationSizeMb: 64 }
@@ -126,12 +145,12 @@ describe("Backend options", () => {
     Effect.gen(function*() {
       for (
         const [layer, option] of [
-          [Backend.threads({ workers: 0 }), "workers"],
-          [Backend.threads({ workers: 1.5 }), "workers"],
-          [Backend.threads({ workers: -(Cpus.available() + 5) }), "workers"],
-          [Backend.threads({ maxBytes: 0 }), "maxBytes"],
-          [Backend.threads({ unknown: 1 } as Backend.ThreadsOptions), "unknown"],
-          [Backend.sequential({ concurrency: 0 }), "concurrency"]
+          [Backend.layerThreads({ workers: 0 }), "workers"],
+          [Backend.layerThreads({ workers: 1.5 }), "workers"],
+          [Backend.layerThreads({ workers: -(Cpus.available() + 5) }), "workers"],
+          [Backend.layerThreads({ maxBytes: 0 }), "maxBytes"],
+          [Backend.layerThreads({ unknown: 1 } as Backend.ThreadsOptions), "unknown"],
+          [Backend.layerSequential({ concurrency: 0 }), "concurrency"]
         ] as const
       ) {
         const error = yield* Effect.flip(Effect.provide(

@@ -105,7 +105,7 @@ describe("Cache (joblib's Memory examples)", () => {
       const second = yield* Parallel.map(items, (x) => Effect.runPromise(Effect.provide(slow(x), cacheContext)))
       assert.deepStrictEqual(first, second)
       assert.strictEqual(calls.length, 12, "each item computed once")
-    }).pipe(Effect.provide(Backend.sequential({ concurrency: 4 })))
+    }).pipe(Effect.provide(Backend.layerSequential({ concurrency: 4 })))
   })
 })
 

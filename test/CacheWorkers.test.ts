@@ -27,9 +27,9 @@ const scratch = () => {
 
 describe.each(
   [
-    ["sequential", () => Backend.sequential({ concurrency: 4 })],
-    ["threads", () => Backend.threads({ workers: 2 })],
-    ["processes", () => Backend.processes({ workers: 2 })]
+    ["sequential", () => Backend.layerSequential({ concurrency: 4 })],
+    ["threads", () => Backend.layerThreads({ workers: 2 })],
+    ["processes", () => Backend.layerProcesses({ workers: 2 })]
   ] as const
 )("a memoized Task on %s", (_name, backend) => {
   it.live("every worker asking for one missing key waits for a single computation", () =>

@@ -68,8 +68,8 @@ const crashes: Array<readonly [string, (x: number) => unknown, (error: ParallelE
 
 describe.each(
   [
-    ["threads", (options?: Backend.ThreadsOptions) => Backend.threads({ workers: 2, ...options })],
-    ["processes", (options?: Backend.ProcessesOptions) => Backend.processes({ workers: 2, ...options })]
+    ["threads", (options?: Backend.ThreadsOptions) => Backend.layerThreads({ workers: 2, ...options })],
+    ["processes", (options?: Backend.ProcessesOptions) => Backend.layerProcesses({ workers: 2, ...options })]
   ] as const
 )("faults on %s", (name, make) => {
   for (const [what, crash, check] of crashes) {
@@ -159,10 +159,12 @@ describe("processes", () => {
     Effect.gen(function*() {
       const tunables = (_: number) => (globalThis as any).process.env.GLIBC_TUNABLES as string | undefined
       const inherited = process.env.GLIBC_TUNABLES
-      const [byDefault] = yield* Parallel.map([1], tunables).pipe(Effect.provide(Backend.processes({ workers: 1 })))
+      const [byDefault] = yield* Parallel.map([1], tunables).pipe(
+        Effect.provide(Backend.layerProcesses({ workers: 1 }))
+      )
       assert.strictEqual(byDefault, inherited ?? "glibc.malloc.hugetlb=1")
       const [chosen] = yield* Parallel.map([1], tunables).pipe(
-        Effect.provide(Backend.processes({ workers: 1, env: { GLIBC_TUNABLES: "glibc.malloc.arena_max=2" } }))
+        Effect.provide(Backend.layerProcesses({ workers: 1, env: { GLIBC_TUNABLES: "glibc.malloc.arena_max=2" } }))
       )
       assert.strictEqual(chosen, "glibc.malloc.arena_max=2")
     }))
@@ -190,7 +192,7 @@ describe("processes", () => {
       assert.instanceOf(killed, ParallelError.WorkerCrashed)
       assert.strictEqual((killed as ParallelError.WorkerCrashed).signal, "SIGKILL")
       assert.isFalse(alive(pids[0]!))
-    }).pipe(Effect.provide(Backend.processes({ workers: 2 }))))
+    }).pipe(Effect.provide(Backend.layerProcesses({ workers: 2 }))))
 
   it.live("closing the Layer, or interrupting a map, leaves no worker process alive", () =>
     Effect.gen(function*() {
@@ -208,7 +210,7 @@ describe("processes", () => {
         for (const pid of yield* Parallel.map(Array.from({ length: 20 }, (_, i) => i), pidOf, { batchSize: 1 })) {
           pids.add(pid)
         }
-      }).pipe(Effect.provide(Backend.processes({ workers: 2, interruptGrace: 100 })))
+      }).pipe(Effect.provide(Backend.layerProcesses({ workers: 2, interruptGrace: 100 })))
       assert.isAtLeast(pids.size, 2)
       assert.deepStrictEqual(yield* waitGone(pids), [])
     }))
@@ -226,11 +228,11 @@ describe("processes", () => {
       yield* Effect.sleep(3500)
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "no task ran to its end after the timeout")
       Fs.rmSync(dir, { recursive: true, force: true })
-    }).pipe(Effect.provide(Backend.processes({ workers: 2, interruptGrace: 100 }))), 15_000)
+    }).pipe(Effect.provide(Backend.layerProcesses({ workers: 2, interruptGrace: 100 }))), 15_000)
 
   it.live("closing a pool runs each worker's task layer finalizers, on threads and processes", () =>
     Effect.gen(function*() {
-      for (const make of [Backend.threads, Backend.processes]) {
+      for (const make of [Backend.layerThreads, Backend.layerProcesses]) {
         const dir = tmp()
         const ids = yield* Effect.scoped(Effect.gen(function*() {
           const context = yield* Layer.build(make({ workers: 2, env: { EJL_RELEASE_DIR: dir } }))
@@ -300,17 +302,17 @@ describe("processes", () => {
 })
 
 describe("prefer and nesting", () => {
-  it.live("Backend.auto follows the prefer hint; an explicit backend wins over it", () =>
+  it.live("Backend.layerAuto follows the prefer hint; an explicit backend wins over it", () =>
     Effect.gen(function*() {
       const [inThread] = yield* Parallel.map([1], pidOf)
       const [inProcess] = yield* Parallel.map([1], pidOf, { prefer: "processes" })
       assert.strictEqual(inThread, process.pid, "threads by default")
       assert.notStrictEqual(inProcess, process.pid)
       const [explicit] = yield* Parallel.map([1], pidOf, { prefer: "processes" }).pipe(
-        Effect.provide(Backend.threads({ workers: 1 }))
+        Effect.provide(Backend.layerThreads({ workers: 1 }))
       )
       assert.strictEqual(explicit, process.pid, "an explicitly provided threads backend ignores the hint")
-    }).pipe(Effect.provide(Backend.auto({ threads: { workers: 1 }, processes: { workers: 1 } }))))
+    }).pipe(Effect.provide(Backend.layerAuto({ threads: { workers: 1 }, processes: { workers: 1 } }))))
 
   it.live("a map nested in a worker's task stays within that worker's CPU budget", () =>
     Effect.gen(function*() {
@@ -326,7 +328,7 @@ describe("prefer and nesting", () => {
       const budgetPerWorker = Math.max(1, Math.floor(Cpus.available() / outer))
       for (const inner of results) assert.strictEqual(inner.workers, budgetPerWorker)
       assert.isAtMost(Atomics.load(counters, 1), Cpus.available(), "busy threads never exceed the CPUs")
-    }).pipe(Effect.provide(Backend.threads({ workers: -1 }))), 30_000)
+    }).pipe(Effect.provide(Backend.layerThreads({ workers: -1 }))), 30_000)
 })
 
 describe("retry timing", () => {

@@ -155,7 +155,7 @@ describe("Progress", () => {
           assert.match(line, /^\[Parallel\(workers=2\)\]: Done +\d+ (tasks      |out of  40 )\| elapsed: +[\d.]+s/)
         }
         assert.isBelow(lines.length, 40, "thinned")
-      }).pipe(Effect.provide(Backend.sequential({ concurrency: 2 }))))
+      }).pipe(Effect.provide(Backend.layerSequential({ concurrency: 2 }))))
 
     it.effect("verbose=0 (the default) logs nothing", () =>
       Effect.gen(function*() {

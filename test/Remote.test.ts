@@ -18,7 +18,7 @@ const tasks = new URL("./fixtures/tasks.ts", import.meta.url).href
 const setup = (queue: string, allowInline = true) =>
   Layer.merge(
     Remote.layer({ redis: Redacted.make(server!.url), queue, noWorkerTimeout: "5 seconds", slots: 2 }),
-    Remote.worker({ redis: server!.url, queue, modules: [tasks], concurrency: 2, allowInline })
+    Remote.layerWorker({ redis: server!.url, queue, modules: [tasks], concurrency: 2, allowInline })
   )
 
 describe.skipIf(!hasRedis)("Backend: Remote", () => {
@@ -241,7 +241,7 @@ describe.skipIf(!hasRedis)("Remote: Redis going away", () => {
         yield* Effect.addFinalizer(() => Effect.promise(() => own.stop()))
         const layer = Layer.merge(
           Remote.layer({ redis: own.url, queue: "outage", slots: 2, timeout: 1000 }),
-          Remote.worker({ redis: own.url, queue: "outage", modules: [tasks], concurrency: 1, timeout: 1000 })
+          Remote.layerWorker({ redis: own.url, queue: "outage", modules: [tasks], concurrency: 1, timeout: 1000 })
         )
         const exit = yield* Effect.gen(function*() {
           const fiber = yield* Effect.forkChild(

@@ -41,7 +41,7 @@ describe("Task", () => {
       })
       const { Backend } = yield* Effect.promise(() => import("../src/index.ts"))
       const error = yield* Effect.flip(
-        Parallel.map([1], ghost).pipe(Effect.provide(Backend.threads({ workers: 1 })))
+        Parallel.map([1], ghost).pipe(Effect.provide(Backend.layerThreads({ workers: 1 })))
       )
       assert.instanceOf(error, ParallelError.TaskNotFound)
       assert.strictEqual((error as ParallelError.TaskNotFound).task, "Ghost")
@@ -51,7 +51,7 @@ describe("Task", () => {
   it.effect("a task defined in a test file runs sequentially, and fails before dispatch on workers", () =>
     Effect.gen(function*() {
       assert.deepStrictEqual(yield* Parallel.map([1, 2], Tripled), [3, 6])
-      for (const backend of [Backend.threads({ workers: 1 }), Backend.processes({ workers: 1 })]) {
+      for (const backend of [Backend.layerThreads({ workers: 1 }), Backend.layerProcesses({ workers: 1 })]) {
         const error = yield* Effect.flip(Parallel.map([1, 2], Tripled).pipe(Effect.provide(backend)))
         assert.instanceOf(error, ParallelError.TaskModuleError)
         const moduleError = error as ParallelError.TaskModuleError

@@ -29,20 +29,30 @@ const cases: ReadonlyArray<Case> = [
     "InvalidOptions",
     "ordered"
   ],
-  ["Backend.sequential: concurrency 0", build(Backend.sequential({ concurrency: 0 })), "InvalidOptions", "concurrency"],
-  ["Backend.threads: workers 0", build(Backend.threads({ workers: 0 })), "InvalidOptions", "workers"],
-  ["Backend.threads: workers 1.5", build(Backend.threads({ workers: 1.5 })), "InvalidOptions", "workers"],
-  ["Backend.threads: maxBytes -1", build(Backend.threads({ maxBytes: -1 })), "InvalidOptions", "maxBytes"],
   [
-    "Backend.threads: stderr discard",
-    build(Backend.threads({ stderr: "discard" as never })),
+    "Backend.layerSequential: concurrency 0",
+    build(Backend.layerSequential({ concurrency: 0 })),
+    "InvalidOptions",
+    "concurrency"
+  ],
+  ["Backend.layerThreads: workers 0", build(Backend.layerThreads({ workers: 0 })), "InvalidOptions", "workers"],
+  ["Backend.layerThreads: workers 1.5", build(Backend.layerThreads({ workers: 1.5 })), "InvalidOptions", "workers"],
+  ["Backend.layerThreads: maxBytes -1", build(Backend.layerThreads({ maxBytes: -1 })), "InvalidOptions", "maxBytes"],
+  [
+    "Backend.layerThreads: stderr discard",
+    build(Backend.layerThreads({ stderr: "discard" as never })),
     "InvalidOptions",
     "stderr"
   ],
-  ["Backend.processes: an unknown key", build(Backend.processes({ cpus: 2 } as never)), "InvalidOptions", "cpus"],
   [
-    "Backend.processes: interruptGrace as a word",
-    build(Backend.processes({ interruptGrace: "brief" as never })),
+    "Backend.layerProcesses: an unknown key",
+    build(Backend.layerProcesses({ cpus: 2 } as never)),
+    "InvalidOptions",
+    "cpus"
+  ],
+  [
+    "Backend.layerProcesses: interruptGrace as a word",
+    build(Backend.layerProcesses({ interruptGrace: "brief" as never })),
     "InvalidOptions",
     "interruptGrace"
   ],
@@ -215,14 +225,14 @@ const cases: ReadonlyArray<Case> = [
     "retries"
   ],
   [
-    "Remote.worker: modules as a string",
-    build(Remote.worker({ redis: "redis://127.0.0.1:1", modules: "./tasks.ts" as never })),
+    "Remote.layerWorker: modules as a string",
+    build(Remote.layerWorker({ redis: "redis://127.0.0.1:1", modules: "./tasks.ts" as never })),
     "InvalidOptions",
     "modules"
   ],
   [
-    "Remote.worker: a negative maxStalledCount",
-    build(Remote.worker({ redis: "redis://127.0.0.1:1", modules: [], maxStalledCount: -1 })),
+    "Remote.layerWorker: a negative maxStalledCount",
+    build(Remote.layerWorker({ redis: "redis://127.0.0.1:1", modules: [], maxStalledCount: -1 })),
     "InvalidOptions",
     "maxStalledCount"
   ]

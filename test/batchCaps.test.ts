@@ -18,7 +18,7 @@ describe("batch caps", () => {
       const n = MAX_BATCH_ITEMS * 2 + 5
       const count = yield* Stream.runCount(
         Parallel.stream(Stream.range(1, n), (x: number) => x + 1, { batchSize: Batching.fixed(10 * MAX_BATCH_ITEMS) })
-      ).pipe(record.provide, Effect.provide(Backend.sequential()))
+      ).pipe(record.provide, Effect.provide(Backend.layerSequential()))
       assert.strictEqual(count, n)
       assert.deepStrictEqual(record.dispatched.map((b) => b.size), [MAX_BATCH_ITEMS, MAX_BATCH_ITEMS, 5])
     }))
@@ -29,7 +29,7 @@ describe("batch caps", () => {
       const items = Stream.range(1, 40).pipe(Stream.map((i) => new Uint8Array(MB).fill(i)))
       const sums = yield* Stream.runCollect(
         Parallel.stream(items, (bytes: Uint8Array) => bytes[0]! + bytes[MB - 1]!, { batchSize: Batching.fixed(1000) })
-      ).pipe(record.provide, Effect.provide(Backend.sequential()))
+      ).pipe(record.provide, Effect.provide(Backend.layerSequential()))
       assert.deepStrictEqual(sums, Array.from({ length: 40 }, (_, i) => 2 * (i + 1)))
       const perBatch = Math.floor(MAX_BATCH_BYTES / MB)
       assert.isAbove(record.dispatched.length, 1)
@@ -42,7 +42,7 @@ describe("batch caps", () => {
       const output = 256 * 1024
       const count = yield* Stream.runCount(
         Parallel.stream(Stream.range(1, 300), (i: number) => "x".repeat(output) + i, { batchSize: Batching.fixed(50) })
-      ).pipe(record.provide, Effect.provide(Backend.sequential()))
+      ).pipe(record.provide, Effect.provide(Backend.layerSequential()))
       assert.strictEqual(count, 300)
       // Batches sized before the first output was seen may be whole; every later one knows an output's weight.
       const sizes = record.dispatched.map((b) => b.size)

@@ -5,7 +5,7 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { Backend, Parallel } from "../src/index.ts"
 
-layer(Backend.threads({ workers: 2 }), { excludeTestServices: true })("joblib's Parallel examples", (it) => {
+layer(Backend.layerThreads({ workers: 2 }), { excludeTestServices: true })("joblib's Parallel examples", (it) => {
   // Parallel(n_jobs=2)(delayed(sqrt)(i ** 2) for i in range(10))
   it.effect("the sqrt list", () =>
     Effect.gen(function*() {

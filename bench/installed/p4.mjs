@@ -13,7 +13,7 @@ parentPort.postMessage("ready")`
 
 const ours = () =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const context = yield* Layer.build(Backend.threads({ workers: WORKERS }))
+    const context = yield* Layer.build(Backend.layerThreads({ workers: WORKERS }))
     return yield* Effect.provide(Parallel.map([4], (x) => Math.sqrt(x)), context)
   })))
 

@@ -611,7 +611,7 @@ export function workerModule(host) {
   }
 
   /**
-   * Starts serving as a worker thread of `Backend.threads`.
+   * Starts serving as a worker thread of `Backend.layerThreads`.
    */
   const startThread = () => {
     globals[WORKER_GUARD] = guard
@@ -635,7 +635,7 @@ export function workerModule(host) {
   }
 
   /**
-   * Starts serving as a worker process of `Backend.processes`. Messages use the "advanced"
+   * Starts serving as a worker process of `Backend.layerProcesses`. Messages use the "advanced"
    * serialization, so typed arrays travel as raw bytes.
    */
   const startProcess = () => {

@@ -8,9 +8,9 @@ import { Square } from "./tasks.ts"
 const InTest = Task.make("InTest", { payload: Schema.Number, success: Schema.Number, run: (x) => x + 100 })
 
 const backends = [
-  ["sequential", Backend.sequential()],
-  ["threads", Backend.threads({ workers: 2 })],
-  ["processes", Backend.processes({ workers: 2 })]
+  ["sequential", Backend.layerSequential()],
+  ["threads", Backend.layerThreads({ workers: 2 })],
+  ["processes", Backend.layerProcesses({ workers: 2 })]
 ] as const
 
 describe("a consumer's tests", () => {
@@ -24,7 +24,7 @@ describe("a consumer's tests", () => {
   it("runs a test file's Task sequentially, and refuses it on threads with a typed error", async () => {
     assert.deepStrictEqual(await Effect.runPromise(Parallel.map([1], InTest)), [101])
     const error = await Effect.runPromise(
-      Effect.flip(Parallel.map([1], InTest).pipe(Effect.provide(Backend.threads({ workers: 1 }))))
+      Effect.flip(Parallel.map([1], InTest).pipe(Effect.provide(Backend.layerThreads({ workers: 1 }))))
     )
     assert.instanceOf(error, ParallelError.TaskModuleError)
     assert.include(error.message, "Define the task in an ordinary module")

@@ -8,6 +8,6 @@ if (import.meta.main) {
   const program = Effect.all({
     task: Parallel.map([2, 4, 6], Half),
     inline: Parallel.map([1, 2, 3], (x) => x + 1)
-  }).pipe(Effect.provide(Backend.threads({ workers: 2 })))
+  }).pipe(Effect.provide(Backend.layerThreads({ workers: 2 })))
   Effect.runPromise(program).then((result) => console.log(JSON.stringify({ ...result, node: process.versions.node })))
 }
