@@ -268,6 +268,130 @@ const makeSequential = (concurrency: number): Backend => {
   }
 }
 
+/**
+ * One batch, as a custom backend ({@link make}) sees it.
+ *
+ * @category models
+ * @since 0.5.0
+ */
+export interface Batch {
+  /** What runs: a Task's name, or the function's. */
+  readonly label: string
+  /** Input index of the first item. */
+  readonly start: number
+  /** The items, as the map received them. */
+  readonly items: ReadonlyArray<unknown>
+  /**
+   * Runs the batch in this process with the map's options (timeout, fail-fast, progress), as the
+   * sequential backend does.
+   */
+  readonly runHere: Effect.Effect<Outcome<unknown, unknown>, ParallelError>
+}
+
+/**
+ * What {@link make} needs: a name, how many batches run at once, and how one runs.
+ *
+ * @category models
+ * @since 0.5.0
+ */
+export interface MakeOptions {
+  readonly name: string
+  /** How many batches it runs at once: a map's default concurrency. */
+  readonly workers: number
+  /**
+   * Runs one batch on `slot` (0 to `workers - 1`); a slot gets one batch at a time. Wrap `batch.runHere`
+   * (under a rate limit, in a span, on another runtime), or fail with a `ParallelError`, such as
+   * `WorkerCrashed` for a batch that a map's `retry` should run again.
+   */
+  readonly runBatch: (batch: Batch, slot: number) => Effect.Effect<Outcome<unknown, unknown>, ParallelError>
+}
+
+const MakeOptionsSchema = Schema.Struct({
+  name: Schema.String.check(Schema.isMinLength(1)),
+  workers: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  runBatch: Schema.declare((u): u is MakeOptions["runBatch"] => typeof u === "function", { expected: "a function" })
+})
+
+/** A batch outcome from code outside the library: the shape the engine relies on, or a defect saying what broke. */
+const checkedOutcome = (name: string, size: number, outcome: unknown) => {
+  const o = outcome as Outcome<unknown, unknown> | undefined
+  const ok = o !== null && typeof o === "object" && typeof o.duration === "number" &&
+    (o._tag === "Values" ?
+      Array.isArray(o.values) && o.values.length === size
+      : o._tag === "Exits" && Array.isArray(o.exits) && o.exits.length <= size && o.exits.every(Exit.isExit))
+  return ok
+    ? Effect.succeed(o)
+    : Effect.die(
+      new Error(
+        `Backend "${name}": runBatch returned something that is not a batch Outcome of ${size} items ` +
+          `({ _tag: "Values", values, duration } or { _tag: "Exits", exits, duration })`
+      )
+    )
+}
+
+/**
+ * A custom backend, joblib's `register_parallel_backend`: maps dispatch batches to it exactly as to the
+ * built-in ones (batching, pre-dispatch, ordering, fail-fast, retries, progress), and it decides how each
+ * batch runs.
+ *
+ * **Example** (A backend that runs each batch under a global rate limit)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Backend, Parallel } from "effect-joblib"
+ *
+ * const limited = Backend.make({
+ *   name: "rate-limited",
+ *   workers: 4,
+ *   runBatch: (batch) => Effect.andThen(Effect.sleep("10 millis"), batch.runHere)
+ * })
+ * const program = Parallel.map([1, 2, 3], (x) => x * 2).pipe(Effect.provide(limited))
+ * ```
+ *
+ * @category constructors
+ * @since 0.5.0
+ */
+export const make = (options: MakeOptions): Layer.Layer<never, InvalidOptions> =>
+  Layer.effect(Backend)(Effect.map(Options.parse(MakeOptionsSchema, "Backend.make", options), (parsed) => {
+    const settled = makeSettled()
+    const outstanding = Array.from({ length: parsed.workers }, () => 0)
+    const locks = Array.from({ length: parsed.workers }, () => Semaphore.makeUnsafe(1))
+    const backend: Backend = {
+      name: parsed.name,
+      workers: parsed.workers,
+      prepare: <I, A, E>(work: Work<I, A, E>) =>
+        Effect.map(work.local, (local): Runner<I, A, E> => ({
+          slots: parsed.workers,
+          outstanding: (slot) => outstanding[slot]!,
+          settled: settled.wait,
+          batchState: undefined,
+          restarts: () => 0,
+          run: (slot, items, start, runOptions) =>
+            Effect.suspend(() => {
+              outstanding[slot]!++
+              const batch: Batch = {
+                label: work.label,
+                start,
+                items,
+                runHere: runLocal(local, work.label, items, start, runOptions) as Effect.Effect<
+                  Outcome<unknown, unknown>,
+                  ParallelError
+                >
+              }
+              return Effect.suspend(() => options.runBatch(batch, slot)).pipe(
+                Effect.flatMap((outcome) => checkedOutcome(parsed.name, items.length, outcome)),
+                locks[slot]!.withPermits(1),
+                Effect.ensuring(Effect.sync(() => {
+                  outstanding[slot]!--
+                  settled.notify()
+                }))
+              ) as Effect.Effect<Outcome<A, E>, ParallelError>
+            })
+        }))
+    }
+    return backend
+  }))
+
 const SequentialOptions = Schema.Struct({
   concurrency: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)))
 })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Stream } from "effect"
+import { Cause, Effect, Exit, Schedule, Stream } from "effect"
 import { Backend, Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { workerSource } from "../src/internal/parallel/workerRuntime.js"
@@ -15,6 +15,17 @@ suite("Backend.layerSequential({ concurrency: 4 })", Backend.layerSequential({ c
   sharedMemory: true,
   workers: 4
 })
+// A custom backend that runs every batch here, counting them: it passes the same conformance suite.
+const customBatches = { count: 0 }
+suite(
+  "Backend.make (custom, in process)",
+  Backend.make({
+    name: "counting",
+    workers: 2,
+    runBatch: (batch) => Effect.andThen(Effect.sync(() => customBatches.count++), batch.runHere)
+  }),
+  { isolated: false, sharedMemory: true, workers: 2 }
+)
 suite("Backend.layerThreads", Backend.layerThreads({ workers: 2 }), { isolated: true, sharedMemory: true, workers: 2 })
 suite("Backend.layerProcesses", Backend.layerProcesses({ workers: 2 }), {
   isolated: true,
@@ -90,6 +101,75 @@ describe("transfer: moving the caller's arrays into thread workers", () => {
         assert.deepStrictEqual(yield* Parallel.map(kept, sum, { transfer: true }).pipe(Effect.provide(layer)), expected)
         assert.isTrue(kept.every((a) => !a.buffer.detached))
       }
+    }))
+})
+
+describe("Backend.make", () => {
+  it.live("maps go through runBatch, one batch per slot at a time, with the map's batching", () =>
+    Effect.gen(function*() {
+      const seen: Array<
+        { readonly slot: number; readonly start: number; readonly size: number; readonly label: string }
+      > = []
+      let running = 0
+      let most = 0
+      const layer = Backend.make({
+        name: "watching",
+        workers: 3,
+        runBatch: (batch, slot) =>
+          Effect.gen(function*() {
+            seen.push({ slot, start: batch.start, size: batch.items.length, label: batch.label })
+            most = Math.max(most, ++running)
+            yield* Effect.sleep("2 millis")
+            return yield* batch.runHere
+          }).pipe(Effect.ensuring(Effect.sync(() => void running--)))
+      })
+      const squares = yield* Parallel.map(Array.from({ length: 30 }, (_, i) => i), function square(x: number) {
+        return x * x
+      }, { batchSize: 4 }).pipe(Effect.provide(layer))
+      assert.deepStrictEqual(squares, Array.from({ length: 30 }, (_, i) => i * i))
+      assert.deepStrictEqual(seen.map((b) => b.size).sort((a, b) => a - b), [2, 4, 4, 4, 4, 4, 4, 4])
+      assert.isTrue(seen.every((b) => b.slot >= 0 && b.slot < 3 && b.label === "square"))
+      assert.isAtMost(most, 3)
+      assert.isAbove(customBatches.count, 0, "the conformance suite ran through runBatch too")
+    }))
+
+  it.effect("a WorkerCrashed from runBatch is retried as a crashed worker's batch is", () =>
+    Effect.gen(function*() {
+      let failures = 1
+      const layer = Backend.make({
+        name: "flaky",
+        workers: 1,
+        runBatch: (batch) =>
+          failures-- > 0
+            ? Effect.fail(new ParallelError.WorkerCrashed({ worker: 0, message: "the remote machine went away" }))
+            : batch.runHere
+      })
+      const crashed = yield* Effect.flip(Parallel.map([1, 2], (x: number) => x).pipe(Effect.provide(layer)))
+      assert.instanceOf(crashed, ParallelError.WorkerCrashed)
+      failures = 1
+      const retried = yield* Parallel.map([1, 2], (x: number) => x, { retry: Schedule.recurs(2) }).pipe(
+        Effect.provide(layer)
+      )
+      assert.deepStrictEqual(retried, [1, 2])
+    }))
+
+  it.effect("bad options are InvalidOptions; a runBatch that returns no Outcome is a defect naming the backend", () =>
+    Effect.gen(function*() {
+      const bad = yield* Effect.flip(
+        Parallel.map([1], (x: number) => x).pipe(
+          Effect.provide(Backend.make({ name: "", workers: 0, runBatch: () => Effect.die("unused") } as any))
+        )
+      )
+      assert.instanceOf(bad, ParallelError.InvalidOptions)
+      const exit = yield* Effect.exit(
+        Parallel.map([1], (x: number) => x).pipe(
+          Effect.provide(
+            Backend.make({ name: "broken", workers: 1, runBatch: () => Effect.succeed({ nope: 1 } as any) })
+          )
+        )
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      assert.include(String(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)), `Backend "broken"`)
     }))
 })
 
