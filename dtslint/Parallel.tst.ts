@@ -126,3 +126,16 @@ describe("worker backends", () => {
     expect<ParallelError.TaskModuleError>().type.toBeAssignableTo<ParallelError.ParallelError>()
   })
 })
+
+describe("Backend.make", () => {
+  it("is a Layer that fails only with InvalidOptions, and runBatch must return an Outcome", () => {
+    expect(Backend.make({ name: "custom", workers: 2, runBatch: (batch) => batch.runHere })).type.toBe<
+      Layer.Layer<never, ParallelError.InvalidOptions>
+    >()
+    expect(Backend.make).type.not.toBeCallableWith({
+      name: "custom",
+      workers: 2,
+      runBatch: () => Schedule.forever
+    })
+  })
+})
