@@ -14,6 +14,7 @@
  */
 import type * as BullMQ from "bullmq"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -22,6 +23,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
@@ -245,52 +247,68 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     }))
 
     /** Waits until a worker is connected to the queue, or fails saying how to start one. */
-    const awaitWorker = Effect.gen(function*() {
-      const deadline = Date.now() + waitForWorker
-      while ((yield* request("counting workers", () => queue.getWorkersCount())) === 0) {
-        if (Date.now() > deadline) {
-          return yield* new RemoteFailure({
-            reason: "NoWorker",
-            message: `no worker is connected to the queue "${name}" after ${waitForWorker} ms; start one, e.g. ` +
-              `Remote.layerWorker({ redis, queue: "${name}", modules: ["./tasks.ts"] })`
-          })
-        }
-        yield* Effect.sleep(100)
-      }
-    })
+    const awaitWorker = request("counting workers", () => queue.getWorkersCount()).pipe(
+      Effect.repeat({ schedule: Schedule.spaced(100), until: (workers) => workers > 0 }),
+      Effect.timeoutOrElse({
+        duration: waitForWorker,
+        orElse: () =>
+          Effect.fail(
+            new RemoteFailure({
+              reason: "NoWorker",
+              message: `no worker is connected to the queue "${name}" after ${waitForWorker} ms; start one, e.g. ` +
+                `Remote.layerWorker({ redis, queue: "${name}", modules: ["./tasks.ts"] })`
+            })
+          )
+      }),
+      Effect.asVoid
+    )
 
-    /** Fails once either connection has been down for longer than `timeout`. */
-    const serverLost: Effect.Effect<never, string> = Effect.gen(function*() {
-      let downSince: number | undefined
-      while (true) {
-        yield* Effect.sleep(Math.min(250, timeout))
-        const up = client.status === "ready" && replies.status === "ready"
-        if (up) downSince = undefined
-        else if (downSince === undefined) downSince = Date.now()
-        else if (Date.now() - downSince > timeout) return yield* Effect.fail(LOST)
-      }
-    })
+    // One watcher for the whole layer, not two fibers per batch in flight: the connections, and the batches
+    // the queue gave up on. Each batch in flight waits on Deferreds the watcher completes.
+
+    /** Fails when either connection has been down for longer than `timeout`; renewed once it is back. */
+    let lost = Deferred.makeUnsafe<never, string>()
+    let downSince: number | undefined
+    const watchConnections = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.sync(() => {
+        if (client.status === "ready" && replies.status === "ready") {
+          downSince = undefined
+          if (Deferred.isDoneUnsafe(lost)) lost = Deferred.makeUnsafe<never, string>()
+        } else if (downSince === undefined) downSince = now
+        else if (now - downSince > timeout) Deferred.doneUnsafe(lost, Effect.fail(LOST))
+      }))
+    yield* Effect.forkScoped(Effect.repeat(watchConnections, Schedule.spaced(Math.min(250, timeout))))
 
     /**
-     * Fails when the queue gave up on a batch without its worker replying: BullMQ fails a batch that stalled
-     * (its worker died) more than `maxStalledCount` times, or the batch left the queue some other way.
+     * Batches in flight, each with a Deferred that fails when the queue gave up on it without its worker
+     * replying: BullMQ fails a batch that stalled (its worker died) more than `maxStalledCount` times, or
+     * the batch left the queue some other way. How many checks in a row found it missing.
      */
-    const abandoned = (id: string): Effect.Effect<never, string> =>
-      Effect.gen(function*() {
-        let missing = 0
-        while (true) {
-          yield* Effect.sleep(1000)
-          const state = yield* Effect.promise(() => queue.getJobState(id).catch(() => "unreachable"))
-          if (state === "failed") {
-            const job = yield* Effect.promise(() => queue.getJob(id).catch(() => undefined))
-            yield* Effect.promise(() => job?.remove().catch(() => {}) ?? Promise.resolve())
-            return yield* Effect.fail(job?.failedReason ?? `the queue failed batch ${id}`)
-          }
-          // A reply is pushed before its batch completes, so a batch gone for a whole second had none.
-          missing = state === "unknown" ? missing + 1 : 0
-          if (missing === 2) return yield* Effect.fail(`batch ${id} left the queue without a result`)
+    const watched = new Map<string, { readonly gone: Deferred.Deferred<never, string>; missing: number }>()
+    const watchBatches = Effect.gen(function*() {
+      const ids = [...watched.keys()]
+      if (ids.length === 0) return
+      const states = yield* Effect.promise(() =>
+        Promise.all(ids.map((id) => queue.getJobState(id).catch(() => "unreachable")))
+      )
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i]!
+        const entry = watched.get(id)
+        if (entry === undefined) continue
+        if (states[i] === "failed") {
+          const job = yield* Effect.promise(() => queue.getJob(id).catch(() => undefined))
+          yield* Effect.promise(() => job?.remove().catch(() => {}) ?? Promise.resolve())
+          Deferred.doneUnsafe(entry.gone, Effect.fail(job?.failedReason ?? `the queue failed batch ${id}`))
+          continue
         }
-      })
+        // A reply is pushed before its batch completes, so a batch gone for a whole second had none.
+        entry.missing = states[i] === "unknown" ? entry.missing + 1 : 0
+        if (entry.missing === 2) {
+          Deferred.doneUnsafe(entry.gone, Effect.fail(`batch ${id} left the queue without a result`))
+        }
+      }
+    })
+    yield* Effect.forkScoped(Effect.repeat(watchBatches, Schedule.spaced(1000)))
 
     /** Sends one batch and waits for its encoded results. */
     const send = (
@@ -305,7 +323,14 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
         const message: BatchMessage = { spec, items, start, failFast: options.failFast, timeout: options.timeout, refs }
         const replied = Deferred.makeUnsafe<Reply>()
         waiters.set(id, replied)
-        yield* Effect.addFinalizer(() => Effect.sync(() => waiters.delete(id)))
+        const gone = Deferred.makeUnsafe<never, string>()
+        watched.set(id, { gone, missing: 0 })
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            waiters.delete(id)
+            watched.delete(id)
+          })
+        )
         // Both go out on one connection at once: Redis stores the batch before its job exists.
         yield* request("sending a batch", () =>
           Promise.all([
@@ -313,14 +338,14 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
             queue.add("batch", { id, replyTo } satisfies JobData, {
               jobId: id,
               removeOnComplete: true,
-              // Kept a while, so that `abandoned` can read why the queue failed it.
+              // Kept a while, so that the watcher can read why the queue failed it.
               removeOnFail: { age: 3600 }
             })
           ]))
         const finished = yield* Deferred.await(replied).pipe(
           // Redis going away would leave the wait hanging: the watchdog turns it into a typed failure.
-          Effect.raceFirst(serverLost),
-          Effect.raceFirst(abandoned(id)),
+          Effect.raceFirst(Deferred.await(lost)),
+          Effect.raceFirst(Deferred.await(gone)),
           // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later, and one
           // already running is cancelled on its worker.
           Effect.onInterrupt(() =>
