@@ -182,6 +182,9 @@ export interface EngineOptions {
 /** A tail batch should run at least this long, or its round trip costs more than the balance it buys. */
 const MIN_TAIL_MILLIS = 10
 
+/** Tasks below `minBatchMillis / RAMP_ITEMS` jump to the backend's least batch instead of ramping. */
+const RAMP_ITEMS = 100
+
 /** Batches longer than this are not pipelined behind one another on a worker. */
 const PIPELINE_MAX_MILLIS = 5
 
@@ -337,7 +340,14 @@ const drive = <I, A, E, EI, RI>(
               perItemMillis = perItemMillis === 0 ? perItem : 0.8 * perItemMillis + 0.2 * perItem
               warm.perItemMillis = perItemMillis
               batchMillis = batchMillis === 0 ? outcome.duration : 0.8 * batchMillis + 0.2 * outcome.duration
-              size = sized
+              // A backend whose round trip is costly (a queue on a server) names the least work worth a batch.
+              // For tasks so small that a hundred of them would not fill it, automatic batching grows straight
+              // to it rather than doubling from one item; longer tasks ramp as joblib's, so that a long one
+              // does not hold many short ones in its batch.
+              const floor = options.splitTail ? runner.minBatchMillis : undefined
+              size = floor === undefined || perItemMillis <= 0 || perItemMillis * RAMP_ITEMS >= floor
+                ? sized
+                : Math.max(sized, Math.min(MAX_BATCH_ITEMS, Math.ceil(floor / perItemMillis)))
               anyFinished = true
               if (outcome._tag === "Values" && outcome.values.length > 0) {
                 outputBytes = Math.max(1, estimateBytes(outcome.values[0]))
@@ -351,6 +361,10 @@ const drive = <I, A, E, EI, RI>(
     const dispatch = Effect.gen(function*() {
       while (!stopped) {
         yield* permits.take(1)
+        if (stopped) return
+        // Pull scheduling: a batch is formed only once a worker can start it, so it takes the batch size
+        // that the batches finished meanwhile taught, and waits nowhere but here.
+        const slot = yield* acquireSlot
         if (stopped) return
         // joblib's pre_dispatch with automatic batching: until a batch has finished, at most preDispatch items
         // are pulled in all (its batches start at one item, so its count of batches and of items agree).
@@ -395,7 +409,6 @@ const drive = <I, A, E, EI, RI>(
         }
         const start = next
         next += items.length
-        const slot = yield* acquireSlot
         notify((o) => o.dispatched(start, items.length, slot))
         yield* FiberSet.run(fibers, runBatch(start, items, slot))
       }
