@@ -1,6 +1,7 @@
 /**
  * D1 in a process of its own, so that glibc's tunables can differ from the bench's:
- * `node bench/persist-d1.ts <walk.f64> <dir>`. Prints JSON: median dump and load ms of the 80 MB walk.
+ * `node bench/persist-d1.ts <walk.f64> <dir>`. Prints JSON: median dump and load ms of the 80 MB walk, and
+ * load with `verify: false`.
  */
 import { Effect } from "effect"
 import * as Fs from "node:fs"
@@ -14,5 +15,7 @@ const walk = new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength /
 const target = Path.join(dir!, `d1-${process.pid}.ejlb`)
 const dump = await measure(5, () => Effect.runPromise(Persist.dump(walk, target, { compress: false })))
 const load = await measure(5, () => Effect.runPromise(Persist.load(target)))
+// Without the checksum pass, which joblib does not have.
+const loadUnverified = await measure(5, () => Effect.runPromise(Persist.load(target, undefined, { verify: false })))
 Fs.rmSync(target)
-console.log(JSON.stringify({ dump, load }))
+console.log(JSON.stringify({ dump, load, loadUnverified }))

@@ -110,12 +110,18 @@ export const run = async () => {
       encoding: "utf8",
       env: { ...process.env, GLIBC_TUNABLES: tunables }
     })
-    const { dump, load } = JSON.parse(out) as { dump: number; load: number }
+    const { dump, load, loadUnverified } = JSON.parse(out) as { dump: number; load: number; loadUnverified: number }
     lines.push({
       workload: "D1 80 MB Float64Array",
       peer: `effect-joblib, ${label}, own process`,
       dump,
       load,
+      bytes: undefined
+    }, {
+      workload: "D1 80 MB Float64Array",
+      peer: `effect-joblib, ${label}, own process, verify: false`,
+      dump: undefined,
+      load: loadUnverified,
       bytes: undefined
     })
   }

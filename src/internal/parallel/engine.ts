@@ -251,10 +251,13 @@ const drive = <I, A, E, EI, RI>(
         ? runner.run(slot, items, start, runOptions)
         : retryBatch(runner, slot, items, start, runOptions, options.retry)
     type Step = Effect.Success<ReturnType<typeof Schedule.toStep<number, Observation, never, never>>>
-    // What a warm backend remembers of the last map of the same work: the policy's state, and the run time per item.
-    let warm = runner.batchState?.get(options.batchSize) as { step: Step; perItemMillis: number } | undefined
+    // What a warm backend remembers of the last map of the same work: the policy's state, the run time per
+    // item and per batch.
+    let warm = runner.batchState?.get(options.batchSize) as
+      | { step: Step; perItemMillis: number; batchMillis: number }
+      | undefined
     if (warm === undefined) {
-      warm = { step: yield* Schedule.toStep(options.batchSize), perItemMillis: 0 }
+      warm = { step: yield* Schedule.toStep(options.batchSize), perItemMillis: 0, batchMillis: 0 }
       runner.batchState?.set(options.batchSize, warm)
     }
     const { step } = warm
@@ -268,6 +271,7 @@ const drive = <I, A, E, EI, RI>(
     let tailSize: number | undefined
     // Smoothed run time per item, from finished batches.
     let perItemMillis = warm.perItemMillis
+    const startedWarm = perItemMillis > 0
     const permits = yield* Semaphore.make(options.preDispatch)
     const fibers = yield* FiberSet.make<void, never>()
     // Slots this map uses: the least busy ones when it starts.
@@ -276,7 +280,7 @@ const drive = <I, A, E, EI, RI>(
       .slice(0, Math.min(options.concurrency, runner.slots))
     // Smoothed batch duration. Short batches are pipelined (two per worker) to hide the round trip;
     // long ones go one per worker, so that no batch waits behind another while a worker idles.
-    let batchMillis = 0
+    let batchMillis = warm.batchMillis
     let anyFinished = false
     // Estimated bytes per item: of the next input, and of the last batch's first result.
     let inputBytes = 8
@@ -340,6 +344,7 @@ const drive = <I, A, E, EI, RI>(
               perItemMillis = perItemMillis === 0 ? perItem : 0.8 * perItemMillis + 0.2 * perItem
               warm.perItemMillis = perItemMillis
               batchMillis = batchMillis === 0 ? outcome.duration : 0.8 * batchMillis + 0.2 * outcome.duration
+              warm.batchMillis = batchMillis
               // A backend whose round trip is costly (a queue on a server) names the least work worth a batch.
               // For tasks so small that a hundred of them would not fill it, automatic batching grows straight
               // to it rather than doubling from one item; longer tasks ramp as joblib's, so that a long one
@@ -368,7 +373,8 @@ const drive = <I, A, E, EI, RI>(
         if (stopped) return
         // joblib's pre_dispatch with automatic batching: until a batch has finished, at most preDispatch items
         // are pulled in all (its batches start at one item, so its count of batches and of items agree).
-        const pullCap = anyFinished || !options.splitTail ? Infinity : options.preDispatch - next
+        // A warm backend already knows its batch size: its first batches are not cut.
+        const pullCap = anyFinished || !options.splitTail || startedWarm ? Infinity : options.preDispatch - next
         const fill = (n: number) => source.fill(Math.max(1, Math.min(n, pullCap)))
         yield* fill(1)
         const first = source.peek()
