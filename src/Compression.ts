@@ -362,11 +362,20 @@ interface StreamingCompressor {
 }
 
 interface LzmaModule {
-  readonly XzCompressor: new(options?: { readonly preset?: number }) => StreamingCompressor
-  readonly LzmaCompressor: new(options?: { readonly preset?: number }) => StreamingCompressor
-  readonly xz: { readonly decompress: (data: Uint8Array) => Promise<Buffer> }
-  readonly lzma: { readonly decompress: (data: Uint8Array) => Promise<Buffer> }
+  /** Streaming compressors with presets: @napi-rs/lzma 1.5 and later. */
+  readonly XzCompressor?: new(options?: { readonly preset?: number }) => StreamingCompressor
+  readonly LzmaCompressor?: new(options?: { readonly preset?: number }) => StreamingCompressor
+  readonly xz: OneShotLzma
+  readonly lzma: OneShotLzma
 }
+
+interface OneShotLzma {
+  readonly compress: (data: Uint8Array) => Promise<Buffer>
+  readonly decompress: (data: Uint8Array) => Promise<Buffer>
+}
+
+/** The preset of @napi-rs/lzma's one-shot `compress`, the only one before 1.5. */
+const LZMA_DEFAULT_PRESET = 6
 
 const streamed = async (compressor: StreamingCompressor, parts: ReadonlyArray<Uint8Array>) => {
   const out: Array<Uint8Array> = []
@@ -385,8 +394,15 @@ const lzmaFamily = (name: "xz" | "lzma", extensions: ReadonlyArray<string>) =>
     extensions,
     levels: { min: 0, max: 9, default: 6 },
     packageName: "@napi-rs/lzma",
-    compress: (m, parts, level) =>
-      streamed(name === "xz" ? new m.XzCompressor({ preset: level }) : new m.LzmaCompressor({ preset: level }), parts),
+    compress: async (m, parts, level) => {
+      const Streaming = name === "xz" ? m.XzCompressor : m.LzmaCompressor
+      if (Streaming !== undefined) return streamed(new Streaming({ preset: level }), parts)
+      // @napi-rs/lzma before 1.5 (the one whose bindings run on Node 22.19): one call, its default preset only.
+      if (level !== LZMA_DEFAULT_PRESET) {
+        throw new Error(`preset ${level} needs @napi-rs/lzma 1.5 or later; this one offers preset 6 only`)
+      }
+      return [own(await m[name].compress(Buffer.concat(parts)))]
+    },
     decompress: async (m, data) => {
       const out = await m[name].decompress(data)
       return new Uint8Array(out.buffer, out.byteOffset, out.length)
