@@ -259,11 +259,14 @@ const readFile = (path: string, shared: boolean, checksum: boolean) =>
         }
         try {
           await Promise.all(Array.from({ length: Math.min(READS_AT_ONCE, pieces) }, reader))
-          if (hasher !== undefined && hashed === pieces) {
-            rememberDigest(bytes, bodyEnd - Codec.HEADER_BYTES, hasher.digest("binary"))
-          }
-        } finally {
-          if (hasher !== undefined) releaseStepHasher(hasher)
+        } catch (error) {
+          // Readers still running may yet feed the hasher: it is dropped, never handed to another load.
+          next = pieces
+          throw error
+        }
+        if (hasher !== undefined) {
+          if (hashed === pieces) rememberDigest(bytes, bodyEnd - Codec.HEADER_BYTES, hasher.digest("binary"))
+          releaseStepHasher(hasher)
         }
         // A file that shrank while being read is reported as truncated by the decoder.
         let whole = 0

@@ -61,6 +61,27 @@ describe("Persist", () => {
         assert.deepStrictEqual(yield* Persist.load(zst), everything())
       }))
 
+    it.effect("concurrent loads of big files each verify their own checksum, computed as they are read", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        // 20 MB each: several 8 MB pieces, hashed as they arrive, by loads running at once.
+        const files = Array.from({ length: 4 }, (_, k) => Path.join(dir, `big-${k}.bin`))
+        yield* Effect.forEach(files, (file, k) => Persist.dump(new Float64Array(2_500_000).fill(k + 0.5), file))
+        const loaded = yield* Effect.forEach(files, (file) => Persist.load(file), { concurrency: "unbounded" })
+        loaded.forEach((value, k) => {
+          const walk = value as Float64Array
+          assert.strictEqual(walk.length, 2_500_000)
+          assert.strictEqual(walk[2_499_999], k + 0.5)
+        })
+        // A flipped byte deep in a later piece is still caught.
+        const bytes = Fs.readFileSync(files[0]!)
+        bytes[17 << 20] ^= 1
+        Fs.writeFileSync(files[0]!, bytes)
+        const damaged = yield* Effect.flip(Persist.load(files[0]!))
+        assert.instanceOf(damaged, PersistError.Corrupted)
+        assert.include(damaged.message, "checksum")
+      }))
+
     it.effect("fsync: true writes a durable dump that loads the same", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
