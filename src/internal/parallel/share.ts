@@ -1,12 +1,13 @@
 /**
- * Large binary data crossing a worker boundary, without a copy per task and
- * without detaching the caller's buffers:
+ * Large binary data crossing a worker boundary, without a copy per task and,
+ * unless the map says `transfer: true`, without detaching the caller's buffers:
  * - a buffer that several items use is copied once into a SharedArrayBuffer
  *   that every task reads in place;
  * - a buffer that only one item uses (when the whole input is known up front)
  *   is copied once and the copy moved to the worker, which is cheaper than
  *   shared memory;
- * - a buffer that already lives in shared memory is passed as it is.
+ * - a buffer that already lives in shared memory is passed as it is;
+ * - with `transfer: true`, a buffer no other item needs is moved itself, with no copy.
  * Plain objects, arrays and Maps are walked; other values go to structured clone.
  *
  * Worker processes share no memory: there a buffer that several items use
