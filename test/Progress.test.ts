@@ -267,4 +267,31 @@ describe("Progress", () => {
       assert.strictEqual(map.attributes.get("backend"), "sequential")
       assert.isDefined(spans.find((span) => span.name === "Parallel.stream"))
     }))
+
+  it.effect("each batch runs in a span of its own, a child of its map's, on every local backend", () =>
+    Effect.gen(function*() {
+      for (const backend of [Backend.layerSequential(), Backend.layerThreads({ workers: 2 })]) {
+        const spans: Array<Tracer.NativeSpan> = []
+        const tracer = Tracer.make({
+          span(options) {
+            const span = new Tracer.NativeSpan(options)
+            spans.push(span)
+            return span
+          }
+        })
+        yield* Parallel.map([1, 2, 3, 4, 5, 6], (x) => x, { batchSize: 2 }).pipe(
+          Effect.provide(backend),
+          Effect.provideService(Tracer.Tracer, tracer)
+        )
+        const map = spans.find((span) => span.name === "Parallel.map")!
+        const batches = spans.filter((span) => span.name === "Parallel.batch")
+        assert.strictEqual(batches.length, 3)
+        for (const batch of batches) {
+          assert.strictEqual(batch.parent?._tag === "Some" ? batch.parent.value.spanId : undefined, map.spanId)
+          assert.strictEqual(batch.attributes.get("batch.size"), 2)
+          assert.strictEqual(batch.status._tag, "Ended")
+        }
+        assert.deepStrictEqual(batches.map((b) => b.attributes.get("batch.start")).sort(), [0, 2, 4])
+      }
+    }))
 })

@@ -329,6 +329,10 @@ const drive = <I, A, E, EI, RI>(
 
     const runBatch = (start: number, items: Array<I>, slot: number) =>
       runBatchOnce(slot, items, start).pipe(
+        // A child of the map's span: a trace shows map → batch, with where each batch ran.
+        Effect.withSpan("Parallel.batch", {
+          attributes: { "batch.start": start, "batch.size": items.length, "batch.slot": slot }
+        }),
         Effect.matchCauseEffect({
           onFailure: fail,
           onSuccess: (outcome) =>
