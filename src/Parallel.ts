@@ -72,7 +72,11 @@ export interface MapOptions<M extends Mode = Mode, E = any> {
   readonly concurrency?: number | undefined
   /** `"auto"` (default, joblib's rule), a fixed size, or a Schedule from `Batching`. */
   readonly batchSize?: "auto" | number | Batching.BatchSize | undefined
-  /** Batches in flight at most; bounds how far the input is read ahead. Default `2 * concurrency`. */
+  /**
+   * Batches in flight at most; bounds how far the input is read ahead. Default `2 * concurrency`. With
+   * automatic batching, at most this many items are pulled before the first result, as joblib's
+   * `pre_dispatch` counts them.
+   */
   readonly preDispatch?: number | undefined
   readonly mode?: M | undefined
   /**
