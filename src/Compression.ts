@@ -266,6 +266,9 @@ interface Lz4Module {
 /** lz4 compresses in independent blocks of this size, several at once on the thread pool (1, 4 and 16 MB measured alike, 1 MB loaded fastest). */
 const LZ4_BLOCK = 1 << 20
 
+/** lz4 expands a compressed byte into at most this many. */
+const LZ4_MAX_RATIO = 255
+
 /** The parts as blocks of `size` bytes (the last shorter): views where a block lies in one part. */
 const cut = (parts: ReadonlyArray<Uint8Array>, size: number): Array<Uint8Array> => {
   const blocks: Array<Uint8Array> = []
@@ -333,8 +336,10 @@ export const lz4: Compressor = fromPackage<Lz4Module>({
       const raw = view.getUint32(4 + 8 * i, true)
       const length = view.getUint32(8 + 8 * i, true)
       if (offset + length > data.length || at + raw > size) throw damaged(`block ${i} runs past the end`)
-      // lz4_flex reserves the size a block states for itself: it must be the one the table states.
+      // lz4_flex reserves the size a block states for itself: it must be the one the table states, and no
+      // more than lz4 can expand to (at most 255 bytes per compressed byte).
       if (length < 4 || view.getUint32(offset, true) !== raw) throw damaged(`block ${i} states a different size`)
+      if (raw > LZ4_MAX_RATIO * length + 64) throw damaged(`block ${i} claims ${raw} bytes from ${length}`)
       blocks.push({ raw, at, bytes: data.subarray(offset, offset + length) })
       at += raw
       offset += length
