@@ -37,17 +37,24 @@ import { InvalidOptions, type ParallelError, type TaskModuleError, type TaskTime
  * item succeeded it holds their `values`; otherwise an `Exit` per item that ran,
  * in batch order. In fail-fast mode a batch stops at its first failure, so
  * `exits` may be shorter than the batch. An item that overran the map's
- * `timeout` fails with `TaskTimeout`.
+ * `timeout` fails with `TaskTimeout`. When the map asked for `timings`, they
+ * hold each finished item's start and end in epoch milliseconds, in pairs.
  *
  * @category models
  * @since 0.1.0
  */
 export type Outcome<A, E> =
-  | { readonly _tag: "Values"; readonly values: ReadonlyArray<A>; readonly duration: number }
+  | {
+    readonly _tag: "Values"
+    readonly values: ReadonlyArray<A>
+    readonly duration: number
+    readonly timings?: ReadonlyArray<number> | undefined
+  }
   | {
     readonly _tag: "Exits"
     readonly exits: ReadonlyArray<Exit.Exit<A, E | TaskTimeout>>
     readonly duration: number
+    readonly timings?: ReadonlyArray<number> | undefined
   }
 
 /**
@@ -63,6 +70,8 @@ export interface RunOptions {
   readonly timeout: number | undefined
   /** Receives what a running task reports with `Progress.report`, with the item's input index. */
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
+  /** Report when each item started and ended (`Outcome.timings`), for a tracer's task spans. */
+  readonly timings?: boolean | undefined
 }
 
 /**
@@ -191,6 +200,7 @@ const runLocal = <I, A, E>(
     const { failFast, timeout, onProgress } = options
     const started = performance.now()
     const values: Array<A> = []
+    const timings = options.timings === true ? [] as Array<number> : undefined
     let exits: Array<Exit.Exit<A, E | TaskTimeout>> | undefined
     for (let i = 0; i < items.length; i++) {
       const index = start + i
@@ -198,6 +208,7 @@ const runLocal = <I, A, E>(
       let out: A | PromiseLike<A> | Effect.Effect<A, E, any>
       let threw = false
       const began = performance.now()
+      const startedAt = timings === undefined ? 0 : performance.timeOrigin + began
       try {
         out = local.run(items[i]!, index)
       } catch (defect) {
@@ -222,6 +233,7 @@ const runLocal = <I, A, E>(
           ? Exit.fail(timedOut(index, timeout, elapsed))
           : Exit.succeed(out)
       }
+      timings?.push(startedAt, performance.timeOrigin + performance.now())
       if (exits === undefined) {
         if (Exit.isSuccess(exit)) {
           values.push(exit.value)
@@ -234,8 +246,8 @@ const runLocal = <I, A, E>(
     }
     const duration = performance.now() - started
     return exits === undefined
-      ? { _tag: "Values" as const, values, duration }
-      : { _tag: "Exits" as const, exits, duration }
+      ? { _tag: "Values" as const, values, duration, timings }
+      : { _tag: "Exits" as const, exits, duration, timings }
   })
 
 const makeSequential = (concurrency: number): Backend => {
@@ -650,6 +662,7 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
               timeout: options.timeout,
               refs: sharer.takeRefs(),
               transfer: sharer.takeTransfer(),
+              timings: options.timings,
               onProgress: onProgress === undefined ? undefined : (index, data) => onProgress(start + index, data)
             })
           })
@@ -675,10 +688,11 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
             }
             // The worker was replaced at a stuck item: the items after it run on the replacement.
             const next = stoppedAt + 1
-            return Effect.map(run(slot, items.slice(next), start + next, options), (rest) => ({
+            return Effect.map(run(slot, items.slice(next), start + next, options), (rest): Outcome<A, E> => ({
               _tag: "Exits" as const,
               exits: [...exitsOf(outcome), ...exitsOf(rest)],
               duration: outcome.duration + rest.duration
+              // No timings: the stuck item's end died with its worker, so they would not line up with the items.
             }))
           })
         return {

@@ -268,9 +268,15 @@ describe("Progress", () => {
       assert.isDefined(spans.find((span) => span.name === "Parallel.stream"))
     }))
 
-  it.effect("each batch runs in a span of its own, a child of its map's, on every local backend", () =>
+  it.live("a trace shows map → batch → task, with each task where its worker ran it, on every local backend", () =>
     Effect.gen(function*() {
-      for (const backend of [Backend.layerSequential(), Backend.layerThreads({ workers: 2 })]) {
+      for (
+        const backend of [
+          Backend.layerSequential(),
+          Backend.layerThreads({ workers: 2 }),
+          Backend.layerProcesses({ workers: 2 })
+        ]
+      ) {
         const spans: Array<Tracer.NativeSpan> = []
         const tracer = Tracer.make({
           span(options) {
@@ -292,6 +298,39 @@ describe("Progress", () => {
           assert.strictEqual(batch.status._tag, "Ended")
         }
         assert.deepStrictEqual(batches.map((b) => b.attributes.get("batch.start")).sort(), [0, 2, 4])
+        const tasks = spans.filter((span) => span.name === "Parallel.task")
+        assert.deepStrictEqual(tasks.map((t) => t.attributes.get("task.index")).sort(), [0, 1, 2, 3, 4, 5])
+        for (const task of tasks) {
+          const parent = batches.find((b) => task.parent?._tag === "Some" && task.parent.value.spanId === b.spanId)
+          assert.isDefined(parent, "a task's parent is its batch")
+          const index = task.attributes.get("task.index") as number
+          assert.strictEqual(parent!.attributes.get("batch.start"), index - (index % 2))
+          assert.strictEqual(task.traceId, map.traceId)
+          assert.strictEqual(task.status._tag, "Ended")
+          if (task.status._tag === "Ended" && parent!.status._tag === "Ended") {
+            // Placed on the worker's clock, which is this machine's: within its batch, give or take 50 ms.
+            const slack = 50_000_000n
+            assert.isTrue(task.status.startTime >= parent!.status.startTime - slack, "starts in its batch")
+            assert.isTrue(task.status.endTime <= parent!.status.endTime + slack, "ends in its batch")
+            assert.isTrue(task.status.endTime >= task.status.startTime)
+          }
+        }
       }
+    }))
+
+  it.live("without a tracer of its own, a map asks its workers for no timings", () =>
+    Effect.gen(function*() {
+      const record = { timings: [] as Array<boolean | undefined> }
+      const layer = Backend.make({
+        name: "spy",
+        workers: 1,
+        runBatch: (batch) =>
+          Effect.map(batch.runHere, (outcome) => {
+            record.timings.push(outcome.timings !== undefined)
+            return outcome
+          })
+      })
+      yield* Parallel.map([1, 2, 3], (x) => x, { batchSize: 1 }).pipe(Effect.provide(layer))
+      assert.deepStrictEqual(record.timings, [false, false, false])
     }))
 })

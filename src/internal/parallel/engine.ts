@@ -15,6 +15,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import type { Outcome, Runner, RunOptions } from "../../Backend.ts"
 import type { Observation } from "../../Batching.ts"
 import type { ParallelError, TaskTimeout } from "../../ParallelError.ts"
@@ -240,12 +241,38 @@ const drive = <I, A, E, EI, RI>(
     const onProgress = observers.some((o) => o.progress !== undefined)
       ? (index: number, data: unknown) => notify((o) => o.progress?.(index, data))
       : undefined
+    // Task spans cost two clock reads an item: taken only when a tracer other than Effect's default listens.
+    const tracer = yield* Tracer.Tracer
+    const traced = tracer !== Tracer.nativeTracer
     const runOptions: RunOptions = {
       // With retries every item runs, so that a failed one can be retried without losing the rest.
       failFast: options.failFast && options.retry === undefined,
       timeout: options.timeout,
-      onProgress
+      onProgress,
+      timings: traced
     }
+    /** One span per task, a child of its batch's, placed where the worker says the task ran. */
+    const taskSpans = (start: number, outcome: Outcome<A, E>) =>
+      Effect.flatMap(Effect.option(Effect.currentSpan), (batch) =>
+        Effect.sync(() => {
+          const timings = outcome.timings
+          if (timings === undefined || batch._tag === "None") return
+          const exits = outcome._tag === "Exits" ? outcome.exits : undefined
+          for (let i = 0; 2 * i + 1 < timings.length; i++) {
+            const span = tracer.span({
+              name: "Parallel.task",
+              parent: batch,
+              annotations: Context.empty(),
+              links: [],
+              startTime: BigInt(Math.round(timings[2 * i]! * 1e6)),
+              kind: "internal",
+              root: false,
+              sampled: batch.value.sampled
+            })
+            span.attribute("task.index", start + i)
+            span.end(BigInt(Math.round(timings[2 * i + 1]! * 1e6)), exits?.[i] ?? Exit.void)
+          }
+        }))
     const runBatchOnce = (slot: number, items: Array<I>, start: number) =>
       options.retry === undefined
         ? runner.run(slot, items, start, runOptions)
@@ -329,7 +356,8 @@ const drive = <I, A, E, EI, RI>(
 
     const runBatch = (start: number, items: Array<I>, slot: number) =>
       runBatchOnce(slot, items, start).pipe(
-        // A child of the map's span: a trace shows map → batch, with where each batch ran.
+        Effect.tap((outcome) => (traced ? taskSpans(start, outcome) : Effect.void)),
+        // A child of the map's span: a trace shows map → batch → task, with where each batch ran.
         Effect.withSpan("Parallel.batch", {
           attributes: { "batch.start": start, "batch.size": items.length, "batch.slot": slot }
         }),

@@ -15,6 +15,8 @@ export interface Encoded {
   /** A task interrupted itself: the items from `values.length` on did not finish. */
   readonly interrupted: boolean
   readonly duration: number
+  /** When asked for: each finished item's start and end, in epoch milliseconds, in pairs. */
+  readonly timings?: ReadonlyArray<number> | undefined
 }
 
 export const timedOut = (index: number, timeout: number, elapsed: number) =>
@@ -69,7 +71,7 @@ export const decode = <I, A, E>(
 ): Outcome<A, E> => {
   if (raw.status === undefined && !raw.interrupted) {
     const values = work.decodeSuccess === identity ? raw.values as ReadonlyArray<A> : raw.values.map(work.decodeSuccess)
-    return { _tag: "Values", values, duration: raw.duration }
+    return { _tag: "Values", values, duration: raw.duration, timings: raw.timings }
   }
   const exits: Array<Exit.Exit<A, E | TaskTimeout>> = []
   for (let i = 0; i < raw.values.length; i++) {
@@ -88,7 +90,7 @@ export const decode = <I, A, E>(
   if (raw.interrupted) {
     for (let i = exits.length; i < size; i++) exits.push(Exit.failCause(Cause.interrupt()))
   }
-  return { _tag: "Exits", exits, duration: raw.duration }
+  return { _tag: "Exits", exits, duration: raw.duration, timings: raw.timings }
 }
 
 /** Every item of a batch as an Exit. */

@@ -44,6 +44,8 @@ export interface RawOutcome {
    */
   readonly stoppedAt: number | undefined
   readonly duration: number
+  /** When asked for: each finished item's start and end, in epoch milliseconds, in pairs. */
+  readonly timings?: ReadonlyArray<number> | undefined
 }
 
 export interface SlotOptions {
@@ -68,6 +70,8 @@ export interface BatchRequest {
   readonly refs: ReadonlyMap<number, ArrayBuffer> | undefined
   readonly transfer: ReadonlyArray<ArrayBuffer>
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
+  /** Ask the worker when each item started and ended. */
+  readonly timings?: boolean | undefined
 }
 
 interface Pending {
@@ -238,7 +242,8 @@ export class Slot {
           status,
           interrupted: message.interrupted,
           stoppedAt: undefined,
-          duration: message.duration
+          duration: message.duration,
+          timings: message.timings
         }))
         const limit = this.options.memoryLimit
         if (limit !== undefined && message.memory > limit && !live.retiring) {
@@ -356,7 +361,8 @@ export class Slot {
           start: request.start,
           failFast: request.failFast,
           timeout: request.timeout,
-          refs: request.refs !== undefined
+          refs: request.refs !== undefined,
+          timings: request.timings === true ? true : undefined
         }, request.transfer)
       } catch (error) {
         live.pending.delete(id)

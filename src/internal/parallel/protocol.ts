@@ -28,6 +28,8 @@ export type ToWorker =
     readonly timeout?: number | undefined
     /** The items hold references to buffers sent earlier with `buffers` (process workers). */
     readonly refs?: boolean | undefined
+    /** Report when each item started and ended, for a tracer's task spans. */
+    readonly timings?: boolean | undefined
   }
   | { readonly _: "cancel"; readonly id: number }
   /** Buffers that several items use, sent once per process and referred to by id. */
@@ -77,6 +79,8 @@ export type FromWorker =
     readonly duration: number
     /** Bytes the worker holds after the batch: heap for a thread, resident set for a process. */
     readonly memory: number
+    /** When asked: each item's start and end, in epoch milliseconds, in pairs from the batch's first item. */
+    readonly timings?: ReadonlyArray<number> | undefined
   })
   | {
     /** A task reported progress of its own. */

@@ -220,7 +220,12 @@ export function workerModule(host) {
    * }} EffectRunner
    */
 
-  /** @typedef {{ values: Array<unknown>, status: Uint8Array | undefined, interrupted: boolean }} BatchOut */
+  /**
+   * @typedef {{
+   *   values: Array<unknown>, status: Uint8Array | undefined, interrupted: boolean,
+   *   timings: Array<number> | undefined
+   * }} BatchOut
+   */
 
   /**
    * What a batch needs from its worker besides the items.
@@ -231,6 +236,7 @@ export function workerModule(host) {
    *   readonly tick: (index: number, out: BatchOut) => void
    *   readonly report: (index: number, data: unknown) => void
    *   readonly yieldMillis: number | undefined
+   *   readonly timings: boolean
    * }} BatchContext
    */
 
@@ -379,12 +385,15 @@ export function workerModule(host) {
     let countdown = 1
     // Values are pushed so that the array stays packed: structured clone copies those much faster.
     /** @type {BatchOut} */
-    const out = { values: [], status: undefined, interrupted: false }
+    const out = { values: [], status: undefined, interrupted: false, timings: context.timings ? [] : undefined }
+    // Epoch milliseconds, so that the parent can place each item's span on its own clock.
+    let itemStarted = 0
     /**
      * @param {unknown} value
      * @param {number} status
      */
     const record = (value, status) => {
+      out.timings?.push(itemStarted, performance.timeOrigin + performance.now())
       out.values.push(value)
       if (status === Status.Success) return true
       out.status ??= new Uint8Array(items.length)
@@ -418,6 +427,7 @@ export function workerModule(host) {
         return out
       }
       if (timeout !== undefined) context.tick(i, out)
+      if (out.timings !== undefined) itemStarted = performance.timeOrigin + performance.now()
       const began = timeout === undefined ? 0 : performance.now()
       const overran = () => timeout !== undefined && performance.now() - began > timeout
       let ok
@@ -559,7 +569,8 @@ export function workerModule(host) {
           post({ _: "tick", id, index, values, status }, transfer)
         },
         report: (index, data) => post({ _: "progress", id, index, data }, []),
-        yieldMillis
+        yieldMillis,
+        timings: message.timings === true
       })
       cancelledIds.delete(id)
       const { values, status, transfer } = partial(out, sent)
@@ -570,7 +581,8 @@ export function workerModule(host) {
         status,
         interrupted: out.interrupted,
         duration: performance.now() - started,
-        memory: memory()
+        memory: memory(),
+        timings: out.timings
       }, transfer)
     }
 
