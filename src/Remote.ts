@@ -64,6 +64,8 @@ interface BatchMessage {
   readonly start: number
   readonly failFast: boolean
   readonly timeout: number | undefined
+  /** Report each task's start and end, for the driver's task spans. */
+  readonly timings?: boolean | undefined
   /** Big buffers the items refer to, each stored once per map under `prefix + id`. */
   readonly refs: { readonly prefix: string; readonly ids: ReadonlyArray<number> } | undefined
 }
@@ -320,7 +322,15 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     ) =>
       Effect.gen(function*() {
         const id = Crypto.randomUUID()
-        const message: BatchMessage = { spec, items, start, failFast: options.failFast, timeout: options.timeout, refs }
+        const message: BatchMessage = {
+          spec,
+          items,
+          start,
+          failFast: options.failFast,
+          timeout: options.timeout,
+          timings: options.timings === true ? true : undefined,
+          refs
+        }
         const replied = Deferred.makeUnsafe<Reply>()
         waiters.set(id, replied)
         const gone = Deferred.makeUnsafe<never, string>()
@@ -498,7 +508,8 @@ const encodeOutcome = <A, E>(
       values: outcome.values.map(encodeSuccess),
       status: undefined,
       interrupted: false,
-      duration: outcome.duration
+      duration: outcome.duration,
+      timings: outcome.timings
     }
   }
   const values: Array<unknown> = []
@@ -523,7 +534,13 @@ const encodeOutcome = <A, E>(
     status[values.length] = Status.Defect
     values.push(serializeDefect(Cause.squash(exit.cause)))
   }
-  return { values, status: status.subarray(0, values.length), interrupted, duration: outcome.duration }
+  return {
+    values,
+    status: status.subarray(0, values.length),
+    interrupted,
+    duration: outcome.duration,
+    timings: outcome.timings
+  }
 }
 
 /**
@@ -648,7 +665,8 @@ export const layerWorker = (
         const outcome = yield* prepared.run(slot, items.map(decodeItem), message.start, {
           failFast: message.failFast,
           timeout: message.timeout,
-          onProgress: (index, data) => void progress.push([index, data])
+          onProgress: (index, data) => void progress.push([index, data]),
+          timings: message.timings === true
         }).pipe(Effect.mapError(transported))
         return { ...encodeOutcome(outcome, encodeSuccess, encodeError), progress }
       })

@@ -3,7 +3,7 @@
  * (each on its own thread pool).
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema, Tracer } from "effect"
 import { Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
 import { suite } from "./BackendSuite.ts"
 import { Mirror, Negative, Paced, Point, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
@@ -37,6 +37,35 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
         assert.instanceOf(array, Float64Array)
         assert.strictEqual(array![99_999], 3)
       }).pipe(Effect.provide(setup("order"))),
+    30_000
+  )
+
+  it.live(
+    "a trace shows map → batch → task across the queue, each task where its worker ran it",
+    () =>
+      Effect.gen(function*() {
+        const spans: Array<Tracer.NativeSpan> = []
+        const tracer = Tracer.make({
+          span(options) {
+            const span = new Tracer.NativeSpan(options)
+            spans.push(span)
+            return span
+          }
+        })
+        yield* Parallel.map([1, 2, 3, 4], SquareRoot, { batchSize: 2 }).pipe(
+          Effect.provideService(Tracer.Tracer, tracer)
+        )
+        const map = spans.find((span) => span.name === "Parallel.map")!
+        const batches = spans.filter((span) => span.name === "Parallel.batch")
+        const tasks = spans.filter((span) => span.name === "Parallel.task")
+        assert.strictEqual(batches.length, 2)
+        assert.deepStrictEqual(tasks.map((t) => t.attributes.get("task.index")).sort(), [0, 1, 2, 3])
+        for (const task of tasks) {
+          const parent = batches.find((b) => task.parent?._tag === "Some" && task.parent.value.spanId === b.spanId)
+          assert.isDefined(parent)
+          assert.strictEqual(task.traceId, map.traceId)
+        }
+      }).pipe(Effect.provide(setup("trace"))),
     30_000
   )
 
