@@ -72,6 +72,11 @@ export interface RunOptions {
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
   /** Report when each item started and ended (`Outcome.timings`), for a tracer's task spans. */
   readonly timings?: boolean | undefined
+  /**
+   * The batch's span: a Task's own spans become its children, and its logs carry `traceId` and `spanId`,
+   * in whichever process or machine it runs.
+   */
+  readonly parent?: { readonly traceId: string; readonly spanId: string } | undefined
 }
 
 /**
@@ -217,7 +222,9 @@ const runLocal = <I, A, E>(
       }
       if (Effect.isEffect(out)) {
         if (local.inline && !threw) return yield* Effect.fail(inlineEffect(label))
-        const provided = local.provide(out)
+        const provided = options.parent === undefined
+          ? local.provide(out)
+          : Effect.annotateLogs(local.provide(out), { traceId: options.parent.traceId, spanId: options.parent.spanId })
         exit = yield* withTimeout(
           onProgress === undefined
             ? provided
@@ -663,6 +670,7 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
               refs: sharer.takeRefs(),
               transfer: sharer.takeTransfer(),
               timings: options.timings,
+              parent: options.parent,
               onProgress: onProgress === undefined ? undefined : (index, data) => onProgress(start + index, data)
             })
           })

@@ -66,6 +66,8 @@ interface BatchMessage {
   readonly timeout: number | undefined
   /** Report each task's start and end, for the driver's task spans. */
   readonly timings?: boolean | undefined
+  /** The batch's span, for its tasks' spans and logs on the worker. */
+  readonly parent?: { readonly traceId: string; readonly spanId: string } | undefined
   /** Big buffers the items refer to, each stored once per map under `prefix + id`. */
   readonly refs: { readonly prefix: string; readonly ids: ReadonlyArray<number> } | undefined
 }
@@ -329,6 +331,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
           failFast: options.failFast,
           timeout: options.timeout,
           timings: options.timings === true ? true : undefined,
+          parent: options.parent,
           refs
         }
         const replied = Deferred.makeUnsafe<Reply>()
@@ -666,7 +669,8 @@ export const layerWorker = (
           failFast: message.failFast,
           timeout: message.timeout,
           onProgress: (index, data) => void progress.push([index, data]),
-          timings: message.timings === true
+          timings: message.timings === true,
+          parent: message.parent
         }).pipe(Effect.mapError(transported))
         return { ...encodeOutcome(outcome, encodeSuccess, encodeError), progress }
       })

@@ -3,6 +3,7 @@ import { Effect, Fiber, Logger, Metric, Stream, Tracer } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import { Backend, Parallel, Progress } from "../src/index.ts"
+import { TraceProbe } from "./fixtures/tasks.ts"
 
 const node = Path.join(process.cwd(), "node_modules/.bin/node")
 const barScript = Path.join(import.meta.dirname, "fixtures/bar.ts")
@@ -314,6 +315,38 @@ describe("Progress", () => {
             assert.isTrue(task.status.endTime <= parent!.status.endTime + slack, "ends in its batch")
             assert.isTrue(task.status.endTime >= task.status.startTime)
           }
+        }
+      }
+    }))
+
+  it.live("a Task's own spans and logs join its batch's trace, in whichever process it runs", () =>
+    Effect.gen(function*() {
+      for (
+        const backend of [
+          Backend.layerSequential(),
+          Backend.layerThreads({ workers: 2 }),
+          Backend.layerProcesses({ workers: 1 })
+        ]
+      ) {
+        const spans: Array<Tracer.NativeSpan> = []
+        const tracer = Tracer.make({
+          span(options) {
+            const span = new Tracer.NativeSpan(options)
+            spans.push(span)
+            return span
+          }
+        })
+        const probes = yield* Parallel.map([1, 2], TraceProbe, { batchSize: 1 }).pipe(
+          Effect.provide(backend),
+          Effect.provideService(Tracer.Tracer, tracer)
+        )
+        const map = spans.find((span) => span.name === "Parallel.map")!
+        const batchIds = new Set(spans.filter((span) => span.name === "Parallel.batch").map((span) => span.spanId))
+        for (const probe of probes) {
+          assert.strictEqual(probe.traceId, map.traceId)
+          assert.isTrue(batchIds.has(probe.parentSpanId), "the task's own span is a child of its batch")
+          assert.strictEqual(probe.logTraceId, map.traceId)
+          assert.isTrue(batchIds.has(probe.logSpanId!), "its logs carry the batch's span id")
         }
       }
     }))

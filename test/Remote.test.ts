@@ -6,7 +6,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema, Tracer } from "effect"
 import { Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
 import { suite } from "./BackendSuite.ts"
-import { Mirror, Negative, Paced, Point, Sleep, SquareRoot, Throws } from "./fixtures/tasks.ts"
+import { Mirror, Negative, Paced, Point, Sleep, SquareRoot, Throws, TraceProbe } from "./fixtures/tasks.ts"
 import { hasRedis, startRedis, startWorkerProcess } from "./redisServer.ts"
 
 const server = hasRedis ? await startRedis() : undefined
@@ -65,6 +65,13 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
           assert.isDefined(parent)
           assert.strictEqual(task.traceId, map.traceId)
         }
+        // On the worker, a Task's own spans and logs join the batch's trace.
+        const probes = yield* Parallel.map([1], TraceProbe).pipe(Effect.provideService(Tracer.Tracer, tracer))
+        const probeMap = spans.filter((span) => span.name === "Parallel.map").at(-1)!
+        const probeBatch = spans.filter((span) => span.name === "Parallel.batch").at(-1)!
+        assert.strictEqual(probes[0]!.traceId, probeMap.traceId)
+        assert.strictEqual(probes[0]!.parentSpanId, probeBatch.spanId)
+        assert.strictEqual(probes[0]!.logTraceId, probeMap.traceId)
       }).pipe(Effect.provide(setup("trace"))),
     30_000
   )

@@ -273,10 +273,16 @@ const drive = <I, A, E, EI, RI>(
             span.end(BigInt(Math.round(timings[2 * i + 1]! * 1e6)), exits?.[i] ?? Exit.void)
           }
         }))
+    // Under the batch's span: its tasks' own spans and logs join the trace, wherever they run.
     const runBatchOnce = (slot: number, items: Array<I>, start: number) =>
-      options.retry === undefined
-        ? runner.run(slot, items, start, runOptions)
-        : retryBatch(runner, slot, items, start, runOptions, options.retry)
+      Effect.flatMap(Effect.option(Effect.currentSpan), (span) => {
+        const batchOptions: RunOptions = span._tag === "None"
+          ? runOptions
+          : { ...runOptions, parent: { traceId: span.value.traceId, spanId: span.value.spanId } }
+        return options.retry === undefined
+          ? runner.run(slot, items, start, batchOptions)
+          : retryBatch(runner, slot, items, start, batchOptions, options.retry)
+      })
     type Step = Effect.Success<ReturnType<typeof Schedule.toStep<number, Observation, never, never>>>
     // What a warm backend remembers of the last map of the same work: the policy's state, the run time per
     // item and per batch.

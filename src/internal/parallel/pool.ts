@@ -72,6 +72,8 @@ export interface BatchRequest {
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
   /** Ask the worker when each item started and ended. */
   readonly timings?: boolean | undefined
+  /** The batch's span, for its tasks' spans and logs. */
+  readonly parent?: { readonly traceId: string; readonly spanId: string } | undefined
 }
 
 interface Pending {
@@ -362,7 +364,8 @@ export class Slot {
           failFast: request.failFast,
           timeout: request.timeout,
           refs: request.refs !== undefined,
-          timings: request.timings === true ? true : undefined
+          timings: request.timings === true ? true : undefined,
+          parent: request.parent
         }, request.transfer)
       } catch (error) {
         live.pending.delete(id)

@@ -30,6 +30,8 @@ export type ToWorker =
     readonly refs?: boolean | undefined
     /** Report when each item started and ended, for a tracer's task spans. */
     readonly timings?: boolean | undefined
+    /** The batch's span: a task's own spans become its children, and its logs carry the ids. */
+    readonly parent?: { readonly traceId: string; readonly spanId: string } | undefined
   }
   | { readonly _: "cancel"; readonly id: number }
   /** Buffers that several items use, sent once per process and referred to by id. */

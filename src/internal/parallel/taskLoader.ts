@@ -9,6 +9,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import type * as Task from "../../Task.ts"
 import { TaskReporter } from "./report.ts"
 import { isTransparent } from "./transparent.ts"
@@ -41,8 +42,18 @@ export const loadTask = async (task: Task.Task<unknown, unknown, unknown>) => {
     encodeError: isTransparent(task.error) ? identity : Schema.encodeUnknownSync(task.error),
     effects: {
       isEffect: Effect.isEffect,
-      fork: (effect: Effect.Effect<unknown, unknown, any>, report: (data: unknown) => void) => {
-        const reporting = Effect.provideService(effect, TaskReporter, report)
+      fork: (
+        effect: Effect.Effect<unknown, unknown, any>,
+        report: (data: unknown) => void,
+        parent: { readonly traceId: string; readonly spanId: string } | undefined
+      ) => {
+        // Under the batch's span, which lives in the process that dispatched it: the task's own spans and
+        // logs join that trace.
+        const traced = parent === undefined ? effect : Effect.annotateLogs(
+          Effect.withParentSpan(effect, Tracer.externalSpan({ traceId: parent.traceId, spanId: parent.spanId })),
+          { traceId: parent.traceId, spanId: parent.spanId }
+        )
+        const reporting = Effect.provideService(traced, TaskReporter, report)
         return Effect.runFork(
           (context === undefined ? reporting : Effect.provideContext(reporting, context)) as Effect.Effect<
             unknown,

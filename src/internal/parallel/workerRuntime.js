@@ -212,7 +212,11 @@ export function workerModule(host) {
    * What a task needs from `effect` to run Effects; loaded only for tasks.
    * @typedef {{
    *   readonly isEffect: (u: unknown) => boolean
-   *   readonly fork: (effect: unknown, report: (data: unknown) => void) => Fiber<unknown, unknown>
+   *   readonly fork: (
+   *     effect: unknown,
+   *     report: (data: unknown) => void,
+   *     parent: { readonly traceId: string; readonly spanId: string } | undefined
+   *   ) => Fiber<unknown, unknown>
    *   readonly classify: (exit: Exit<unknown, unknown>) =>
    *     | { readonly _tag: "Failure"; readonly error: unknown }
    *     | { readonly _tag: "Interrupted" }
@@ -237,6 +241,7 @@ export function workerModule(host) {
    *   readonly report: (index: number, data: unknown) => void
    *   readonly yieldMillis: number | undefined
    *   readonly timings: boolean
+   *   readonly parent: { readonly traceId: string; readonly spanId: string } | undefined
    * }} BatchContext
    */
 
@@ -437,7 +442,7 @@ export function workerModule(host) {
         let value = Reflect.apply(work.run, undefined, [items[i], start + i])
         const effects = work.effects
         if (effects !== undefined && effects.isEffect(value)) {
-          const fiber = effects.fork(value, (data) => context.report(i, data))
+          const fiber = effects.fork(value, (data) => context.report(i, data), context.parent)
           setFiber(fiber)
           let timedOut = false
           const timer = timeout === undefined ? undefined : setTimeout(() => {
@@ -570,7 +575,8 @@ export function workerModule(host) {
         },
         report: (index, data) => post({ _: "progress", id, index, data }, []),
         yieldMillis,
-        timings: message.timings === true
+        timings: message.timings === true,
+        parent: message.parent
       })
       cancelledIds.delete(id)
       const { values, status, transfer } = partial(out, sent)
