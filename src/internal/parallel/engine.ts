@@ -9,6 +9,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
 import * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -252,36 +253,41 @@ const drive = <I, A, E, EI, RI>(
       timings: traced
     }
     /** One span per task, a child of its batch's, placed where the worker says the task ran. */
-    const taskSpans = (start: number, outcome: Outcome<A, E>) =>
-      Effect.flatMap(Effect.option(Effect.currentSpan), (batch) =>
-        Effect.sync(() => {
-          const timings = outcome.timings
-          if (timings === undefined || batch._tag === "None") return
-          const exits = outcome._tag === "Exits" ? outcome.exits : undefined
-          for (let i = 0; 2 * i + 1 < timings.length; i++) {
-            const span = tracer.span({
-              name: "Parallel.task",
-              parent: batch,
-              annotations: Context.empty(),
-              links: [],
-              startTime: BigInt(Math.round(timings[2 * i]! * 1e6)),
-              kind: "internal",
-              root: false,
-              sampled: batch.value.sampled
-            })
-            span.attribute("task.index", start + i)
-            span.end(BigInt(Math.round(timings[2 * i + 1]! * 1e6)), exits?.[i] ?? Exit.void)
-          }
-        }))
-    // Under the batch's span: its tasks' own spans and logs join the trace, wherever they run.
+    const taskSpans = (batch: Tracer.Span, start: number, outcome: Outcome<A, E>) => {
+      const timings = outcome.timings
+      if (timings === undefined) return
+      const parent = Option.some(batch)
+      const exits = outcome._tag === "Exits" ? outcome.exits : undefined
+      for (let i = 0; 2 * i + 1 < timings.length; i++) {
+        const span = tracer.span({
+          name: "Parallel.task",
+          parent,
+          annotations: Context.empty(),
+          links: [],
+          startTime: BigInt(Math.round(timings[2 * i]! * 1e6)),
+          kind: "internal",
+          root: false,
+          sampled: batch.sampled
+        })
+        span.attribute("task.index", start + i)
+        span.end(BigInt(Math.round(timings[2 * i + 1]! * 1e6)), exits?.[i] ?? Exit.void)
+      }
+    }
+    /**
+     * Runs a batch under its span, read once: its tasks' own spans and logs join the trace wherever they
+     * run, and its tasks' spans are placed below it afterwards.
+     */
     const runBatchOnce = (slot: number, items: Array<I>, start: number) =>
       Effect.flatMap(Effect.option(Effect.currentSpan), (span) => {
         const batchOptions: RunOptions = span._tag === "None"
           ? runOptions
           : { ...runOptions, parent: { traceId: span.value.traceId, spanId: span.value.spanId } }
-        return options.retry === undefined
+        const ran = options.retry === undefined
           ? runner.run(slot, items, start, batchOptions)
           : retryBatch(runner, slot, items, start, batchOptions, options.retry)
+        return traced && span._tag === "Some"
+          ? Effect.tap(ran, (outcome) => Effect.sync(() => taskSpans(span.value, start, outcome)))
+          : ran
       })
     type Step = Effect.Success<ReturnType<typeof Schedule.toStep<number, Observation, never, never>>>
     // What a warm backend remembers of the last map of the same work: the policy's state, the run time per
@@ -362,7 +368,6 @@ const drive = <I, A, E, EI, RI>(
 
     const runBatch = (start: number, items: Array<I>, slot: number) =>
       runBatchOnce(slot, items, start).pipe(
-        Effect.tap((outcome) => (traced ? taskSpans(start, outcome) : Effect.void)),
         // A child of the map's span: a trace shows map → batch → task, with where each batch ran.
         Effect.withSpan("Parallel.batch", {
           attributes: { "batch.start": start, "batch.size": items.length, "batch.slot": slot }
