@@ -232,9 +232,11 @@ const readFile = (path: string, shared: boolean, checksum: boolean) =>
         // The body the checksum covers, if the file is a whole dump: between the header and the trailer.
         const bodyEnd = size - Codec.TRAILER_BYTES
         const hasher = checksum && bodyEnd > Codec.HEADER_BYTES ? await acquireStepHasher() : undefined
+        /** Piece `i` was read whole. */
+        const complete = (i: number) => got[i] === Math.min(PIECE_BYTES, size - i * PIECE_BYTES)
         let hashed = 0
         const hashReady = () => {
-          while (hashed < pieces && got[hashed] === Math.min(PIECE_BYTES, size - hashed * PIECE_BYTES)) {
+          while (hashed < pieces && complete(hashed)) {
             const from = Math.max(Codec.HEADER_BYTES, hashed * PIECE_BYTES)
             const to = Math.min(bodyEnd, (hashed + 1) * PIECE_BYTES)
             if (to > from) hasher!.update(bytes.subarray(from, to))
@@ -270,7 +272,7 @@ const readFile = (path: string, shared: boolean, checksum: boolean) =>
         }
         // A file that shrank while being read is reported as truncated by the decoder.
         let whole = 0
-        while (whole < pieces && got[whole] === Math.min(PIECE_BYTES, size - whole * PIECE_BYTES)) whole++
+        while (whole < pieces && complete(whole)) whole++
         return whole === pieces ? bytes : bytes.subarray(0, whole * PIECE_BYTES + Math.max(0, got[whole] ?? 0))
       }),
     (handle) => Effect.promise(() => handle.close().catch(() => undefined))
