@@ -4,6 +4,7 @@ import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import { Backend, Parallel, Progress } from "../src/index.ts"
 import { TraceProbe } from "./fixtures/tasks.ts"
+import { recordingTracer } from "./tracing.ts"
 
 const node = Path.join(process.cwd(), "node_modules/.bin/node")
 const barScript = Path.join(import.meta.dirname, "fixtures/bar.ts")
@@ -87,44 +88,17 @@ describe("Progress", () => {
       "40/5": ["Done  14 tasks      | elapsed: T", "Done  40 out of  40 | elapsed: T finished"],
       "100/2": ["Done  37 tasks      | elapsed: T", "Done 100 out of 100 | elapsed: T finished"]
     }
-    for (const [key, expected] of Object.entries(joblib)) {
-      const [n, verbose] = key.split("/").map(Number) as [number, number]
-      it(`reproduces joblib's lines and thinning for ${n} tasks at verbose=${verbose}`, () => {
-        // joblib's timeline: 4 batches pre-dispatched, each completion reported before the next dispatch,
-        // and the input found exhausted by the dispatch after the last item's.
-        const lines = Progress.verboseLines(verbose)
-        const base = { mapId: 1, label: "f", total: n, eta: undefined, elapsed: 100 }
-        const out = [lines(started(base))]
-        for (let k = 1; k <= n; k++) {
-          const batches = Math.min(n, 3 + k)
-          out.push(lines({
-            ...base,
-            _tag: "BatchCompleted",
-            start: k - 1,
-            size: 1,
-            duration: 1,
-            failed: 0,
-            completed: k,
-            dispatched: batches,
-            batches,
-            exhausted: k >= n - 2
-          }))
-        }
-        out.push(lines({ ...base, _tag: "Finished", completed: n, dispatched: n, batches: n, exhausted: true }))
-        const printed = out.filter((line) => line !== undefined)
-        assert.strictEqual(printed[0], "[Parallel(workers=2)]: Using backend threads with 2 concurrent workers.")
-        assert.deepStrictEqual(withoutTimes(printed.slice(1)), expected.map((line) => `[Parallel(workers=2)]: ${line}`))
-      })
-    }
-
-    it("completions that arrive together, or batches waiting for a worker, thin as joblib thins", () => {
-      // Here the dispatcher runs after a completion is reported, and a batch counts as dispatched only once
-      // a worker is free: two completions in one instant see the same count. joblib's lines must not change.
-      const lines = Progress.verboseLines(10)
-      const base = { mapId: 1, label: "f", total: 10, eta: undefined, elapsed: 100 }
+    /**
+     * The lines `verboseLines` prints for n one-task batches that complete one by one: `batchesAt(k)` is the
+     * dispatched count the k-th completion sees, and the input is found exhausted from completion
+     * `exhaustedFrom` on. The first line is the Started one.
+     */
+    const replay = (verbose: number, n: number, batchesAt: (k: number) => number, exhaustedFrom: number) => {
+      const lines = Progress.verboseLines(verbose)
+      const base = { mapId: 1, label: "f", total: n, eta: undefined, elapsed: 100 }
       const out = [lines(started(base))]
-      for (let k = 1; k <= 10; k++) {
-        const batches = Math.min(10, 2 + 2 * Math.floor((k + 1) / 2))
+      for (let k = 1; k <= n; k++) {
+        const batches = batchesAt(k)
         out.push(lines({
           ...base,
           _tag: "BatchCompleted",
@@ -135,12 +109,30 @@ describe("Progress", () => {
           completed: k,
           dispatched: batches,
           batches,
-          exhausted: k >= 8
+          exhausted: k >= exhaustedFrom
         }))
       }
-      out.push(lines({ ...base, _tag: "Finished", completed: 10, dispatched: 10, batches: 10, exhausted: true }))
+      out.push(lines({ ...base, _tag: "Finished", completed: n, dispatched: n, batches: n, exhausted: true }))
+      return out.filter((line) => line !== undefined)
+    }
+
+    for (const [key, expected] of Object.entries(joblib)) {
+      const [n, verbose] = key.split("/").map(Number) as [number, number]
+      it(`reproduces joblib's lines and thinning for ${n} tasks at verbose=${verbose}`, () => {
+        // joblib's timeline: 4 batches pre-dispatched, each completion reported before the next dispatch,
+        // and the input found exhausted by the dispatch after the last item's.
+        const printed = replay(verbose, n, (k) => Math.min(n, 3 + k), n - 2)
+        assert.strictEqual(printed[0], "[Parallel(workers=2)]: Using backend threads with 2 concurrent workers.")
+        assert.deepStrictEqual(withoutTimes(printed.slice(1)), expected.map((line) => `[Parallel(workers=2)]: ${line}`))
+      })
+    }
+
+    it("completions that arrive together, or batches waiting for a worker, thin as joblib thins", () => {
+      // Here the dispatcher runs after a completion is reported, and a batch counts as dispatched only once
+      // a worker is free: two completions in one instant see the same count. joblib's lines must not change.
+      const printed = replay(10, 10, (k) => Math.min(10, 2 + 2 * Math.floor((k + 1) / 2)), 8)
       assert.deepStrictEqual(
-        withoutTimes(out.filter((line) => line !== undefined).slice(1)),
+        withoutTimes(printed.slice(1)),
         joblib["10/10"]!.map((line) => `[Parallel(workers=2)]: ${line}`)
       )
     })
@@ -247,14 +239,7 @@ describe("Progress", () => {
 
   it.effect("each map runs in a span of its own, with its backend", () =>
     Effect.gen(function*() {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span(options) {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = recordingTracer()
       yield* Parallel.map([1, 2], (x) => x).pipe(
         Effect.withSpan("pipeline"),
         Effect.provideService(Tracer.Tracer, tracer)
@@ -278,14 +263,7 @@ describe("Progress", () => {
           Backend.layerProcesses({ workers: 2 })
         ]
       ) {
-        const spans: Array<Tracer.NativeSpan> = []
-        const tracer = Tracer.make({
-          span(options) {
-            const span = new Tracer.NativeSpan(options)
-            spans.push(span)
-            return span
-          }
-        })
+        const { spans, tracer } = recordingTracer()
         yield* Parallel.map([1, 2, 3, 4, 5, 6], (x) => x, { batchSize: 2 }).pipe(
           Effect.provide(backend),
           Effect.provideService(Tracer.Tracer, tracer)
@@ -328,14 +306,7 @@ describe("Progress", () => {
           Backend.layerProcesses({ workers: 1 })
         ]
       ) {
-        const spans: Array<Tracer.NativeSpan> = []
-        const tracer = Tracer.make({
-          span(options) {
-            const span = new Tracer.NativeSpan(options)
-            spans.push(span)
-            return span
-          }
-        })
+        const { spans, tracer } = recordingTracer()
         const probes = yield* Parallel.map([1, 2], TraceProbe, { batchSize: 1 }).pipe(
           Effect.provide(backend),
           Effect.provideService(Tracer.Tracer, tracer)

@@ -8,6 +8,7 @@ import { Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts
 import { suite } from "./BackendSuite.ts"
 import { Mirror, Negative, Paced, Point, Sleep, SquareRoot, Throws, TraceProbe } from "./fixtures/tasks.ts"
 import { hasRedis, startRedis, startWorkerProcess } from "./redisServer.ts"
+import { recordingTracer } from "./tracing.ts"
 
 const server = hasRedis ? await startRedis() : undefined
 afterAll(() => server?.stop())
@@ -44,14 +45,7 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
     "a trace shows map → batch → task across the queue, each task where its worker ran it",
     () =>
       Effect.gen(function*() {
-        const spans: Array<Tracer.NativeSpan> = []
-        const tracer = Tracer.make({
-          span(options) {
-            const span = new Tracer.NativeSpan(options)
-            spans.push(span)
-            return span
-          }
-        })
+        const { spans, tracer } = recordingTracer()
         yield* Parallel.map([1, 2, 3, 4], SquareRoot, { batchSize: 2 }).pipe(
           Effect.provideService(Tracer.Tracer, tracer)
         )
