@@ -11,26 +11,19 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as Semaphore from "effect/Semaphore"
-import { spawn } from "node:child_process"
-import { Worker } from "node:worker_threads"
 import * as Options from "./internal/options.ts"
-import * as Cpus from "./internal/parallel/cpus.ts"
 import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
-import { withHugePages } from "./internal/parallel/hugePages.ts"
-import { decode, exitsOf, makeSettled, timedOut } from "./internal/parallel/outcome.ts"
-import { type RawOutcome, Slot, type Spawn } from "./internal/parallel/pool.ts"
-import { TaskReporter } from "./internal/parallel/report.ts"
-import { countBuffers, MovedTwice, shareAll, Sharer } from "./internal/parallel/share.ts"
-import { identity, inlineEffect, type Local, type Work } from "./internal/parallel/work.ts"
-import { isThenable, Status, workerSource } from "./internal/parallel/workerRuntime.js"
-import { InvalidOptions, type ParallelError, type TaskModuleError, type TaskTimeout } from "./ParallelError.ts"
+import { makeInProcess } from "./internal/parallel/local.ts"
+import type * as Internal from "./internal/parallel/outcome.ts"
+import * as Pools from "./internal/parallel/pools.ts"
+import type * as Engine from "./internal/parallel/runner.ts"
+import type { InvalidOptions, ParallelError, TaskModuleError } from "./ParallelError.ts"
 
 /**
  * The outcome of one batch and how long it took in milliseconds. When every
@@ -40,112 +33,36 @@ import { InvalidOptions, type ParallelError, type TaskModuleError, type TaskTime
  * `timeout` fails with `TaskTimeout`. When the map asked for `timings`, they
  * hold each finished item's start and end in epoch milliseconds, in pairs.
  *
- * @category models
- * @since 0.1.0
- */
-export type Outcome<A, E> =
-  | {
-    readonly _tag: "Values"
-    readonly values: ReadonlyArray<A>
-    readonly duration: number
-    readonly timings?: ReadonlyArray<number> | undefined
-  }
-  | {
-    readonly _tag: "Exits"
-    readonly exits: ReadonlyArray<Exit.Exit<A, E | TaskTimeout>>
-    readonly duration: number
-    readonly timings?: ReadonlyArray<number> | undefined
-  }
-
-/**
- * How one batch runs.
+ * **Example** (A custom backend's outcome of a batch that all succeeded)
  *
- * @category models
- * @since 0.2.0
- */
-export interface RunOptions {
-  /** Stop the batch at its first failure. */
-  readonly failFast: boolean
-  /** Per-item limit in milliseconds, counted from the moment the item starts. */
-  readonly timeout: number | undefined
-  /** Receives what a running task reports with `Progress.report`, with the item's input index. */
-  readonly onProgress: ((index: number, data: unknown) => void) | undefined
-  /** Report when each item started and ended (`Outcome.timings`), for a tracer's task spans. */
-  readonly timings?: boolean | undefined
-  /**
-   * The batch's span: a Task's own spans become its children, and its logs carry `traceId` and `spanId`,
-   * in whichever process or machine it runs.
-   */
-  readonly parent?: { readonly traceId: string; readonly spanId: string } | undefined
-}
-
-/**
- * A backend prepared for one map: its slots and a way to run a batch on one of them.
+ * ```ts
+ * import type { Backend } from "effect-joblib"
+ *
+ * const outcome: Backend.Outcome<number, never> = { _tag: "Values", values: [1, 2], duration: 0.5 }
+ * ```
  *
  * @category models
  * @since 0.1.0
  */
-export interface Runner<I, A, E> {
-  readonly slots: number
-  /** Batches sent to a slot and not yet finished, by every map sharing the backend. */
-  readonly outstanding: (slot: number) => number
-  /** Completes when the next batch of any map sharing the backend finishes. */
-  readonly settled: Effect.Effect<void>
-  /**
-   * Batch-size policy state kept across maps of the same work on this backend, by policy, so that a warm
-   * pool starts where the last map left off (joblib keeps its auto batch size within `with Parallel()`).
-   */
-  readonly batchState: WeakMap<object, unknown> | undefined
-  /** Workers started so far to replace others (crashed, timed out, or over their memory limit). */
-  readonly restarts: () => number
-  /**
-   * The least work (milliseconds) worth a batch's round trip: auto batching never splits the tail of the
-   * input below it. Default 10; a backend with a costlier round trip (a queue on a server) asks for more.
-   */
-  readonly minBatchMillis?: number | undefined
-  readonly run: (
-    slot: number,
-    items: ReadonlyArray<I>,
-    /** Input index of the first item. */
-    start: number,
-    options: RunOptions
-  ) => Effect.Effect<Outcome<A, E>, ParallelError>
-}
+export type Outcome<A, E> = Internal.Outcome<A, E>
 
 /**
- * What a map tells its backend when it prepares: whether the input's buffers may be moved.
+ * The backend service: a name and how many batches it runs at once. Its engine
+ * side (`prepare`) is internal: build one with a layer constructor or {@link make}.
  *
- * @category models
- * @since 0.5.0
- */
-export interface PrepareOptions {
-  readonly transfer?: boolean | undefined
-}
-
-/**
- * The backend service.
+ * **Example** (Reading which backend a map would use)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Backend } from "effect-joblib"
+ *
+ * const describe = Backend.Backend.useSync((backend) => `${backend.name} × ${backend.workers}`)
+ * ```
  *
  * @category models
  * @since 0.1.0
  */
-export interface Backend {
-  readonly name: string
-  /** How many batches it runs at once. */
-  readonly workers: number
-  /**
-   * Present on a hint-aware backend ({@link auto}): the backend to use for a map's `prefer` hint.
-   * Backends without it ignore the hint, so that an explicitly provided Layer always wins.
-   */
-  readonly select?: ((prefer: Prefer) => Effect.Effect<Backend, InvalidOptions>) | undefined
-  /** Checks that the work can run here (for example that a function can be shipped) before any dispatch. */
-  readonly prepare: <I, A, E>(
-    work: Work<I, A, E>,
-    /** The whole input, when it is an array: lets a backend plan how to move big buffers. */
-    items?: ReadonlyArray<I> | undefined,
-    /** `transfer`: the map's items may be moved (detached) rather than copied. */
-    options?: PrepareOptions | undefined
-  ) => Effect.Effect<Runner<I, A, E>, ParallelError, Scope.Scope>
-}
+export interface Backend extends Engine.Backend {}
 
 /**
  * The backend a map uses; sequential unless a Layer provides another.
@@ -165,127 +82,24 @@ export interface Backend {
  * @since 0.1.0
  */
 export const Backend: Context.Reference<Backend> = Context.Reference<Backend>("effect-joblib/Backend", {
-  defaultValue: () => makeSequential(1)
+  defaultValue: () => makeInProcess("sequential", 1)
 })
 
 /**
  * Which implementation a map would rather run on, for a hint-aware backend.
  *
+ * **Example** (A map's hint)
+ *
+ * ```ts
+ * import type { Backend } from "effect-joblib"
+ *
+ * const prefer: Backend.Prefer = "processes"
+ * ```
+ *
  * @category models
  * @since 0.2.0
  */
-export type Prefer = "threads" | "processes"
-
-/** Applies a per-item timeout to an effect; the item counts as timed out if it overran, even synchronously. */
-const withTimeout = <A, E>(
-  effect: Effect.Effect<A, E>,
-  index: number,
-  timeout: number | undefined
-): Effect.Effect<Exit.Exit<A, E | TaskTimeout>> => {
-  if (timeout === undefined) return Effect.exit(effect)
-  const began = performance.now()
-  return Effect.map(Effect.exit(Effect.timeoutOption(effect, timeout)), (exit): Exit.Exit<A, E | TaskTimeout> => {
-    if (Exit.isFailure(exit)) return Exit.failCause(exit.cause)
-    const elapsed = performance.now() - began
-    const option = exit.value
-    return option._tag === "None" || elapsed > timeout
-      ? Exit.fail(timedOut(index, timeout, elapsed))
-      : Exit.succeed(option.value)
-  })
-}
-
-const runLocal = <I, A, E>(
-  local: Local<I, A, E>,
-  label: string,
-  items: ReadonlyArray<I>,
-  start: number,
-  options: RunOptions
-) =>
-  Effect.gen(function*() {
-    const { failFast, timeout, onProgress } = options
-    const started = performance.now()
-    const values: Array<A> = []
-    const timings = options.timings === true ? [] as Array<number> : undefined
-    let exits: Array<Exit.Exit<A, E | TaskTimeout>> | undefined
-    for (let i = 0; i < items.length; i++) {
-      const index = start + i
-      let exit: Exit.Exit<A, E | TaskTimeout>
-      let out: A | PromiseLike<A> | Effect.Effect<A, E, any>
-      let threw = false
-      const began = performance.now()
-      const startedAt = timings === undefined ? 0 : performance.timeOrigin + began
-      try {
-        out = local.run(items[i]!, index)
-      } catch (defect) {
-        out = Effect.die(defect)
-        threw = true
-      }
-      if (Effect.isEffect(out)) {
-        if (local.inline && !threw) return yield* Effect.fail(inlineEffect(label))
-        const provided = options.parent === undefined
-          ? local.provide(out)
-          : Effect.annotateLogs(local.provide(out), { traceId: options.parent.traceId, spanId: options.parent.spanId })
-        exit = yield* withTimeout(
-          onProgress === undefined
-            ? provided
-            : Effect.provideService(provided, TaskReporter, (data) => onProgress(index, data)),
-          index,
-          timeout
-        )
-      } else if (isThenable(out)) {
-        exit = yield* withTimeout(Effect.promise(() => out as PromiseLike<A>), index, timeout)
-      } else {
-        const elapsed = performance.now() - began
-        exit = timeout !== undefined && elapsed > timeout
-          ? Exit.fail(timedOut(index, timeout, elapsed))
-          : Exit.succeed(out)
-      }
-      timings?.push(startedAt, performance.timeOrigin + performance.now())
-      if (exits === undefined) {
-        if (Exit.isSuccess(exit)) {
-          values.push(exit.value)
-          continue
-        }
-        exits = values.map((value) => Exit.succeed(value))
-      }
-      exits.push(exit)
-      if (failFast && Exit.isFailure(exit)) break
-    }
-    const duration = performance.now() - started
-    return exits === undefined
-      ? { _tag: "Values" as const, values, duration, timings }
-      : { _tag: "Exits" as const, exits, duration, timings }
-  })
-
-const makeSequential = (concurrency: number): Backend => {
-  const settled = makeSettled()
-  const outstanding = Array.from({ length: concurrency }, () => 0)
-  // Each slot runs one batch at a time, like a worker would.
-  const locks = Array.from({ length: concurrency }, () => Semaphore.makeUnsafe(1))
-  return {
-    name: "sequential",
-    workers: concurrency,
-    prepare: <I, A, E>(work: Work<I, A, E>) =>
-      Effect.map(work.local, (local): Runner<I, A, E> => ({
-        slots: concurrency,
-        outstanding: (slot) => outstanding[slot]!,
-        settled: settled.wait,
-        batchState: undefined,
-        restarts: () => 0,
-        run: (slot, items, start, options) =>
-          Effect.suspend(() => {
-            outstanding[slot]!++
-            return runLocal(local, work.label, items, start, options).pipe(
-              locks[slot]!.withPermits(1),
-              Effect.ensuring(Effect.sync(() => {
-                outstanding[slot]!--
-                settled.notify()
-              }))
-            )
-          })
-      }))
-  }
-}
+export type Prefer = Engine.Prefer
 
 /**
  * One batch, as a custom backend ({@link make}) sees it.
@@ -371,45 +185,16 @@ const checkedOutcome = (name: string, size: number, outcome: unknown) => {
  * @since 0.5.0
  */
 export const make = (options: MakeOptions): Layer.Layer<never, InvalidOptions> =>
-  Layer.effect(Backend)(Effect.map(Options.parse(MakeOptionsSchema, "Backend.make", options), (parsed) => {
-    const settled = makeSettled()
-    const outstanding = Array.from({ length: parsed.workers }, () => 0)
-    const locks = Array.from({ length: parsed.workers }, () => Semaphore.makeUnsafe(1))
-    const backend: Backend = {
-      name: parsed.name,
-      workers: parsed.workers,
-      prepare: <I, A, E>(work: Work<I, A, E>) =>
-        Effect.map(work.local, (local): Runner<I, A, E> => ({
-          slots: parsed.workers,
-          outstanding: (slot) => outstanding[slot]!,
-          settled: settled.wait,
-          batchState: undefined,
-          restarts: () => 0,
-          run: (slot, items, start, runOptions) =>
-            Effect.suspend(() => {
-              outstanding[slot]!++
-              const batch: Batch = {
-                label: work.label,
-                start,
-                items,
-                runHere: runLocal(local, work.label, items, start, runOptions) as Effect.Effect<
-                  Outcome<unknown, unknown>,
-                  ParallelError
-                >
-              }
-              return Effect.suspend(() => options.runBatch(batch, slot)).pipe(
-                Effect.flatMap((outcome) => checkedOutcome(parsed.name, items.length, outcome)),
-                locks[slot]!.withPermits(1),
-                Effect.ensuring(Effect.sync(() => {
-                  outstanding[slot]!--
-                  settled.notify()
-                }))
-              ) as Effect.Effect<Outcome<A, E>, ParallelError>
-            })
-        }))
-    }
-    return backend
-  }))
+  Layer.effect(Backend)(
+    Effect.map(Options.parse(MakeOptionsSchema, "Backend.make", options), (parsed) =>
+      makeInProcess(parsed.name, parsed.workers, (batch, slot) =>
+        Effect.flatMap(
+          Effect.suspend(() =>
+            parsed.runBatch(batch, slot)
+          ),
+          (outcome) => checkedOutcome(parsed.name, batch.items.length, outcome)
+        )))
+  )
 
 const SequentialOptions = Schema.Struct({
   concurrency: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)))
@@ -441,7 +226,7 @@ export const layerSequential = (
   Layer.effect(Backend)(
     Effect.map(
       Options.parse(SequentialOptions, "Backend.layerSequential", options),
-      (parsed) => makeSequential(parsed.concurrency ?? 1)
+      (parsed) => makeInProcess("sequential", parsed.concurrency ?? 1)
     )
   )
 /**
@@ -527,270 +312,17 @@ const ThreadsOptionsSchema = Schema.Struct({
 
 const ProcessesOptionsSchema = Schema.Struct(PoolOptionsFields)
 
-// Workers start from source text rather than a file of this package, so that they start the same way
-// from an installed package, a single-file bundle or a test runner.
-const threadSource = workerSource("startThread")
-const processSource = workerSource("startProcess")
-const SOURCE_VARIABLE = "EFFECT_JOBLIB_WORKER_SOURCE"
-const processBootstrap = `new Function(process.env.${SOURCE_VARIABLE})()`
-
-/** Options of this process that would make a worker process run something else, or nothing. */
-const NOT_INHERITED = new Set(["-e", "--eval", "-p", "--print", "-c", "--check", "-i", "--interactive", "--test"])
-const TAKES_VALUE = new Set(["-e", "--eval", "-p", "--print"])
-
-/** The Node options a worker process inherits from this one (as `fork` would), less any entry point. */
-const inheritedExecArgv = (): Array<string> => {
-  const out: Array<string> = []
-  const argv = process.execArgv
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!
-    const name = flag.split("=", 1)[0]!
-    if (
-      NOT_INHERITED.has(name) || name.startsWith("--watch") || name.startsWith("--test-") || name === "--input-type"
-    ) {
-      if (TAKES_VALUE.has(flag)) i++
-      continue
-    }
-    out.push(flag)
-  }
-  return out
-}
-
-/** Native thread pools that a worker should size to its share of the CPUs, as joblib does for BLAS. */
-const NATIVE_THREAD_VARIABLES = [
-  "UV_THREADPOOL_SIZE",
-  "OMP_NUM_THREADS",
-  "OPENBLAS_NUM_THREADS",
-  "MKL_NUM_THREADS",
-  "VECLIB_MAXIMUM_THREADS",
-  "NUMEXPR_NUM_THREADS",
-  "BLIS_NUM_THREADS"
-]
-
-/**
- * The environment of a worker: glibc's huge pages for big allocations, its CPU budget for nested maps,
- * native thread pool sizes, then the user's.
- */
-const workerEnv = (workers: number, user: Readonly<Record<string, string>> | undefined) => {
-  const share = String(Math.max(1, Math.floor(Cpus.available() / workers)))
-  const env: Record<string, string | undefined> = withHugePages({ ...process.env })
-  for (const name of NATIVE_THREAD_VARIABLES) env[name] ??= share
-  env[Cpus.BUDGET_VARIABLE] = share
-  return { ...env, ...user }
-}
-
-interface PoolConfig {
-  readonly name: string
-  readonly workers: number
-  readonly maxBytes: number
-  readonly grace: number
-  readonly memoryLimit: number | undefined
-  /** Workers share no memory with this process: reused buffers are sent once per worker and referred to. */
-  readonly isolated: boolean
-  readonly forwardStderr: boolean
-  readonly spawn: Spawn
-}
-
-/** Parses the options every pool has, resolving the worker count against the CPU budget. */
-const resolvePool = Effect.fnUntraced(function*(
-  parsed: { readonly workers?: number | undefined } & Omit<PoolOptions, "workers">
-) {
-  const requested = yield* Options.resolveJobs("workers", parsed.workers ?? -1)
-  // Inside a worker, a nested pool gets no more workers than that worker's share of the CPUs.
-  const budget = Cpus.budget()
-  const workers = budget === undefined ? requested : Math.min(requested, budget)
-  return {
-    workers,
-    maxBytes: parsed.maxBytes ?? 1024 * 1024,
-    grace: Duration.toMillis(Duration.fromInputUnsafe(parsed.interruptGrace ?? 100)),
-    memoryLimit: parsed.memoryLimitMb === undefined ? undefined : parsed.memoryLimitMb * 1024 * 1024,
-    forwardStderr: parsed.stderr !== "capture",
-    env: workerEnv(workers, parsed.env)
-  }
-})
-
-/** Builds a pool backend on top of a spawn function. */
-const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
-  const settled = makeSettled()
-  const batchStates = new Map<number, WeakMap<object, unknown>>()
-  const slots = Array.from(
-    { length: config.workers },
-    (_, i) =>
-      new Slot(i, config.spawn, {
-        grace: config.grace,
-        forwardStderr: config.forwardStderr,
-        memoryLimit: config.memoryLimit,
-        onSettle: settled.notify
-      })
+const makeThreads = (options: ThreadsOptions | undefined) =>
+  Options.parse(ThreadsOptionsSchema, "Backend.layerThreads", options).pipe(
+    Effect.flatMap(Pools.makeThreads),
+    Effect.map((pool) => pool.backend)
   )
-  yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(slots.map((slot) => slot.close()))))
-  yield* Effect.promise(() => Promise.all(slots.map((slot) => slot.warm())))
-  const backend: Backend = {
-    name: config.name,
-    workers: config.workers,
-    prepare: <I, A, E>(work: Work<I, A, E>, items?: ReadonlyArray<I>, options?: PrepareOptions) =>
-      Effect.gen(function*() {
-        const { key, spec } = yield* work.ship
-        const counts = work.mayShare && items !== undefined ? countBuffers(items, config.maxBytes) : undefined
-        const sharer = new Sharer(config.maxBytes, counts, config.isolated, options?.transfer === true)
-        if (config.isolated) {
-          // Buffers sent once per process for this map are dropped when it ends.
-          yield* Effect.addFinalizer(() =>
-            Effect.sync(() => {
-              const ids = sharer.referenced()
-              if (ids.length > 0) { for (const slot of slots) slot.release(ids) }
-            })
-          )
-        }
-        const runOnce = (slot: Slot, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
-          Effect.suspend((): Effect.Effect<RawOutcome, ParallelError> => {
-            let encoded: ReadonlyArray<unknown> = items
-            if (work.encodeItem !== identity) {
-              // Pushed, not preallocated: structured clone copies packed arrays much faster than holey ones.
-              const out: Array<unknown> = []
-              for (let i = 0; i < items.length; i++) out.push(work.encodeItem(items[i]!))
-              encoded = out
-            }
-            if (work.mayShare) {
-              try {
-                encoded = shareAll(sharer, encoded)
-              } catch (error) {
-                if (!(error instanceof MovedTwice)) throw error
-                return Effect.fail(new InvalidOptions({ option: "transfer", message: error.message }))
-              }
-            }
-            const onProgress = options.onProgress
-            return slot.run({
-              key,
-              spec,
-              items: encoded,
-              start,
-              failFast: options.failFast,
-              timeout: options.timeout,
-              refs: sharer.takeRefs(),
-              transfer: sharer.takeTransfer(),
-              timings: options.timings,
-              parent: options.parent,
-              onProgress: onProgress === undefined ? undefined : (index, data) => onProgress(start + index, data)
-            })
-          })
-        const run = (
-          slot: Slot,
-          items: ReadonlyArray<I>,
-          start: number,
-          options: RunOptions
-        ): Effect.Effect<Outcome<A, E>, ParallelError> =>
-          Effect.flatMap(runOnce(slot, items, start, options), (raw) => {
-            if (raw.status?.includes(Status.InlineEffect)) return Effect.fail(inlineEffect(work.label))
-            const outcome = decode(
-              work,
-              raw,
-              start,
-              items.length,
-              options.timeout,
-              `${config.name} worker ${slot.workerId}`
-            )
-            const stoppedAt = raw.stoppedAt
-            if (stoppedAt === undefined || options.failFast || stoppedAt + 1 >= items.length) {
-              return Effect.succeed(outcome)
-            }
-            // The worker was replaced at a stuck item: the items after it run on the replacement.
-            const next = stoppedAt + 1
-            return Effect.map(run(slot, items.slice(next), start + next, options), (rest): Outcome<A, E> => ({
-              _tag: "Exits" as const,
-              exits: [...exitsOf(outcome), ...exitsOf(rest)],
-              duration: outcome.duration + rest.duration
-              // No timings: the stuck item's end died with its worker, so they would not line up with the items.
-            }))
-          })
-        return {
-          slots: slots.length,
-          outstanding: (slot) => slots[slot]!.outstanding,
-          settled: settled.wait,
-          batchState: batchStates.get(key) ?? batchStates.set(key, new WeakMap()).get(key),
-          restarts: () => slots.reduce((sum, slot) => sum + Math.max(0, slot.spawned - 1), 0),
-          run: (index, items, start, options) => run(slots[index]!, items, start, options)
-        } satisfies Runner<I, A, E>
-      })
-  }
-  return backend
-})
 
-const makeThreads = Effect.fnUntraced(function*(options: ThreadsOptions | undefined) {
-  const parsed = yield* Options.parse(ThreadsOptionsSchema, "Backend.layerThreads", options)
-  const pool = yield* resolvePool(parsed)
-  let count = 0
-  return yield* makePool({
-    ...pool,
-    name: "threads",
-    isolated: false,
-    spawn: (control, handlers) => {
-      const worker = new Worker(
-        threadSource,
-        {
-          eval: true,
-          workerData: { control, threshold: pool.maxBytes },
-          resourceLimits: parsed.resourceLimits,
-          execArgv: parsed.execArgv ? [...parsed.execArgv] : undefined,
-          env: pool.env,
-          stderr: true,
-          name: `effect-joblib-${++count}`
-        } as ConstructorParameters<typeof Worker>[1]
-      )
-      worker.stderr.on("data", handlers.onStderr)
-      worker.on("message", handlers.onMessage)
-      worker.on("error", handlers.onError)
-      worker.on("exit", (code) => handlers.onExit(code, undefined))
-      return {
-        id: worker.threadId,
-        post: (message, transfer) => worker.postMessage(message, transfer as Array<ArrayBuffer> | undefined),
-        terminate: () => worker.terminate().then(() => undefined)
-      }
-    }
-  })
-})
-
-const makeProcesses = Effect.fnUntraced(function*(options: ProcessesOptions | undefined) {
-  const parsed = yield* Options.parse(ProcessesOptionsSchema, "Backend.layerProcesses", options)
-  const pool = yield* resolvePool(parsed)
-  return yield* makePool({
-    ...pool,
-    name: "processes",
-    isolated: true,
-    spawn: (_control, handlers) => {
-      const execArgv = parsed.execArgv ? [...parsed.execArgv] : inheritedExecArgv()
-      const child = spawn(process.execPath, [...execArgv, "--eval", processBootstrap], {
-        serialization: "advanced",
-        env: { ...pool.env, EFFECT_JOBLIB_THRESHOLD: String(pool.maxBytes), [SOURCE_VARIABLE]: processSource },
-        stdio: ["ignore", "inherit", "pipe", "ipc"]
-      })
-      child.stderr!.on("data", handlers.onStderr)
-      child.on("message", (message) => handlers.onMessage(message as never))
-      child.on("error", handlers.onError)
-      child.on("exit", (code, signal) => {
-        const report = () => handlers.onExit(code ?? undefined, signal ?? undefined)
-        // A crash report is read whole once stderr ends; a grandchild holding the pipe open delays it little.
-        const stderr = child.stderr!
-        if (stderr.readableEnded) return report()
-        const timer = setTimeout(report, 200)
-        stderr.once("end", () => {
-          clearTimeout(timer)
-          report()
-        })
-      })
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-      return {
-        id: child.pid ?? -1,
-        // A failed send means the channel closed: the exit handler reports the worker as crashed.
-        post: (message) => void child.send(message, () => {}),
-        terminate: () => {
-          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-          return exited
-        }
-      }
-    }
-  })
-})
+const makeProcesses = (options: ProcessesOptions | undefined) =>
+  Options.parse(ProcessesOptionsSchema, "Backend.layerProcesses", options).pipe(
+    Effect.flatMap(Pools.makeProcesses),
+    Effect.map((pool) => pool.backend)
+  )
 
 /**
  * A pool of worker threads that lives as long as the Layer's scope, so that

@@ -15,7 +15,6 @@
 import type * as BullMQ from "bullmq"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -35,21 +34,22 @@ import * as Hashing from "./Hashing.ts"
 import { importOptional } from "./internal/optional.ts"
 import * as OptionParsing from "./internal/options.ts"
 import { canonicalSource } from "./internal/parallel/closure.ts"
-import { decode, type Encoded, makeSettled } from "./internal/parallel/outcome.ts"
-import { Status } from "./internal/parallel/protocol.ts"
-import { countBuffers, shareAll, Sharer } from "./internal/parallel/share.ts"
-import { fromFunction, fromTask, type Work } from "./internal/parallel/work.ts"
-import { reviveRefs, serializeDefect } from "./internal/parallel/workerRuntime.js"
+import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
+import { makeSettled } from "./internal/parallel/outcome.ts"
+import type { RawOutcome } from "./internal/parallel/pool.ts"
+import { makeThreads, type Shipment, transportRun } from "./internal/parallel/pools.ts"
+import { decodeError, encodeError, type WorkSpec } from "./internal/parallel/protocol.ts"
+import type { Runner } from "./internal/parallel/runner.ts"
+import { countBuffers, Sharer } from "./internal/parallel/share.ts"
+import { keyOf, type Work } from "./internal/parallel/work.ts"
+import { mapBuffers, reviveRefs } from "./internal/parallel/workerRuntime.js"
 import { connectRedis } from "./internal/redis.ts"
 import {
   type InvalidOptions,
   type ParallelError,
   RemoteFailure,
   type TaskModuleError,
-  TaskNotFound,
-  TaskTimeout,
-  UnshippableFunction,
-  WorkerCrashed
+  TaskNotFound
 } from "./ParallelError.ts"
 import * as Task from "./Task.ts"
 
@@ -58,29 +58,31 @@ type Spec =
   | { readonly kind: "task"; readonly name: string; readonly source: string }
   | { readonly kind: "fn"; readonly source: string }
 
+/**
+ * A batch as the queue carries it: the batch protocol's `run` request (see `protocol.ts`), with the work named
+ * by a `Spec` that the worker resolves against its own modules, and big buffers stored once per map in Redis.
+ */
 interface BatchMessage {
   readonly spec: Spec
   readonly items: ReadonlyArray<unknown>
   readonly start: number
   readonly failFast: boolean
   readonly timeout: number | undefined
-  /** Report each task's start and end, for the driver's task spans. */
   readonly timings?: boolean | undefined
-  /** The batch's span, for its tasks' spans and logs on the worker. */
   readonly parent?: { readonly traceId: string; readonly spanId: string } | undefined
   /** Big buffers the items refer to, each stored once per map under `prefix + id`. */
   readonly refs: { readonly prefix: string; readonly ids: ReadonlyArray<number> } | undefined
 }
 
-/** A batch's results, and what its tasks reported with `Progress.report` on the way (input index, data). */
-interface ResultMessage extends Encoded {
-  readonly progress: ReadonlyArray<readonly [number, unknown]>
-}
-
-/** What a worker pushes to the driver's reply list when a batch ends: its results, or why it failed. */
+/** What a worker pushes to the driver's reply list when a batch ends: its raw results, or its typed error encoded. */
 type Reply =
-  | { readonly id: string; readonly result: ResultMessage }
-  | { readonly id: string; readonly error: string }
+  | {
+    readonly id: string
+    readonly result: RawOutcome
+    /** What the batch's tasks reported with `Progress.report`: index in the batch, data. */
+    readonly progress: ReadonlyArray<readonly [number, unknown]>
+  }
+  | { readonly id: string; readonly error: unknown }
 
 /** A job only names its batch (stored under `in:<id>`) and where to reply. */
 interface JobData {
@@ -118,9 +120,6 @@ const loadBullmq = importOptional<typeof BullMQ>("bullmq", "Remote", "bullmq ior
 /** A task's version: the hash of its `run` as tokens, so that formatting alone never counts as a change. */
 const hashSource = (source: string) => Effect.orDie(Hashing.hash(canonicalSource(source)))
 
-/** The reason a batch's wait ends when Redis is gone. */
-const LOST = "effect-joblib: the connection to Redis was lost"
-
 /**
  * Each batch costs a few milliseconds of CPU between the driver, Redis and the worker: auto batching keeps the
  * batches near the end of the input at least this long, so that the round trip stays a small share.
@@ -129,10 +128,6 @@ const MIN_BATCH_MILLIS = 100
 
 /** Buffers from this size are sent once per map rather than with every batch that uses them. */
 const BIG = 1024 * 1024
-
-/** A worker's typed failure of a whole batch travels as this prefix and the error's JSON encoding. */
-const ERROR_PREFIX = "ParallelError: "
-const TransportedError = Schema.Union([WorkerCrashed, TaskNotFound, UnshippableFunction])
 
 /**
  * Options of {@link layer}.
@@ -230,7 +225,6 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
         catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `${what}: ${messageOf(error)}` })
       })
     const prefix = `effect-joblib:${name}:`
-    const batchStates = new Map<string, WeakMap<object, unknown>>()
 
     // Workers push each batch's reply to this driver's own list; one fiber reads it and wakes the batch's waiter.
     // Cheaper than following the queue's event stream, which carries every event of every job.
@@ -271,15 +265,25 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     // the queue gave up on. Each batch in flight waits on Deferreds the watcher completes.
 
     /** Fails when either connection has been down for longer than `timeout`; renewed once it is back. */
-    let lost = Deferred.makeUnsafe<never, string>()
+    let lost = Deferred.makeUnsafe<never, RemoteFailure>()
     let downSince: number | undefined
     const watchConnections = Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.sync(() => {
         if (client.status === "ready" && replies.status === "ready") {
           downSince = undefined
-          if (Deferred.isDoneUnsafe(lost)) lost = Deferred.makeUnsafe<never, string>()
+          if (Deferred.isDoneUnsafe(lost)) lost = Deferred.makeUnsafe<never, RemoteFailure>()
         } else if (downSince === undefined) downSince = now
-        else if (now - downSince > timeout) Deferred.doneUnsafe(lost, Effect.fail(LOST))
+        else if (now - downSince > timeout) {
+          Deferred.doneUnsafe(
+            lost,
+            Effect.fail(
+              new RemoteFailure({
+                reason: "Unreachable",
+                message: `lost the connection to Redis for over ${timeout} ms while batches ran`
+              })
+            )
+          )
+        }
       }))
     yield* Effect.forkScoped(Effect.repeat(watchConnections, Schedule.spaced(Math.min(250, timeout))))
 
@@ -288,7 +292,8 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
      * replying: BullMQ fails a batch that stalled (its worker died) more than `maxStalledCount` times, or
      * the batch left the queue some other way. How many checks in a row found it missing.
      */
-    const watched = new Map<string, { readonly gone: Deferred.Deferred<never, string>; missing: number }>()
+    const watched = new Map<string, { readonly gone: Deferred.Deferred<never, RemoteFailure>; missing: number }>()
+    const rejected = (message: string) => Effect.fail(new RemoteFailure({ reason: "Rejected", message }))
     const watchBatches = Effect.gen(function*() {
       const ids = [...watched.keys()]
       if (ids.length === 0) return
@@ -302,41 +307,25 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
         if (states[i] === "failed") {
           const job = yield* Effect.promise(() => queue.getJob(id).catch(() => undefined))
           yield* Effect.promise(() => job?.remove().catch(() => {}) ?? Promise.resolve())
-          Deferred.doneUnsafe(entry.gone, Effect.fail(job?.failedReason ?? `the queue failed batch ${id}`))
+          Deferred.doneUnsafe(entry.gone, rejected(job?.failedReason ?? `the queue failed batch ${id}`))
           continue
         }
         // A reply is pushed before its batch completes, so a batch gone for a whole second had none.
         entry.missing = states[i] === "unknown" ? entry.missing + 1 : 0
         if (entry.missing === 2) {
-          Deferred.doneUnsafe(entry.gone, Effect.fail(`batch ${id} left the queue without a result`))
+          Deferred.doneUnsafe(entry.gone, rejected(`batch ${id} left the queue without a result`))
         }
       }
     })
     yield* Effect.forkScoped(Effect.repeat(watchBatches, Schedule.spaced(1000)))
 
-    /** Sends one batch and waits for its encoded results. */
-    const send = (
-      spec: Spec,
-      items: ReadonlyArray<unknown>,
-      start: number,
-      options: Backend.RunOptions,
-      refs: BatchMessage["refs"]
-    ) =>
+    /** Sends one batch through the queue and waits for its worker's raw results. */
+    const send = (message: BatchMessage, onProgress: Shipment["onProgress"]) =>
       Effect.gen(function*() {
         const id = Crypto.randomUUID()
-        const message: BatchMessage = {
-          spec,
-          items,
-          start,
-          failFast: options.failFast,
-          timeout: options.timeout,
-          timings: options.timings === true ? true : undefined,
-          parent: options.parent,
-          refs
-        }
         const replied = Deferred.makeUnsafe<Reply>()
         waiters.set(id, replied)
-        const gone = Deferred.makeUnsafe<never, string>()
+        const gone = Deferred.makeUnsafe<never, RemoteFailure>()
         watched.set(id, { gone, missing: 0 })
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
@@ -355,10 +344,12 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
               removeOnFail: { age: 3600 }
             })
           ]))
-        const finished = yield* Deferred.await(replied).pipe(
-          // Redis going away would leave the wait hanging: the watchdog turns it into a typed failure.
-          Effect.raceFirst(Deferred.await(lost)),
+        const reply = yield* Deferred.await(replied).pipe(
+          // A batch the queue gave up on leaves its items behind; its worker would have removed them.
           Effect.raceFirst(Deferred.await(gone)),
+          Effect.tapError(() => Effect.ignore(request("cleaning up", () => client.del(`${prefix}in:${id}`)))),
+          // Redis going away would leave the wait hanging: the watcher turns it into a typed failure.
+          Effect.raceFirst(Deferred.await(lost)),
           // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later, and one
           // already running is cancelled on its worker.
           Effect.onInterrupt(() =>
@@ -369,47 +360,21 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
                 client.del(`${prefix}in:${id}`).catch(() => 0)
               ])
             )
-          ),
-          Effect.result
+          )
         )
-        const reply: Reply = finished._tag === "Failure" ? { id, error: finished.failure } : finished.success
-        if ("error" in reply) {
-          const reason = reply.error
-          if (reason === LOST) {
-            return yield* new RemoteFailure({
-              reason: "Unreachable",
-              message: `lost the connection to Redis for over ${timeout} ms while batch ${id} ran`
-            })
-          }
-          yield* Effect.ignore(request("cleaning up", () => client.del(`${prefix}in:${id}`)))
-          if (reason.startsWith("TaskNotFound: ")) {
-            return yield* new TaskNotFound({
-              task: spec.kind === "task" ? spec.name : "<inline function>",
-              module: "<remote worker>",
-              message: reason.slice("TaskNotFound: ".length)
-            })
-          }
-          // A worker's own pool failed the batch (a crashed thread, for instance): the same typed error here.
-          if (reason.startsWith(ERROR_PREFIX)) {
-            const error = yield* Effect.option(Effect.flatMap(
-              Effect.try(() => JSON.parse(reason.slice(ERROR_PREFIX.length)) as unknown),
-              Schema.decodeUnknownEffect(TransportedError)
-            ))
-            if (error._tag === "Some") return yield* Effect.fail(error.value)
-          }
-          return yield* new RemoteFailure({ reason: "Rejected", message: reason })
-        }
-        for (const [index, data] of reply.result.progress) options.onProgress?.(index, data)
+        if ("error" in reply) return yield* Effect.fail(decodeError(reply.error))
+        for (const [index, data] of reply.progress) onProgress?.(index, data)
         return reply.result
       }).pipe(Effect.scoped)
 
+    const batchStates = new Map<string, WeakMap<object, unknown>>()
     const backend: Backend.Backend = {
       name: "remote",
       workers: slots,
       prepare: <I, A, E>(
         work: Work<I, A, E>,
         items?: ReadonlyArray<I>
-      ): Effect.Effect<Backend.Runner<I, A, E>, ParallelError, Scope.Scope> =>
+      ): Effect.Effect<Runner<I, A, E>, ParallelError, Scope.Scope> =>
         Effect.gen(function*() {
           const { spec: shipped } = yield* work.ship
           const spec: Spec = shipped.kind === "fn"
@@ -439,6 +404,23 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
               }
               return { prefix: refsPrefix, ids: [...refs.keys()] }
             })
+          const run = transportRun(
+            work,
+            sharer,
+            (_slot, shipment) =>
+              Effect.flatMap(upload(shipment.refs), (refs) =>
+                send({
+                  spec,
+                  items: shipment.items,
+                  start: shipment.start,
+                  failFast: shipment.failFast,
+                  timeout: shipment.timeout,
+                  timings: shipment.timings === true ? true : undefined,
+                  parent: shipment.parent,
+                  refs
+                }, shipment.onProgress)),
+            () => "remote worker"
+          )
           const outstanding = Array.from({ length: slots }, () => 0)
           const settled = makeSettled()
           return {
@@ -451,22 +433,15 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
             run: (slot, items, start, runOptions) =>
               Effect.suspend(() => {
                 outstanding[slot]!++
-                const encoded = items.map(work.encodeItem)
-                const shared = work.mayShare ? shareAll(sharer, encoded) : encoded
-                return Effect.flatMap(
-                  upload(sharer.takeRefs()),
-                  (refs) => send(spec, shared, start, runOptions, refs)
-                ).pipe(
-                  Effect.map((encoded) =>
-                    decode(work, encoded, start, items.length, runOptions.timeout, "remote worker")
-                  ),
-                  Effect.ensuring(Effect.sync(() => {
+                return Effect.ensuring(
+                  run(slot, items, start, runOptions),
+                  Effect.sync(() => {
                     outstanding[slot]!--
                     settled.notify()
-                  }))
+                  })
                 )
               })
-          } satisfies Backend.Runner<I, A, E>
+          } satisfies Runner<I, A, E>
         })
     }
     return backend
@@ -499,51 +474,6 @@ export interface WorkerOptions {
   readonly stalledInterval?: number | undefined
   /** How many times one batch may stall (its worker dying) before it fails. Default 2. */
   readonly maxStalledCount?: number | undefined
-}
-
-const encodeOutcome = <A, E>(
-  outcome: Backend.Outcome<A, E>,
-  encodeSuccess: (a: A) => unknown,
-  encodeError: (e: E) => unknown
-): Encoded => {
-  if (outcome._tag === "Values") {
-    return {
-      values: outcome.values.map(encodeSuccess),
-      status: undefined,
-      interrupted: false,
-      duration: outcome.duration,
-      timings: outcome.timings
-    }
-  }
-  const values: Array<unknown> = []
-  const status = new Uint8Array(outcome.exits.length)
-  let interrupted = false
-  for (const exit of outcome.exits) {
-    if (Exit.isSuccess(exit)) {
-      values.push(encodeSuccess(exit.value))
-      continue
-    }
-    const failure = exit.cause.reasons.find(Cause.isFailReason)
-    if (failure !== undefined) {
-      const error = failure.error
-      status[values.length] = error instanceof TaskTimeout ? Status.Timeout : Status.Failure
-      values.push(error instanceof TaskTimeout ? error.elapsed : encodeError(error as E))
-      continue
-    }
-    if (Cause.hasInterruptsOnly(exit.cause)) {
-      interrupted = true
-      break
-    }
-    status[values.length] = Status.Defect
-    values.push(serializeDefect(Cause.squash(exit.cause)))
-  }
-  return {
-    values,
-    status: status.subarray(0, values.length),
-    interrupted,
-    duration: outcome.duration,
-    timings: outcome.timings
-  }
 }
 
 /**
@@ -586,18 +516,15 @@ export const layerWorker = (
     for (const task of Task.registered()) {
       if (urls.includes(task.url)) tasks.set(task.name, { task, source: yield* hashSource(String(task.run)) })
     }
-    const pool = Context.get(
-      yield* Layer.build(Backend.layerThreads({ workers: options.concurrency ?? -1 })),
-      Backend.Backend
-    )
+    yield* checkNotImportingTaskModule("builds Remote.layerWorker")
+    const pool = yield* makeThreads({ workers: options.concurrency ?? -1 })
     const client = yield* connect(options.redis, options.timeout ?? 5000, true)
     const { WaitingError, Worker } = yield* loadBullmq
-    const context = yield* Effect.context<Scope.Scope>()
-    const runners = new Map<string, Effect.Effect<Backend.Runner<any, any, any>, ParallelError>>()
     let nextSlot = 0
 
-    // Buffers sent once per map, kept until the driver releases them.
-    const buffers = new Map<string, ArrayBuffer>()
+    // Buffers sent once per map, kept until the driver releases them. In shared memory, so that every thread
+    // reads them in place.
+    const buffers = new Map<string, SharedArrayBuffer>()
     const fetchBuffers = (refs: NonNullable<BatchMessage["refs"]>) =>
       Effect.gen(function*() {
         const held = new Map<number, ArrayBuffer>()
@@ -605,78 +532,94 @@ export const layerWorker = (
           const key = refs.prefix + id
           let buffer = buffers.get(key)
           if (buffer === undefined) {
-            const bytes = yield* Effect.tryPromise({ try: () => client.getBuffer(key), catch: messageOf })
-            if (bytes === null) return yield* Effect.fail(`the buffer ${key} is missing from Redis`)
-            buffer = new Uint8Array(bytes).buffer
+            const bytes = yield* Effect.tryPromise({
+              try: () => client.getBuffer(key),
+              catch: (error) => new RemoteFailure({ reason: "Unreachable", message: messageOf(error) })
+            })
+            if (bytes === null) {
+              return yield* new RemoteFailure({
+                reason: "Rejected",
+                message: `the buffer ${key} is missing from Redis`
+              })
+            }
+            buffer = new SharedArrayBuffer(bytes.length)
+            new Uint8Array(buffer).set(bytes)
             buffers.set(key, buffer)
           }
-          held.set(id, buffer)
+          held.set(id, buffer as unknown as ArrayBuffer)
         }
         return held
       })
 
-    const runBatch = (message: BatchMessage): Effect.Effect<ResultMessage, string> =>
+    /** The work a batch names, as this worker's threads load it; refused when this worker does not run it. */
+    const resolve = (spec: Spec): Effect.Effect<{ key: number; spec: WorkSpec }, TaskNotFound | RemoteFailure> => {
+      if (spec.kind === "fn") {
+        return options.allowInline === true
+          ? Effect.succeed({ key: keyOf(`fn:${spec.source}`), spec })
+          : Effect.fail(
+            new RemoteFailure({
+              reason: "Rejected",
+              message: "inline functions are not allowed on this worker (allowInline: false)"
+            })
+          )
+      }
+      const found = tasks.get(spec.name)
+      if (found === undefined) {
+        return Effect.fail(
+          new TaskNotFound({
+            task: spec.name,
+            module: urls.join(", "),
+            message: `this worker has no task named "${spec.name}" in ${urls.join(", ")}`
+          })
+        )
+      }
+      if (found.source !== spec.source) {
+        return Effect.fail(
+          new RemoteFailure({
+            reason: "Rejected",
+            message: `the task "${spec.name}" on this worker is a different version ` +
+              `(source ${found.source}, batch ${spec.source})`
+          })
+        )
+      }
+      const { url, name } = found.task
+      return Effect.succeed({ key: keyOf(`task:${url}#${name}`), spec: { kind: "task", url, name } })
+    }
+
+    /** Relays a batch to the least busy thread (ties rotate), as the batch protocol's `run` request. */
+    const runBatch = (message: BatchMessage) =>
       Effect.gen(function*() {
-        const spec = message.spec
-        let work: Work<unknown, unknown, unknown>
-        let decodeItem: (u: unknown) => unknown = (u) => u
-        let encodeSuccess: (a: unknown) => unknown = (a) => a
-        let encodeError: (e: unknown) => unknown = (e) => e
-        if (spec.kind === "fn") {
-          if (options.allowInline !== true) {
-            return yield* Effect.fail("inline functions are not allowed on this worker (allowInline: false)")
-          }
-          const revived = new Function(`"use strict"; return (${spec.source})`)() as (item: unknown) => unknown
-          work = fromFunction(revived) as unknown as Work<unknown, unknown, unknown>
-        } else {
-          const found = tasks.get(spec.name)
-          if (found === undefined) {
-            return yield* Effect.fail(
-              `TaskNotFound: this worker has no task named "${spec.name}" in ${urls.join(", ")}`
-            )
-          }
-          if (found.source !== spec.source) {
-            return yield* Effect.fail(
-              `the task "${spec.name}" on this worker is a different version (source ${found.source}, batch ${spec.source})`
-            )
-          }
-          work = fromTask(found.task)
-          decodeItem = Schema.decodeUnknownSync(found.task.payload as Schema.Codec<unknown, unknown>)
-          encodeSuccess = Schema.encodeUnknownSync(found.task.success as Schema.Codec<unknown, unknown>)
-          encodeError = Schema.encodeUnknownSync(found.task.error as Schema.Codec<unknown, unknown>)
-        }
-        const runnerKey = spec.kind === "fn" ? `fn:${spec.source}` : `task:${spec.name}`
-        let runner = runners.get(runnerKey)
-        if (runner === undefined) {
-          runner = yield* Effect.cached(Effect.provideContext(pool.prepare(work), context))
-          runners.set(runnerKey, runner)
-        }
-        const transported = (error: ParallelError) =>
-          Schema.is(TransportedError)(error)
-            ? ERROR_PREFIX + JSON.stringify(Schema.encodeSync(TransportedError)(error))
-            : error.message
-        const prepared = yield* Effect.mapError(runner, transported)
-        // The least busy thread, never a thread busy with a long batch while another is free; ties rotate.
-        let slot = nextSlot++ % prepared.slots
-        for (let i = 0; i < prepared.slots; i++) {
-          if (prepared.outstanding(i) < prepared.outstanding(slot)) slot = i
+        const { key, spec } = yield* resolve(message.spec)
+        const slots = pool.slots
+        let slot = nextSlot++ % slots.length
+        for (let i = 0; i < slots.length; i++) {
+          if (slots[i]!.outstanding < slots[slot]!.outstanding) slot = i
         }
         const items = message.refs === undefined
           ? message.items
           : reviveRefs(message.items, yield* fetchBuffers(message.refs)) as ReadonlyArray<unknown>
+        // The items are this worker's own copy: their big buffers move to the thread rather than being copied.
+        const transfer = new Set<ArrayBuffer>()
+        mapBuffers(items, BIG, (buffer) => transfer.add(buffer) && buffer)
         const progress: Array<readonly [number, unknown]> = []
-        const outcome = yield* prepared.run(slot, items.map(decodeItem), message.start, {
+        const result = yield* slots[slot]!.run({
+          key,
+          spec,
+          items,
+          start: message.start,
           failFast: message.failFast,
           timeout: message.timeout,
+          refs: undefined,
+          transfer: [...transfer],
           onProgress: (index, data) => void progress.push([index, data]),
-          timings: message.timings === true,
+          timings: message.timings,
           parent: message.parent
-        }).pipe(Effect.mapError(transported))
-        return { ...encodeOutcome(outcome, encodeSuccess, encodeError), progress }
+        })
+        return { result, progress }
       })
 
     // Batches running here, so that a cancel from the driver can interrupt them.
-    const running = new Map<string, Fiber.Fiber<ResultMessage, string>>()
+    const running = new Map<string, Fiber.Fiber<Omit<Extract<Reply, { result: unknown }>, "id">, ParallelError>>()
     const subscriber = yield* connect(options.redis, options.timeout ?? 5000, true)
     subscriber.on("message", (channel: string, payload: string) => {
       if (channel === `${prefix}release`) {
@@ -695,14 +638,23 @@ export const layerWorker = (
     /** Runs a batch; its failures become a reply too, so that the driver hears of them at once. */
     const answer = async (id: string): Promise<Reply | "interrupted"> => {
       const bytes = await client.getBuffer(`${prefix}in:${id}`)
-      if (bytes === null) return { id, error: `the batch ${id} is missing from Redis` }
+      if (bytes === null) {
+        return {
+          id,
+          error: encodeError(
+            new RemoteFailure({ reason: "Rejected", message: `the batch ${id} is missing from Redis` })
+          )
+        }
+      }
       const fiber = Effect.runFork(runBatch(V8.deserialize(bytes) as BatchMessage))
       running.set(id, fiber)
       const exit = await Effect.runPromise(Fiber.await(fiber)).finally(() => running.delete(id))
-      if (Exit.isSuccess(exit)) return { id, result: exit.value }
+      if (Exit.isSuccess(exit)) return { id, ...exit.value }
       if (Cause.hasInterruptsOnly(exit.cause)) return "interrupted"
       const failure = exit.cause.reasons.find(Cause.isFailReason)
-      return { id, error: failure !== undefined ? failure.error : Cause.pretty(exit.cause) }
+      const error = failure?.error ??
+        new RemoteFailure({ reason: "Rejected", message: `the worker failed: ${Cause.pretty(exit.cause)}` })
+      return { id, error: encodeError(error) }
     }
     const bullWorker = yield* Effect.acquireRelease(
       Effect.sync(() =>
@@ -719,7 +671,7 @@ export const layerWorker = (
             .exec()
         }, {
           connection: client,
-          concurrency: Math.max(1, pool.workers * 2),
+          concurrency: Math.max(1, pool.slots.length * 2),
           // Tasks run on threads, so the lock renewals on this loop are never starved by a long task.
           lockDuration: options.lockDuration ?? 3000,
           stalledInterval: options.stalledInterval ?? 1500,

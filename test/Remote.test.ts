@@ -116,6 +116,24 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
     30_000
   )
 
+  it.live(
+    "a task the workers do not have fails with TaskNotFound, the same class as on a local pool",
+    () =>
+      Effect.gen(function*() {
+        const missing = Task.make("NotOnTheWorkers", {
+          payload: Schema.Number,
+          success: Schema.Number,
+          run: (x) => x,
+          url: "file:///elsewhere/other-tasks.ts"
+        })
+        const error = yield* Effect.flip(Parallel.map([1], missing))
+        assert.instanceOf(error, ParallelError.TaskNotFound)
+        assert.strictEqual((error as ParallelError.TaskNotFound).task, "NotOnTheWorkers")
+        assert.include(error.message, "no task named \"NotOnTheWorkers\"")
+      }).pipe(Effect.provide(setup("missing"))),
+    30_000
+  )
+
   it.live("interrupting a map leaves nothing queued for workers to run later", () =>
     Effect.gen(function*() {
       const fiber = yield* Effect.forkChild(

@@ -17,9 +17,10 @@ import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
-import type { Outcome, Runner, RunOptions } from "../../Backend.ts"
 import type { Observation } from "../../Batching.ts"
 import type { ParallelError, TaskTimeout } from "../../ParallelError.ts"
+import type { Outcome } from "./outcome.ts"
+import type { Runner, RunOptions } from "./runner.ts"
 import { estimateBytes } from "./sizeEstimate.ts"
 
 /** A lazy, buffered puller over any input. */

@@ -3,10 +3,27 @@ import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type { Outcome } from "../../Backend.ts"
 import { TaskTimeout } from "../../ParallelError.ts"
 import { type SerializedCause, type SerializedDefect, Status } from "./protocol.ts"
 import { identity, type Work } from "./work.ts"
+
+/**
+ * The outcome of one batch: its `values` when every item succeeded, otherwise an `Exit` per item that ran
+ * (fail-fast batches stop at their first failure). Public as `Backend.Outcome`.
+ */
+export type Outcome<A, E> =
+  | {
+    readonly _tag: "Values"
+    readonly values: ReadonlyArray<A>
+    readonly duration: number
+    readonly timings?: ReadonlyArray<number> | undefined
+  }
+  | {
+    readonly _tag: "Exits"
+    readonly exits: ReadonlyArray<Exit.Exit<A, E | TaskTimeout>>
+    readonly duration: number
+    readonly timings?: ReadonlyArray<number> | undefined
+  }
 
 /** A batch's results as a worker encodes them. */
 export interface Encoded {

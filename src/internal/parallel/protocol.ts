@@ -4,6 +4,39 @@
  * only when something failed.
  */
 
+import * as Schema from "effect/Schema"
+import {
+  InvalidOptions,
+  type ParallelError,
+  RemoteFailure,
+  TaskModuleError,
+  TaskNotFound,
+  TaskTimeout,
+  UnshippableFunction,
+  WorkerCrashed
+} from "../../ParallelError.ts"
+
+/** Every typed error of a batch, as it crosses a transport that carries data only (a Redis queue): the same class on both sides. */
+const WireError = Schema.Union([
+  InvalidOptions,
+  UnshippableFunction,
+  TaskNotFound,
+  TaskModuleError,
+  WorkerCrashed,
+  TaskTimeout,
+  RemoteFailure
+])
+
+export const encodeError: (error: ParallelError) => unknown = Schema.encodeSync(WireError)
+
+/** The typed error sent; what is not one becomes a `RemoteFailure` naming it. */
+export const decodeError = (encoded: unknown): ParallelError => {
+  const decoded = Schema.decodeUnknownExit(WireError)(encoded)
+  if (decoded._tag === "Success") return decoded.value
+  const text = typeof encoded === "string" ? encoded : JSON.stringify(encoded) ?? String(encoded)
+  return new RemoteFailure({ reason: "Rejected", message: `a worker failed the batch with ${text}` })
+}
+
 /** What a worker runs: a Task found by module URL and name, or a function rebuilt from source. */
 export type WorkSpec =
   | { readonly kind: "task"; readonly url: string; readonly name: string }

@@ -52,7 +52,8 @@ export interface Work<I, A, E> {
 }
 
 const keys = new Map<string, number>()
-const keyOf = (id: string): number => {
+/** A number naming one unit of work in this process, the same across maps: a worker loads it once. */
+export const keyOf = (id: string): number => {
   let key = keys.get(id)
   if (key === undefined) {
     key = keys.size + 1
