@@ -291,35 +291,14 @@ export interface ThreadsOptions extends PoolOptions {
  */
 export interface ProcessesOptions extends PoolOptions {}
 
-const PoolOptionsFields = {
-  workers: Schema.optional(Options.Jobs),
-  maxBytes: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
-  interruptGrace: Schema.optional(Options.DurationInput),
-  memoryLimitMb: Schema.optional(Options.Positive),
-  execArgv: Schema.optional(Schema.Array(Schema.String)),
-  stderr: Schema.optional(Schema.Literals(["forward", "capture"])),
-  env: Schema.optional(Schema.Record(Schema.String, Schema.String))
-}
-
-const ThreadsOptionsSchema = Schema.Struct({
-  ...PoolOptionsFields,
-  resourceLimits: Schema.optional(Schema.Struct({
-    maxOldGenerationSizeMb: Schema.optional(Options.Positive),
-    maxYoungGenerationSizeMb: Schema.optional(Options.Positive),
-    stackSizeMb: Schema.optional(Options.Positive)
-  }))
-})
-
-const ProcessesOptionsSchema = Schema.Struct(PoolOptionsFields)
-
 const makeThreads = (options: ThreadsOptions | undefined) =>
-  Options.parse(ThreadsOptionsSchema, "Backend.layerThreads", options).pipe(
+  Options.parse(Pools.ThreadsOptions, "Backend.layerThreads", options).pipe(
     Effect.flatMap(Pools.makeThreads),
     Effect.map((pool) => pool.backend)
   )
 
 const makeProcesses = (options: ProcessesOptions | undefined) =>
-  Options.parse(ProcessesOptionsSchema, "Backend.layerProcesses", options).pipe(
+  Options.parse(Pools.ProcessesOptions, "Backend.layerProcesses", options).pipe(
     Effect.flatMap(Pools.makeProcesses),
     Effect.map((pool) => pool.backend)
   )

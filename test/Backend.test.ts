@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Schedule, Stream } from "effect"
+import { Cause, Effect, Exit, Option, Schedule, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { Backend, Parallel, ParallelError } from "../src/index.ts"
 import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { workerSource } from "../src/internal/parallel/workerRuntime.js"
@@ -171,6 +172,35 @@ describe("Backend.make", () => {
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)), `Backend "broken"`)
     }))
+})
+
+describe("a pool's timers run on the Clock", () => {
+  it.effect(
+    "a stuck worker is replaced when the Clock passes its timeout, not before: TestClock drives it",
+    () =>
+      Effect.gen(function*() {
+        const fiber = yield* Effect.forkChild(Parallel.map([1, 2], (x) => {
+          if (x === 1) { while (true) {} }
+          return x * 10
+        }, { timeout: 100, mode: "exit", batchSize: 2 }))
+        // Half a second of real time, five times the timeout: the Clock has not moved, so the worker is not replaced.
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 500)))
+        assert.isUndefined(fiber.pollUnsafe(), "still waiting for the stuck item")
+        // Moving the Clock past the timeout and grace replaces the worker; retried in case the item's start was late.
+        let exits: ReadonlyArray<Exit.Exit<number, unknown>> | undefined
+        for (let attempt = 0; attempt < 50 && exits === undefined; attempt++) {
+          yield* TestClock.adjust("1 second")
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+          const done = fiber.pollUnsafe()
+          if (done !== undefined) exits = yield* done
+        }
+        assert.isDefined(exits)
+        const stuck = Option.getOrThrow(Exit.findErrorOption(exits![0]!))
+        assert.instanceOf(stuck, ParallelError.TaskTimeout)
+        assert.deepStrictEqual(exits![1], Exit.succeed(20), "the item after it ran on the replacement")
+      }).pipe(Effect.provide(Backend.layerThreads({ workers: 1 }))),
+    30_000
+  )
 })
 
 describe("renamed layers", () => {

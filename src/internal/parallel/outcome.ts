@@ -4,8 +4,9 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { TaskTimeout } from "../../ParallelError.ts"
-import { type SerializedCause, type SerializedDefect, Status } from "./protocol.ts"
+import type { SerializedCause, SerializedDefect } from "./protocol.ts"
 import { identity, type Work } from "./work.ts"
+import { Status } from "./workerRuntime.js"
 
 /**
  * The outcome of one batch: its `values` when every item succeeded, otherwise an `Exit` per item that ran

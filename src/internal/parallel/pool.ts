@@ -3,11 +3,20 @@
  * most one live worker. A worker that dies, overruns a timeout, ignores a
  * cancel or outgrows its memory limit is replaced; batches queued behind it
  * that had not started move to the replacement.
+ *
+ * Each batch waits on a Deferred that the worker's messages complete; timeouts,
+ * cancel grace and close grace are fibers sleeping on the Clock, forked into
+ * the pool's scope, so that closing the pool leaves none behind.
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
 import { TaskModuleError, TaskNotFound, WorkerCrashed } from "../../ParallelError.ts"
-import { CANCEL, type FromWorker, type Partial, Status, type ToWorker, type WorkSpec } from "./protocol.ts"
+import type { FromWorker, Partial, ToWorker, WorkSpec } from "./protocol.ts"
+import type { RunOptions } from "./runner.ts"
+import { CANCEL, Status } from "./workerRuntime.js"
 
 /** A started worker, thread or process. */
 export interface Endpoint {
@@ -25,13 +34,35 @@ export interface EndpointHandlers {
   readonly onStderr: (chunk: Uint8Array) => void
 }
 
+export type Spawn = (control: SharedArrayBuffer, handlers: EndpointHandlers) => Endpoint
+
 /** How long an idle worker may take to release its tasks' layers when its pool closes. */
 const CLOSE_GRACE = 2000
 
 /** How much of a worker's stderr a `WorkerCrashed` carries: the end, where a crash report is. */
 const STDERR_TAIL = 8 * 1024
 
-export type Spawn = (control: SharedArrayBuffer, handlers: EndpointHandlers) => Endpoint
+/** A batch ready for a transport: its items encoded and shared, with what the worker needs to run them. */
+export interface Shipment {
+  readonly items: ReadonlyArray<unknown>
+  readonly start: number
+  readonly failFast: boolean
+  readonly timeout: number | undefined
+  /** Buffers the items refer to by id (isolated workers), sent once per worker. */
+  readonly refs: ReadonlyMap<number, ArrayBuffer> | undefined
+  /** Buffers to move rather than copy. */
+  readonly transfer: ReadonlyArray<ArrayBuffer>
+  readonly timings: boolean | undefined
+  readonly parent: RunOptions["parent"]
+  /** What a task reports, by index in the batch. */
+  readonly onProgress: ((index: number, data: unknown) => void) | undefined
+}
+
+/** A shipment for a pool's worker: which work it runs, by key (and spec, the first time a worker sees the key). */
+export interface BatchRequest extends Shipment {
+  readonly key: number
+  readonly spec: WorkSpec
+}
 
 export interface RawOutcome {
   readonly values: ReadonlyArray<unknown>
@@ -42,11 +73,13 @@ export interface RawOutcome {
    * The item at this batch index overran its timeout in a worker that would not yield, so the worker was
    * replaced: the values stop there (its own value is the elapsed milliseconds) and later items did not run.
    */
-  readonly stoppedAt: number | undefined
+  readonly stoppedAt?: number | undefined
   readonly duration: number
   /** When asked for: each finished item's start and end, in epoch milliseconds, in pairs. */
   readonly timings?: ReadonlyArray<number> | undefined
 }
+
+export type SlotError = TaskNotFound | TaskModuleError | WorkerCrashed
 
 export interface SlotOptions {
   /** How long a cancelled or overrunning batch may take to stop before its worker is terminated. */
@@ -59,43 +92,28 @@ export interface SlotOptions {
   readonly forwardStderr: boolean
 }
 
-export interface BatchRequest {
-  readonly key: number
-  readonly spec: WorkSpec
-  readonly items: ReadonlyArray<unknown>
-  readonly start: number
-  readonly failFast: boolean
-  readonly timeout: number | undefined
-  /** Buffers the items refer to by id, sent to each worker process once. */
-  readonly refs: ReadonlyMap<number, ArrayBuffer> | undefined
-  readonly transfer: ReadonlyArray<ArrayBuffer>
-  readonly onProgress: ((index: number, data: unknown) => void) | undefined
-  /** Ask the worker when each item started and ended. */
-  readonly timings?: boolean | undefined
-  /** The batch's span, for its tasks' spans and logs. */
-  readonly parent?: { readonly traceId: string; readonly spanId: string } | undefined
-}
-
 interface Pending {
   readonly request: BatchRequest
-  readonly resolve: (exit: Exit.Exit<RawOutcome, TaskNotFound | TaskModuleError | WorkerCrashed>) => void
+  readonly done: Deferred.Deferred<RawOutcome, SlotError>
+  /** Where and under which id it was last sent. */
+  live: Live | undefined
+  id: number
   /** Results received with ticks so far (timeouts only). */
   values: Array<unknown>
   status: Array<number> | undefined
   /** The item running now and since when, from ticks. */
   current: number
   since: number
-  watchdog: ReturnType<typeof setTimeout> | undefined
-  /** Interrupts the batch where it was last sent. */
-  cancel?: () => Promise<void>
-  /** Ends a wait started by `cancel` when the worker answers. */
-  resolveCancelled?: () => void
+  watchdog: Fiber.Fiber<void> | undefined
 }
 
 interface Live {
   readonly endpoint: Endpoint
   readonly control: Int32Array
-  readonly ready: Promise<void>
+  /** Done when the worker is ready, or dead. */
+  readonly ready: Deferred.Deferred<void>
+  /** Done when the worker answers a graceful close. */
+  readonly closed: Deferred.Deferred<void>
   /** In the order the worker runs them: the first has started or is next. */
   readonly pending: Map<number, Pending>
   readonly keys: Set<number>
@@ -105,9 +123,10 @@ interface Live {
   retiring: boolean
   /** The end of what the worker wrote to stderr. */
   stderr: string
-  /** Resolves a graceful close when the worker answers `closed`. */
-  closed?: (() => void) | undefined
 }
+
+/** Forks a timer fiber into the pool's scope. */
+type Fork = (effect: Effect.Effect<void>) => Fiber.Fiber<void>
 
 let nextBatchId = 1
 
@@ -126,6 +145,8 @@ const append = (pending: Pending, partial: Partial) => {
   }
 }
 
+const terminate = (live: Live) => Effect.promise(() => live.endpoint.terminate().catch(() => {}))
+
 export class Slot {
   readonly index: number
   private live: Live | undefined
@@ -133,20 +154,22 @@ export class Slot {
   private readonly lives = new Set<Live>()
   private readonly spawn: Spawn
   private readonly options: SlotOptions
+  private readonly fork: Fork
   /** Batches sent to this slot and not yet answered. */
   outstanding = 0
   /** How many workers this slot has started. */
   spawned = 0
 
-  constructor(index: number, spawn: Spawn, options: SlotOptions) {
+  constructor(index: number, spawn: Spawn, options: SlotOptions, fork: Fork) {
     this.index = index
     this.spawn = spawn
     this.options = options
+    this.fork = fork
   }
 
   /** Starts the worker now, so that the first batch finds it warm. */
-  warm(): Promise<void> {
-    return this.ensure().ready
+  get warm(): Effect.Effect<void> {
+    return Effect.suspend(() => Deferred.await(this.ensure().ready))
   }
 
   get workerId(): number | undefined {
@@ -156,17 +179,11 @@ export class Slot {
   private ensure(): Live {
     if (this.live !== undefined && !this.live.dead && !this.live.retiring) return this.live
     const controlBuffer = new SharedArrayBuffer(4)
-    let markReady!: () => void
-    let failReady!: (error: Error) => void
-    const ready = new Promise<void>((resolve, reject) => {
-      markReady = resolve
-      failReady = reject
-    })
-    ready.catch(() => {})
     const live: Live = {
       endpoint: undefined as unknown as Endpoint,
       control: new Int32Array(controlBuffer),
-      ready,
+      ready: Deferred.makeUnsafe(),
+      closed: Deferred.makeUnsafe(),
       pending: new Map(),
       keys: new Set(),
       buffers: new Set(),
@@ -177,25 +194,28 @@ export class Slot {
     const die = (exitCode: number | undefined, signal: string | undefined, reason: string) => {
       if (live.dead) return
       const id = live.endpoint?.id ?? -1
-      failReady(new Error(reason))
       // The batch the worker was running is lost; those queued behind it never started.
       const running = live.pending.values().next().value
       const stderr = live.stderr.trim()
       this.bury(live, running, () => {
-        running?.resolve(Exit.fail(
-          new WorkerCrashed({
-            worker: id,
-            exitCode,
-            signal,
-            stderr: stderr === "" ? undefined : stderr,
-            message: `worker ${id} ${reason} while running ${specName(running.request.spec)}` +
-              (stderr === "" ? "" : `; its stderr ended with:\n${stderr}`)
-          })
-        ))
+        if (running === undefined) return
+        Deferred.doneUnsafe(
+          running.done,
+          Exit.fail(
+            new WorkerCrashed({
+              worker: id,
+              exitCode,
+              signal,
+              stderr: stderr === "" ? undefined : stderr,
+              message: `worker ${id} ${reason} while running ${specName(running.request.spec)}` +
+                (stderr === "" ? "" : `; its stderr ended with:\n${stderr}`)
+            })
+          )
+        )
       })
     }
     ;(live as { endpoint: Endpoint }).endpoint = this.spawn(controlBuffer, {
-      onMessage: (message) => this.receive(live, message, markReady),
+      onMessage: (message) => this.receive(live, message),
       onExit: (exitCode, signal) =>
         die(exitCode, signal, `exited${signal ? ` on signal ${signal}` : ` with code ${exitCode}`}`),
       onError: (error) => die(undefined, undefined, `failed: ${error.stack ?? error.message}`),
@@ -210,20 +230,19 @@ export class Slot {
     return live
   }
 
-  private receive(live: Live, message: FromWorker, markReady: () => void) {
+  private receive(live: Live, message: FromWorker) {
     switch (message._) {
       case "ready":
-        return markReady()
+        return Deferred.doneUnsafe(live.ready, Exit.void)
       case "closed":
-        return live.closed?.()
+        return Deferred.doneUnsafe(live.closed, Exit.void)
       case "tick": {
         const pending = live.pending.get(message.id)
         if (pending === undefined) return
         append(pending, message)
         pending.current = message.index
         pending.since = performance.now()
-        this.watch(live, message.id, pending)
-        return
+        return this.watch(live, pending)
       }
       case "progress":
         return live.pending.get(message.id)?.request.onProgress?.(message.index, message.data)
@@ -231,7 +250,7 @@ export class Slot {
         const pending = live.pending.get(message.id)
         if (pending === undefined) return
         live.pending.delete(message.id)
-        clearTimeout(pending.watchdog)
+        pending.watchdog?.interruptUnsafe()
         let values = message.values
         let status = message.status
         if (pending.values.length > 0) {
@@ -239,20 +258,27 @@ export class Slot {
           values = pending.values
           status = pending.status === undefined ? undefined : Uint8Array.from(pending.status)
         }
-        pending.resolve(Exit.succeed({
-          values,
-          status,
-          interrupted: message.interrupted,
-          stoppedAt: undefined,
-          duration: message.duration,
-          timings: message.timings
-        }))
+        Deferred.doneUnsafe(
+          pending.done,
+          Exit.succeed<RawOutcome>({
+            values,
+            status,
+            interrupted: message.interrupted,
+            duration: message.duration,
+            timings: message.timings
+          })
+        )
         const limit = this.options.memoryLimit
         if (limit !== undefined && message.memory > limit && !live.retiring) {
           live.retiring = true
           if (this.live === live) this.live = undefined
         }
-        if (live.retiring && live.pending.size === 0) this.retire(live)
+        if (live.retiring && live.pending.size === 0) {
+          // Outgrew its memory limit and finished its last batch.
+          live.dead = true
+          this.lives.delete(live)
+          live.endpoint.terminate().catch(() => {})
+        }
         return
       }
       case "loadFailed": {
@@ -260,27 +286,20 @@ export class Slot {
         live.pending.delete(message.id)
         if (pending === undefined) return
         const spec = pending.request.spec
-        if (message.unguarded === true && spec.kind === "task") {
-          return pending.resolve(Exit.fail(
-            new TaskModuleError({ module: spec.url, reason: "TopLevelProgram", message: message.message })
-          ))
-        }
-        pending.resolve(Exit.fail(
-          new TaskNotFound({
-            task: specName(spec),
-            module: spec.kind === "task" ? spec.url : "<inline>",
-            message: `cannot load ${specName(spec)}: ${message.message}`
-          })
-        ))
+        return Deferred.doneUnsafe(
+          pending.done,
+          Exit.fail(
+            message.unguarded === true && spec.kind === "task"
+              ? new TaskModuleError({ module: spec.url, reason: "TopLevelProgram", message: message.message })
+              : new TaskNotFound({
+                task: specName(spec),
+                module: spec.kind === "task" ? spec.url : "<inline>",
+                message: `cannot load ${specName(spec)}: ${message.message}`
+              })
+          )
+        )
       }
     }
-  }
-
-  /** Terminates a worker that finished its last batch after outgrowing its memory limit. */
-  private retire(live: Live) {
-    live.dead = true
-    this.lives.delete(live)
-    live.endpoint.terminate().catch(() => {})
   }
 
   /**
@@ -291,54 +310,64 @@ export class Slot {
     live.dead = true
     this.lives.delete(live)
     if (this.live === live) this.live = undefined
+    // Whoever waits for it to be ready (a warm-up, a batch not yet sent) looks again and finds it dead.
+    Deferred.doneUnsafe(live.ready, Exit.void)
     const queued = [...live.pending.values()].filter((pending) => pending !== stopped)
     live.pending.clear()
-    clearTimeout(stopped?.watchdog)
+    stopped?.watchdog?.interruptUnsafe()
     settle()
     for (const pending of queued) {
-      clearTimeout(pending.watchdog)
+      pending.watchdog?.interruptUnsafe()
       this.send(pending)
     }
   }
 
   /** Arms the timeout watchdog of the item that just started. */
-  private watch(live: Live, id: number, pending: Pending) {
-    clearTimeout(pending.watchdog)
+  private watch(live: Live, pending: Pending) {
+    pending.watchdog?.interruptUnsafe()
     const timeout = pending.request.timeout
     if (timeout === undefined) return
     const item = pending.current
-    pending.watchdog = setTimeout(() => {
-      if (live.dead || !live.pending.has(id) || pending.current !== item) return
-      // The worker did not yield within the grace period: replace it and report the item as timed out.
-      const elapsed = performance.now() - pending.since
-      live.endpoint.terminate().catch(() => {})
-      this.bury(live, pending, () => {
-        append(pending, { values: [elapsed], status: Uint8Array.of(Status.Timeout) })
-        pending.resolve(Exit.succeed({
-          values: pending.values,
-          status: Uint8Array.from(pending.status!),
-          interrupted: false,
-          stoppedAt: item,
-          duration: performance.now() - pending.since
-        }))
+    pending.watchdog = this.fork(Effect.andThen(
+      Effect.sleep(timeout + this.options.grace),
+      Effect.sync(() => {
+        if (live.dead || live.pending.get(pending.id) !== pending || pending.current !== item) return
+        // The worker did not yield within the grace period: replace it and report the item as timed out.
+        const elapsed = performance.now() - pending.since
+        live.endpoint.terminate().catch(() => {})
+        this.bury(live, pending, () => {
+          append(pending, { values: [elapsed], status: Uint8Array.of(Status.Timeout) })
+          Deferred.doneUnsafe(
+            pending.done,
+            Exit.succeed<RawOutcome>({
+              values: pending.values,
+              status: Uint8Array.from(pending.status!),
+              interrupted: false,
+              stoppedAt: item,
+              duration: performance.now() - pending.since
+            })
+          )
+        })
       })
-    }, timeout + this.options.grace)
+    ))
   }
 
-  /** Sends a batch to the current worker (starting one if needed). */
+  /** Sends a batch to the current worker (starting one if needed), once it is ready. */
   private send(pending: Pending) {
     let live: Live
     try {
       live = this.ensure()
     } catch (error) {
-      pending.resolve(Exit.fail(new WorkerCrashed({ worker: -1, message: `cannot start a worker: ${String(error)}` })))
-      return
+      const crashed = new WorkerCrashed({ worker: -1, message: `cannot start a worker: ${String(error)}` })
+      return Deferred.doneUnsafe(pending.done, Exit.fail(crashed))
     }
     const id = nextBatchId++
+    pending.live = live
+    pending.id = id
     pending.values = []
     pending.status = undefined
     live.pending.set(id, pending)
-    live.ready.then(() => {
+    const post = () => {
       if (live.dead || live.pending.get(id) !== pending) return
       const { request } = pending
       const first = !live.keys.has(request.key)
@@ -369,70 +398,63 @@ export class Slot {
         }, request.transfer)
       } catch (error) {
         live.pending.delete(id)
-        pending.resolve(Exit.die(error))
+        Deferred.doneUnsafe(pending.done, Exit.die(error))
       }
-    }, () => {})
-    pending.cancel = () => this.cancel(live, id, pending)
+    }
+    // A warm worker gets the batch at once; a starting one when it is ready.
+    if (Deferred.isDoneUnsafe(live.ready)) post()
+    else this.fork(Effect.andThen(Deferred.await(live.ready), Effect.sync(post)))
   }
 
   /**
    * Interrupts a batch. One still queued is dropped at once. One running is asked to stop; if it has
    * not answered within the grace period its worker is terminated and the batches behind it move on.
    */
-  private cancel(live: Live, id: number, pending: Pending): Promise<void> {
-    if (live.dead || live.pending.get(id) !== pending) return Promise.resolve()
-    const running = live.pending.keys().next().value === id
-    live.endpoint.post({ _: "cancel", id })
-    if (!running) {
-      live.pending.delete(id)
-      return Promise.resolve()
-    }
-    Atomics.store(live.control, CANCEL, id)
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        if (live.dead || live.pending.get(id) !== pending) return resolve()
-        live.endpoint.terminate().catch(() => {}).finally(resolve)
-        this.bury(live, pending, () => {})
-      }, this.options.grace)
-      pending.resolveCancelled = () => {
-        clearTimeout(timer)
-        resolve()
+  private cancel(pending: Pending): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const live = pending.live
+      if (live === undefined || live.dead || live.pending.get(pending.id) !== pending) return Effect.void
+      const running = live.pending.keys().next().value === pending.id
+      live.endpoint.post({ _: "cancel", id: pending.id })
+      if (!running) {
+        live.pending.delete(pending.id)
+        return Effect.void
       }
+      Atomics.store(live.control, CANCEL, pending.id)
+      return Deferred.await(pending.done).pipe(
+        Effect.exit,
+        Effect.timeoutOption(this.options.grace),
+        Effect.flatMap((answered) => {
+          if (answered._tag === "Some" || live.dead || live.pending.get(pending.id) !== pending) return Effect.void
+          this.bury(live, pending, () => {})
+          return terminate(live)
+        })
+      )
     })
   }
 
-  run(request: BatchRequest): Effect.Effect<RawOutcome, TaskNotFound | TaskModuleError | WorkerCrashed> {
-    return Effect.callback<RawOutcome, TaskNotFound | TaskModuleError | WorkerCrashed>((resume) => {
-      let settled = false
+  run(request: BatchRequest): Effect.Effect<RawOutcome, SlotError> {
+    return Effect.suspend(() => {
       this.outstanding++
       const pending: Pending = {
         request,
+        done: Deferred.makeUnsafe(),
+        live: undefined,
+        id: 0,
         values: [],
         status: undefined,
         current: 0,
         since: 0,
-        watchdog: undefined,
-        resolve: (exit) => {
-          pending.resolveCancelled?.()
-          if (settled) return
-          settled = true
-          this.outstanding--
-          this.options.onSettle()
-          resume(exit)
-        }
+        watchdog: undefined
       }
       this.send(pending)
-      return Effect.promise(() => {
-        if (settled) return Promise.resolve()
-        const cancelled = pending.cancel?.() ?? Promise.resolve()
-        // The caller sees the interruption at once; the worker is dealt with in the background of the finalizer.
-        if (!settled) {
-          settled = true
+      return Deferred.await(pending.done).pipe(
+        Effect.onInterrupt(() => this.cancel(pending)),
+        Effect.ensuring(Effect.sync(() => {
           this.outstanding--
           this.options.onSettle()
-        }
-        return cancelled
-      })
+        }))
+      )
     })
   }
 
@@ -449,31 +471,31 @@ export class Slot {
    * release what its tasks hold (their layers' finalizers run), for up to `CLOSE_GRACE`; a busy one, or one
    * that does not answer, is terminated.
    */
-  close(): Promise<void> {
-    this.live = undefined
-    const lives = [...this.lives]
-    this.lives.clear()
-    for (const live of lives) live.dead = true
-    return Promise.all(lives.map((live) => this.stop(live))).then(() => undefined)
-  }
-
-  private stop(live: Live): Promise<void> {
-    if (live.pending.size > 0) return live.endpoint.terminate()
-    return live.ready.then(
-      () =>
-        new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, CLOSE_GRACE)
-          live.closed = () => {
-            clearTimeout(timer)
-            resolve()
-          }
-          try {
-            live.endpoint.post({ _: "close" })
-          } catch {
-            resolve()
-          }
-        }),
-      () => undefined
-    ).then(() => live.endpoint.terminate())
+  get close(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.live = undefined
+      const lives = [...this.lives]
+      this.lives.clear()
+      for (const live of lives) live.dead = true
+      return Effect.forEach(lives, (live) => {
+        if (live.pending.size > 0) return terminate(live)
+        return Deferred.await(live.ready).pipe(
+          Effect.andThen(Effect.try(() => live.endpoint.post({ _: "close" }))),
+          Effect.andThen(Deferred.await(live.closed)),
+          Effect.timeoutOption(CLOSE_GRACE),
+          Effect.ignore,
+          Effect.andThen(terminate(live))
+        )
+      }, { concurrency: "unbounded", discard: true })
+    })
   }
 }
+
+/** The slots of a pool, closed with the scope; every timer they start is a fiber of that scope. */
+export const makeSlots = Effect.fnUntraced(function*(count: number, spawn: Spawn, options: SlotOptions) {
+  const fork = yield* FiberSet.makeRuntime<never, void, never>()
+  const slots = Array.from({ length: count }, (_, i) => new Slot(i, spawn, options, (effect) => fork(effect)))
+  yield* Effect.addFinalizer(() => Effect.forEach(slots, (slot) => slot.close, { concurrency: "unbounded" }))
+  yield* Effect.forEach(slots, (slot) => slot.warm, { concurrency: "unbounded", discard: true })
+  return slots
+})

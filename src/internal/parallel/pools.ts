@@ -5,6 +5,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { spawn } from "node:child_process"
 import { Worker } from "node:worker_threads"
 import { InvalidOptions, type ParallelError } from "../../ParallelError.ts"
@@ -12,27 +13,11 @@ import * as Options from "../options.ts"
 import * as Cpus from "./cpus.ts"
 import { withHugePages } from "./hugePages.ts"
 import { decode, exitsOf, makeSettled, type Outcome } from "./outcome.ts"
-import { type RawOutcome, Slot, type Spawn } from "./pool.ts"
+import { makeSlots, type RawOutcome, type Shipment, type Slot, type Spawn } from "./pool.ts"
 import type { Backend, PrepareOptions, Runner, RunOptions } from "./runner.ts"
 import { countBuffers, MovedTwice, shareAll, Sharer } from "./share.ts"
 import { identity, inlineEffect, type Work } from "./work.ts"
 import { Status, workerSource } from "./workerRuntime.js"
-
-/** A batch ready for a transport: its items encoded and shared, with what the worker needs to run them. */
-export interface Shipment {
-  readonly items: ReadonlyArray<unknown>
-  readonly start: number
-  readonly failFast: boolean
-  readonly timeout: number | undefined
-  /** Buffers the items refer to by id (isolated workers), sent once per worker. */
-  readonly refs: ReadonlyMap<number, ArrayBuffer> | undefined
-  /** Buffers to move rather than copy. */
-  readonly transfer: ReadonlyArray<ArrayBuffer>
-  readonly timings: boolean | undefined
-  readonly parent: RunOptions["parent"]
-  /** What a task reports, by index in the batch. */
-  readonly onProgress: ((index: number, data: unknown) => void) | undefined
-}
 
 /**
  * Runs batches of `work` over a transport: `send` carries a shipment to a slot's worker and returns its raw
@@ -151,21 +136,30 @@ const workerEnv = (workers: number, user: Readonly<Record<string, string>> | und
   return { ...env, ...user }
 }
 
-/** A pool's options as `Backend.layerThreads` and `Backend.layerProcesses` parsed them. */
-export interface PoolSettings {
-  readonly workers?: number | undefined
-  readonly maxBytes?: number | undefined
-  readonly interruptGrace?: Duration.Input | undefined
-  readonly memoryLimitMb?: number | undefined
-  readonly execArgv?: ReadonlyArray<string> | undefined
-  readonly stderr?: "forward" | "capture" | undefined
-  readonly env?: Readonly<Record<string, string>> | undefined
-  readonly resourceLimits?: {
-    readonly maxOldGenerationSizeMb?: number | undefined
-    readonly maxYoungGenerationSizeMb?: number | undefined
-    readonly stackSizeMb?: number | undefined
-  } | undefined
+const PoolOptionsFields = {
+  workers: Schema.optional(Options.Jobs),
+  maxBytes: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  interruptGrace: Schema.optional(Options.DurationInput),
+  memoryLimitMb: Schema.optional(Options.Positive),
+  execArgv: Schema.optional(Schema.Array(Schema.String)),
+  stderr: Schema.optional(Schema.Literals(["forward", "capture"])),
+  env: Schema.optional(Schema.Record(Schema.String, Schema.String))
 }
+
+/** The options of `Backend.layerThreads`, as parsed. */
+export const ThreadsOptions = Schema.Struct({
+  ...PoolOptionsFields,
+  resourceLimits: Schema.optional(Schema.Struct({
+    maxOldGenerationSizeMb: Schema.optional(Options.Positive),
+    maxYoungGenerationSizeMb: Schema.optional(Options.Positive),
+    stackSizeMb: Schema.optional(Options.Positive)
+  }))
+})
+
+/** The options of `Backend.layerProcesses`, as parsed. */
+export const ProcessesOptions = Schema.Struct(PoolOptionsFields)
+
+type PoolSettings = typeof ThreadsOptions.Type
 
 /** A pool backend and its slots, which a Remote worker drives directly. */
 export interface Pool {
@@ -205,18 +199,12 @@ const resolvePool = Effect.fnUntraced(function*(parsed: PoolSettings) {
 const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
   const settled = makeSettled()
   const batchStates = new Map<number, WeakMap<object, unknown>>()
-  const slots = Array.from(
-    { length: config.workers },
-    (_, i) =>
-      new Slot(i, config.spawn, {
-        grace: config.grace,
-        forwardStderr: config.forwardStderr,
-        memoryLimit: config.memoryLimit,
-        onSettle: settled.notify
-      })
-  )
-  yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(slots.map((slot) => slot.close()))))
-  yield* Effect.promise(() => Promise.all(slots.map((slot) => slot.warm())))
+  const slots = yield* makeSlots(config.workers, config.spawn, {
+    grace: config.grace,
+    forwardStderr: config.forwardStderr,
+    memoryLimit: config.memoryLimit,
+    onSettle: settled.notify
+  })
   const backend: Backend = {
     name: config.name,
     workers: config.workers,

@@ -73,8 +73,6 @@ export type ToWorker =
   /** The pool is closing: release what the loaded tasks hold, then answer `closed`. */
   | { readonly _: "close" }
 
-export { CANCEL, REF, Status } from "./workerRuntime.js"
-
 export interface SerializedDefect {
   readonly name: string
   readonly message: string

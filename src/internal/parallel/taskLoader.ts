@@ -10,11 +10,19 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
-import type * as Task from "../../Task.ts"
 import { TaskReporter } from "./report.ts"
 import { isTransparent } from "./transparent.ts"
 
 const identity = (u: unknown) => u
+
+/** What a worker needs of a `Task` (declared here, so that this module does not import `Task.ts`, which installs it). */
+interface Loadable {
+  readonly payload: Schema.Codec<unknown, unknown>
+  readonly success: Schema.Codec<unknown, unknown>
+  readonly error: Schema.Codec<unknown, unknown>
+  readonly run: (payload: unknown) => unknown
+  readonly layer: Layer.Layer<any, unknown> | undefined
+}
 
 const classify = (exit: Exit.Exit<unknown, unknown>) => {
   if (Exit.isSuccess(exit)) return { _tag: "Defect", defect: new Error("not a failure") } as const
@@ -25,7 +33,7 @@ const classify = (exit: Exit.Exit<unknown, unknown>) => {
 }
 
 /** What a worker's batch loop needs to run a task: see `Loaded` in workerRuntime.js. */
-export const loadTask = async (task: Task.Task<unknown, unknown, unknown>) => {
+export const loadTask = async (task: Loadable) => {
   const decodePayload = isTransparent(task.payload) ? identity : Schema.decodeUnknownSync(task.payload)
   // The task's layer is its worker initializer: built once, for the worker's lifetime.
   let context: any
