@@ -1,10 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Option, Schedule, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Backend, Parallel, ParallelError } from "../src/index.ts"
+import { Backend, Parallel, ParallelError, Task } from "../src/index.ts"
 import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { workerSource } from "../src/internal/parallel/workerRuntime.js"
 import { suite } from "./BackendSuite.ts"
+import { Negative, Sleep, SquareRoot } from "./fixtures/tasks.ts"
 
 suite("Backend.layerSequential (default)", Backend.layerSequential(), {
   isolated: false,
@@ -201,6 +202,63 @@ describe("a pool's timers run on the Clock", () => {
       }).pipe(Effect.provide(Backend.layerThreads({ workers: 1 }))),
     30_000
   )
+})
+
+describe("in process, with the workers' item loop", () => {
+  it.effect("a Task's Effect times out on the Clock: TestClock decides, as for a worker pool", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.forkChild(Parallel.map([10_000, 5], Sleep, { timeout: 100, mode: "exit" }))
+      // The Clock moves in steps, with real turns of the event loop between them for the batch to start.
+      let exits: ReadonlyArray<Exit.Exit<number, unknown>> | undefined
+      for (let step = 0; step < 200 && exits === undefined; step++) {
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        yield* TestClock.adjust("10 millis")
+        const done = fiber.pollUnsafe()
+        if (done !== undefined) exits = yield* done
+      }
+      assert.isDefined(exits, "the timeout fired once the Clock passed it")
+      const timedOut = Option.getOrThrow(Exit.findErrorOption(exits![0]!))
+      assert.instanceOf(timedOut, ParallelError.TaskTimeout)
+      assert.strictEqual((timedOut as ParallelError.TaskTimeout).index, 0)
+      assert.deepStrictEqual(exits![1], Exit.succeed(5))
+    }))
+
+  it.effect("a defect is the thrown value itself and a typed failure its own error, never a copy", () =>
+    Effect.gen(function*() {
+      class Odd extends Error {}
+      const thrown = new Odd("odd")
+      const exits = yield* Parallel.map([2, 3], (x) => {
+        if (x % 2 === 1) throw thrown
+        return x
+      }, { mode: "exit" })
+      assert.deepStrictEqual(exits[0], Exit.succeed(2))
+      assert.strictEqual(Cause.squash((exits[1] as Exit.Failure<unknown, unknown>).cause), thrown)
+      const error = yield* Effect.flip(Parallel.map([4, -1], SquareRoot))
+      assert.instanceOf(error, Negative)
+    }))
+
+  it.effect("interrupting a map interrupts the Effect running in it, and its finalizer runs first", () =>
+    Effect.gen(function*() {
+      let finalized = false
+      const started = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(
+        Parallel.map(
+          [1],
+          Task.make("Forever", {
+            payload: Schema.Number,
+            success: Schema.Number,
+            run: () =>
+              Deferred.succeed(started, undefined).pipe(
+                Effect.andThen(Effect.never),
+                Effect.ensuring(Effect.sync(() => (finalized = true)))
+              )
+          })
+        )
+      )
+      yield* Deferred.await(started)
+      yield* Fiber.interrupt(fiber)
+      assert.isTrue(finalized)
+    }))
 })
 
 describe("renamed layers", () => {

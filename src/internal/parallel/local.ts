@@ -1,33 +1,25 @@
 /** Batches run in this process: the sequential backend, and the base of a custom one (`Backend.make`). */
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Semaphore from "effect/Semaphore"
-import type { ParallelError, TaskTimeout } from "../../ParallelError.ts"
-import { makeSettled, type Outcome, timedOut } from "./outcome.ts"
+import type { ParallelError } from "../../ParallelError.ts"
+import { decode, makeSettled, type Outcome } from "./outcome.ts"
 import { TaskReporter } from "./report.ts"
 import type { Backend, Runner, RunOptions } from "./runner.ts"
-import { inlineEffect, type Local, type Work } from "./work.ts"
-import { isThenable } from "./workerRuntime.js"
+import { classify } from "./taskLoader.ts"
+import { identity, inlineEffect, type Local, type Work } from "./work.ts"
+import { runBatchItems, Status } from "./workerRuntime.js"
 
-/** Applies a per-item timeout to an effect; the item counts as timed out if it overran, even synchronously. */
-const withTimeout = <A, E>(
-  effect: Effect.Effect<A, E>,
-  index: number,
-  timeout: number | undefined
-): Effect.Effect<Exit.Exit<A, E | TaskTimeout>> => {
-  if (timeout === undefined) return Effect.exit(effect)
-  const began = performance.now()
-  return Effect.map(Effect.exit(Effect.timeoutOption(effect, timeout)), (exit): Exit.Exit<A, E | TaskTimeout> => {
-    if (Exit.isFailure(exit)) return Exit.failCause(exit.cause)
-    const elapsed = performance.now() - began
-    const option = exit.value
-    return option._tag === "None" || elapsed > timeout
-      ? Exit.fail(timedOut(index, timeout, elapsed))
-      : Exit.succeed(option.value)
-  })
-}
+/** Values run here are not encoded: they come back as they are, defects included. */
+const asTheyAre = { decodeSuccess: identity as (u: unknown) => never, decodeFailure: identity as (u: unknown) => never }
 
-/** Runs a batch's items one after another in the calling fiber. */
+/** How often a batch of synchronous items lets other fibers (and an interruption) in, in milliseconds. */
+const YIELD_MILLIS = 20
+
+/**
+ * Runs a batch in the calling process with the item loop that workers run (`runBatchItems`): a Task's
+ * Effects run on fibers with the caller's services and the task's layer, and time comes from the Clock.
+ */
 export const runLocal = <I, A, E>(
   local: Local<I, A, E>,
   label: string,
@@ -35,60 +27,56 @@ export const runLocal = <I, A, E>(
   start: number,
   options: RunOptions
 ): Effect.Effect<Outcome<A, E>, ParallelError> =>
-  Effect.gen(function*() {
-    const { failFast, timeout, onProgress } = options
-    const started = performance.now()
-    const values: Array<A> = []
-    const timings = options.timings === true ? [] as Array<number> : undefined
-    let exits: Array<Exit.Exit<A, E | TaskTimeout>> | undefined
-    for (let i = 0; i < items.length; i++) {
-      const index = start + i
-      let exit: Exit.Exit<A, E | TaskTimeout>
-      let out: A | PromiseLike<A> | Effect.Effect<A, E, any>
-      let threw = false
-      const began = performance.now()
-      const startedAt = timings === undefined ? 0 : performance.timeOrigin + began
-      try {
-        out = local.run(items[i]!, index)
-      } catch (defect) {
-        out = Effect.die(defect)
-        threw = true
-      }
-      if (Effect.isEffect(out)) {
-        if (local.inline && !threw) return yield* Effect.fail(inlineEffect(label))
-        const provided = options.parent === undefined
-          ? local.provide(out)
-          : Effect.annotateLogs(local.provide(out), { traceId: options.parent.traceId, spanId: options.parent.spanId })
-        exit = yield* withTimeout(
-          onProgress === undefined
-            ? provided
-            : Effect.provideService(provided, TaskReporter, (data) => onProgress(index, data)),
-          index,
-          timeout
-        )
-      } else if (isThenable(out)) {
-        exit = yield* withTimeout(Effect.promise(() => out as PromiseLike<A>), index, timeout)
-      } else {
-        const elapsed = performance.now() - began
-        exit = timeout !== undefined && elapsed > timeout
-          ? Exit.fail(timedOut(index, timeout, elapsed))
-          : Exit.succeed(out)
-      }
-      timings?.push(startedAt, performance.timeOrigin + performance.now())
-      if (exits === undefined) {
-        if (Exit.isSuccess(exit)) {
-          values.push(exit.value)
-          continue
-        }
-        exits = values.map((value) => Exit.succeed(value))
-      }
-      exits.push(exit)
-      if (failFast && Exit.isFailure(exit)) break
+  Effect.flatMap(Effect.context<never>(), (context) => {
+    const runFork = Effect.runForkWith(context)
+    const onProgress = options.onProgress
+    const parent = options.parent
+    let cancelled = false
+    let running: Fiber.Fiber<unknown, unknown> | undefined
+    const effects = local.inline ? undefined : {
+      isEffect: Effect.isEffect,
+      fork: (effect: unknown, report: (data: unknown) => void) => {
+        let provided = local.provide(effect as Effect.Effect<A, E, any>)
+        if (parent !== undefined) provided = Effect.annotateLogs(provided, { ...parent })
+        if (onProgress !== undefined) provided = Effect.provideService(provided, TaskReporter, report)
+        return runFork(provided) as Fiber.Fiber<unknown, unknown>
+      },
+      classify
     }
-    const duration = performance.now() - started
-    return exits === undefined
-      ? { _tag: "Values" as const, values, duration, timings }
-      : { _tag: "Exits" as const, exits, duration, timings }
+    const work = {
+      run: local.run as (item: unknown, index: number) => unknown,
+      encodeSuccess: identity,
+      encodeError: identity,
+      effects
+    }
+    const started = performance.now()
+    return Effect.callback<Outcome<A, E>, ParallelError>((resume) => {
+      runBatchItems(work, items, start, options.failFast, {
+        cancelled: () => cancelled,
+        setFiber: (fiber) => (running = fiber),
+        timeout: options.timeout,
+        tick: () => {},
+        report: (index, data) => onProgress?.(start + index, data),
+        yieldMillis: YIELD_MILLIS,
+        timings: options.timings === true,
+        parent,
+        timer: (ms, fire) => {
+          const timer = runFork(Effect.andThen(Effect.sleep(ms), Effect.sync(fire)))
+          return () => void timer.interruptUnsafe()
+        },
+        defect: identity
+      }).then((out) => {
+        if (out.status?.includes(Status.InlineEffect)) return resume(Effect.fail(inlineEffect(label)))
+        const raw = { ...out, duration: performance.now() - started }
+        resume(Effect.succeed(decode<A, E>(asTheyAre, raw, start, items.length, options.timeout, identity)))
+      }, (defect) => resume(Effect.die(defect)))
+      // Interrupted: the loop stops before its next item, and an Effect running now is interrupted (its
+      // finalizers run before the batch's interruption completes).
+      return Effect.suspend(() => {
+        cancelled = true
+        return running === undefined ? Effect.void : Fiber.interrupt(running)
+      })
+    })
   })
 
 /** One batch as a custom backend's `runBatch` sees it (public as `Backend.Batch`). */

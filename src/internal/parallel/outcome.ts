@@ -79,13 +79,14 @@ export const reviveDefect = (defect: SerializedDefect, worker: string): Error =>
  * Decodes a batch of `size` items that started at input index `start`. Items a self-interrupting task did not
  * reach are reported as interrupted, never dropped.
  */
-export const decode = <I, A, E>(
-  work: Work<I, A, E>,
+export const decode = <A, E>(
+  work: Pick<Work<unknown, A, E>, "decodeSuccess" | "decodeFailure">,
   raw: Encoded,
   start: number,
   size: number,
   timeout: number | undefined,
-  worker: string
+  /** Where the batch ran, for a defect's stack; or how to take a defect that was never serialized. */
+  worker: string | ((defect: unknown) => unknown)
 ): Outcome<A, E> => {
   if (raw.status === undefined && !raw.interrupted) {
     const values = work.decodeSuccess === identity ? raw.values as ReadonlyArray<A> : raw.values.map(work.decodeSuccess)
@@ -102,7 +103,7 @@ export const decode = <I, A, E>(
         ? Exit.fail(work.decodeFailure(value))
         : status === Status.Timeout
         ? Exit.fail(timedOut(start + i, timeout ?? 0, value as number))
-        : Exit.die(reviveDefect(value as SerializedDefect, worker))
+        : Exit.die(typeof worker === "string" ? reviveDefect(value as SerializedDefect, worker) : worker(value))
     )
   }
   if (raw.interrupted) {

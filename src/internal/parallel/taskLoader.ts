@@ -24,7 +24,8 @@ interface Loadable {
   readonly layer: Layer.Layer<any, unknown> | undefined
 }
 
-const classify = (exit: Exit.Exit<unknown, unknown>) => {
+/** What a batch loop makes of a task fiber's failure: a typed error, an interruption or a defect. */
+export const classify = (exit: Exit.Exit<unknown, unknown>) => {
   if (Exit.isSuccess(exit)) return { _tag: "Defect", defect: new Error("not a failure") } as const
   const error = Cause.findError(exit.cause)
   if (error._tag === "Success") return { _tag: "Failure", error: error.success } as const

@@ -242,8 +242,22 @@ export function workerModule(host) {
    *   readonly yieldMillis: number | undefined
    *   readonly timings: boolean
    *   readonly parent: { readonly traceId: string; readonly spanId: string } | undefined
+   *   readonly timer: Timer
+   *   readonly defect: (defect: unknown) => unknown
    * }} BatchContext
    */
+
+  /**
+   * Calls `fire` after `ms` milliseconds unless the returned function is called first. Workers use
+   * `setTimeout`; the in-process runner, the Clock.
+   * @typedef {(ms: number, fire: () => void) => () => void} Timer
+   */
+
+  /** @type {Timer} */
+  const setTimer = (ms, fire) => {
+    const timer = setTimeout(fire, ms)
+    return () => clearTimeout(timer)
+  }
 
   /** JavaScript's own error classes: a defect of one of these is rebuilt as the same class on the other side. */
   const BUILTIN_ERRORS = [
@@ -356,14 +370,6 @@ export function workerModule(host) {
     return prepare(found)
   }
 
-  /** @param {number} ms */
-  const sleep = (ms) => {
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    let timer
-    const promise = new Promise((resolve) => (timer = setTimeout(resolve, ms)))
-    return { promise, cancel: () => clearTimeout(timer) }
-  }
-
   /** Resolves to `TIMED_OUT` if `promise` takes longer than `ms`. */
   const TIMED_OUT = Symbol("timedOut")
 
@@ -410,7 +416,7 @@ export function workerModule(host) {
       try {
         return record(work.encodeError(error), Status.Failure)
       } catch (encodeFailure) {
-        return record(serializeDefect(encodeFailure), Status.Defect)
+        return record(context.defect(encodeFailure), Status.Defect)
       }
     }
     for (let i = 0; i < items.length; i++) {
@@ -443,16 +449,20 @@ export function workerModule(host) {
         const effects = work.effects
         if (effects !== undefined && effects.isEffect(value)) {
           const fiber = effects.fork(value, (data) => context.report(i, data), context.parent)
-          setFiber(fiber)
           let timedOut = false
-          const timer = timeout === undefined ? undefined : setTimeout(() => {
-            timedOut = true
-            fiber.interruptUnsafe()
-          }, timeout)
-          /** @type {Exit<unknown, unknown>} */
-          const exit = await new Promise((resolve) => fiber.addObserver(resolve))
-          clearTimeout(timer)
-          setFiber(undefined)
+          // A fiber starts at once: one that finished synchronously needs no timer and no wait.
+          /** @type {Exit<unknown, unknown> | undefined} */
+          let exit = fiber.pollUnsafe()
+          if (exit === undefined) {
+            setFiber(fiber)
+            const cancelTimer = timeout === undefined ? undefined : context.timer(timeout, () => {
+              timedOut = true
+              fiber.interruptUnsafe()
+            })
+            exit = /** @type {Exit<unknown, unknown>} */ (await new Promise((resolve) => fiber.addObserver(resolve)))
+            cancelTimer?.()
+            setFiber(undefined)
+          }
           if (timedOut) {
             ok = record(performance.now() - began, Status.Timeout)
           } else if (exit._tag === "Success") {
@@ -467,7 +477,7 @@ export function workerModule(host) {
             }
             ok = classified._tag === "Failure"
               ? failure(classified.error)
-              : record(serializeDefect(classified.defect), Status.Defect)
+              : record(context.defect(classified.defect), Status.Defect)
           }
         } else if (value !== null && typeof value === "object" && "~effect/Effect" in value) {
           // An inline function returned an Effect, which this worker cannot run: the map fails (see inlineEffect).
@@ -477,9 +487,13 @@ export function workerModule(host) {
           if (isThenable(value)) {
             if (timeout === undefined) value = await value
             else {
-              const deadline = sleep(timeout)
-              value = await Promise.race([value, deadline.promise.then(() => TIMED_OUT)])
-              deadline.cancel()
+              /** @type {() => void} */
+              let cancelTimer = () => {}
+              const deadline = new Promise((
+                resolve
+              ) => (cancelTimer = context.timer(timeout, () => resolve(TIMED_OUT))))
+              value = await Promise.race([value, deadline])
+              cancelTimer()
             }
           }
           ok = value === TIMED_OUT || overran()
@@ -487,7 +501,7 @@ export function workerModule(host) {
             : record(work.encodeSuccess(value), Status.Success)
         }
       } catch (defect) {
-        ok = record(serializeDefect(defect), Status.Defect)
+        ok = record(context.defect(defect), Status.Defect)
       }
       if (!ok && failFast) return out
     }
@@ -576,7 +590,9 @@ export function workerModule(host) {
         report: (index, data) => post({ _: "progress", id, index, data }, []),
         yieldMillis,
         timings: message.timings === true,
-        parent: message.parent
+        parent: message.parent,
+        timer: setTimer,
+        defect: serializeDefect
       })
       cancelledIds.delete(id)
       const { values, status, transfer } = partial(out, sent)
@@ -705,6 +721,7 @@ export function workerModule(host) {
     makeRef,
     reviveRefs,
     serializeDefect,
+    runBatchItems,
     startThread,
     startProcess
   }
@@ -726,6 +743,7 @@ export const workerSource = (start) =>
   `((__name)=>(${workerModule})({importModule:(url)=>import(url)}).${start}())((target)=>target)`
 
 /** The helpers the main thread shares with workers. */
-export const { Status, CANCEL, REF, mapBuffers, isThenable, makeRef, reviveRefs, serializeDefect } = workerModule({
-  importModule: () => Promise.reject(new Error("the main thread imports no task module"))
-})
+export const { Status, CANCEL, REF, mapBuffers, isThenable, makeRef, reviveRefs, serializeDefect, runBatchItems } =
+  workerModule({
+    importModule: () => Promise.reject(new Error("the main thread imports no task module"))
+  })
