@@ -20,6 +20,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Util from "node:util"
 import { EntryNotFound, InvalidCacheOptions, InvalidMemoize, StoreError } from "./CacheError.ts"
@@ -629,17 +630,25 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
   /** Computes under the key's lock and stores the outcome. */
   const computeAndStore = (cache: Shape, key: string, args: Args, force: boolean) =>
     Effect.gen(function*() {
-      // Another process may be computing it: wait for its lock or its result.
-      let lock: Store.Lock | undefined
-      while (true) {
-        lock = yield* withStore(cache, cache.store.lock(key, cache.lockTimeout), { release: Effect.void })
-        if (lock !== undefined) break
-        yield* Effect.sleep(cache.pollInterval)
-        if (!force) {
-          const found = yield* lookup(cache, key)
-          if (found !== undefined) return Exit.succeed(found)
-        }
-      }
+      // Another process may be computing it: wait for its lock or its result, polling on the Clock.
+      const attempt = Effect.flatMap(
+        withStore(cache, cache.store.lock(key, cache.lockTimeout), { release: Effect.void }),
+        (lock): Effect.Effect<
+          { readonly lock: Store.Lock } | { readonly found: Found<A, E> } | undefined,
+          StoreError
+        > =>
+          lock !== undefined
+            ? Effect.succeed({ lock })
+            : force
+            ? Effect.undefined
+            : Effect.map(lookup(cache, key), (found) => (found === undefined ? undefined : { found }))
+      )
+      const acquired = yield* Effect.repeat(attempt, {
+        schedule: Schedule.spaced(cache.pollInterval),
+        until: (outcome) => outcome !== undefined
+      })
+      if ("found" in acquired!) return Exit.succeed(acquired.found)
+      const lock = acquired!.lock
       return yield* Effect.gen(function*() {
         if (!force) {
           const found = yield* lookup(cache, key)

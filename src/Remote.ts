@@ -232,17 +232,18 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     const waiters = new Map<string, Deferred.Deferred<Reply>>()
     // A reply that lands after its batch was interrupted here (a cancel a moment too late) goes with the driver.
     yield* Effect.addFinalizer(() => Effect.promise(() => client.del(replyTo).catch(() => 0)))
-    yield* Effect.forkScoped(Effect.gen(function*() {
-      while (true) {
-        const popped = yield* Effect.promise(() => replies.blpopBuffer(replyTo, 1).catch(() => "down" as const))
-        if (popped === "down") yield* Effect.sleep(100)
-        else if (popped !== null) {
-          const reply = V8.deserialize(popped[1]) as Reply
-          const waiter = waiters.get(reply.id)
-          if (waiter !== undefined) Deferred.doneUnsafe(waiter, Effect.succeed(reply))
-        }
+    const readReply = Effect.flatMap(
+      Effect.promise(() => replies.blpopBuffer(replyTo, 1).catch(() => "down" as const)),
+      (popped) => {
+        if (popped === "down") return Effect.sleep(100)
+        if (popped === null) return Effect.void
+        const reply = V8.deserialize(popped[1]) as Reply
+        const waiter = waiters.get(reply.id)
+        if (waiter !== undefined) Deferred.doneUnsafe(waiter, Effect.succeed(reply))
+        return Effect.void
       }
-    }))
+    )
+    yield* Effect.forkScoped(Effect.forever(readReply))
 
     /** Waits until a worker is connected to the queue, or fails saying how to start one. */
     const awaitWorker = request("counting workers", () => queue.getWorkersCount()).pipe(
