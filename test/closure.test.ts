@@ -1,10 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { analyze, revive } from "../src/internal/parallel/closure.ts"
+import { analyze } from "../src/internal/parallel/closure.ts"
+import { reviveFunction as revive } from "../src/internal/parallel/workerRuntime.js"
 
 const shipped = (fn: Function) => {
   const analysis = analyze(fn)
   assert.strictEqual(analysis._tag, "Ok", JSON.stringify(analysis))
-  return revive((analysis as { source: string }).source)
+  return revive((analysis as { source: string }).source) as (...args: Array<any>) => unknown
 }
 
 const captures = (fn: Function) => {

@@ -253,9 +253,6 @@ const analyzeSource = (fn: Function, source: string): Analysis => {
     : { _tag: "Ok", source: shippableSource(source, node) }
 }
 
-/** Rebuilds a function shipped with {@link analyze}. */
-export const revive = (source: string): Function => new Function(`"use strict"; return (${source})`)()
-
 /** The names of a function's parameters, read from its source ("" for a destructured one); undefined if unreadable. */
 export const parameterNames = (fn: Function): Array<string> | undefined => {
   const node = parseExpression(Function.prototype.toString.call(fn))

@@ -344,6 +344,13 @@ export function workerModule(host) {
     })
 
   /**
+   * Rebuilds an inline function from the source that `closure.ts` made shippable.
+   * @param {string} source
+   * @returns {(item: unknown, index: number) => unknown}
+   */
+  const reviveFunction = (source) => new Function(`"use strict"; return (${source})`)()
+
+  /**
    * Loads what a spec names. A task's module is imported; the module's own copy of this library (which
    * `Task.make` loaded) prepares the task, so that a bundle that carries `effect` inside runs with it.
    *
@@ -352,8 +359,7 @@ export function workerModule(host) {
    */
   const load = async (spec) => {
     if (spec.kind === "fn") {
-      const fn = new Function(`"use strict"; return (${spec.source})`)()
-      return { run: fn, encodeSuccess: identity, encodeError: identity, effects: undefined }
+      return { run: reviveFunction(spec.source), encodeSuccess: identity, encodeError: identity, effects: undefined }
     }
     guard.importing = spec.url
     try {
@@ -720,6 +726,7 @@ export function workerModule(host) {
     isThenable,
     makeRef,
     reviveRefs,
+    reviveFunction,
     serializeDefect,
     runBatchItems,
     startThread,
@@ -743,7 +750,17 @@ export const workerSource = (start) =>
   `((__name)=>(${workerModule})({importModule:(url)=>import(url)}).${start}())((target)=>target)`
 
 /** The helpers the main thread shares with workers. */
-export const { Status, CANCEL, REF, mapBuffers, isThenable, makeRef, reviveRefs, serializeDefect, runBatchItems } =
-  workerModule({
-    importModule: () => Promise.reject(new Error("the main thread imports no task module"))
-  })
+export const {
+  Status,
+  CANCEL,
+  REF,
+  mapBuffers,
+  isThenable,
+  makeRef,
+  reviveRefs,
+  reviveFunction,
+  serializeDefect,
+  runBatchItems
+} = workerModule({
+  importModule: () => Promise.reject(new Error("the main thread imports no task module"))
+})
