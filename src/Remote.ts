@@ -35,8 +35,8 @@ import { importOptional } from "./internal/optional.ts"
 import * as OptionParsing from "./internal/options.ts"
 import { canonicalSource } from "./internal/parallel/closure.ts"
 import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
-import { makeSettled } from "./internal/parallel/outcome.ts"
-import type { RawOutcome, Shipment } from "./internal/parallel/pool.ts"
+import { type Encoded, makeSettled } from "./internal/parallel/outcome.ts"
+import type { Shipment } from "./internal/parallel/pool.ts"
 import { makeThreads, transportRun } from "./internal/parallel/pools.ts"
 import { decodeError, encodeError, type WorkSpec } from "./internal/parallel/protocol.ts"
 import type { Runner } from "./internal/parallel/runner.ts"
@@ -78,7 +78,7 @@ interface BatchMessage {
 type Reply =
   | {
     readonly id: string
-    readonly result: RawOutcome
+    readonly result: Encoded
     /** What the batch's tasks reported with `Progress.report`: index in the batch, data. */
     readonly progress: ReadonlyArray<readonly [number, unknown]>
   }

@@ -29,9 +29,15 @@ export type Outcome<A, E> =
 /** A batch's results as a worker encodes them. */
 export interface Encoded {
   readonly values: ReadonlyArray<unknown>
+  /** Per item (absent when every one succeeded): success, typed failure, defect, timeout. */
   readonly status: Uint8Array | undefined
   /** A task interrupted itself: the items from `values.length` on did not finish. */
   readonly interrupted: boolean
+  /**
+   * The item at this batch index overran its timeout in a worker that would not yield, so the worker was
+   * replaced: the values stop there (its own value is the elapsed milliseconds) and later items did not run.
+   */
+  readonly stoppedAt?: number | undefined
   readonly duration: number
   /** When asked for: each finished item's start and end, in epoch milliseconds, in pairs. */
   readonly timings?: ReadonlyArray<number> | undefined

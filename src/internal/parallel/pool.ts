@@ -14,6 +14,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import { TaskModuleError, TaskNotFound, WorkerCrashed } from "../../ParallelError.ts"
+import type { Encoded } from "./outcome.ts"
 import type { FromWorker, Partial, ToWorker, WorkSpec } from "./protocol.ts"
 import type { RunOptions } from "./runner.ts"
 import { CANCEL, Status } from "./workerRuntime.js"
@@ -64,21 +65,6 @@ export interface BatchRequest extends Shipment {
   readonly spec: WorkSpec
 }
 
-export interface RawOutcome {
-  readonly values: ReadonlyArray<unknown>
-  readonly status: Uint8Array | undefined
-  /** The batch stopped because a task interrupted itself; items from `values.length` on did not finish. */
-  readonly interrupted: boolean
-  /**
-   * The item at this batch index overran its timeout in a worker that would not yield, so the worker was
-   * replaced: the values stop there (its own value is the elapsed milliseconds) and later items did not run.
-   */
-  readonly stoppedAt?: number | undefined
-  readonly duration: number
-  /** When asked for: each finished item's start and end, in epoch milliseconds, in pairs. */
-  readonly timings?: ReadonlyArray<number> | undefined
-}
-
 export type SlotError = TaskNotFound | TaskModuleError | WorkerCrashed
 
 export interface SlotOptions {
@@ -94,7 +80,7 @@ export interface SlotOptions {
 
 interface Pending {
   readonly request: BatchRequest
-  readonly done: Deferred.Deferred<RawOutcome, SlotError>
+  readonly done: Deferred.Deferred<Encoded, SlotError>
   /** Where and under which id it was last sent. */
   live: Live | undefined
   id: number
@@ -260,7 +246,7 @@ export class Slot {
         }
         Deferred.doneUnsafe(
           pending.done,
-          Exit.succeed<RawOutcome>({
+          Exit.succeed<Encoded>({
             values,
             status,
             interrupted: message.interrupted,
@@ -339,7 +325,7 @@ export class Slot {
           append(pending, { values: [elapsed], status: Uint8Array.of(Status.Timeout) })
           Deferred.doneUnsafe(
             pending.done,
-            Exit.succeed<RawOutcome>({
+            Exit.succeed<Encoded>({
               values: pending.values,
               status: Uint8Array.from(pending.status!),
               interrupted: false,
@@ -433,7 +419,7 @@ export class Slot {
     })
   }
 
-  run(request: BatchRequest): Effect.Effect<RawOutcome, SlotError> {
+  run(request: BatchRequest): Effect.Effect<Encoded, SlotError> {
     return Effect.suspend(() => {
       this.outstanding++
       const pending: Pending = {

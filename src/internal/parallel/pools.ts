@@ -12,8 +12,8 @@ import { InvalidOptions, type ParallelError } from "../../ParallelError.ts"
 import * as Options from "../options.ts"
 import * as Cpus from "./cpus.ts"
 import { withHugePages } from "./hugePages.ts"
-import { decode, exitsOf, makeSettled, type Outcome } from "./outcome.ts"
-import { makeSlots, type RawOutcome, type Shipment, type Slot, type Spawn } from "./pool.ts"
+import { decode, type Encoded, exitsOf, makeSettled, type Outcome } from "./outcome.ts"
+import { makeSlots, type Shipment, type Slot, type Spawn } from "./pool.ts"
 import type { Backend, PrepareOptions, Runner, RunOptions } from "./runner.ts"
 import { countBuffers, MovedTwice, shareAll, Sharer } from "./share.ts"
 import { identity, inlineEffect, type Work } from "./work.ts"
@@ -26,11 +26,11 @@ import { Status, workerSource } from "./workerRuntime.js"
 export const transportRun = <I, A, E>(
   work: Work<I, A, E>,
   sharer: Sharer,
-  send: (slot: number, shipment: Shipment) => Effect.Effect<RawOutcome, ParallelError>,
+  send: (slot: number, shipment: Shipment) => Effect.Effect<Encoded, ParallelError>,
   describe: (slot: number) => string
 ) => {
   const ship = (slot: number, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
-    Effect.suspend((): Effect.Effect<RawOutcome, ParallelError> => {
+    Effect.suspend((): Effect.Effect<Encoded, ParallelError> => {
       let encoded: ReadonlyArray<unknown> = items
       if (work.encodeItem !== identity) {
         // Pushed, not preallocated: structured clone copies packed arrays much faster than holey ones.
