@@ -210,6 +210,7 @@ const resolve = Effect.fnUntraced(function*(where: string, options: StreamOption
   return {
     concurrency,
     preDispatch: parsed.preDispatch ?? 2 * concurrency,
+    given: { concurrency: parsed.concurrency !== undefined, preDispatch: parsed.preDispatch !== undefined },
     batchSize: batchSize === "auto"
       ? Batching.auto
       : typeof batchSize === "number"

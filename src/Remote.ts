@@ -25,7 +25,9 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as IORedis from "ioredis"
 import * as Crypto from "node:crypto"
+import * as Os from "node:os"
 import * as NodePath from "node:path"
 import * as Url from "node:url"
 import * as V8 from "node:v8"
@@ -90,6 +92,37 @@ interface JobData {
   readonly replyTo: string
 }
 
+/**
+ * A connected worker, as it registers itself in Redis: the set `<prefix>workers` names the workers, and each
+ * one's entry `<prefix>worker:<id>` expires unless it is renewed, so a worker that dies drops out on its own.
+ *
+ * @category models
+ * @since 0.5.0
+ */
+export interface WorkerInfo {
+  readonly id: string
+  readonly host: string
+  readonly pid: number
+  /** Batches it runs at once: its threads. */
+  readonly threads: number
+  /** Epoch milliseconds. */
+  readonly started: number
+}
+
+/** The workers connected to a queue now, from its registry; lapsed entries are removed on the way. */
+const readRegistry = (client: IORedis.Redis, prefix: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      const ids = await client.smembers(`${prefix}workers`)
+      if (ids.length === 0) return []
+      const entries = await client.mget(...ids.map((id) => `${prefix}worker:${id}`))
+      const lapsed = ids.filter((_, i) => entries[i] === null)
+      if (lapsed.length > 0) await client.srem(`${prefix}workers`, ...lapsed)
+      return entries.flatMap((entry) => (entry === null ? [] : [JSON.parse(entry) as WorkerInfo]))
+    },
+    catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `reading the workers: ${messageOf(error)}` })
+  })
+
 /** Keys a driver or worker leaves behind (after a crash) expire after a day. */
 const DAY = 86_400_000
 
@@ -121,10 +154,26 @@ const loadBullmq = importOptional<typeof BullMQ>("bullmq", "Remote", "bullmq ior
 const hashSource = (source: string) => Effect.orDie(Hashing.hash(canonicalSource(source)))
 
 /**
- * Each batch costs a few milliseconds of CPU between the driver, Redis and the worker: auto batching keeps the
- * batches near the end of the input at least this long, so that the round trip stays a small share.
+ * Each batch costs a few milliseconds of CPU between the driver, Redis and the worker (see the README's
+ * "Scaling"): automatic batching makes batches of about a second once it knows how long an item takes, so
+ * that the cost is a fraction of a percent, and splits the tail of the input into batches of no less than
+ * 100 ms, so that workers finish close together while the cost stays a few percent.
  */
+const TARGET_BATCH_MILLIS = 1000
 const MIN_BATCH_MILLIS = 100
+
+/** A worker renews its entry in the queue's registry this often; an entry not renewed within `WORKER_TTL` lapses. */
+const HEARTBEAT_MILLIS = 1000
+const WORKER_TTL = 3000
+
+/** A driver reads the registry this often, so that a worker that joins mid-map gets batches within a second. */
+const CAPACITY_POLL_MILLIS = 500
+
+/** Batches in flight at most when `slots` is not given: in practice, the capacity connected. */
+const MAX_SLOTS = 1024
+
+/** How long the per-second completion counters that `effect-joblib status` reads are kept, in seconds. */
+const STATS_SECONDS = 120
 
 /** Buffers from this size are sent once per map rather than with every batch that uses them. */
 const BIG = 1024 * 1024
@@ -207,7 +256,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     const options = yield* OptionParsing.parse(OptionsSchema, "Remote.layer", rawOptions)
     const name = options.queue ?? "effect-joblib"
     const timeout = options.timeout ?? 5000
-    const slots = options.slots ?? 8
+    const cap = options.slots ?? MAX_SLOTS
     const waitForWorker = Duration.toMillis(Duration.fromInputUnsafe(options.noWorkerTimeout ?? "10 seconds"))
     const client = yield* connect(options.redis, timeout, false)
     const replies = yield* connect(options.redis, timeout, true)
@@ -245,9 +294,24 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     )
     yield* Effect.forkScoped(Effect.forever(readReply))
 
+    // Capacity is discovered: the threads of the workers in the queue's registry, read by one fiber. A change
+    // wakes every map waiting for a slot, so that a worker that joins mid-map gets batches at once.
+    let connected = 0
+    const capacityChanged = makeSettled()
+    const watchCapacity = Effect.flatMap(Effect.option(readRegistry(client, prefix)), (workers) =>
+      Effect.sync(() => {
+        if (workers._tag === "None") return
+        const threads = workers.value.reduce((sum, worker) => sum + worker.threads, 0)
+        if (threads !== connected) {
+          connected = threads
+          capacityChanged.notify()
+        }
+      }))
+    yield* Effect.forkScoped(Effect.repeat(watchCapacity, Schedule.spaced(CAPACITY_POLL_MILLIS)))
+
     /** Waits until a worker is connected to the queue, or fails saying how to start one. */
-    const awaitWorker = request("counting workers", () => queue.getWorkersCount()).pipe(
-      Effect.repeat({ schedule: Schedule.spaced(100), until: (workers) => workers > 0 }),
+    const awaitWorker = Effect.suspend(() => connected > 0 ? Effect.void : capacityChanged.wait).pipe(
+      Effect.repeat({ until: () => connected > 0 }),
       Effect.timeoutOrElse({
         duration: waitForWorker,
         orElse: () =>
@@ -371,7 +435,10 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     const batchStates = new Map<string, WeakMap<object, unknown>>()
     const backend: Backend.Backend = {
       name: "remote",
-      workers: slots,
+      /** The capacity connected now (at least 1), within `slots`. */
+      get workers() {
+        return Math.max(1, Math.min(cap, connected))
+      },
       prepare: <I, A, E>(
         work: Work<I, A, E>,
         items?: ReadonlyArray<I>
@@ -422,15 +489,17 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
                 }, shipment.onProgress)),
             () => "remote worker"
           )
-          const outstanding = Array.from({ length: slots }, () => 0)
+          const outstanding = Array.from({ length: cap }, () => 0)
           const settled = makeSettled()
           return {
-            slots,
+            slots: cap,
+            capacity: () => Math.min(cap, connected),
             outstanding: (slot) => outstanding[slot]!,
-            settled: settled.wait,
+            settled: Effect.raceFirst(settled.wait, capacityChanged.wait),
             batchState: batchStates.get(batchKey) ?? batchStates.set(batchKey, new WeakMap()).get(batchKey),
             restarts: () => 0,
             minBatchMillis: MIN_BATCH_MILLIS,
+            targetBatchMillis: TARGET_BATCH_MILLIS,
             run: (slot, items, start, runOptions) =>
               Effect.suspend(() => {
                 outstanding[slot]!++
@@ -668,11 +737,16 @@ export const layerWorker = (
             await job.moveToWait(token)
             throw new WaitingError()
           }
+          const second = Math.floor(Date.now() / 1000)
+          const done = "result" in reply ? reply.result.values.length : 0
           await client.multi().rpush(replyTo, V8.serialize(reply)).pexpire(replyTo, DAY).del(`${prefix}in:${id}`)
-            .exec()
+            .hincrby(`${prefix}done:${second}`, "items", done).hincrby(`${prefix}done:${second}`, "batches", 1)
+            .expire(`${prefix}done:${second}`, STATS_SECONDS).exec()
         }, {
           connection: client,
-          concurrency: Math.max(1, pool.slots.length * 2),
+          // One batch per thread: drivers keep as many in flight as the threads connected, so a batch waits in
+          // the queue for the first free thread of any worker, never behind another on a busy one.
+          concurrency: pool.slots.length,
           // Tasks run on threads, so the lock renewals on this loop are never starved by a long task.
           lockDuration: options.lockDuration ?? 3000,
           stalledInterval: options.stalledInterval ?? 1500,
@@ -695,6 +769,24 @@ export const layerWorker = (
       catch: (error) =>
         new RemoteFailure({ reason: "Unreachable", message: `the worker cannot start: ${messageOf(error)}` })
     })
+    // In the registry while it runs, renewed on the Clock: drivers size their maps by the threads connected.
+    const info: WorkerInfo = {
+      id: `${Os.hostname()}:${process.pid}:${Crypto.randomUUID().slice(0, 8)}`,
+      host: Os.hostname(),
+      pid: process.pid,
+      threads: pool.slots.length,
+      started: Date.now()
+    }
+    const entry = `${prefix}worker:${info.id}`
+    // Bounded waits: this connection waits for a server that is away rather than failing.
+    const register = Effect.promise(() =>
+      client.multi().sadd(`${prefix}workers`, info.id).set(entry, JSON.stringify(info), "PX", WORKER_TTL).exec()
+        .catch(() => undefined)
+    ).pipe(Effect.timeoutOption(WORKER_TTL))
+    yield* register
+    // Out of the registry first when it stops, after its last renewal.
+    yield* Effect.addFinalizer(() => closing(() => client.multi().srem(`${prefix}workers`, info.id).del(entry).exec()))
+    yield* Effect.forkScoped(Effect.repeat(register, Schedule.spaced(HEARTBEAT_MILLIS)))
   }))
 
 /**

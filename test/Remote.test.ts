@@ -4,9 +4,9 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema, Tracer } from "effect"
-import { Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
+import { Backend, Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
 import { suite } from "./BackendSuite.ts"
-import { Mirror, Negative, Paced, Point, Sleep, SquareRoot, Throws, TraceProbe } from "./fixtures/tasks.ts"
+import { Mirror, Negative, Paced, Point, Sleep, SleepWhere, SquareRoot, Throws, TraceProbe } from "./fixtures/tasks.ts"
 import { hasRedis, startRedis, startWorkerProcess } from "./redisServer.ts"
 import { recordingTracer } from "./tracing.ts"
 
@@ -275,6 +275,61 @@ describe.skipIf(!hasRedis)("Remote: worker processes started by the command line
         const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)
         assert.instanceOf(error, ParallelError.RemoteFailure)
         assert.match((error as ParallelError.RemoteFailure).message, /stalled/)
+      }),
+    60_000
+  )
+})
+
+describe.skipIf(!hasRedis)("Remote: capacity discovered from the workers connected", () => {
+  it.live(
+    "a map keeps as many batches in flight as the threads connected, and follows a worker that joins and one that dies",
+    () =>
+      Effect.gen(function*() {
+        const queue = `capacity-${process.pid}`
+        const start = (concurrency: number) =>
+          Effect.acquireRelease(
+            Effect.sync(() => startWorkerProcess(server!.url, queue, { concurrency })),
+            (worker) =>
+              Effect.promise(() => {
+                if (worker.exitCode !== null || worker.signalCode !== null) return Promise.resolve()
+                worker.kill("SIGKILL")
+                return new Promise<void>((resolve) => worker.once("exit", () => resolve()))
+              })
+          )
+        yield* start(2)
+        const driver = Remote.layer({ redis: server!.url, queue, noWorkerTimeout: "20 seconds" })
+        const context = yield* Layer.build(driver)
+        // Slots are abstract on Remote: the map uses as many as the threads connected, one batch each.
+        const state = { before: new Set<number>(), after: new Set<number>(), completed: 0, joined: false }
+        const fiber = yield* Effect.forkChild(
+          Parallel.map(Array.from({ length: 60 }, () => 150), SleepWhere, { batchSize: 1 }).pipe(
+            Effect.provideService(Progress.Progress, (event) => {
+              if (event._tag === "BatchDispatched") (state.joined ? state.after : state.before).add(event.slot)
+              else if (event._tag === "BatchCompleted") state.completed++
+            }),
+            Effect.provideContext(context)
+          )
+        )
+        while (state.completed < 4) yield* Effect.sleep(20)
+        // A second worker joins mid-map.
+        const second = yield* start(3)
+        state.joined = true
+        const pids = yield* Fiber.join(fiber)
+        assert.strictEqual(state.before.size, 2, "with one worker of 2 threads, 2 batches in flight, none queued")
+        assert.isAbove(state.after.size, 2, "the joining worker's threads are used")
+        assert.isAtMost(state.after.size, 5)
+        // Each worker process (it restarts itself once, for huge pages) reports its own pid.
+        assert.strictEqual(new Set(pids).size, 2, "the worker that joined mid-map ran batches too")
+        const workers = yield* Effect.provideContext(Backend.Backend.useSync((backend) => backend.workers), context)
+        assert.strictEqual(workers, 5, "the backend reports the threads connected")
+        // A worker that dies drops out of the registry when its entry lapses.
+        second.kill("SIGKILL")
+        let after = workers
+        for (let i = 0; i < 100 && after !== 2; i++) {
+          yield* Effect.sleep(100)
+          after = yield* Effect.provideContext(Backend.Backend.useSync((backend) => backend.workers), context)
+        }
+        assert.strictEqual(after, 2)
       }),
     60_000
   )

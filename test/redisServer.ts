@@ -72,6 +72,8 @@ export const startWorkerProcess = (
     readonly env?: Readonly<Record<string, string>>
     /** More command-line flags. */
     readonly flags?: ReadonlyArray<string>
+    /** Threads. Default 1. */
+    readonly concurrency?: number
   }
 ) =>
   ChildProcess.spawn(process.execPath, [
@@ -82,7 +84,7 @@ export const startWorkerProcess = (
     "--tasks",
     Path.join(import.meta.dirname, "fixtures", "tasks.ts"),
     "--concurrency",
-    "1",
+    String(options?.concurrency ?? 1),
     "--queue",
     queue,
     ...(options?.allowInline === true ? ["--allow-inline"] : []),

@@ -171,6 +171,11 @@ export interface EngineOptions {
   readonly concurrency: number
   /** Batches in flight at most. */
   readonly preDispatch: number
+  /**
+   * On a backend whose capacity changes during a map, the map follows it: concurrency up to the capacity
+   * connected (within `concurrency` when the user gave one), and `preDispatch` twice that (unless given).
+   */
+  readonly given?: { readonly concurrency: boolean; readonly preDispatch: boolean } | undefined
   readonly batchSize: Schedule.Schedule<number, Observation>
   /** Apply joblib's rule of splitting the tail of the input finely, for auto batching. */
   readonly splitTail: boolean
@@ -283,6 +288,8 @@ const drive = <I, A, E, EI, RI>(
         const batchOptions: RunOptions = span._tag === "None"
           ? runOptions
           : { ...runOptions, parent: { traceId: span.value.traceId, spanId: span.value.spanId } }
+        // The runner counts the batch from here on.
+        reserved[slot]!--
         const ran = options.retry === undefined
           ? runner.run(slot, items, start, batchOptions)
           : retryBatch(runner, slot, items, start, batchOptions, options.retry)
@@ -312,12 +319,18 @@ const drive = <I, A, E, EI, RI>(
     // Smoothed run time per item, from finished batches.
     let perItemMillis = warm.perItemMillis
     const startedWarm = perItemMillis > 0
-    const permits = yield* Semaphore.make(options.preDispatch)
+    // Slots this map may use now: a backend's changing capacity, or the map's concurrency.
+    const capacity = runner.capacity
+    const concurrency = capacity === undefined
+      ? () => options.concurrency
+      : () => Math.max(1, Math.min(options.given?.concurrency ? options.concurrency : runner.slots, capacity()))
+    let preDispatch = capacity === undefined || options.given?.preDispatch ? options.preDispatch : 2 * concurrency()
+    const permits = yield* Semaphore.make(preDispatch)
     const fibers = yield* FiberSet.make<void, never>()
-    // Slots this map uses: the least busy ones when it starts.
+    // Slots this map uses: the least busy ones when it starts (all of them when capacity decides how many).
     const slots = Array.from({ length: runner.slots }, (_, i) => i)
       .sort((a, b) => runner.outstanding(a) - runner.outstanding(b))
-      .slice(0, Math.min(options.concurrency, runner.slots))
+      .slice(0, capacity === undefined ? Math.min(options.concurrency, runner.slots) : runner.slots)
     // Smoothed batch duration. Short batches are pipelined (two per worker) to hide the round trip;
     // long ones go one per worker, so that no batch waits behind another while a worker idles.
     let batchMillis = warm.batchMillis
@@ -325,15 +338,19 @@ const drive = <I, A, E, EI, RI>(
     // Estimated bytes per item: of the next input, and of the last batch's first result.
     let inputBytes = 8
     let outputBytes = 8
+    // Batches given a slot whose fiber has not started yet: until it starts, the runner does not count them.
+    const reserved = Array.from({ length: runner.slots }, () => 0)
+    const busy = (slot: number) => runner.outstanding(slot) + reserved[slot]!
     const acquireSlot: Effect.Effect<number> = Effect.suspend(() => {
       let best = slots[0]!
-      for (const slot of slots) if (runner.outstanding(slot) < runner.outstanding(best)) best = slot
+      const usable = Math.min(slots.length, concurrency())
+      for (let i = 1; i < usable; i++) if (busy(slots[i]!) < busy(best)) best = slots[i]!
       // Until a batch has finished, how long one takes is unknown: one per worker, so that nothing queues
       // behind a batch that turns out long while another worker idles.
       const capacity = batchMillis === 0 || batchMillis > PIPELINE_MAX_MILLIS ? 1 : 2
-      return runner.outstanding(best) < capacity
-        ? Effect.succeed(best)
-        : Effect.andThen(runner.settled, acquireSlot)
+      if (busy(best) >= capacity) return Effect.andThen(runner.settled, acquireSlot)
+      reserved[best]!++
+      return Effect.succeed(best)
     })
 
     const pending = new Map<number, Outcome<A, E>>()
@@ -397,6 +414,10 @@ const drive = <I, A, E, EI, RI>(
               size = floor === undefined || perItemMillis <= 0 || perItemMillis * RAMP_ITEMS >= floor
                 ? sized
                 : Math.max(sized, Math.min(MAX_BATCH_ITEMS, Math.ceil(floor / perItemMillis)))
+              const target = options.splitTail ? runner.targetBatchMillis : undefined
+              if (target !== undefined && perItemMillis > 0) {
+                size = Math.max(size, Math.min(MAX_BATCH_ITEMS, Math.floor(target / perItemMillis)))
+              }
               anyFinished = true
               if (outcome._tag === "Values" && outcome.values.length > 0) {
                 outputBytes = Math.max(1, estimateBytes(outcome.values[0]))
@@ -409,6 +430,10 @@ const drive = <I, A, E, EI, RI>(
     let next = 0
     const dispatch = Effect.gen(function*() {
       while (!stopped) {
+        if (capacity !== undefined && !options.given?.preDispatch && preDispatch !== 2 * concurrency()) {
+          preDispatch = 2 * concurrency()
+          yield* permits.resize(preDispatch)
+        }
         yield* permits.take(1)
         if (stopped) return
         // Pull scheduling: a batch is formed only once a worker can start it, so it takes the batch size
@@ -418,7 +443,7 @@ const drive = <I, A, E, EI, RI>(
         // joblib's pre_dispatch with automatic batching: until a batch has finished, at most preDispatch items
         // are pulled in all (its batches start at one item, so its count of batches and of items agree).
         // A warm backend already knows its batch size: its first batches are not cut.
-        const pullCap = anyFinished || !options.splitTail || startedWarm ? Infinity : options.preDispatch - next
+        const pullCap = anyFinished || !options.splitTail || startedWarm ? Infinity : preDispatch - next
         const fill = (n: number) => source.fill(Math.max(1, Math.min(n, pullCap)))
         yield* fill(1)
         const first = source.peek()
@@ -426,14 +451,14 @@ const drive = <I, A, E, EI, RI>(
         const byteCap = Math.max(1, Math.floor(MAX_BATCH_BYTES / Math.max(inputBytes, outputBytes)))
         let batch = Math.min(tailSize ?? size, byteCap)
         if (options.splitTail && tailSize === undefined) {
-          const lookahead = Math.min(size, byteCap) * options.concurrency
+          const lookahead = Math.min(size, byteCap) * concurrency()
           yield* fill(lookahead)
           if (source.done() && source.buffered() < lookahead) {
             // joblib: near the end, split what is left finely so that every worker stays busy.
             // Unlike joblib, never below what keeps a batch worth its round trip (the runner's
             // minBatchMillis), nor above an even share per worker.
             const left = source.buffered()
-            const evenShare = Math.ceil(left / options.concurrency)
+            const evenShare = Math.ceil(left / concurrency())
             if (perItemMillis === 0) {
               // No batch has finished yet, so what a batch is worth is unknown: an even share for now.
               batch = Math.min(batch, evenShare)
@@ -442,7 +467,7 @@ const drive = <I, A, E, EI, RI>(
               const worthwhile = Math.ceil(minMillis / perItemMillis)
               tailSize = Math.max(
                 1,
-                Math.min(evenShare, byteCap, Math.max(Math.floor(left / (10 * options.concurrency)), worthwhile))
+                Math.min(evenShare, byteCap, Math.max(Math.floor(left / (10 * concurrency())), worthwhile))
               )
               batch = Math.min(batch, tailSize)
             }
@@ -453,6 +478,7 @@ const drive = <I, A, E, EI, RI>(
         if (source.done()) noteTotal(next + source.buffered())
         const items = source.take(Math.min(batch, Math.max(1, pullCap)))
         if (items.length === 0) {
+          reserved[slot]!--
           notify((o) => o.exhausted?.())
           yield* permits.release(1)
           return

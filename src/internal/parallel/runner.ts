@@ -30,6 +30,11 @@ export interface PrepareOptions {
 /** A backend prepared for one map: its slots and a way to run a batch on one of them. */
 export interface Runner<I, A, E> {
   readonly slots: number
+  /**
+   * Slots usable now, for a backend whose capacity changes during a map (Remote: the workers connected).
+   * Absent: every slot, always. `settled` also completes when it changes.
+   */
+  readonly capacity?: (() => number) | undefined
   /** Batches sent to a slot and not yet finished, by every map sharing the backend. */
   readonly outstanding: (slot: number) => number
   /** Completes when the next batch of any map sharing the backend finishes. */
@@ -46,6 +51,12 @@ export interface Runner<I, A, E> {
    * input below it. Default 10; a backend with a costlier round trip (a queue on a server) asks for more.
    */
   readonly minBatchMillis?: number | undefined
+  /**
+   * How long automatic batching makes a batch once it knows how long an item takes, before the tail: a backend
+   * whose every batch costs milliseconds of CPU between machines asks for batches long enough to make that a
+   * small share. Absent: joblib's rule (batches of 0.2 to 2 seconds, reached by doubling).
+   */
+  readonly targetBatchMillis?: number | undefined
   readonly run: (
     slot: number,
     items: ReadonlyArray<I>,
