@@ -189,7 +189,10 @@ export interface Options {
   readonly redis: string | Redacted.Redacted<string>
   /** The queue's name, shared with the workers. Default `"effect-joblib"`. */
   readonly queue?: string | undefined
-  /** Batches in flight at most. Default 8. */
+  /**
+   * An explicit cap on the batches in flight. Default: the threads of the workers connected to the queue,
+   * discovered from their registry and followed as workers join and leave.
+   */
   readonly slots?: number | undefined
   /** How long a map waits for a worker to be connected before failing. Default 10 seconds. */
   readonly noWorkerTimeout?: Duration.Input | undefined
