@@ -521,6 +521,139 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
   }))
 
 /**
+ * Options of {@link status} and {@link monitor}.
+ *
+ * @category models
+ * @since 0.5.0
+ */
+export interface StatusOptions {
+  readonly redis: string | Redacted.Redacted<string>
+  /** The queue's name. Default `"effect-joblib"`. */
+  readonly queue?: string | undefined
+  /** Milliseconds to wait for Redis to answer. Default 5000. */
+  readonly timeout?: number | undefined
+}
+
+/**
+ * A queue seen from Redis: its workers, its batches and its throughput.
+ *
+ * @category models
+ * @since 0.5.0
+ */
+export interface Status {
+  readonly queue: string
+  /** The workers connected, from the registry they renew. */
+  readonly workers: ReadonlyArray<WorkerInfo>
+  /** Their threads: the batches they run at once. */
+  readonly capacity: number
+  /** Batches waiting for a worker. */
+  readonly waiting: number
+  /** Batches running on a worker. */
+  readonly running: number
+  /** Running batches whose worker stopped renewing their lock: they go back to the queue at the next check. */
+  readonly stalled: number
+  /** Batches the queue gave up on (kept an hour). */
+  readonly failed: number
+  /** Finished per second, over the last minute. */
+  readonly throughput: { readonly items: number; readonly batches: number }
+}
+
+const StatusOptionsSchema = Schema.Struct({
+  redis: RedisUrl,
+  queue: Schema.optional(QueueName),
+  timeout: Schema.optional(OptionParsing.Positive)
+})
+
+/**
+ * Connects to a queue for the life of the scope and returns a way to read its {@link Status}, as
+ * `effect-joblib status` does once a second on a terminal.
+ *
+ * **Example** (Logging a queue's throughput every ten seconds)
+ *
+ * ```ts
+ * import { Effect, Schedule } from "effect"
+ * import { Remote } from "effect-joblib"
+ *
+ * const program = Effect.gen(function*() {
+ *   const read = yield* Remote.monitor({ redis: "redis://127.0.0.1:6379/0" })
+ *   yield* read.pipe(
+ *     Effect.tap((status) => Effect.log(`${status.throughput.items} items/s on ${status.capacity} threads`)),
+ *     Effect.repeat(Schedule.spaced("10 seconds"))
+ *   )
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @category constructors
+ * @since 0.5.0
+ */
+export const monitor = (
+  rawOptions: StatusOptions
+): Effect.Effect<Effect.Effect<Status, RemoteFailure>, RemoteFailure | InvalidOptions, Scope.Scope> =>
+  Effect.gen(function*() {
+    const options = yield* OptionParsing.parse(StatusOptionsSchema, "Remote.status", rawOptions)
+    const name = options.queue ?? "effect-joblib"
+    const prefix = `effect-joblib:${name}:`
+    const client = yield* connect(options.redis, options.timeout ?? 5000, false)
+    const { Queue } = yield* loadBullmq
+    const queue = yield* Effect.acquireRelease(
+      Effect.sync(() => new Queue(name, { connection: client })),
+      (queue) => closing(() => queue.close())
+    )
+    queue.on("error", () => {})
+    return Effect.gen(function*() {
+      const workers = yield* readRegistry(client, prefix)
+      return yield* Effect.tryPromise({
+        try: async () => {
+          const counts = await queue.getJobCounts("wait", "prioritized", "active", "failed")
+          const active = await client.lrange(queue.toKey("active"), 0, -1)
+          const locks = active.length === 0 ? 0 : await client.exists(...active.map((id) => queue.toKey(`${id}:lock`)))
+          const second = Math.floor(Date.now() / 1000)
+          const minute = Array.from({ length: 60 }, (_, i) => `${prefix}done:${second - i}`)
+          const pipeline = client.pipeline()
+          for (const key of minute) pipeline.hmget(key, "items", "batches")
+          let items = 0
+          let batches = 0
+          for (const [, row] of (await pipeline.exec()) ?? []) {
+            const [done, count] = (row ?? []) as Array<string | null>
+            items += Number(done ?? 0)
+            batches += Number(count ?? 0)
+          }
+          return {
+            queue: name,
+            workers,
+            capacity: workers.reduce((sum, worker) => sum + worker.threads, 0),
+            waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0),
+            running: counts.active ?? 0,
+            stalled: active.length - locks,
+            failed: counts.failed ?? 0,
+            throughput: { items: items / 60, batches: batches / 60 }
+          } satisfies Status
+        },
+        catch: (error) =>
+          new RemoteFailure({ reason: "Unreachable", message: `reading the queue: ${messageOf(error)}` })
+      })
+    })
+  })
+
+/**
+ * A queue's {@link Status} once: what `effect-joblib status --json` prints.
+ *
+ * **Example** (How many threads are connected)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Remote } from "effect-joblib"
+ *
+ * const threads = Effect.map(Remote.status({ redis: "redis://127.0.0.1:6379/0" }), (status) => status.capacity)
+ * ```
+ *
+ * @category constructors
+ * @since 0.5.0
+ */
+export const status = (options: StatusOptions): Effect.Effect<Status, RemoteFailure | InvalidOptions> =>
+  Effect.scoped(Effect.flatten(monitor(options)))
+
+/**
  * Options of {@link worker}.
  *
  * @category models

@@ -5,15 +5,17 @@
  *   effect-joblib cache <dir|file.sqlite> ls|stats|prune|clear [--max-size 1GB] [--max-items N] [--max-age 30d]
  *   effect-joblib worker --redis redis://host:port --tasks ./tasks.ts [--concurrency 4] [--queue name] [--allow-inline]
  *                        [--lock-duration 3000] [--stalled-interval 1500] [--max-stalled-count 2]
+ *   effect-joblib status --redis redis://host:port [--queue name] [--json]
  *
  * `cache` works on filesystem caches (a directory) and SQLite caches (a `.sqlite` or `.db` file); `worker`
  * runs a Remote worker until interrupted, with glibc's huge pages on (`GLIBC_TUNABLES`) unless the
- * environment already sets glibc's tunables.
+ * environment already sets glibc's tunables; `status` shows a queue's workers, batches and throughput, redrawn
+ * every second on a terminal (once, as JSON, with `--json`).
  *
  * @since 0.3.0
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Console, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Cache from "./Cache.ts"
@@ -203,7 +205,60 @@ const worker = Command.make("worker", {
     maxStalledCount: Option.getOrUndefined(config.maxStalledCount)
   })).pipe(reportFailure)).pipe(Command.withDescription("pull batches from a Remote queue and run them"))
 
-const app = Command.make("effect-joblib").pipe(Command.withSubcommands([cache, worker]))
+const formatAge = (millis: number) => {
+  const seconds = Math.max(0, Math.round(millis / 1000))
+  return seconds < 120
+    ? `${seconds}s`
+    : seconds < 7200
+    ? `${Math.round(seconds / 60)}m`
+    : `${Math.round(seconds / 3600)}h`
+}
+
+/** A queue's status as text: what `status` prints, and redraws on a terminal. */
+export const formatStatus = (status: Remote.Status, now: number): string => {
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
+  const lines = [
+    `queue "${status.queue}": ${plural(status.workers.length, "worker")}, ${plural(status.capacity, "thread")}`
+  ]
+  if (status.workers.length > 0) {
+    lines.push(`  ${"host:pid".padEnd(32)}${"threads".padStart(8)}${"up".padStart(8)}`)
+    for (const worker of [...status.workers].sort((a, b) => a.id.localeCompare(b.id))) {
+      lines.push(
+        `  ${`${worker.host}:${worker.pid}`.padEnd(32)}${String(worker.threads).padStart(8)}${
+          formatAge(now - worker.started).padStart(8)
+        }`
+      )
+    }
+  }
+  lines.push(
+    `batches: ${status.waiting} waiting, ${status.running} running, ${status.stalled} stalled, ${status.failed} failed`,
+    `throughput over the last minute: ${status.throughput.items.toFixed(1)} items/s, ${
+      status.throughput.batches.toFixed(2)
+    } batches/s`
+  )
+  return lines.join("\n")
+}
+
+const status = Command.make("status", {
+  redis: Flag.String("redis").pipe(Flag.withDescription("the Redis server, redis://[user:password@]host:port/db")),
+  queue: Flag.String("queue").pipe(Flag.withDefault("effect-joblib"), Flag.withDescription("the queue's name")),
+  json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("print once, as JSON"))
+}, (config) =>
+  Effect.gen(function*() {
+    const read = yield* Remote.monitor({ redis: Redacted.make(config.redis), queue: config.queue })
+    if (config.json) return yield* Effect.flatMap(read, (now) => Console.log(JSON.stringify(now, null, 2)))
+    if (!process.stdout.isTTY) {
+      return yield* Effect.flatMap(read, (now) => Console.log(formatStatus(now, Date.now())))
+    }
+    // On a terminal: redrawn every second until interrupted (Ctrl-C).
+    const draw = Effect.flatMap(read, (now) =>
+      Effect.sync(() => process.stdout.write(`\x1b[H\x1b[2J${formatStatus(now, Date.now())}\n`)))
+    return yield* Effect.repeat(draw, Schedule.spaced("1 second"))
+  }).pipe(Effect.scoped, reportFailure)).pipe(
+    Command.withDescription("show a Remote queue's workers, batches and throughput")
+  )
+
+const app = Command.make("effect-joblib").pipe(Command.withSubcommands([cache, worker, status]))
 
 // A worker moves big batches for as long as it runs: it restarts itself once with huge pages for them.
 if (import.meta.main && !(process.argv[2] === "worker" && reexecWithHugePages())) {

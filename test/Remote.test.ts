@@ -4,6 +4,8 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema, Tracer } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as NodePath from "node:path"
 import { Backend, Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
 import { suite } from "./BackendSuite.ts"
 import { Mirror, Negative, Paced, Point, Sleep, SleepWhere, SquareRoot, Throws, TraceProbe } from "./fixtures/tasks.ts"
@@ -190,9 +192,9 @@ if (hasRedis) {
 }
 
 /** Worker processes on `queue`, SIGKILLed (if still alive) and awaited when the scope closes. */
-const workerProcesses = (queue: string, flags: ReadonlyArray<ReadonlyArray<string>>) =>
+const workerProcesses = (queue: string, flags: ReadonlyArray<ReadonlyArray<string>>, concurrency = 1) =>
   Effect.acquireRelease(
-    Effect.sync(() => flags.map((extra) => startWorkerProcess(server!.url, queue, { flags: extra }))),
+    Effect.sync(() => flags.map((extra) => startWorkerProcess(server!.url, queue, { flags: extra, concurrency }))),
     (workers) =>
       Effect.promise(() =>
         Promise.all(workers.map((worker) => {
@@ -333,6 +335,101 @@ describe.skipIf(!hasRedis)("Remote: capacity discovered from the workers connect
       }),
     60_000
   )
+})
+
+describe.skipIf(!hasRedis)("effect-joblib status", () => {
+  const status = (queue: string, ...flags: Array<string>) =>
+    Effect.promise(() =>
+      new Promise<string>((resolve, reject) =>
+        ChildProcess.execFile(
+          process.execPath,
+          [
+            NodePath.join(import.meta.dirname, "..", "src", "bin.ts"),
+            "status",
+            "--redis",
+            server!.url,
+            "--queue",
+            queue,
+            ...flags
+          ],
+          { encoding: "utf8" },
+          (error, stdout) => (error === null ? resolve(stdout) : reject(error))
+        )
+      )
+    )
+  const json = (queue: string) => Effect.map(status(queue, "--json"), (out) => JSON.parse(out) as Remote.Status)
+
+  it.live(
+    "shows the workers with their threads, the batches, and what finished in the last minute",
+    () =>
+      Effect.gen(function*() {
+        const queue = `status-${process.pid}`
+        yield* workerProcesses(queue, [[]], 2)
+        const results = yield* Parallel.map(Array.from({ length: 20 }, () => 20), Sleep, { batchSize: 2 }).pipe(
+          Effect.provide(Remote.layer({ redis: server!.url, queue, noWorkerTimeout: "20 seconds" }))
+        )
+        assert.strictEqual(results.length, 20)
+        const now = yield* json(queue)
+        assert.strictEqual(now.queue, queue)
+        assert.strictEqual(now.workers.length, 1)
+        assert.strictEqual(now.capacity, 2)
+        assert.strictEqual(now.workers[0]!.threads, 2)
+        assert.deepStrictEqual([now.waiting, now.running, now.stalled, now.failed], [0, 0, 0, 0])
+        assert.closeTo(now.throughput.items * 60, 20, 1e-9, "every item finished within the last minute")
+        assert.closeTo(now.throughput.batches * 60, 10, 1e-9)
+        const text = yield* status(queue)
+        assert.include(text, `queue "${queue}": 1 worker, 2 threads`)
+        assert.include(text, "batches: 0 waiting, 0 running, 0 stalled, 0 failed")
+      }),
+    60_000
+  )
+
+  it.live("counts a running batch whose worker died as stalled", () =>
+    Effect.gen(function*() {
+      const queue = `status-stalled-${process.pid}`
+      const [worker] = yield* workerProcesses(queue, [["--lock-duration", "1000"]])
+      const fiber = yield* Effect.forkChild(
+        Parallel.map([30_000], Sleep).pipe(
+          Effect.provide(Remote.layer({ redis: server!.url, queue, noWorkerTimeout: "20 seconds" }))
+        )
+      )
+      let now = yield* json(queue)
+      for (let i = 0; i < 100 && now.running === 0; i++) now = yield* Effect.andThen(Effect.sleep(100), json(queue))
+      assert.strictEqual(now.running, 1)
+      assert.strictEqual(now.stalled, 0, "its worker renews its lock")
+      worker!.kill("SIGKILL")
+      for (let i = 0; i < 100 && now.stalled === 0; i++) now = yield* Effect.andThen(Effect.sleep(100), json(queue))
+      assert.strictEqual(now.stalled, 1)
+      yield* Fiber.interrupt(fiber)
+    }), 60_000)
+
+  const hasTmux = ChildProcess.spawnSync("tmux", ["-V"]).status === 0
+
+  it.live.skipIf(!hasTmux)("redraws itself on a terminal as workers come and go", () =>
+    Effect.gen(function*() {
+      const queue = `status-tty-${process.pid}`
+      const socket = `effect-joblib-status-${process.pid}`
+      const tmux = (...args: Array<string>) =>
+        ChildProcess.execFileSync("tmux", ["-L", socket, ...args], { encoding: "utf8" })
+      const command = `${process.execPath} ${
+        NodePath.join(import.meta.dirname, "..", "src", "bin.ts")
+      } status --redis ${server!.url} --queue ${queue}`
+      yield* workerProcesses(queue, [[]], 2)
+      tmux("new-session", "-d", "-s", "status", "-x", "100", "-y", "20", command)
+      yield* Effect.addFinalizer(() => Effect.sync(() => tmux("kill-server")))
+      const waitFor = (text: string) =>
+        Effect.gen(function*() {
+          let screen = ""
+          for (let i = 0; i < 150 && !screen.includes(text); i++) {
+            yield* Effect.sleep(100)
+            screen = tmux("capture-pane", "-p", "-t", "status")
+          }
+          assert.include(screen, text)
+        })
+      yield* waitFor("1 worker, 2 threads")
+      yield* workerProcesses(queue, [[]], 3)
+      yield* waitFor("2 workers, 5 threads")
+    }), 60_000)
 })
 
 describe.skipIf(!hasRedis)("Remote: Redis going away", () => {
