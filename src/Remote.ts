@@ -175,6 +175,11 @@ const MAX_SLOTS = 1024
 /** How long the per-second completion counters that `effect-joblib status` reads are kept, in seconds. */
 const STATS_SECONDS = 120
 
+/** How far back (milliseconds) the watcher reads the queue's failed set, and how long a batch is in flight before
+ * it is looked for one by one. */
+const FAILED_WINDOW_MILLIS = 60_000
+const MISSING_CHECK_MILLIS = 5000
+
 /** Buffers from this size are sent once per map rather than with every batch that uses them. */
 const BIG = 1024 * 1024
 
@@ -281,7 +286,14 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     // Workers push each batch's reply to this driver's own list; one fiber reads it and wakes the batch's waiter.
     // Cheaper than following the queue's event stream, which carries every event of every job.
     const replyTo = `${prefix}reply:${Crypto.randomUUID()}`
-    const waiters = new Map<string, Deferred.Deferred<Reply>>()
+    /**
+     * Batches in flight, each with the Deferred its reply completes, or the watcher when the queue gave up on it
+     * or Redis went away; when it was sent, when the watcher last looked for it, and how often it was missing.
+     */
+    const inFlight = new Map<
+      string,
+      { readonly replied: Deferred.Deferred<Reply, RemoteFailure>; checkedAt: number; missing: number }
+    >()
     // A reply that lands after its batch was interrupted here (a cancel a moment too late) goes with the driver.
     yield* Effect.addFinalizer(() => Effect.promise(() => client.del(replyTo).catch(() => 0)))
     const readReply = Effect.flatMap(
@@ -290,8 +302,8 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
         if (popped === "down") return Effect.sleep(100)
         if (popped === null) return Effect.void
         const reply = V8.deserialize(popped[1]) as Reply
-        const waiter = waiters.get(reply.id)
-        if (waiter !== undefined) Deferred.doneUnsafe(waiter, Effect.succeed(reply))
+        const batch = inFlight.get(reply.id)
+        if (batch !== undefined) Deferred.doneUnsafe(batch.replied, Effect.succeed(reply))
         return Effect.void
       }
     )
@@ -329,80 +341,77 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
       Effect.asVoid
     )
 
-    // One watcher for the whole layer, not two fibers per batch in flight: the connections, and the batches
-    // the queue gave up on. Each batch in flight waits on Deferreds the watcher completes.
+    // One watcher for the whole layer, not fibers per batch: the connections, and the batches the queue gave up
+    // on. Each batch in flight waits on one Deferred: its reply, or the failure a watcher finds.
 
-    /** Fails when either connection has been down for longer than `timeout`; renewed once it is back. */
-    let lost = Deferred.makeUnsafe<never, RemoteFailure>()
+    /** Set while either connection has been down for longer than `timeout`: batches fail with it. */
+    let lost: RemoteFailure | undefined
     let downSince: number | undefined
     const watchConnections = Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.sync(() => {
         if (client.status === "ready" && replies.status === "ready") {
           downSince = undefined
-          if (Deferred.isDoneUnsafe(lost)) lost = Deferred.makeUnsafe<never, RemoteFailure>()
+          lost = undefined
         } else if (downSince === undefined) downSince = now
-        else if (now - downSince > timeout) {
-          Deferred.doneUnsafe(
-            lost,
-            Effect.fail(
-              new RemoteFailure({
-                reason: "Unreachable",
-                message: `lost the connection to Redis for over ${timeout} ms while batches ran`
-              })
-            )
-          )
+        else if (now - downSince > timeout && lost === undefined) {
+          lost = new RemoteFailure({
+            reason: "Unreachable",
+            message: `lost the connection to Redis for over ${timeout} ms while batches ran`
+          })
+          for (const batch of inFlight.values()) Deferred.doneUnsafe(batch.replied, Effect.fail(lost))
         }
       }))
     yield* Effect.forkScoped(Effect.repeat(watchConnections, Schedule.spaced(Math.min(250, timeout))))
 
-    /**
-     * Batches in flight, each with a Deferred that fails when the queue gave up on it without its worker
-     * replying: BullMQ fails a batch that stalled (its worker died) more than `maxStalledCount` times, or
-     * the batch left the queue some other way. How many checks in a row found it missing.
-     */
-    const watched = new Map<string, { readonly gone: Deferred.Deferred<never, RemoteFailure>; missing: number }>()
-    const rejected = (message: string) => Effect.fail(new RemoteFailure({ reason: "Rejected", message }))
+    /** A batch the queue gave up on fails with why; its items, which its worker would have removed, go too. */
+    const giveUp = (id: string, message: string) =>
+      Effect.sync(() => {
+        const batch = inFlight.get(id)
+        if (batch === undefined) return
+        client.del(`${prefix}in:${id}`).catch(() => 0)
+        Deferred.doneUnsafe(batch.replied, Effect.fail(new RemoteFailure({ reason: "Rejected", message })))
+      })
+    // BullMQ fails a batch that stalled (its worker died) more than `maxStalledCount` times: the queue's failed
+    // set, read since a minute before the last look (workers' clocks may differ), names it. A batch that left
+    // the queue some other way is looked for one by one, and only once it has been in flight for a while.
+    const failedKey = queue.toKey("failed")
     const watchBatches = Effect.gen(function*() {
-      const ids = [...watched.keys()]
-      if (ids.length === 0) return
-      const states = yield* Effect.promise(() =>
-        Promise.all(ids.map((id) => queue.getJobState(id).catch(() => "unreachable")))
+      if (inFlight.size === 0) return
+      const now = yield* Clock.currentTimeMillis
+      const failed = yield* Effect.promise(() =>
+        client.zrangebyscore(failedKey, now - FAILED_WINDOW_MILLIS, "+inf").catch(() => [] as Array<string>)
       )
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i]!
-        const entry = watched.get(id)
-        if (entry === undefined) continue
-        if (states[i] === "failed") {
-          const job = yield* Effect.promise(() => queue.getJob(id).catch(() => undefined))
-          yield* Effect.promise(() => job?.remove().catch(() => {}) ?? Promise.resolve())
-          Deferred.doneUnsafe(entry.gone, rejected(job?.failedReason ?? `the queue failed batch ${id}`))
-          continue
-        }
-        // A reply is pushed before its batch completes, so a batch gone for a whole second had none.
-        entry.missing = states[i] === "unknown" ? entry.missing + 1 : 0
-        if (entry.missing === 2) {
-          Deferred.doneUnsafe(entry.gone, rejected(`batch ${id} left the queue without a result`))
-        }
+      for (const id of failed) {
+        if (!inFlight.has(id)) continue
+        const job = yield* Effect.promise(() => queue.getJob(id).catch(() => undefined))
+        yield* Effect.promise(() => job?.remove().catch(() => {}) ?? Promise.resolve())
+        yield* giveUp(id, job?.failedReason ?? `the queue failed batch ${id}`)
+      }
+      const due = [...inFlight].filter(([, batch]) => now - batch.checkedAt >= MISSING_CHECK_MILLIS)
+      if (due.length === 0) return
+      const states = yield* Effect.promise(() =>
+        Promise.all(due.map(([id]) => queue.getJobState(id).catch(() => "unreachable")))
+      )
+      for (let i = 0; i < due.length; i++) {
+        const [id, batch] = due[i]!
+        batch.checkedAt = now
+        // A reply is pushed before its batch completes, so a batch missing twice in a row had none.
+        batch.missing = states[i] === "unknown" ? batch.missing + 1 : 0
+        if (batch.missing === 2) yield* giveUp(id, `batch ${id} left the queue without a result`)
       }
     })
     yield* Effect.forkScoped(Effect.repeat(watchBatches, Schedule.spaced(1000)))
 
     /** Sends one batch through the queue and waits for its worker's raw results. */
     const send = (message: BatchMessage, onProgress: Shipment["onProgress"]) =>
-      Effect.gen(function*() {
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (lost !== undefined) return Effect.fail(lost)
         const id = Crypto.randomUUID()
-        const replied = Deferred.makeUnsafe<Reply>()
-        waiters.set(id, replied)
-        const gone = Deferred.makeUnsafe<never, RemoteFailure>()
-        watched.set(id, { gone, missing: 0 })
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            waiters.delete(id)
-            watched.delete(id)
-          })
-        )
+        const replied = Deferred.makeUnsafe<Reply, RemoteFailure>()
+        // Looked for one by one only after a while: replies and the failed set cover the rest.
+        inFlight.set(id, { replied, checkedAt: now, missing: 0 })
         // Both go out on one connection at once: Redis stores the batch before its job exists.
-        yield* request("sending a batch", () =>
+        return request("sending a batch", () =>
           Promise.all([
             client.set(`${prefix}in:${id}`, V8.serialize(message), "PX", DAY),
             queue.add("batch", { id, replyTo } satisfies JobData, {
@@ -411,29 +420,27 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
               // Kept a while, so that the watcher can read why the queue failed it.
               removeOnFail: { age: 3600 }
             })
-          ]))
-        const reply = yield* Deferred.await(replied).pipe(
-          // A batch the queue gave up on leaves its items behind; its worker would have removed them.
-          Effect.raceFirst(Deferred.await(gone)),
-          Effect.tapError(() => Effect.ignore(request("cleaning up", () => client.del(`${prefix}in:${id}`)))),
-          // Redis going away would leave the wait hanging: the watcher turns it into a typed failure.
-          Effect.raceFirst(Deferred.await(lost)),
-          // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later, and one
-          // already running is cancelled on its worker.
-          Effect.onInterrupt(() =>
-            Effect.promise(() =>
-              Promise.all([
-                queue.remove(id).catch(() => {}),
-                client.publish(`${prefix}cancel`, id).catch(() => 0),
-                client.del(`${prefix}in:${id}`).catch(() => 0)
-              ])
-            )
+          ])).pipe(
+            Effect.andThen(Deferred.await(replied)),
+            // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later, and one
+            // already running is cancelled on its worker.
+            Effect.onInterrupt(() =>
+              Effect.promise(() =>
+                Promise.all([
+                  queue.remove(id).catch(() => {}),
+                  client.publish(`${prefix}cancel`, id).catch(() => 0),
+                  client.del(`${prefix}in:${id}`).catch(() => 0)
+                ])
+              )
+            ),
+            Effect.ensuring(Effect.sync(() => inFlight.delete(id))),
+            Effect.flatMap((reply) => {
+              if ("error" in reply) return Effect.fail(decodeError(reply.error))
+              for (const [index, data] of reply.progress) onProgress?.(index, data)
+              return Effect.succeed(reply.result)
+            })
           )
-        )
-        if ("error" in reply) return yield* Effect.fail(decodeError(reply.error))
-        for (const [index, data] of reply.progress) onProgress?.(index, data)
-        return reply.result
-      }).pipe(Effect.scoped)
+      })
 
     const batchStates = new Map<string, WeakMap<object, unknown>>()
     const backend: Backend.Backend = {
