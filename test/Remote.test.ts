@@ -337,6 +337,45 @@ describe.skipIf(!hasRedis)("Remote: capacity discovered from the workers connect
   )
 })
 
+describe.skipIf(!hasRedis)("Remote: two drivers on one queue", () => {
+  it.live(
+    "share the workers fairly: while both run, each gets between 35% and 65% of the items finished",
+    () =>
+      Effect.gen(function*() {
+        const queue = `fair-${process.pid}`
+        yield* workerProcesses(queue, [[], []], 2)
+        const driver = NodePath.join(import.meta.dirname, "fixtures", "driver.ts")
+        const run = () =>
+          new Promise<Array<{ at: number; size: number }>>((resolve, reject) =>
+            ChildProcess.execFile(
+              process.execPath,
+              [driver, server!.url, queue, "200"],
+              { encoding: "utf8" },
+              (error, out) => {
+                if (error !== null) return reject(error)
+                const lines = out.trim().split("\n").map((line) => JSON.parse(line))
+                const sum = lines.pop()
+                assert.strictEqual(sum.sum, 200 * 50, "every item's result came back")
+                resolve(lines)
+              }
+            )
+          )
+        const [a, b] = yield* Effect.promise(() => Promise.all([run(), run()]))
+        // The window in which both were finishing batches.
+        const from = Math.max(a![0]!.at, b![0]!.at)
+        const to = Math.min(a!.at(-1)!.at, b!.at(-1)!.at)
+        const within = (batches: Array<{ at: number; size: number }>) =>
+          batches.filter((batch) => batch.at >= from && batch.at <= to).reduce((sum, batch) => sum + batch.size, 0)
+        const [ownA, ownB] = [within(a!), within(b!)]
+        assert.isAbove(ownA + ownB, 100, "the drivers overlapped")
+        const share = ownA / (ownA + ownB)
+        assert.isAtLeast(share, 0.35, `driver A got ${ownA} of ${ownA + ownB}`)
+        assert.isAtMost(share, 0.65, `driver A got ${ownA} of ${ownA + ownB}`)
+      }),
+    60_000
+  )
+})
+
 describe.skipIf(!hasRedis)("effect-joblib status", () => {
   const status = (queue: string, ...flags: Array<string>) =>
     Effect.promise(() =>
