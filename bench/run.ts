@@ -10,7 +10,16 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   persist: () => import("./persist.ts"),
   hash: () => import("./hash.ts"),
   cache: () => import("./cache.ts"),
-  remote: () => import("./remote.ts"),
+  remote: () =>
+    Promise.all([import("./remote.ts"), import("./remote-scale.ts")]).then(([remote, scale]) => ({
+      run: async () => {
+        await remote.run()
+        console.log("\n### R4: scale\n")
+        await scale.run()
+      }
+    })),
+  // R4 alone (remote runs it too).
+  scale: () => import("./remote-scale.ts"),
   package: () => import("./package.ts")
 }
 

@@ -160,7 +160,7 @@ const hashSource = (source: string) => Effect.orDie(Hashing.hash(canonicalSource
  * 100 ms, so that workers finish close together while the cost stays a few percent.
  */
 const TARGET_BATCH_MILLIS = 1000
-const MIN_BATCH_MILLIS = 100
+const MIN_BATCH_MILLIS = 250
 
 /** A worker renews its entry in the queue's registry this often; an entry not renewed within `WORKER_TTL` lapses. */
 const HEARTBEAT_MILLIS = 1000
@@ -168,6 +168,9 @@ const WORKER_TTL = 3000
 
 /** A driver reads the registry this often, so that a worker that joins mid-map gets batches within a second. */
 const CAPACITY_POLL_MILLIS = 500
+
+/** One batch waits in the queue for every this many threads connected. */
+const SPARE_PER = 8
 
 /** Batches in flight at most when `slots` is not given: in practice, the capacity connected. */
 const MAX_SLOTS = 1024
@@ -503,7 +506,9 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
           const settled = makeSettled()
           return {
             slots: cap,
-            capacity: () => Math.min(cap, connected),
+            // A few more than the threads: a thread that finishes a batch takes a waiting one in the same call to
+            // Redis, where it would otherwise wait for this driver to hear of it and send another.
+            capacity: () => Math.min(cap, connected + Math.ceil(connected / SPARE_PER)),
             outstanding: (slot) => outstanding[slot]!,
             settled: Effect.raceFirst(settled.wait, capacityChanged.wait),
             batchState: batchStates.get(batchKey) ?? batchStates.set(batchKey, new WeakMap()).get(batchKey),

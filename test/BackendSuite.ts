@@ -412,15 +412,15 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           const big = new Float64Array(256 * 1024) // 2 MB, over the 1 MB threshold
           const items = Array.from({ length: 20 }, (_, i) => ({ i, big }))
           if (!capabilities.sharedMemory) {
-            // One copy per process: the tasks a process runs all write into its copy, so each sees the
-            // writes of the ones before it there. A copy per task would see only its own write.
+            // One copy per process: the tasks a process runs all write into its copy, so later ones see the
+            // writes of earlier ones there (threads of one process may run two at once, so not always all of
+            // them). A copy per task would see only its own write, and no more than 20 writes exist.
             const seen = yield* Parallel.map(items, ({ i, big }) => {
               big[i] = i + 1
-              return { pid: (globalThis as any).process.pid as number, written: big.filter((x) => x > 0).length }
+              return big.filter((x) => x > 0).length
             }, { batchSize: 1 })
-            const perProcess = new Map<number, number>()
-            for (const { pid, written } of seen) perProcess.set(pid, Math.max(perProcess.get(pid) ?? 0, written))
-            assert.strictEqual([...perProcess.values()].reduce((a, b) => a + b, 0), 20)
+            assert.isTrue(seen.some((written) => written > 1), "tasks share their process's copy")
+            assert.isTrue(seen.every((written) => written >= 1 && written <= 20))
             assert.strictEqual(big[0], 0, "the caller's array is not written")
             return
           }
