@@ -96,6 +96,18 @@ interface JobData {
  * A connected worker, as it registers itself in Redis: the set `<prefix>workers` names the workers, and each
  * one's entry `<prefix>worker:<id>` expires unless it is renewed, so a worker that dies drops out on its own.
  *
+ * **Example** (The hosts serving a queue)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Remote } from "effect-joblib"
+ *
+ * const hosts = Effect.map(
+ *   Remote.status({ redis: "redis://127.0.0.1:6379/0" }),
+ *   (status) => status.workers.map((worker: Remote.WorkerInfo) => `${worker.host} (${worker.threads} threads)`)
+ * )
+ * ```
+ *
  * @category models
  * @since 0.5.0
  */
@@ -535,6 +547,15 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
 /**
  * Options of {@link status} and {@link monitor}.
  *
+ * **Example** (A queue other than the default)
+ *
+ * ```ts
+ * import { Redacted } from "effect"
+ * import type { Remote } from "effect-joblib"
+ *
+ * const options: Remote.StatusOptions = { redis: Redacted.make("redis://127.0.0.1:6379/0"), queue: "pipeline" }
+ * ```
+ *
  * @category models
  * @since 0.5.0
  */
@@ -548,6 +569,18 @@ export interface StatusOptions {
 
 /**
  * A queue seen from Redis: its workers, its batches and its throughput.
+ *
+ * **Example** (Whether a queue keeps up)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Remote } from "effect-joblib"
+ *
+ * const backlog = Effect.map(
+ *   Remote.status({ redis: "redis://127.0.0.1:6379/0" }),
+ *   (status: Remote.Status) => status.waiting > status.capacity
+ * )
+ * ```
  *
  * @category models
  * @since 0.5.0
