@@ -90,7 +90,12 @@ type Reply =
 interface JobData {
   readonly id: string
   readonly replyTo: string
+  /** A small batch travels in its job, as base64 of its `node:v8` bytes; a big one is stored under `in:<id>`. */
+  readonly batch?: string | undefined
 }
+
+/** Batches up to this many bytes travel inside their job: a command less for the driver and two for the worker. */
+const INLINE_BATCH_BYTES = 16 * 1024
 
 /**
  * A connected worker, as it registers itself in Redis: the set `<prefix>workers` names the workers, and each
@@ -425,17 +430,16 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
         const replied = Deferred.makeUnsafe<Reply, RemoteFailure>()
         // Looked for one by one only after a while: replies and the failed set cover the rest.
         inFlight.set(id, { replied, checkedAt: now, missing: 0 })
-        // Both go out on one connection at once: Redis stores the batch before its job exists.
-        return request("sending a batch", () =>
-          Promise.all([
-            client.set(`${prefix}in:${id}`, V8.serialize(message), "PX", DAY),
-            queue.add("batch", { id, replyTo } satisfies JobData, {
-              jobId: id,
-              removeOnComplete: true,
-              // Kept a while, so that the watcher can read why the queue failed it.
-              removeOnFail: { age: 3600 }
-            })
-          ])).pipe(
+        const bytes = V8.serialize(message)
+        const inline = bytes.length <= INLINE_BATCH_BYTES
+        const job: JobData = inline ? { id, replyTo, batch: bytes.toString("base64") } : { id, replyTo }
+        // Kept a while when failed, so that the watcher can read why the queue failed it.
+        const options = { jobId: id, removeOnComplete: true, removeOnFail: { age: 3600 } }
+        // A big batch's bytes and its job go out on one connection at once: Redis stores them before the job.
+        return request("sending a batch", (): Promise<unknown> =>
+          inline
+            ? queue.add("batch", job, options)
+            : Promise.all([client.set(`${prefix}in:${id}`, bytes, "PX", DAY), queue.add("batch", job, options)])).pipe(
             Effect.andThen(Deferred.await(replied)),
             // Interrupted: a batch still waiting is taken off the queue, so no worker runs it later, and one
             // already running is cancelled on its worker.
@@ -887,8 +891,8 @@ export const layerWorker = (
     // Set when this worker stops: batches it was running go back to the queue for another worker.
     let stopping = false
     /** Runs a batch; its failures become a reply too, so that the driver hears of them at once. */
-    const answer = async (id: string): Promise<Reply | "interrupted"> => {
-      const bytes = await client.getBuffer(`${prefix}in:${id}`)
+    const answer = async ({ batch, id }: JobData): Promise<Reply | "interrupted"> => {
+      const bytes = batch !== undefined ? Buffer.from(batch, "base64") : await client.getBuffer(`${prefix}in:${id}`)
       if (bytes === null) {
         return {
           id,
@@ -910,8 +914,9 @@ export const layerWorker = (
     const bullWorker = yield* Effect.acquireRelease(
       Effect.sync(() =>
         new Worker(name, async (job, token) => {
-          const { id, replyTo } = job.data as JobData
-          const reply = await answer(id)
+          const data = job.data as JobData
+          const { id, replyTo } = data
+          const reply = await answer(data)
           if (reply === "interrupted") {
             // Cancelled by its driver, which waits no more; or this worker is stopping: another one runs it.
             if (!stopping) return
@@ -920,9 +925,10 @@ export const layerWorker = (
           }
           const second = Math.floor(Date.now() / 1000)
           const done = "result" in reply ? reply.result.values.length : 0
-          await client.multi().rpush(replyTo, V8.serialize(reply)).pexpire(replyTo, DAY).del(`${prefix}in:${id}`)
-            .hincrby(`${prefix}done:${second}`, "items", done).hincrby(`${prefix}done:${second}`, "batches", 1)
-            .expire(`${prefix}done:${second}`, STATS_SECONDS).exec()
+          const replying = client.multi().rpush(replyTo, V8.serialize(reply)).pexpire(replyTo, DAY)
+          if (data.batch === undefined) replying.del(`${prefix}in:${id}`)
+          await replying.hincrby(`${prefix}done:${second}`, "items", done)
+            .hincrby(`${prefix}done:${second}`, "batches", 1).expire(`${prefix}done:${second}`, STATS_SECONDS).exec()
         }, {
           connection: client,
           // One batch per thread: drivers keep as many in flight as the threads connected, so a batch waits in

@@ -39,6 +39,9 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
         const [array] = yield* Parallel.map([3], (n) => new Float64Array(100_000).fill(n))
         assert.instanceOf(array, Float64Array)
         assert.strictEqual(array![99_999], 3)
+        // A batch too big to travel inside its job (400 KB) is stored beside it.
+        const [sum] = yield* Parallel.map([new Float64Array(50_000).fill(2)], (xs) => xs.reduce((a, b) => a + b, 0))
+        assert.strictEqual(sum, 100_000)
       }).pipe(Effect.provide(setup("order"))),
     30_000
   )
