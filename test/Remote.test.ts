@@ -291,17 +291,7 @@ describe.skipIf(!hasRedis)("Remote: capacity discovered from the workers connect
     () =>
       Effect.gen(function*() {
         const queue = `capacity-${process.pid}`
-        const start = (concurrency: number) =>
-          Effect.acquireRelease(
-            Effect.sync(() => startWorkerProcess(server!.url, queue, { concurrency })),
-            (worker) =>
-              Effect.promise(() => {
-                if (worker.exitCode !== null || worker.signalCode !== null) return Promise.resolve()
-                worker.kill("SIGKILL")
-                return new Promise<void>((resolve) => worker.once("exit", () => resolve()))
-              })
-          )
-        yield* start(2)
+        yield* workerProcesses(queue, [[]], 2)
         const driver = Remote.layer({ redis: server!.url, queue, noWorkerTimeout: "20 seconds" })
         const context = yield* Layer.build(driver)
         // Slots are abstract on Remote: the map uses as many as the threads connected, one batch each.
@@ -317,7 +307,7 @@ describe.skipIf(!hasRedis)("Remote: capacity discovered from the workers connect
         )
         while (state.completed < 4) yield* Effect.sleep(20)
         // A second worker joins mid-map.
-        const second = yield* start(3)
+        const [second] = yield* workerProcesses(queue, [[]], 3)
         state.joined = true
         const pids = yield* Fiber.join(fiber)
         // One batch waits in the queue for every 8 threads (rounded up), so that a thread finishing one takes
@@ -330,7 +320,7 @@ describe.skipIf(!hasRedis)("Remote: capacity discovered from the workers connect
         const workers = yield* Effect.provideContext(Backend.Backend.useSync((backend) => backend.workers), context)
         assert.strictEqual(workers, 5, "the backend reports the threads connected")
         // A worker that dies drops out of the registry when its entry lapses.
-        second.kill("SIGKILL")
+        second!.kill("SIGKILL")
         let after = workers
         for (let i = 0; i < 100 && after !== 2; i++) {
           yield* Effect.sleep(100)
