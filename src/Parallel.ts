@@ -210,7 +210,10 @@ const resolve = Effect.fnUntraced(function*(where: string, options: StreamOption
   return {
     concurrency,
     preDispatch: parsed.preDispatch ?? 2 * concurrency,
-    given: { concurrency: parsed.concurrency !== undefined, preDispatch: parsed.preDispatch !== undefined },
+    given: {
+      concurrency: parsed.concurrency === undefined ? undefined : requested,
+      preDispatch: parsed.preDispatch !== undefined
+    },
     batchSize: batchSize === "auto"
       ? Batching.auto
       : typeof batchSize === "number"

@@ -172,10 +172,11 @@ export interface EngineOptions {
   /** Batches in flight at most. */
   readonly preDispatch: number
   /**
-   * On a backend whose capacity changes during a map, the map follows it: concurrency up to the capacity
-   * connected (within `concurrency` when the user gave one), and `preDispatch` twice that (unless given).
+   * What the user asked for, if anything. On a backend whose capacity changes during a map, the map follows it:
+   * concurrency up to the capacity connected (within the concurrency asked for), and `preDispatch` twice that
+   * (unless asked for).
    */
-  readonly given?: { readonly concurrency: boolean; readonly preDispatch: boolean } | undefined
+  readonly given?: { readonly concurrency: number | undefined; readonly preDispatch: boolean } | undefined
   readonly batchSize: Schedule.Schedule<number, Observation>
   /** Apply joblib's rule of splitting the tail of the input finely, for auto batching. */
   readonly splitTail: boolean
@@ -323,7 +324,7 @@ const drive = <I, A, E, EI, RI>(
     const capacity = runner.capacity
     const concurrency = capacity === undefined
       ? () => options.concurrency
-      : () => Math.max(1, Math.min(options.given?.concurrency ? options.concurrency : runner.slots, capacity()))
+      : () => Math.max(1, Math.min(options.given?.concurrency ?? runner.slots, runner.slots, capacity()))
     let preDispatch = capacity === undefined || options.given?.preDispatch ? options.preDispatch : 2 * concurrency()
     const permits = yield* Semaphore.make(preDispatch)
     const fibers = yield* FiberSet.make<void, never>()
