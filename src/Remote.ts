@@ -186,6 +186,9 @@ const WORKER_TTL = 3000
 /** A driver reads the registry this often, so that a worker that joins mid-map gets batches within a second. */
 const CAPACITY_POLL_MILLIS = 500
 
+/** Replies a driver takes in one command once the first has come. */
+const REPLIES_PER_READ = 256
+
 /** One batch waits in the queue for every this many threads connected. */
 const SPARE_PER = 8
 
@@ -316,16 +319,22 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     >()
     // A reply that lands after its batch was interrupted here (a cancel a moment too late) goes with the driver.
     yield* Effect.addFinalizer(() => Effect.promise(() => client.del(replyTo).catch(() => 0)))
+    const deliver = (bytes: Buffer) => {
+      const reply = V8.deserialize(bytes) as Reply
+      const batch = inFlight.get(reply.id)
+      if (batch !== undefined) Deferred.doneUnsafe(batch.replied, Effect.succeed(reply))
+    }
+    // One blocking pop for the first reply, then the replies that arrived with it, in one command.
+    const readReplies = async () => {
+      const popped = await replies.blpopBuffer(replyTo, 1)
+      if (popped === null) return
+      const more = await replies.lpopBuffer(replyTo, REPLIES_PER_READ)
+      deliver(popped[1])
+      for (const bytes of more ?? []) deliver(bytes)
+    }
     const readReply = Effect.flatMap(
-      Effect.promise(() => replies.blpopBuffer(replyTo, 1).catch(() => "down" as const)),
-      (popped) => {
-        if (popped === "down") return Effect.sleep(100)
-        if (popped === null) return Effect.void
-        const reply = V8.deserialize(popped[1]) as Reply
-        const batch = inFlight.get(reply.id)
-        if (batch !== undefined) Deferred.doneUnsafe(batch.replied, Effect.succeed(reply))
-        return Effect.void
-      }
+      Effect.promise(() => readReplies().then(() => "up" as const, () => "down" as const)),
+      (state) => (state === "down" ? Effect.sleep(100) : Effect.void)
     )
     yield* Effect.forkScoped(Effect.forever(readReply))
 
