@@ -37,13 +37,13 @@ import { importOptional } from "./internal/optional.ts"
 import * as OptionParsing from "./internal/options.ts"
 import { canonicalSource } from "./internal/parallel/closure.ts"
 import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
-import { type Encoded, makeSettled } from "./internal/parallel/outcome.ts"
+import { type Encoded, makeSettled, makeSlotCounts } from "./internal/parallel/outcome.ts"
 import type { Shipment } from "./internal/parallel/pool.ts"
 import { makeThreads, transportRun } from "./internal/parallel/pools.ts"
 import { decodeError, encodeError, type WorkSpec } from "./internal/parallel/protocol.ts"
 import type { Runner } from "./internal/parallel/runner.ts"
 import { countBuffers, Sharer } from "./internal/parallel/share.ts"
-import { keyOf, type Work } from "./internal/parallel/work.ts"
+import { shippedAs, type Work } from "./internal/parallel/work.ts"
 import { mapBuffers, reviveRefs } from "./internal/parallel/workerRuntime.js"
 import { connectRedis } from "./internal/redis.ts"
 import {
@@ -527,30 +527,19 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
                 }, shipment.onProgress)),
             () => "remote worker"
           )
-          const outstanding = Array.from({ length: cap }, () => 0)
-          const settled = makeSettled()
+          const { counted, outstanding, settled } = makeSlotCounts(cap)
           return {
             slots: cap,
             // A few more than the threads: a thread that finishes a batch takes a waiting one in the same call to
             // Redis, where it would otherwise wait for this driver to hear of it and send another.
             capacity: () => Math.min(cap, connected + Math.ceil(connected / SPARE_PER)),
-            outstanding: (slot) => outstanding[slot]!,
-            settled: Effect.raceFirst(settled.wait, capacityChanged.wait),
+            outstanding,
+            settled: Effect.raceFirst(settled, capacityChanged.wait),
             batchState: batchStates.get(batchKey) ?? batchStates.set(batchKey, new WeakMap()).get(batchKey),
             restarts: () => 0,
             minBatchMillis: MIN_BATCH_MILLIS,
             targetBatchMillis: TARGET_BATCH_MILLIS,
-            run: (slot, items, start, runOptions) =>
-              Effect.suspend(() => {
-                outstanding[slot]!++
-                return Effect.ensuring(
-                  run(slot, items, start, runOptions),
-                  Effect.sync(() => {
-                    outstanding[slot]!--
-                    settled.notify()
-                  })
-                )
-              })
+            run: (slot, items, start, runOptions) => counted(slot, run(slot, items, start, runOptions))
           } satisfies Runner<I, A, E>
         })
     }
@@ -816,10 +805,12 @@ export const layerWorker = (
       })
 
     /** The work a batch names, as this worker's threads load it; refused when this worker does not run it. */
-    const resolve = (spec: Spec): Effect.Effect<{ key: number; spec: WorkSpec }, TaskNotFound | RemoteFailure> => {
+    const resolve = (
+      spec: Spec
+    ): Effect.Effect<{ readonly key: number; readonly spec: WorkSpec }, TaskNotFound | RemoteFailure> => {
       if (spec.kind === "fn") {
         return options.allowInline === true
-          ? Effect.succeed({ key: keyOf(`fn:${spec.source}`), spec })
+          ? Effect.succeed(shippedAs(spec))
           : Effect.fail(
             new RemoteFailure({
               reason: "Rejected",
@@ -846,8 +837,7 @@ export const layerWorker = (
           })
         )
       }
-      const { url, name } = found.task
-      return Effect.succeed({ key: keyOf(`task:${url}#${name}`), spec: { kind: "task", url, name } })
+      return Effect.succeed(shippedAs({ kind: "task", url: found.task.url, name: found.task.name }))
     }
 
     /** Relays a batch to the least busy thread (ties rotate), as the batch protocol's `run` request. */

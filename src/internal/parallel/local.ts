@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Semaphore from "effect/Semaphore"
 import type { ParallelError } from "../../ParallelError.ts"
-import { decode, makeSettled, type Outcome } from "./outcome.ts"
+import { decode, makeSlotCounts, type Outcome } from "./outcome.ts"
 import { TaskReporter } from "./report.ts"
 import type { Backend, Runner, RunOptions } from "./runner.ts"
 import { classify } from "./taskLoader.ts"
@@ -96,8 +96,7 @@ export const makeInProcess = (
   workers: number,
   runBatch?: (batch: LocalBatch, slot: number) => Effect.Effect<Outcome<unknown, unknown>, ParallelError>
 ): Backend => {
-  const settled = makeSettled()
-  const outstanding = Array.from({ length: workers }, () => 0)
+  const { counted, outstanding, settled } = makeSlotCounts(workers)
   const locks = Array.from({ length: workers }, () => Semaphore.makeUnsafe(1))
   return {
     name,
@@ -105,13 +104,12 @@ export const makeInProcess = (
     prepare: <I, A, E>(work: Work<I, A, E>) =>
       Effect.map(work.local, (local): Runner<I, A, E> => ({
         slots: workers,
-        outstanding: (slot) => outstanding[slot]!,
-        settled: settled.wait,
+        outstanding,
+        settled,
         batchState: undefined,
         restarts: () => 0,
         run: (slot, items, start, options) =>
           Effect.suspend(() => {
-            outstanding[slot]!++
             const here = runLocal(local, work.label, items, start, options)
             const run = runBatch === undefined
               ? here
@@ -119,13 +117,7 @@ export const makeInProcess = (
                 Outcome<A, E>,
                 ParallelError
               >
-            return run.pipe(
-              locks[slot]!.withPermits(1),
-              Effect.ensuring(Effect.sync(() => {
-                outstanding[slot]!--
-                settled.notify()
-              }))
-            )
+            return counted(slot, locks[slot]!.withPermits(1)(run))
           })
       }))
   }

@@ -134,3 +134,27 @@ export const makeSettled = () => {
     }
   }
 }
+
+/**
+ * A runner's count of batches in flight per slot, for the dispatcher's `outstanding` and `settled`, kept by
+ * running each batch through `counted`.
+ */
+export const makeSlotCounts = (slots: number) => {
+  const counts = Array.from({ length: slots }, () => 0)
+  const settled = makeSettled()
+  return {
+    outstanding: (slot: number) => counts[slot]!,
+    settled: settled.wait,
+    counted: <A, E>(slot: number, batch: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.suspend(() => {
+        counts[slot]!++
+        return Effect.ensuring(
+          batch,
+          Effect.sync(() => {
+            counts[slot]!--
+            settled.notify()
+          })
+        )
+      })
+  }
+}

@@ -52,23 +52,26 @@ export interface Work<I, A, E> {
 }
 
 const keys = new Map<string, number>()
-/** A number naming one unit of work in this process, the same across maps: a worker loads it once. */
-export const keyOf = (id: string): number => {
+/**
+ * What a worker is sent to run `spec`, with a number naming it in this process, the same across maps (and for
+ * a Remote worker's batches): a worker loads it once.
+ */
+export const shippedAs = (spec: WorkSpec): { readonly key: number; readonly spec: WorkSpec } => {
+  const id = spec.kind === "task" ? `task:${spec.url}#${spec.name}` : `fn:${spec.source}`
   let key = keys.get(id)
   if (key === undefined) {
     key = keys.size + 1
     keys.set(id, key)
   }
-  return key
+  return { key, spec }
 }
 
 export const identity = <A>(a: A) => a
 
 export const fromTask = <P, A, E>(task: Task.Task<P, A, E>): Work<P, A, E> => {
-  const spec: WorkSpec = { kind: "task", url: task.url, name: task.name }
   const shipped = Effect.as(
     checkImportable(task.name, task.url),
-    { key: keyOf(`task:${task.url}#${task.name}`), spec }
+    shippedAs({ kind: "task", url: task.url, name: task.name })
   )
   return {
     label: task.name,
@@ -108,10 +111,7 @@ export const fromFunction = <I, A>(fn: (item: I, index: number) => A | PromiseLi
         const analysis = Closure.analyze(fn)
         switch (analysis._tag) {
           case "Ok":
-            return Effect.succeed({
-              key: keyOf(`fn:${analysis.source}`),
-              spec: { kind: "fn", source: analysis.source } as const
-            })
+            return Effect.succeed(shippedAs({ kind: "fn", source: analysis.source }))
           case "Captures": {
             const names = analysis.identifiers.map((name) => `"${name}"`).join(", ")
             return Effect.fail(
