@@ -437,6 +437,33 @@ describe.skipIf(!hasRedis)("effect-joblib status", () => {
       yield* Fiber.interrupt(fiber)
     }), 60_000)
 
+  it.live(
+    "bad options are InvalidOptions; an unreachable server is a RemoteFailure, and one line from the command",
+    () =>
+      Effect.gen(function*() {
+        const bad = yield* Effect.flip(Remote.status({ redis: server!.url, queue: "a:b" }))
+        assert.instanceOf(bad, ParallelError.InvalidOptions)
+        assert.include(bad.message, "queue")
+        const unreachable = yield* Effect.flip(
+          Remote.status({ redis: Redacted.make("redis://user:s3cret@127.0.0.1:1/0"), timeout: 500 })
+        )
+        assert.instanceOf(unreachable, ParallelError.RemoteFailure)
+        assert.strictEqual((unreachable as ParallelError.RemoteFailure).reason, "Unreachable")
+        assert.notInclude(unreachable.message, "s3cret")
+        const out = ChildProcess.spawnSync(process.execPath, [
+          NodePath.join(import.meta.dirname, "..", "src", "bin.ts"),
+          "status",
+          "--redis",
+          "redis://127.0.0.1:1/0",
+          "--json"
+        ], { encoding: "utf8" })
+        assert.strictEqual(out.status, 1)
+        assert.match(out.stderr.trim(), /^effect-joblib: cannot reach Redis/)
+        assert.notInclude(out.stderr, "    at ")
+      }),
+    30_000
+  )
+
   const hasTmux = ChildProcess.spawnSync("tmux", ["-V"]).status === 0
 
   it.live.skipIf(!hasTmux)("redraws itself on a terminal as workers come and go", () =>
