@@ -630,19 +630,21 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
   /** Computes under the key's lock and stores the outcome. */
   const computeAndStore = (cache: Shape, key: string, args: Args, force: boolean) =>
     Effect.gen(function*() {
-      // Another process may be computing it: wait for its lock or its result, polling on the Clock.
-      const attempt = Effect.flatMap(
+      // Another process may be computing it: wait for its lock or its result, polling on the Clock. The caller
+      // has just looked for the result, so the first attempt only tries the lock.
+      type Acquired = { readonly lock: Store.Lock } | { readonly found: Found<A, E> } | undefined
+      let polled = false
+      const takeLock: Effect.Effect<Acquired, StoreError> = Effect.map(
         withStore(cache, cache.store.lock(key, cache.lockTimeout), { release: Effect.void }),
-        (lock): Effect.Effect<
-          { readonly lock: Store.Lock } | { readonly found: Found<A, E> } | undefined,
-          StoreError
-        > =>
-          lock !== undefined
-            ? Effect.succeed({ lock })
-            : force
-            ? Effect.undefined
-            : Effect.map(lookup(cache, key), (found) => (found === undefined ? undefined : { found }))
+        (lock) => (lock === undefined ? undefined : { lock })
       )
+      const attempt = Effect.suspend((): Effect.Effect<Acquired, StoreError> => {
+        const look = polled && !force
+        polled = true
+        return look
+          ? Effect.flatMap(lookup(cache, key), (found) => (found === undefined ? takeLock : Effect.succeed({ found })))
+          : takeLock
+      })
       const acquired = yield* Effect.repeat(attempt, {
         schedule: Schedule.spaced(cache.pollInterval),
         until: (outcome) => outcome !== undefined
