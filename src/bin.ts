@@ -215,7 +215,7 @@ const formatAge = (millis: number) => {
 }
 
 /** A queue's status as text: what `status` prints, and redraws on a terminal. */
-export const formatStatus = (status: Remote.Status, now: number): string => {
+const formatStatus = (status: Remote.Status, now: number): string => {
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
   const lines = [
     `queue "${status.queue}": ${plural(status.workers.length, "worker")}, ${plural(status.capacity, "thread")}`
