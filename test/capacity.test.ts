@@ -90,3 +90,37 @@ describe("a runner's changing capacity", () => {
       assert.strictEqual(after, 3)
     }))
 })
+
+describe("a runner's target batch length", () => {
+  it.effect("automatic batching jumps to it once it knows how long an item takes", () =>
+    Effect.gen(function*() {
+      const { counted, outstanding, settled } = makeSlotCounts(1)
+      const sizes: Array<number> = []
+      const runner: Runner<number, number, never> = {
+        slots: 1,
+        outstanding,
+        settled,
+        batchState: undefined,
+        restarts: () => 0,
+        targetBatchMillis: 100,
+        // Each item reports 2 ms of work.
+        run: (slot, items) =>
+          counted(
+            slot,
+            Effect.sync(() => {
+              sizes.push(items.length)
+              return { _tag: "Values" as const, values: items, duration: 2 * items.length }
+            })
+          )
+      }
+      yield* forEachBatch<number, number, never, never, never>(
+        Array.from({ length: 1000 }, (_, i) => i),
+        runner,
+        { ...options(undefined), concurrency: 1, batchSize: Batching.auto, splitTail: true },
+        () => Effect.void
+      ).pipe(Effect.scoped)
+      assert.strictEqual(sizes[0], 1, "cold: one item")
+      assert.strictEqual(sizes[1], 50, "then 100 ms of work")
+      assert.strictEqual(sizes.reduce((a, b) => a + b, 0), 1000)
+    }))
+})
