@@ -195,10 +195,12 @@ describe("Progress", () => {
     const hasTmux = ChildProcess.spawnSync("tmux", ["-V"]).status === 0
 
     it.skipIf(!hasTmux)("draws in a real terminal (tmux) and stays silent in CI", () => {
-      const socket = `effect-joblib-test-${process.pid}`
-      const tmux = (...args: Array<string>) =>
-        ChildProcess.execFileSync("tmux", ["-L", socket, ...args], { encoding: "utf8" })
       const screen = (ci: boolean) => {
+        // A server per screen: kill-server returns before the old server has gone, and a new session on
+        // the same socket can reach the dying one ("server exited unexpectedly").
+        const socket = `effect-joblib-test-${process.pid}-${ci ? "ci" : "tty"}`
+        const tmux = (...args: Array<string>) =>
+          ChildProcess.execFileSync("tmux", ["-L", socket, ...args], { encoding: "utf8" })
         const command = `${ci ? "env CI=1" : "env -u CI"} ${node} ${barScript}; sleep 60`
         tmux("new-session", "-d", "-s", "bar", "-x", "100", "-y", "12", command)
         try {
