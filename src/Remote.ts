@@ -22,6 +22,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -37,10 +38,10 @@ import { importOptional } from "./internal/optional.ts"
 import * as OptionParsing from "./internal/options.ts"
 import { canonicalSource } from "./internal/parallel/closure.ts"
 import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
-import { type Encoded, makeSettled, makeSlotCounts } from "./internal/parallel/outcome.ts"
+import { makeSettled, makeSlotCounts } from "./internal/parallel/outcome.ts"
 import type { Shipment } from "./internal/parallel/pool.ts"
 import { makeThreads, transportRun } from "./internal/parallel/pools.ts"
-import { decodeError, encodeError, type WorkSpec } from "./internal/parallel/protocol.ts"
+import * as Protocol from "./internal/parallel/protocol.ts"
 import type { Runner } from "./internal/parallel/runner.ts"
 import { countBuffers, Sharer } from "./internal/parallel/share.ts"
 import { shippedAs, type Work } from "./internal/parallel/work.ts"
@@ -56,43 +57,44 @@ import {
 import * as Task from "./Task.ts"
 
 /** What a batch names: a Task (by name, with a hash of its source) or an inline function's source. */
-type Spec =
-  | { readonly kind: "task"; readonly name: string; readonly source: string }
-  | { readonly kind: "fn"; readonly source: string }
+const Spec = Schema.Union([
+  Schema.Struct({ kind: Schema.Literal("task"), name: Schema.String, source: Schema.String }),
+  Schema.Struct({ kind: Schema.Literal("fn"), source: Schema.String })
+])
+type Spec = typeof Spec.Type
 
 /**
  * A batch as the queue carries it: the batch protocol's `run` request (see `protocol.ts`), with the work named
  * by a `Spec` that the worker resolves against its own modules, and big buffers stored once per map in Redis.
  */
-interface BatchMessage {
-  readonly spec: Spec
-  readonly items: ReadonlyArray<unknown>
-  readonly start: number
-  readonly failFast: boolean
-  readonly timeout: number | undefined
-  readonly timings?: boolean | undefined
-  readonly parent?: { readonly traceId: string; readonly spanId: string } | undefined
+const BatchMessage = Schema.Struct({
+  ...Protocol.batchFields,
+  spec: Spec,
   /** Big buffers the items refer to, each stored once per map under `prefix + id`. */
-  readonly refs: { readonly prefix: string; readonly ids: ReadonlyArray<number> } | undefined
-}
+  refs: Schema.UndefinedOr(Schema.Struct({ prefix: Schema.String, ids: Schema.Array(Schema.Int) }))
+})
+type BatchMessage = typeof BatchMessage.Type
 
 /** What a worker pushes to the driver's reply list when a batch ends: its raw results, or its typed error encoded. */
-type Reply =
-  | {
-    readonly id: string
-    readonly result: Encoded
+const Reply = Schema.Union([
+  Schema.Struct({
+    id: Schema.String,
+    result: Protocol.Encoded,
     /** What the batch's tasks reported with `Progress.report`: index in the batch, data. */
-    readonly progress: ReadonlyArray<readonly [number, unknown]>
-  }
-  | { readonly id: string; readonly error: unknown }
+    progress: Schema.Array(Schema.Tuple([Schema.Int, Schema.Unknown]))
+  }),
+  Schema.Struct({ id: Schema.String, error: Schema.Unknown })
+])
+type Reply = typeof Reply.Type
 
 /** A job only names its batch (stored under `in:<id>`) and where to reply. */
-interface JobData {
-  readonly id: string
-  readonly replyTo: string
+const JobData = Schema.Struct({
+  id: Schema.String,
+  replyTo: Schema.String,
   /** A small batch travels in its job, as base64 of its `node:v8` bytes; a big one is stored under `in:<id>`. */
-  readonly batch?: string | undefined
-}
+  batch: Schema.optional(Schema.String)
+})
+type JobData = typeof JobData.Type
 
 /** Batches up to this many bytes travel inside their job: a command less for the driver and two for the worker. */
 const INLINE_BATCH_BYTES = 16 * 1024
@@ -126,7 +128,28 @@ export interface WorkerInfo {
   readonly started: number
 }
 
-/** The workers connected to a queue now, from its registry; lapsed entries are removed on the way. */
+/** A registry entry as a worker writes it, checked since anything can write there. */
+const WorkerEntry = Schema.Struct({
+  id: Schema.String,
+  host: Schema.String,
+  pid: Schema.Int,
+  threads: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  started: Schema.Finite
+})
+
+const parseEntry = (entry: string): ReadonlyArray<WorkerInfo> => {
+  try {
+    const decoded = Schema.decodeUnknownResult(WorkerEntry)(JSON.parse(entry))
+    return Result.isSuccess(decoded) ? [decoded.success] : []
+  } catch {
+    return []
+  }
+}
+
+/**
+ * The workers connected to a queue now, from its registry; lapsed entries are removed on the way, and entries
+ * that are not a worker's are left out.
+ */
 const readRegistry = (client: IORedis.Redis, prefix: string) =>
   Effect.tryPromise({
     try: async () => {
@@ -135,7 +158,7 @@ const readRegistry = (client: IORedis.Redis, prefix: string) =>
       const entries = await client.mget(...ids.map((id) => `${prefix}worker:${id}`))
       const lapsed = ids.filter((_, i) => entries[i] === null)
       if (lapsed.length > 0) await client.srem(`${prefix}workers`, ...lapsed)
-      return entries.flatMap((entry) => (entry === null ? [] : [JSON.parse(entry) as WorkerInfo]))
+      return entries.flatMap((entry) => (entry === null ? [] : parseEntry(entry)))
     },
     catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `reading the workers: ${messageOf(error)}` })
   })
@@ -152,6 +175,20 @@ const closing = (close: () => Promise<unknown>) =>
   Effect.promise(() => close().catch(() => {})).pipe(Effect.timeoutOption(3000), Effect.asVoid)
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
+/** A message read from Redis, decoded with its Schema (anything can be pushed there, by any version), or why not. */
+const readWire = <A>(schema: Schema.Codec<A, any>, bytes: Uint8Array): Result.Result<A, string> => {
+  let value: unknown
+  try {
+    value = V8.deserialize(bytes)
+  } catch (error) {
+    return Result.fail(`not node:v8 data (${messageOf(error)})`)
+  }
+  return Result.mapError(Schema.decodeUnknownResult(schema)(value), Protocol.describeIssue)
+}
+
+/** Enough of a reply to tell which batch it answers. */
+const Named = Schema.Struct({ id: Schema.String })
 
 /** A Redis connection for the life of the scope; `blocking` ones (for BullMQ's workers and events) wait instead of failing. */
 const connect = (redis: string | Redacted.Redacted<string>, timeout: number, blocking: boolean) =>
@@ -320,9 +357,21 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     // A reply that lands after its batch was interrupted here (a cancel a moment too late) goes with the driver.
     yield* Effect.addFinalizer(() => Effect.promise(() => client.del(replyTo).catch(() => 0)))
     const deliver = (bytes: Buffer) => {
-      const reply = V8.deserialize(bytes) as Reply
-      const batch = inFlight.get(reply.id)
-      if (batch !== undefined) Deferred.doneUnsafe(batch.replied, Effect.succeed(reply))
+      const reply = readWire(Reply, bytes)
+      const named = Result.isSuccess(reply) ? reply : readWire(Named, bytes)
+      // A reply that names no batch is dropped: the batch watcher gives up on its batch.
+      if (Result.isFailure(named)) return
+      const { id } = named.success
+      const batch = inFlight.get(id)
+      if (batch === undefined) return
+      Deferred.doneUnsafe(
+        batch.replied,
+        Result.isSuccess(reply)
+          ? Effect.succeed(reply.success)
+          : Effect.fail(
+            new RemoteFailure({ reason: "Rejected", message: `a malformed reply to batch ${id}: ${reply.failure}` })
+          )
+      )
     }
     // One blocking pop for the first reply, then the replies that arrived with it, in one command.
     const readReplies = async () => {
@@ -463,7 +512,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
             ),
             Effect.ensuring(Effect.sync(() => inFlight.delete(id))),
             Effect.flatMap((reply) => {
-              if ("error" in reply) return Effect.fail(decodeError(reply.error))
+              if ("error" in reply) return Effect.fail(Protocol.decodeError(reply.error))
               for (const [index, data] of reply.progress) onProgress?.(index, data)
               return Effect.succeed(reply.result)
             })
@@ -807,7 +856,7 @@ export const layerWorker = (
     /** The work a batch names, as this worker's threads load it; refused when this worker does not run it. */
     const resolve = (
       spec: Spec
-    ): Effect.Effect<{ readonly key: number; readonly spec: WorkSpec }, TaskNotFound | RemoteFailure> => {
+    ): Effect.Effect<{ readonly key: number; readonly spec: Protocol.WorkSpec }, TaskNotFound | RemoteFailure> => {
       if (spec.kind === "fn") {
         return options.allowInline === true
           ? Effect.succeed(shippedAs(spec))
@@ -892,15 +941,14 @@ export const layerWorker = (
     /** Runs a batch; its failures become a reply too, so that the driver hears of them at once. */
     const answer = async ({ batch, id }: JobData): Promise<Reply | "interrupted"> => {
       const bytes = batch !== undefined ? Buffer.from(batch, "base64") : await client.getBuffer(`${prefix}in:${id}`)
-      if (bytes === null) {
-        return {
-          id,
-          error: encodeError(
-            new RemoteFailure({ reason: "Rejected", message: `the batch ${id} is missing from Redis` })
-          )
-        }
-      }
-      const fiber = Effect.runFork(runBatch(V8.deserialize(bytes) as BatchMessage))
+      const rejected = (message: string) => ({
+        id,
+        error: Protocol.encodeError(new RemoteFailure({ reason: "Rejected", message }))
+      })
+      if (bytes === null) return rejected(`the batch ${id} is missing from Redis`)
+      const message = readWire(BatchMessage, bytes)
+      if (Result.isFailure(message)) return rejected(`the batch ${id} is malformed: ${message.failure}`)
+      const fiber = Effect.runFork(runBatch(message.success))
       running.set(id, fiber)
       const exit = await Effect.runPromise(Fiber.await(fiber)).finally(() => running.delete(id))
       if (Exit.isSuccess(exit)) return { id, ...exit.value }
@@ -908,12 +956,17 @@ export const layerWorker = (
       const failure = exit.cause.reasons.find(Cause.isFailReason)
       const error = failure?.error ??
         new RemoteFailure({ reason: "Rejected", message: `the worker failed: ${Cause.pretty(exit.cause)}` })
-      return { id, error: encodeError(error) }
+      return { id, error: Protocol.encodeError(error) }
     }
     const bullWorker = yield* Effect.acquireRelease(
       Effect.sync(() =>
         new Worker(name, async (job, token) => {
-          const data = job.data as JobData
+          const decoded = Schema.decodeUnknownResult(JobData)(job.data)
+          // A job that is not a driver's fails in the queue, with the reason.
+          if (Result.isFailure(decoded)) {
+            throw new Error(`job ${job.id} is not an effect-joblib batch: ${Protocol.describeIssue(decoded.failure)}`)
+          }
+          const data = decoded.success
           const { id, replyTo } = data
           const reply = await answer(data)
           if (reply === "interrupted") {

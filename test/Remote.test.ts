@@ -6,7 +6,9 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema, Tracer } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as NodePath from "node:path"
+import * as V8 from "node:v8"
 import { Backend, Parallel, ParallelError, Progress, Remote, Task } from "../src/index.ts"
+import { decodeError as decodeWireError } from "../src/internal/parallel/protocol.ts"
 import { suite } from "./BackendSuite.ts"
 import { Mirror, Negative, Paced, Point, Sleep, SleepWhere, SquareRoot, Throws, TraceProbe } from "./fixtures/tasks.ts"
 import { hasRedis, startRedis, startWorkerProcess } from "./redisServer.ts"
@@ -185,6 +187,101 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
         assert.strictEqual((error as ParallelError.RemoteFailure).reason, "Unreachable")
         assert.notInclude(error.message, "s3cret")
         assert.isBelow(Date.now() - started, 10_000)
+      }),
+    30_000
+  )
+})
+
+describe.skipIf(!hasRedis)("Remote: messages that are not the protocol's", () => {
+  /** A BullMQ queue and a Redis connection of the test's own, closed with the scope. */
+  const rawQueue = (queue: string) =>
+    Effect.gen(function*() {
+      const { Queue } = yield* Effect.promise(() => import("bullmq"))
+      const { Redis } = yield* Effect.promise(() => import("ioredis"))
+      const redis = new Redis(server!.url, { maxRetriesPerRequest: null })
+      const bull = new Queue(queue, { connection: new Redis(server!.url, { maxRetriesPerRequest: null }) })
+      yield* Effect.addFinalizer(() => Effect.promise(() => bull.close().then(() => redis.quit())))
+      return { bull, redis }
+    })
+
+  it.live(
+    "a worker answers a malformed batch with a typed error naming it, and fails a job that is not a batch",
+    () =>
+      Effect.gen(function*() {
+        const { bull, redis } = yield* rawQueue("wire-worker")
+        const replyTo = "test-replies"
+        const send = (id: string, batch: unknown) =>
+          Effect.promise(async () => {
+            const bytes = typeof batch === "string" ? Buffer.from(batch) : V8.serialize(batch)
+            await bull.add("batch", { id, replyTo, batch: bytes.toString("base64") }, { jobId: id })
+            const [, reply] = (await redis.blpopBuffer(replyTo, 10))!
+            const decoded = V8.deserialize(reply) as { id: string; error: unknown }
+            assert.strictEqual(decoded.id, id)
+            return decodeWireError(decoded.error)
+          })
+        const notV8 = yield* send("not-v8", "\u0000garbage")
+        assert.instanceOf(notV8, ParallelError.RemoteFailure)
+        assert.include(notV8.message, "the batch not-v8 is malformed: not node:v8 data")
+        const wrongShape = yield* send("wrong-shape", {
+          spec: { kind: "task", name: "SquareRoot", source: "x" },
+          items: "not an array",
+          start: 0,
+          failFast: true,
+          refs: undefined
+        })
+        assert.instanceOf(wrongShape, ParallelError.RemoteFailure)
+        assert.include(wrongShape.message, "the batch wrong-shape is malformed")
+        assert.include(wrongShape.message, "items")
+        // A job that is not a driver's fails in the queue, with the reason.
+        yield* Effect.promise(() => bull.add("batch", { hello: "world" }, { jobId: "stranger" }))
+        let state = ""
+        for (let i = 0; i < 100 && state !== "failed"; i++) {
+          yield* Effect.sleep(50)
+          state = yield* Effect.promise(() => bull.getJobState("stranger"))
+        }
+        assert.strictEqual(state, "failed")
+        const job = yield* Effect.promise(() => bull.getJob("stranger"))
+        assert.include(job!.failedReason, "job stranger is not an effect-joblib batch: Missing key at [\"id\"]")
+        // The worker goes on serving maps.
+        assert.deepStrictEqual(yield* Parallel.map([0, 1, 4, 9], SquareRoot), [0, 1, 2, 3])
+      }).pipe(Effect.provide(setup("wire-worker"))),
+    30_000
+  )
+
+  it.live(
+    "a map whose reply is malformed fails with a typed error, and one whose reply is unreadable does not hang",
+    () =>
+      Effect.gen(function*() {
+        const queue = "wire-driver"
+        const { redis } = yield* rawQueue(queue)
+        // A worker of another kind: registered as one, replying with what it likes.
+        const info = { id: "odd", host: "test", pid: process.pid, threads: 1, started: Date.now() }
+        yield* Effect.promise(() =>
+          redis.multi().sadd(`effect-joblib:${queue}:workers`, "odd")
+            .set(`effect-joblib:${queue}:worker:odd`, JSON.stringify(info), "PX", 60_000)
+            // An entry that is not a worker's is left out, not a failure of the registry.
+            .sadd(`effect-joblib:${queue}:workers`, "junk").set(`effect-joblib:${queue}:worker:junk`, "{nope")
+            .exec()
+        )
+        const replies: Array<(id: string) => Buffer> = [
+          (id) => V8.serialize({ id, result: { values: "not an array" }, progress: [] }),
+          () => Buffer.from("not v8 at all")
+        ]
+        const { Worker } = yield* Effect.promise(() => import("bullmq"))
+        const { Redis } = yield* Effect.promise(() => import("ioredis"))
+        const odd = new Worker(queue, async (job) => {
+          const { id, replyTo } = job.data as { id: string; replyTo: string }
+          await redis.rpush(replyTo, replies.shift()!(id))
+        }, { connection: new Redis(server!.url, { maxRetriesPerRequest: null }) })
+        yield* Effect.addFinalizer(() => Effect.promise(() => odd.close()))
+        const driver = Remote.layer({ redis: server!.url, queue, noWorkerTimeout: "5 seconds" })
+        const malformed = yield* Effect.flip(Parallel.map([1], SquareRoot).pipe(Effect.provide(driver)))
+        assert.instanceOf(malformed, ParallelError.RemoteFailure)
+        assert.include(malformed.message, "a malformed reply to batch")
+        assert.include(malformed.message, "values")
+        const lost = yield* Effect.flip(Parallel.map([1], SquareRoot).pipe(Effect.provide(driver)))
+        assert.instanceOf(lost, ParallelError.RemoteFailure)
+        assert.include(lost.message, "without a result")
       }),
     30_000
   )

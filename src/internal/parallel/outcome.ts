@@ -4,7 +4,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { TaskTimeout } from "../../ParallelError.ts"
-import type { SerializedCause, SerializedDefect } from "./protocol.ts"
+import type { Encoded, SerializedCause, SerializedDefect } from "./protocol.ts"
 import { identity, type Work } from "./work.ts"
 import { Status } from "./workerRuntime.js"
 
@@ -25,23 +25,6 @@ export type Outcome<A, E> =
     readonly duration: number
     readonly timings?: ReadonlyArray<number> | undefined
   }
-
-/** A batch's results as a worker encodes them. */
-export interface Encoded {
-  readonly values: ReadonlyArray<unknown>
-  /** Per item (absent when every one succeeded): success, typed failure, defect, timeout. */
-  readonly status: Uint8Array | undefined
-  /** A task interrupted itself: the items from `values.length` on did not finish. */
-  readonly interrupted: boolean
-  /**
-   * The item at this batch index overran its timeout in a worker that would not yield, so the worker was
-   * replaced: the values stop there (its own value is the elapsed milliseconds) and later items did not run.
-   */
-  readonly stoppedAt?: number | undefined
-  readonly duration: number
-  /** When asked for: each finished item's start and end, in epoch milliseconds, in pairs. */
-  readonly timings?: ReadonlyArray<number> | undefined
-}
 
 export const timedOut = (index: number, timeout: number, elapsed: number) =>
   new TaskTimeout({
