@@ -1,0 +1,121 @@
+/**
+ * The batch protocol's Schemas against the worker runtime itself: a real worker thread is sent requests that
+ * decode as `ToWorker`, and every message it sends back must decode as `FromWorker`, so the Schemas and the
+ * runtime (plain JavaScript, eval'd in workers) cannot drift apart unnoticed.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Schema } from "effect"
+import { Worker } from "node:worker_threads"
+import * as Protocol from "../src/internal/parallel/protocol.ts"
+import { Status, workerSource } from "../src/internal/parallel/workerRuntime.js"
+
+const tasks = new URL("./fixtures/tasks.ts", import.meta.url).href
+const toWorker = Schema.decodeUnknownSync(Protocol.ToWorker)
+const fromWorker = Schema.decodeUnknownSync(Protocol.FromWorker)
+const defect = Schema.decodeUnknownSync(Protocol.SerializedDefect)
+
+/** A worker thread speaking the protocol; `until` collects its messages up to the first that `last` accepts. */
+const startWorker = () => {
+  const worker = new Worker(workerSource("startThread"), {
+    eval: true,
+    workerData: { control: new SharedArrayBuffer(4), threshold: 1024 * 1024 }
+  })
+  // Each message as it decodes, or what refused it.
+  const inbox: Array<() => Protocol.FromWorker> = []
+  let wake = () => {}
+  worker.on("message", (message) => {
+    try {
+      const decoded = fromWorker(message)
+      inbox.push(() => decoded)
+    } catch (error) {
+      inbox.push(() => {
+        throw error
+      })
+    }
+    wake()
+  })
+  const until = async (last: (message: Protocol.FromWorker) => boolean) => {
+    const taken: Array<Protocol.FromWorker> = []
+    while (true) {
+      const next = inbox.shift()
+      if (next === undefined) {
+        await new Promise<void>((resolve) => (wake = resolve))
+        continue
+      }
+      const message = next()
+      taken.push(message)
+      if (last(message)) return taken
+    }
+  }
+  const send = (message: unknown) => worker.postMessage(toWorker(message))
+  return { worker, until, send }
+}
+
+const run = (id: number, name: string, items: ReadonlyArray<unknown>, extra: object = {}) => ({
+  _: "run",
+  id,
+  key: id,
+  spec: { kind: "task", url: tasks, name },
+  items,
+  start: 0,
+  failFast: false,
+  ...extra
+})
+
+const isDone = (id: number) => (message: Protocol.FromWorker) =>
+  (message._ === "done" || message._ === "loadFailed") && message.id === id
+
+describe("the batch protocol's Schemas", () => {
+  it("describe every message a worker thread sends, for each kind of result", async () => {
+    const { send, until, worker } = startWorker()
+    try {
+      assert.deepStrictEqual(await until((m) => m._ === "ready"), [{ _: "ready" }])
+
+      send(run(1, "SquareRoot", [4, 9]))
+      const values = (await until(isDone(1))).at(-1)!
+      assert.strictEqual(values._, "done")
+      assert.deepStrictEqual((values as { values: unknown }).values, [2, 3])
+      assert.isUndefined((values as { status?: unknown }).status, "no status when every item succeeded")
+
+      send(run(2, "SquareRoot", [-1]))
+      const failed = (await until(isDone(2))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+      assert.deepStrictEqual([...failed.status!], [Status.Failure])
+      assert.deepStrictEqual(failed.values, [{ _tag: "Negative", value: -1 }])
+
+      send(run(3, "Throws", [3], { timings: true }))
+      const died = (await until(isDone(3))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+      assert.deepStrictEqual([...died.status!], [Status.Defect])
+      const serialized = defect(died.values[0])
+      assert.strictEqual(serialized.message, "three is not allowed")
+      assert.strictEqual(serialized.builtin, "RangeError")
+      assert.strictEqual(died.timings!.length, 2)
+
+      send(run(4, "Sleep", [1, 1], { timeout: 5_000 }))
+      const timed = await until(isDone(4))
+      assert.deepStrictEqual(timed.filter((m) => m._ === "tick").map((m) => (m as { index: number }).index), [0, 1])
+
+      send(run(5, "Reports", [7]))
+      const reported = await until(isDone(5))
+      assert.deepStrictEqual(
+        reported.filter((m) => m._ === "progress").map((m) => (m as { data: unknown }).data),
+        [{ step: 1, of: 2 }, { step: 2, of: 2 }]
+      )
+
+      send({ ...run(6, "Nothing", [1]), spec: { kind: "task", url: tasks, name: "Nothing" } })
+      const missing = (await until(isDone(6))).at(-1)!
+      assert.strictEqual(missing._, "loadFailed")
+
+      send({ _: "close" })
+      assert.deepStrictEqual((await until((m) => m._ === "closed")).at(-1), { _: "closed" })
+    } finally {
+      await worker.terminate()
+    }
+  }, 30_000)
+
+  it("refuse a message that is not the protocol's, naming the field", () => {
+    assert.throws(() => toWorker({ ...run(1, "Square", []), items: "not an array" }), /items/)
+    assert.throws(() => toWorker({ _: "run", id: -1, key: 0, items: [], start: 0, failFast: true }), /id/)
+    assert.throws(() => fromWorker({ _: "done", id: 1, values: [], interrupted: false, memory: 0 }), /duration/)
+    assert.throws(() => defect({ name: "Error", message: 1, stack: undefined }), /message/)
+  })
+})
