@@ -84,7 +84,8 @@ export interface MapOptions<M extends Mode = Mode, E = any> {
    * joblib instead limits the wait for each result in the parent). A task over it is interrupted; a worker
    * that does not yield within the backend's `interruptGrace` is terminated and replaced. The task then
    * fails with `TaskTimeout`. In-process (sequential) synchronous code cannot be stopped: it is reported
-   * as timed out once it returns.
+   * as timed out once it returns. `Duration.infinity` is no limit; limits past Node's longest timer
+   * (24.8 days) are kept too.
    */
   readonly timeout?: Duration.Input | undefined
   /**
@@ -223,7 +224,7 @@ const resolve = Effect.fnUntraced(function*(where: string, options: StreamOption
     failFast: mode === "failFast",
     ordered: parsed.ordered ?? true,
     mode,
-    timeout: parsed.timeout === undefined ? undefined : Options.toMillis(parsed.timeout),
+    timeout: Options.limitMillis(parsed.timeout),
     retry: parsed.retry === undefined
       ? undefined
       : Schedule.isSchedule(parsed.retry)

@@ -286,7 +286,7 @@ const OptionsSchema = Schema.Struct({
   queue: Schema.optional(QueueName),
   slots: Schema.optional(PositiveInt),
   noWorkerTimeout: Schema.optional(OptionParsing.DurationInput),
-  timeout: Schema.optional(OptionParsing.Positive)
+  timeout: Schema.optional(OptionParsing.TimerMillis)
 })
 
 const WorkerOptionsSchema = Schema.Struct({
@@ -295,7 +295,7 @@ const WorkerOptionsSchema = Schema.Struct({
   modules: Schema.Array(Schema.NonEmptyString),
   concurrency: Schema.optional(OptionParsing.Jobs),
   allowInline: Schema.optional(Schema.Boolean),
-  timeout: Schema.optional(OptionParsing.Positive),
+  timeout: Schema.optional(OptionParsing.TimerMillis),
   lockDuration: Schema.optional(PositiveInt),
   stalledInterval: Schema.optional(PositiveInt),
   maxStalledCount: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
@@ -657,7 +657,7 @@ export interface Status {
 const StatusOptionsSchema = Schema.Struct({
   redis: RedisUrl,
   queue: Schema.optional(QueueName),
-  timeout: Schema.optional(OptionParsing.Positive)
+  timeout: Schema.optional(OptionParsing.TimerMillis)
 })
 
 /**

@@ -2,7 +2,7 @@
  * The backend conformance suite: every Backend layer must pass it.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, type Layer, Option, Result, Schedule, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, type Layer, Option, Result, Schedule, Stream } from "effect"
 import { Parallel, ParallelError, Progress } from "../src/index.ts"
 import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { CurrentObserver, type Observer } from "../src/internal/parallel/engine.ts"
@@ -614,6 +614,13 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           assert.strictEqual(timeout.index, 2)
           assert.strictEqual(timeout.timeout, 150)
           assert.isAtLeast(timeout.elapsed, 100)
+        }))
+
+      it.effect("a timeout longer than Node's longest timer (24.8 days), or an infinite one, never fires early", () =>
+        Effect.gen(function*() {
+          for (const timeout of ["30 days", Duration.infinity] as ReadonlyArray<Duration.Input>) {
+            assert.deepStrictEqual(yield* Parallel.map([20, 30], Sleep, { timeout, batchSize: 1 }), [20, 30])
+          }
         }))
 
       it.effect("an Effect task over its timeout is interrupted; mode: result records it per item", () =>

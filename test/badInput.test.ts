@@ -205,7 +205,19 @@ const cases: ReadonlyArray<Case> = [
     "InvalidCacheOptions",
     "timeout"
   ],
+  [
+    "Store.layerRedis: a timeout longer than Node's longest timer, which would fire at once",
+    build(Store.layerRedis("redis://127.0.0.1:1", { timeout: 2 ** 31 })),
+    "InvalidCacheOptions",
+    "timeout"
+  ],
   ["Remote.layer: an empty URL", build(Remote.layer({ redis: "" })), "InvalidOptions", "redis"],
+  [
+    "Remote.layer: a timeout longer than Node's longest timer, which would fire at once",
+    build(Remote.layer({ redis: "redis://127.0.0.1:1", timeout: 30 * 86_400_000 })),
+    "InvalidOptions",
+    "timeout"
+  ],
   [
     "Remote.layer: slots 0 (before any connection)",
     build(Remote.layer({ redis: "redis://127.0.0.1:1", slots: 0 })),

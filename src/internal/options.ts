@@ -77,8 +77,24 @@ export const DurationInput = Schema.declare(
 
 export const toMillis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
+/** A time limit in millis, where an infinite one (`Duration.infinity`) is no limit. */
+export const limitMillis = (input: Duration.Input | undefined): number | undefined => {
+  const millis = input === undefined ? Infinity : toMillis(input)
+  return Number.isFinite(millis) ? millis : undefined
+}
+
+/** Node's longest timer, 24.8 days: a longer one fires at once. */
+export const MAX_TIMER_MILLIS = 2 ** 31 - 1
+
 /** A number above zero. */
 export const Positive = Schema.Number.check(Schema.isGreaterThan(0))
+
+/** Millis handed to a library's own timer (a Redis client's): above zero, and no longer than Node's timers. */
+export const TimerMillis = Positive.check(
+  Schema.makeFilter((n: number) =>
+    n <= MAX_TIMER_MILLIS || `at most ${MAX_TIMER_MILLIS} ms (24.8 days), the longest timer Node has`
+  )
+)
 
 /** Any Schema, as an option's value (a payload's, a dump's, a memoized result's). */
 export const AnySchema = Schema.declare((u): u is Schema.Top => Schema.isSchema(u), { expected: "a Schema" })

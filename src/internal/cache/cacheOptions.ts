@@ -19,7 +19,7 @@ export const StoreOptions = Schema.Struct({ limits: Schema.optional(Limits) })
 export const RedisOptions = Schema.Struct({
   ...StoreOptions.fields,
   prefix: Schema.optional(Schema.String),
-  timeout: Schema.optional(Options.Positive)
+  timeout: Schema.optional(Options.TimerMillis)
 })
 
 const Verbose = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))

@@ -253,9 +253,20 @@ export function workerModule(host) {
    * @typedef {(ms: number, fire: () => void) => () => void} Timer
    */
 
+  /** Node's longest timer: a longer one fires at once, with a TimeoutOverflowWarning. */
+  const MAX_TIMER_MILLIS = 2 ** 31 - 1
+
   /** @type {Timer} */
   const setTimer = (ms, fire) => {
-    const timer = setTimeout(fire, ms)
+    /** @type {ReturnType<typeof setTimeout>} */
+    let timer
+    // A longer wait is a chain of the longest timers.
+    const arm = (/** @type {number} */ left) => {
+      timer = left > MAX_TIMER_MILLIS
+        ? setTimeout(() => arm(left - MAX_TIMER_MILLIS), MAX_TIMER_MILLIS)
+        : setTimeout(fire, left)
+    }
+    arm(ms)
     return () => clearTimeout(timer)
   }
 
