@@ -296,8 +296,9 @@ const WorkerOptionsSchema = Schema.Struct({
   concurrency: Schema.optional(OptionParsing.Jobs),
   allowInline: Schema.optional(Schema.Boolean),
   timeout: Schema.optional(OptionParsing.TimerMillis),
-  lockDuration: Schema.optional(PositiveInt),
-  stalledInterval: Schema.optional(PositiveInt),
+  // BullMQ runs timers of these lengths.
+  lockDuration: Schema.optional(OptionParsing.TimerMillis.check(Schema.isInt())),
+  stalledInterval: Schema.optional(OptionParsing.TimerMillis.check(Schema.isInt())),
   maxStalledCount: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
 })
 

@@ -243,6 +243,12 @@ const cases: ReadonlyArray<Case> = [
     "modules"
   ],
   [
+    "Remote.layerWorker: a lockDuration longer than Node's longest timer",
+    build(Remote.layerWorker({ redis: "redis://127.0.0.1:1", modules: [], lockDuration: 2 ** 31 })),
+    "InvalidOptions",
+    "lockDuration"
+  ],
+  [
     "Remote.layerWorker: a negative maxStalledCount",
     build(Remote.layerWorker({ redis: "redis://127.0.0.1:1", modules: [], maxStalledCount: -1 })),
     "InvalidOptions",
