@@ -112,6 +112,40 @@ describe("the batch protocol's Schemas", () => {
     }
   }, 30_000)
 
+  it(
+    "a key's spec, sent with its first batch only, serves the batches after one cancelled before it started",
+    async () => {
+      const { send, until, worker } = startWorker()
+      try {
+        await until((m) => m._ === "ready")
+        // The pool cancels a batch it has sent (its map failed elsewhere) before the worker reached it.
+        send({ _: "cancel", id: 1 })
+        send(run(1, "Square", [3]))
+        const cancelled = (await until(isDone(1))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+        assert.isTrue(cancelled.interrupted)
+        const { spec: _, ...later } = run(2, "Square", [4])
+        send({ ...later, key: 1 })
+        const served = (await until(isDone(2))).at(-1)!
+        assert.strictEqual(served._, "done", JSON.stringify(served))
+        assert.deepStrictEqual((served as { values: unknown }).values, [16])
+
+        // A load that failed is tried again by the key's next batch, which reports why, not "unknown work key".
+        send({ ...run(3, "Square", [1]), spec: { kind: "task", url: `${tasks}?missing`, name: "Nothing" } })
+        const failed = (await until(isDone(3))).at(-1) as Extract<Protocol.FromWorker, { _: "loadFailed" }>
+        assert.strictEqual(failed._, "loadFailed")
+        const { spec: __, ...again } = run(4, "Square", [1])
+        send({ ...again, key: 3 })
+        const retried = (await until(isDone(4))).at(-1) as Extract<Protocol.FromWorker, { _: "loadFailed" }>
+        assert.strictEqual(retried._, "loadFailed")
+        assert.notInclude(retried.message, "unknown work key")
+        assert.strictEqual(retried.message, failed.message)
+      } finally {
+        await worker.terminate()
+      }
+    },
+    30_000
+  )
+
   it("refuse a message that is not the protocol's, naming the field", () => {
     assert.throws(() => toWorker({ ...run(1, "Square", []), items: "not an array" }), /items/)
     assert.throws(() => toWorker({ _: "run", id: -1, key: 0, items: [], start: 0, failFast: true }), /id/)

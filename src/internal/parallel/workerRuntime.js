@@ -538,6 +538,12 @@ export function workerModule(host) {
   const makeRuntime = (post, control, threshold, memory, yieldMillis) => {
     /** @type {Map<number, Promise<Loaded>>} */
     const loaded = new Map()
+    /**
+     * Each key's spec, as the pool sends it only with the key's first batch here: kept, so that a first batch
+     * cancelled before it started, or a load that failed, leaves the key loadable by the batches after it.
+     * @type {Map<number, WorkSpec>}
+     */
+    const specs = new Map()
     /** @type {Map<number, Fiber<unknown, unknown>>} */
     const running = new Map()
     /** Buffers sent once per process (see the `buffers` message). */
@@ -566,6 +572,7 @@ export function workerModule(host) {
     /** @param {Extract<ToWorker, { _: "run" }>} message */
     const runBatch = async (message) => {
       const { id } = message
+      if (message.spec !== undefined) specs.set(message.key, message.spec)
       const cancelled = () => Atomics.load(control, CANCEL) === id || cancelledIds.has(id)
       if (cancelled()) {
         cancelledIds.delete(id)
@@ -576,10 +583,11 @@ export function workerModule(host) {
       try {
         let pending = loaded.get(message.key)
         if (pending === undefined) {
-          if (message.spec === undefined) throw new Error(`unknown work key ${message.key}`)
+          const spec = specs.get(message.key)
+          if (spec === undefined) throw new Error(`unknown work key ${message.key}`)
           // The module's top-level program may end this worker before the import returns: say why first.
           guard.report = (text) => post({ _: "loadFailed", id, message: text, unguarded: true }, [])
-          pending = load(message.spec)
+          pending = load(spec)
           loaded.set(message.key, pending)
           pending.catch(() => loaded.delete(message.key))
         }
