@@ -179,7 +179,7 @@ const OptionsSchema = Schema.Struct({
   preDispatch: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   mode: Schema.optional(Schema.Literals(["failFast", "exit", "result"])),
   ordered: Schema.optional(Schema.Boolean),
-  timeout: Schema.optional(Options.DurationInput),
+  timeout: Schema.optional(Options.PositiveDuration),
   retry: Schema.optional(Schema.Union([
     Schema.declare((u): u is Schedule.Schedule<unknown, unknown> => Schedule.isSchedule(u), {
       expected: "a Schedule"

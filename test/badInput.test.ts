@@ -22,6 +22,10 @@ const cases: ReadonlyArray<Case> = [
   ["Parallel.map: preDispatch -1", map({ preDispatch: -1 }), "InvalidOptions", "preDispatch"],
   ["Parallel.map: an unknown mode", map({ mode: "lenient" }), "InvalidOptions", "mode"],
   ["Parallel.map: a timeout that is no duration", map({ timeout: "soon" }), "InvalidOptions", "timeout"],
+  // Duration reads NaN as zero, which would time every task out.
+  ["Parallel.map: a NaN timeout", map({ timeout: NaN }), "InvalidOptions", "timeout"],
+  ["Parallel.map: a negative timeout", map({ timeout: "-1 seconds" }), "InvalidOptions", "timeout"],
+  ["Parallel.map: a zero timeout", map({ timeout: 0 }), "InvalidOptions", "timeout"],
   ["Parallel.map: an unknown key", map({ jobs: 2 }), "InvalidOptions", "jobs"],
   [
     "Parallel.stream: ordered as text",
@@ -191,6 +195,12 @@ const cases: ReadonlyArray<Case> = [
     build(Cache.layerSqlite(Path.join(Os.tmpdir(), "x.sqlite"), { lockTimeout: "long" as never })),
     "InvalidCacheOptions",
     "lockTimeout"
+  ],
+  [
+    "Cache.layerSqlite: a zero pollInterval, which would poll without pause",
+    build(Cache.layerSqlite(Path.join(Os.tmpdir(), "x.sqlite"), { pollInterval: 0 })),
+    "InvalidCacheOptions",
+    "pollInterval"
   ],
   [
     "Cache.reduceSize: a negative maxItems",

@@ -29,6 +29,8 @@ export const parseWith = <S extends Schema.Codec<any, any, never, never>, E>(
 const show = (value: unknown): string => {
   if (typeof value === "string") return JSON.stringify(value)
   if (typeof value === "bigint") return `${value}n`
+  // JSON would show NaN and the infinities as null.
+  if (typeof value === "number") return String(value)
   if (typeof value === "function") return "a function"
   try {
     return JSON.stringify(value) ?? String(value)
@@ -69,10 +71,22 @@ export const resolveJobs = (option: string, n: number): Effect.Effect<number, In
     )
 }
 
-/** Anything `Duration` accepts: millis as a number, `"1 second"`, a Duration. */
+/**
+ * Anything `Duration` accepts (millis as a number, `"1 second"`, a Duration) that is not negative. NaN is
+ * refused here: `Duration` would read it as zero.
+ */
 export const DurationInput = Schema.declare(
-  (u): u is Duration.Input => u !== undefined && Duration.fromInput(u as Duration.Input)._tag === "Some",
-  { expected: "a duration such as 500 (millis) or \"2 seconds\"" }
+  (u): u is Duration.Input => {
+    if (u === undefined || Number.isNaN(u)) return false
+    const duration = Duration.fromInput(u as Duration.Input)
+    return duration._tag === "Some" && !Duration.isNegative(duration.value)
+  },
+  { expected: "a duration of zero or more, such as 500 (millis) or \"2 seconds\"" }
+)
+
+/** A {@link DurationInput} above zero: a time limit, or the wait between two polls. */
+export const PositiveDuration = DurationInput.check(
+  Schema.makeFilter((u: Duration.Input) => !Duration.isZero(Duration.fromInputUnsafe(u)) || "a duration above zero")
 )
 
 export const toMillis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))

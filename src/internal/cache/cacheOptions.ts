@@ -27,7 +27,7 @@ const Verbose = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 export const CacheOptions = Schema.Struct({
   onStoreError: Schema.optional(Schema.Literals(["fail", "compute"])),
   lockTimeout: Schema.optional(Options.DurationInput),
-  pollInterval: Schema.optional(Options.DurationInput),
+  pollInterval: Schema.optional(Options.PositiveDuration),
   compress: Schema.optional(CompressOption),
   shared: Schema.optional(Schema.Boolean),
   verbose: Schema.optional(Verbose)
