@@ -467,20 +467,29 @@ describe.skipIf(!hasRedis)("Remote: capacity discovered from the workers connect
         const driver = Remote.layer({ redis: server!.url, queue, noWorkerTimeout: "20 seconds" })
         const context = yield* Layer.build(driver)
         // Slots are abstract on Remote: the map uses as many as the threads connected, one batch each.
-        const state = { before: new Set<number>(), after: new Set<number>(), completed: 0, joined: false }
+        const state = {
+          before: new Set<number>(),
+          after: new Set<number>(),
+          completed: 0,
+          phase: "before" as "before" | "joining" | "after"
+        }
         const fiber = yield* Effect.forkChild(
-          Parallel.map(Array.from({ length: 60 }, () => 150), SleepWhere, { batchSize: 1 }).pipe(
+          Parallel.map(Array.from({ length: 120 }, () => 150), SleepWhere, { batchSize: 1 }).pipe(
             Effect.provideService(Progress.Progress, (event) => {
-              if (event._tag === "BatchDispatched") (state.joined ? state.after : state.before).add(event.slot)
+              if (event._tag === "BatchDispatched" && state.phase !== "joining") state[state.phase].add(event.slot)
               else if (event._tag === "BatchCompleted") state.completed++
             }),
             Effect.provideContext(context)
           )
         )
         while (state.completed < 4) yield* Effect.sleep(20)
-        // A second worker joins mid-map.
+        // A second worker joins mid-map; what follows counts from when the driver has seen it register (a
+        // worker process takes a while to start on a busy machine).
+        state.phase = "joining"
         const [second] = yield* workerProcesses(queue, [[]], 3)
-        state.joined = true
+        const connected = Effect.provideContext(Backend.Backend.useSync((backend) => backend.workers), context)
+        for (let i = 0; i < 400 && (yield* connected) !== 5; i++) yield* Effect.sleep(25)
+        state.phase = "after"
         const pids = yield* Fiber.join(fiber)
         // One batch waits in the queue for every 8 threads (rounded up), so that a thread finishing one takes
         // the next at once.
@@ -489,14 +498,14 @@ describe.skipIf(!hasRedis)("Remote: capacity discovered from the workers connect
         assert.isAtMost(state.after.size, 5 + 1)
         // Each worker process (it restarts itself once, for huge pages) reports its own pid.
         assert.strictEqual(new Set(pids).size, 2, "the worker that joined mid-map ran batches too")
-        const workers = yield* Effect.provideContext(Backend.Backend.useSync((backend) => backend.workers), context)
+        const workers = yield* connected
         assert.strictEqual(workers, 5, "the backend reports the threads connected")
         // A worker that dies drops out of the registry when its entry lapses.
         second!.kill("SIGKILL")
         let after = workers
         for (let i = 0; i < 100 && after !== 2; i++) {
           yield* Effect.sleep(100)
-          after = yield* Effect.provideContext(Backend.Backend.useSync((backend) => backend.workers), context)
+          after = yield* connected
         }
         assert.strictEqual(after, 2)
       }),
