@@ -363,7 +363,12 @@ describe.skipIf(!hasRedis)("Remote: messages that are not the protocol's", () =>
 })
 
 if (hasRedis) {
-  suite("Backend.remote (conformance)", setup("conformance"), { isolated: true, sharedMemory: false, workers: 2 })
+  suite("Backend.remote (conformance)", setup("conformance"), {
+    isolated: true,
+    sharedMemory: false,
+    workers: 2,
+    batchTargetMillis: 1000
+  })
 }
 
 /** Worker processes on `queue`, SIGKILLed (if still alive) and awaited when the scope closes. */
