@@ -374,8 +374,20 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
           )
       )
     }
-    // One blocking pop for the first reply, then the replies that arrived with it, in one command.
+    // One blocking pop of every reply waiting (BLMPOP, Redis 7); before Redis 7, a blocking pop for the first
+    // reply, then the replies that arrived with it.
+    let blmpop = true
     const readReplies = async () => {
+      if (blmpop) {
+        try {
+          const popped = await replies.blmpopBuffer(1, 1, replyTo, "LEFT", "COUNT", REPLIES_PER_READ)
+          for (const bytes of popped?.[1] ?? []) deliver(bytes)
+          return
+        } catch (error) {
+          if (!/unknown command/i.test(messageOf(error))) throw error
+          blmpop = false
+        }
+      }
       const popped = await replies.blpopBuffer(replyTo, 1)
       if (popped === null) return
       const more = await replies.lpopBuffer(replyTo, REPLIES_PER_READ)

@@ -679,6 +679,24 @@ describe.skipIf(!hasRedis)("effect-joblib status", () => {
     }), 60_000)
 })
 
+describe.skipIf(!hasRedis)("Remote: a Redis before 7.0", () => {
+  it.live("a driver reads replies without BLMPOP where the server has none", () =>
+    Effect.gen(function*() {
+      const old = yield* Effect.acquireRelease(
+        Effect.promise(() => startRedis(undefined, ["--rename-command", "BLMPOP", ""])),
+        (server) => Effect.promise(() => server.stop())
+      )
+      const xs = Array.from({ length: 40 }, (_, i) => i)
+      const squares = yield* Parallel.map(xs, SquareRoot, { batchSize: 1 }).pipe(
+        Effect.provide(Layer.merge(
+          Remote.layer({ redis: old.url, queue: "old", noWorkerTimeout: "5 seconds" }),
+          Remote.layerWorker({ redis: old.url, queue: "old", modules: [tasks], concurrency: 2 })
+        ))
+      )
+      assert.deepStrictEqual(squares, xs.map(Math.sqrt))
+    }), 30_000)
+})
+
 describe.skipIf(!hasRedis)("Remote: Redis going away", () => {
   it.live(
     "a map whose server stops mid-run fails with a typed error within a bounded time",

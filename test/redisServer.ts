@@ -32,7 +32,8 @@ export interface RedisServer {
   readonly stop: () => Promise<void>
 }
 
-export const startRedis = async (port?: number): Promise<RedisServer> => {
+/** A redis-server on a free loopback port (or `port`); `flags` are more of its command line. */
+export const startRedis = async (port?: number, flags: ReadonlyArray<string> = []): Promise<RedisServer> => {
   const chosen = port ?? await freePort()
   const child = ChildProcess.spawn("redis-server", [
     "--port",
@@ -42,7 +43,8 @@ export const startRedis = async (port?: number): Promise<RedisServer> => {
     "--save",
     "",
     "--appendonly",
-    "no"
+    "no",
+    ...flags
   ], { stdio: "ignore" })
   const deadline = Date.now() + 10_000
   while (!(await answers(chosen))) {
