@@ -384,7 +384,8 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
           for (const bytes of popped?.[1] ?? []) deliver(bytes)
           return
         } catch (error) {
-          if (!/unknown command/i.test(messageOf(error))) throw error
+          // The server answered with an error (an unknown command, in whatever words): not a lost connection.
+          if (!(error instanceof Error && error.name === "ReplyError")) throw error
           blmpop = false
         }
       }
