@@ -244,6 +244,22 @@ describe("Codec", () => {
         const error = yield* Effect.flip(codec.encode(nest(3000)))
         assert.instanceOf(error, PersistError.UnsupportedValue)
         assert.include(error.message, "nested deeper than 1000 levels")
+        // The message keeps the path's two ends; the error's path field has all of it.
+        assert.isBelow(error.message.length, 200)
+        assert.include(error.message, "…(984 more)…")
+        assert.strictEqual((error as PersistError.UnsupportedValue).path, "[0]".repeat(1000))
+      }))
+
+    it.effect("a cycle found deep down is named by a short message", () =>
+      Effect.gen(function*() {
+        const cyclic: Record<string, unknown> = {}
+        cyclic.self = cyclic
+        const error = yield* Effect.flip(codec.encode(cyclic))
+        assert.instanceOf(error, PersistError.UnsupportedValue)
+        assert.match(
+          error.message,
+          /^cannot encode a circular reference at (\["self"\]){8}…\(\d+ more\)…(\["self"\]){8}$/
+        )
       }))
 
     it.effect("a crafted bigint length is rejected, not allocated", () =>

@@ -143,7 +143,7 @@ export class Unsupported extends Error {
   readonly path: Array<PropertyKey>
   readonly kind: string
   constructor(kind: string, path: Array<PropertyKey>) {
-    super(`cannot encode ${kind} at ${formatPath(path)}`)
+    super(`cannot encode ${kind} at ${shortPath(path)}`)
     this.kind = kind
     this.path = path
   }
@@ -151,7 +151,7 @@ export class Unsupported extends Error {
   /** Adds an enclosing key, as the error unwinds out of a container. */
   at(key: PropertyKey) {
     this.path.unshift(key)
-    this.message = `cannot encode ${this.kind} at ${formatPath(this.path)}`
+    this.message = `cannot encode ${this.kind} at ${shortPath(this.path)}`
   }
 }
 
@@ -168,6 +168,12 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
   path.length === 0
     ? "the root"
     : path.map((key) => `[${typeof key === "number" ? key : JSON.stringify(String(key))}]`).join("")
+
+/** A path for a message: a deep one (a cycle is found only 64 levels down) keeps its two ends. */
+const shortPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.length <= 16
+    ? formatPath(path)
+    : `${formatPath(path.slice(0, 8))}…(${path.length - 16} more)…${formatPath(path.slice(-8))}`
 
 /** A problem with encoded bytes, found while decoding. */
 export class Malformed extends Error {}
