@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Fflate from "fflate"
 import * as Zlib from "node:zlib"
+import { makeAdditive } from "./internal/additive.ts"
 import { importOptional } from "./internal/optional.ts"
 
 /**
@@ -583,9 +584,23 @@ export const layerFflate: Layer.Layer<Compression> = Layer.succeed(Compression)(
  * @category accessors
  * @since 0.1.0
  */
-export const current: Effect.Effect<Compression["Service"]> = Effect.map(
-  Effect.serviceOption(Compression),
-  (option) => (option._tag === "Some" ? option.value : nodeSet)
+export const current: Effect.Effect<Compression["Service"]> = Effect.gen(function*() {
+  const provided = yield* Effect.serviceOption(Compression)
+  const base = provided._tag === "Some" ? provided.value : nodeSet
+  const added = yield* additions.entries
+  if (added.length === 0) return base
+  let compressors = base.compressors
+  let defaultMethod = base.defaultMethod
+  for (const { compressor, asDefault } of added) {
+    compressors = [...compressors.filter((c) => c.id !== compressor.id && c.name !== compressor.name), compressor]
+    if (asDefault) defaultMethod = compressor.name
+  }
+  return { compressors, defaultMethod }
+})
+
+/** Compressors added by {@link layerWith}, each under a key of its own so that merged Layers keep them all. */
+const additions = makeAdditive<{ readonly compressor: Compressor; readonly asDefault: boolean }>(
+  "effect-joblib/Compression/added"
 )
 
 /**
@@ -613,11 +628,7 @@ export const current: Effect.Effect<Compression["Service"]> = Effect.map(
  * @category layers
  * @since 0.1.0
  */
-export const layerWith = (compressor: Compressor, options?: { readonly asDefault?: boolean | undefined }) =>
-  Layer.effect(Compression)(Effect.map(current, (set) => ({
-    compressors: [
-      ...set.compressors.filter((c) => c.id !== compressor.id && c.name !== compressor.name),
-      compressor
-    ],
-    defaultMethod: options?.asDefault === true ? compressor.name : set.defaultMethod
-  })))
+export const layerWith = (
+  compressor: Compressor,
+  options?: { readonly asDefault?: boolean | undefined }
+): Layer.Layer<never> => additions.layer(Effect.succeed({ compressor, asDefault: options?.asDefault === true }))

@@ -354,7 +354,7 @@ const setUp = <I, A, E>(
       backend,
       resolved,
       runner.restarts,
-      yield* Progress.Progress,
+      yield* Progress.current,
       yield* Effect.context()
     )
     yield* Effect.annotateCurrentSpan({ backend: backend.name, workers: resolved.concurrency })

@@ -2,9 +2,10 @@
  * Progress of parallel maps, on every backend: typed events, joblib's
  * `verbose` lines through the Effect Logger, and a terminal progress bar.
  *
- * Maps report to the `Progress` service, which ignores events unless a Layer
- * provides a reporter. Reporters stack: providing `layerBar()` and
- * `layerEvents` together shows a bar and streams the events.
+ * Maps report to every reporter in their context, and ignore events when
+ * there is none. Reporters add up however their Layers are combined:
+ * `Layer.mergeAll(layerBar(), layerEvents)`, `Layer.provideMerge` and nested
+ * `Effect.provide` all show a bar and stream the events.
  *
  * @stability unstable
  * @since 0.2.0
@@ -15,6 +16,7 @@ import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { makeAdditive } from "./internal/additive.ts"
 import { TaskReporter } from "./internal/parallel/report.ts"
 
 /**
@@ -110,16 +112,41 @@ export const Progress: Context.Reference<Reporter> = Context.Reference<Reporter>
   defaultValue: () => silent
 })
 
-/** A layer that adds `reporter` to whichever reporter is already in place. */
-const stack = <E, R>(make: Effect.Effect<Reporter, E, R>): Layer.Layer<never, E, Exclude<R, Scope.Scope>> =>
-  Layer.effect(Progress)(Effect.gen(function*() {
-    const previous = yield* Progress
-    const reporter = yield* make
-    return previous === silent ? reporter : (event: Event) => {
-      previous(event)
-      reporter(event)
-    }
-  }))
+/** Reporters added by Layers: each under a key of its own, so that merged Layers keep every one. */
+const reporters = makeAdditive<Reporter>("effect-joblib/Progress/reporter")
+const stack = reporters.layer
+
+/**
+ * The reporter a map sends its events to: every reporter added by a Layer, in
+ * the order provided, after the one provided as {@link Progress} if any.
+ *
+ * **Example** (Sending an event by hand)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Progress } from "effect-joblib"
+ *
+ * const program = Effect.gen(function*() {
+ *   const reporter = yield* Progress.current
+ *   reporter({
+ *     _tag: "Finished", mapId: 0, label: "by hand", completed: 0, dispatched: 0, batches: 0,
+ *     total: 0, exhausted: true, elapsed: 0, eta: undefined
+ *   })
+ * }).pipe(Effect.provide(Progress.layerBar()))
+ * ```
+ *
+ * @category accessors
+ * @since 0.5.0
+ */
+export const current: Effect.Effect<Reporter> = Effect.gen(function*() {
+  const provided = yield* Progress
+  const all = provided === silent ? [...yield* reporters.entries] : [provided, ...yield* reporters.entries]
+  if (all.length === 0) return silent
+  if (all.length === 1) return all[0]!
+  return (event: Event) => {
+    for (const reporter of all) reporter(event)
+  }
+})
 
 /**
  * Adds a reporter that runs `handler` for each event, with the services of

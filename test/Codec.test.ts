@@ -482,6 +482,28 @@ describe("Compression", () => {
       assert.include(zstd.message, "available: gzip, zlib")
     }))
 
+  it.effect("compressors added by layerWith add up under Layer.mergeAll, provideMerge and nested provide", () =>
+    Effect.gen(function*() {
+      const one: Compression.Compressor = { ...Compression.gzip, id: 151, name: "one", extensions: [".one"] }
+      const two: Compression.Compressor = { ...Compression.gzip, id: 152, name: "two", extensions: [".two"] }
+      const names = Effect.map(Compression.current, (set) => set.compressors.map((c) => c.name))
+      const forms = [
+        names.pipe(Effect.provide(Layer.mergeAll(Compression.layerWith(one), Compression.layerWith(two)))),
+        names.pipe(Effect.provide(Layer.provideMerge(Compression.layerWith(one), Compression.layerWith(two)))),
+        names.pipe(Effect.provide(Compression.layerWith(one)), Effect.provide(Compression.layerWith(two)))
+      ]
+      for (const form of forms) {
+        const found = yield* form
+        assert.include(found, "one")
+        assert.include(found, "two")
+        assert.include(found, "zstd", "Node's own set stays under the additions")
+      }
+      const fflate = yield* names.pipe(
+        Effect.provide(Layer.mergeAll(Compression.layerFflate, Compression.layerWith(one)))
+      )
+      assert.deepStrictEqual(fflate, ["gzip", "zlib", "one"], "additions go on the provided set")
+    }))
+
   it.effect("layerWith can make a custom compressor the default", () =>
     Effect.gen(function*() {
       const tagged: Compression.Compressor = { ...Compression.gzip, id: 150, name: "tagged-gzip" }

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Logger, Metric, Stream, Tracer } from "effect"
+import { Effect, Fiber, Layer, Logger, Metric, Stream, Tracer } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import { Backend, Parallel, Progress } from "../src/index.ts"
@@ -61,19 +61,57 @@ describe("Progress", () => {
       assert.strictEqual(tags.at(-1), "Finished")
     }).pipe(Effect.provide(Progress.layerEvents)))
 
-  it.effect("reporters stack: a handler Layer and layerEvents both see the events", () => {
-    const seen: Array<string> = []
-    return Effect.gen(function*() {
-      const events = yield* (yield* Progress.Events).subscribe
-      const first = yield* events.pipe(Stream.take(1), Stream.runCollect, Effect.forkScoped)
-      yield* Parallel.map([1, 2], napping)
-      assert.strictEqual((yield* Fiber.join(first))[0]!._tag, "Started")
-      assert.strictEqual(seen[0], "Started")
-      assert.strictEqual(seen.at(-1), "Finished")
-    }).pipe(
-      Effect.provide(Progress.layerEvents),
-      Effect.provide(Progress.layer((event) => Effect.sync(() => void seen.push(event._tag))))
-    )
+  describe("reporters add up however their Layers are combined", () => {
+    type Combine = (
+      handler: Layer.Layer<never>,
+      events: Layer.Layer<Progress.Events>
+    ) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, Exclude<R, Progress.Events>>
+    const forms: ReadonlyArray<readonly [string, Combine]> = [
+      ["Layer.mergeAll", (handler, events) => Effect.provide(Layer.mergeAll(events, handler))],
+      ["Layer.mergeAll, the other order", (handler, events) => Effect.provide(Layer.mergeAll(handler, events))],
+      ["Layer.provideMerge", (handler, events) => Effect.provide(Layer.provideMerge(events, handler))],
+      [
+        "nested Effect.provide",
+        (handler, events) => (effect) => effect.pipe(Effect.provide(events), Effect.provide(handler))
+      ]
+    ]
+    for (const [name, combine] of forms) {
+      it.effect(`${name}: a handler Layer, layerEvents and a provided Progress all see every event`, () => {
+        const seen: Array<string> = []
+        const direct: Array<string> = []
+        const handler = Progress.layer((event) => Effect.sync(() => void seen.push(event._tag)))
+        return Effect.gen(function*() {
+          const events = yield* (yield* Progress.Events).subscribe
+          const streamed = yield* events.pipe(
+            Stream.takeUntil((event) => event._tag === "Finished"),
+            Stream.map((event) => event._tag),
+            Stream.runCollect,
+            Effect.forkScoped
+          )
+          yield* Parallel.map([1, 2, 3], napping, { batchSize: 1 })
+          const tags = yield* Fiber.join(streamed)
+          assert.deepStrictEqual(tags, ["Started", ...tags.slice(1, -1), "Finished"])
+          assert.strictEqual(tags.filter((tag) => tag === "BatchCompleted").length, 3)
+          assert.deepStrictEqual(direct, tags)
+          // The handler Layer forks each handler: let them run before comparing.
+          yield* Effect.yieldNow
+          assert.deepStrictEqual(seen, tags)
+        }).pipe(
+          combine(handler, Progress.layerEvents),
+          Effect.provideService(Progress.Progress, (event) => void direct.push(event._tag))
+        )
+      })
+    }
+
+    it.effect("the same reporter Layer provided twice reports each event once", () => {
+      const seen: Array<string> = []
+      const handler = Progress.layer((event) => Effect.sync(() => void seen.push(event._tag)))
+      return Effect.gen(function*() {
+        yield* Parallel.map([1], napping)
+        yield* Effect.yieldNow
+        assert.deepStrictEqual(seen.filter((tag) => tag === "Started"), ["Started"])
+      }).pipe(Effect.provide(Layer.mergeAll(handler, handler)), Effect.provide(handler))
+    })
   })
 
   describe("verbose", () => {
