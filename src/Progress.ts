@@ -136,7 +136,7 @@ const stack = reporters.layer
  * ```
  *
  * @category accessors
- * @since 0.5.0
+ * @since 0.6.0
  */
 export const current: Effect.Effect<Reporter> = Effect.gen(function*() {
   const provided = yield* Progress

@@ -650,6 +650,27 @@ describe.skipIf(!hasRedis)("effect-joblib status", () => {
     30_000
   )
 
+  it.live(
+    "the command reads the server from REDIS_URL when --redis is absent, so that ps does not show it",
+    () =>
+      Effect.sync(() => {
+        const bin = NodePath.join(import.meta.dirname, "..", "src", "bin.ts")
+        const queue = `status-env-${process.pid}`
+        const fromEnv = ChildProcess.spawnSync(process.execPath, [bin, "status", "--queue", queue, "--json"], {
+          encoding: "utf8",
+          env: { ...process.env, REDIS_URL: server!.url }
+        })
+        assert.strictEqual(fromEnv.status, 0, fromEnv.stderr)
+        assert.strictEqual(JSON.parse(fromEnv.stdout).queue, queue)
+        const env = { ...process.env }
+        delete env.REDIS_URL
+        const neither = ChildProcess.spawnSync(process.execPath, [bin, "status", "--json"], { encoding: "utf8", env })
+        assert.strictEqual(neither.status, 1)
+        assert.include(neither.stderr, "Missing required flag: --redis")
+      }),
+    30_000
+  )
+
   const hasTmux = ChildProcess.spawnSync("tmux", ["-V"]).status === 0
 
   it.live.skipIf(!hasTmux)("redraws itself on a terminal as workers come and go", () =>

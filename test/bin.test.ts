@@ -5,8 +5,8 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { parseSize } from "../src/bin.ts"
 import { Cache } from "../src/index.ts"
+import { parseSize } from "../src/internal/cli/main.ts"
 
 const bin = Path.join(import.meta.dirname, "..", "src", "bin.ts")
 const cli = (...args: Array<string>) => {
@@ -20,6 +20,15 @@ const fill = (layer: Layer.Layer<Cache.Cache, unknown>) => {
   })
   return Effect.runPromise(Effect.scoped(Effect.provide(Effect.all([f(1), f(2), f(3)]), layer)))
 }
+
+describe("effect-joblib", () => {
+  it("--version prints package.json's version", () => {
+    const { version } = JSON.parse(Fs.readFileSync(Path.join(import.meta.dirname, "..", "package.json"), "utf8"))
+    const out = cli("--version")
+    assert.strictEqual(out.code, 0)
+    assert.strictEqual(out.stdout.trim(), `effect-joblib v${version}`)
+  })
+})
 
 describe("effect-joblib cache", () => {
   for (

@@ -6,10 +6,11 @@
  * typed errors, and `npx effect-joblib`. Usage: `npm run test:consumer`. Ends with "N passed, N failed".
  */
 import * as assert from "node:assert/strict"
+import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { installProject, npm, pack, repo, run as runIn } from "./install.ts"
+import { consumerEnv, installProject, npm, pack, repo, run as runIn } from "./install.ts"
 
 const project = Path.join(import.meta.dirname, "project")
 const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-consumer-"))
@@ -107,6 +108,39 @@ check("npx effect-joblib --help, and cache <dir> stats", () => {
   const dir = Path.join(app, "cache-dir")
   assert.deepStrictEqual(JSON.parse(run(node, ["cache.mjs", dir])), { value: 42 })
   assert.match(run("npx", ["--no-install", "effect-joblib", "cache", dir, "stats"]), /\b1 entr/)
+})
+
+check("npx effect-joblib --version is package.json's; status reads REDIS_URL when --redis is absent", () => {
+  const { version } = JSON.parse(Fs.readFileSync(Path.join(repo, "package.json"), "utf8"))
+  assert.equal(run("npx", ["--no-install", "effect-joblib", "--version"]).trim(), `effect-joblib v${version}`)
+  // Past the flags (REDIS_URL stands for --redis), it stops at the missing optional package, with one line.
+  const status = spawnSync("npx", ["--no-install", "effect-joblib", "status", "--json"], {
+    cwd: app,
+    env: { ...consumerEnv(), REDIS_URL: "redis://user:s3cret@127.0.0.1:1/0" },
+    encoding: "utf8"
+  })
+  assert.equal(status.status, 1)
+  assert.match(status.stderr, /^effect-joblib: .*npm install bullmq ioredis/m)
+  assert.doesNotMatch(status.stderr, /s3cret|Missing required flag/)
+})
+
+check("the CLI on Node 20 says which Node it needs, and exits 1", () => {
+  const prefix = Path.join(root, "node20")
+  Fs.mkdirSync(prefix)
+  Fs.writeFileSync(
+    Path.join(prefix, "package.json"),
+    JSON.stringify({ name: "node20", private: true, allowScripts: { node: true } })
+  )
+  npm(["install", "--prefer-offline", "node@20"], prefix)
+  const node20 = Path.join(prefix, "node_modules/.bin/node")
+  const out = spawnSync(node20, [Path.join(app, "node_modules/effect-joblib/dist/bin.js"), "--help"], {
+    cwd: app,
+    env: consumerEnv(),
+    encoding: "utf8"
+  })
+  assert.equal(out.status, 1)
+  assert.equal(out.stdout, "")
+  assert.match(out.stderr.trim(), /^effect-joblib needs Node 22\.19 or later \(or Node 24\); this is Node v20\./)
 })
 
 check("plain JavaScript on Node 22, installed into the project", () => {
