@@ -974,7 +974,7 @@ export const reduceSize = (limits: Store.Limits): Effect.Effect<number, StoreErr
   Effect.gen(function*() {
     const parsed = yield* CacheOptionsSchema.parse(CacheOptionsSchema.Limits, "Cache.reduceSize", limits)
     const cache = yield* Effect.service(Cache)
-    const evict = Store.overLimits(yield* cache.store.list, parsed, Date.now())
+    const evict = Store.overLimits(yield* cache.store.list, parsed, yield* Clock.currentTimeMillis)
     for (const key of evict) yield* cache.store.remove(key)
     return evict.length
   })

@@ -261,8 +261,8 @@ export interface Options {
   readonly slots?: number | undefined
   /** How long a map waits for a worker to be connected before failing. Default 10 seconds. */
   readonly noWorkerTimeout?: Duration.Input | undefined
-  /** Milliseconds to wait for Redis to answer a connection. Default 5000. */
-  readonly timeout?: number | undefined
+  /** How long to wait for Redis to answer a connection (a number is millis). Default 5 seconds. */
+  readonly timeout?: Duration.Input | undefined
 }
 
 const RedisUrl = Schema.Union([
@@ -286,7 +286,7 @@ const OptionsSchema = Schema.Struct({
   queue: Schema.optional(QueueName),
   slots: Schema.optional(PositiveInt),
   noWorkerTimeout: Schema.optional(OptionParsing.DurationInput),
-  timeout: Schema.optional(OptionParsing.TimerMillis)
+  timeout: Schema.optional(OptionParsing.TimerDuration)
 })
 
 const WorkerOptionsSchema = Schema.Struct({
@@ -295,10 +295,10 @@ const WorkerOptionsSchema = Schema.Struct({
   modules: Schema.Array(Schema.NonEmptyString),
   concurrency: Schema.optional(OptionParsing.Jobs),
   allowInline: Schema.optional(Schema.Boolean),
-  timeout: Schema.optional(OptionParsing.TimerMillis),
+  timeout: Schema.optional(OptionParsing.TimerDuration),
   // BullMQ runs timers of these lengths.
-  lockDuration: Schema.optional(OptionParsing.TimerMillis.check(Schema.isInt())),
-  stalledInterval: Schema.optional(OptionParsing.TimerMillis.check(Schema.isInt())),
+  lockDuration: Schema.optional(OptionParsing.TimerDuration),
+  stalledInterval: Schema.optional(OptionParsing.TimerDuration),
   maxStalledCount: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
 })
 
@@ -628,8 +628,8 @@ export interface StatusOptions {
   readonly redis: string | Redacted.Redacted<string>
   /** The queue's name. Default `"effect-joblib"`. */
   readonly queue?: string | undefined
-  /** Milliseconds to wait for Redis to answer. Default 5000. */
-  readonly timeout?: number | undefined
+  /** How long to wait for Redis to answer (a number is millis). Default 5 seconds. */
+  readonly timeout?: Duration.Input | undefined
 }
 
 /**
@@ -671,7 +671,7 @@ export interface Status {
 const StatusOptionsSchema = Schema.Struct({
   redis: RedisUrl,
   queue: Schema.optional(QueueName),
-  timeout: Schema.optional(OptionParsing.TimerMillis)
+  timeout: Schema.optional(OptionParsing.TimerDuration)
 })
 
 /**
@@ -779,15 +779,16 @@ export interface WorkerOptions {
   readonly concurrency?: number | undefined
   /** Run inline functions sent by source. Default false: a worker runs only the Tasks it was given. */
   readonly allowInline?: boolean | undefined
-  /** Milliseconds to wait for Redis to answer a connection. Default 5000. */
-  readonly timeout?: number | undefined
+  /** How long to wait for Redis to answer a connection (a number is millis). Default 5 seconds. */
+  readonly timeout?: Duration.Input | undefined
   /**
-   * How long a batch's lock lasts without renewal (milliseconds). A worker that dies stops renewing it; once it
-   * expires and the next stall check runs, the batch goes back to the queue for another worker. Default 3000.
+   * How long a batch's lock lasts without renewal (a number is millis). A worker that dies stops renewing it;
+   * once it expires and the next stall check runs, the batch goes back to the queue for another worker.
+   * Default 3 seconds.
    */
-  readonly lockDuration?: number | undefined
-  /** How often stalled batches are looked for (milliseconds). Default 1500. */
-  readonly stalledInterval?: number | undefined
+  readonly lockDuration?: Duration.Input | undefined
+  /** How often stalled batches are looked for (a number is millis). Default 1.5 seconds. */
+  readonly stalledInterval?: Duration.Input | undefined
   /** How many times one batch may stall (its worker dying) before it fails. Default 2. */
   readonly maxStalledCount?: number | undefined
 }

@@ -13,7 +13,9 @@
  * @stability unstable
  * @since 0.3.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { type EntryDamaged, type InvalidCacheOptions, StoreError } from "./CacheError.ts"
@@ -94,8 +96,8 @@ export interface Lock {
 export interface Limits {
   readonly maxBytes?: number | undefined
   readonly maxItems?: number | undefined
-  /** Milliseconds since the last access after which an entry is removed. */
-  readonly maxAge?: number | undefined
+  /** How long after its last access an entry is removed (a number is millis), such as `"30 days"`. */
+  readonly maxAge?: Duration.Input | undefined
 }
 
 /**
@@ -119,10 +121,10 @@ export interface Shape {
   readonly list: Effect.Effect<ReadonlyArray<Meta>, StoreError>
   readonly clear: Effect.Effect<void, StoreError>
   /**
-   * Takes the lock on `key` for `ttl` milliseconds, or returns undefined when another caller holds it.
-   * A lock whose holder died expires after its ttl.
+   * Takes the lock on `key` for `ttl` (a number is millis), or returns undefined when another caller holds it. A lock whose holder
+   * died expires after its ttl, on the Clock of the caller that looks at it.
    */
-  readonly lock: (key: string, ttl: number) => Effect.Effect<Lock | undefined, StoreError>
+  readonly lock: (key: string, ttl: Duration.Input) => Effect.Effect<Lock | undefined, StoreError>
 }
 
 /**
@@ -145,12 +147,13 @@ export interface Shape {
  */
 export class Store extends Context.Service<Store, Shape>()("effect-joblib/Store") {}
 
-/** The entries to evict to meet `limits`, least recently used first. */
+/** The entries to evict to meet `limits` at `now` (epoch millis), least recently used first. */
 export const overLimits = (entries: ReadonlyArray<Meta>, limits: Limits, now: number): Array<string> => {
   const evict: Array<string> = []
   const kept: Array<Meta> = []
+  const maxAge = limits.maxAge === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(limits.maxAge))
   for (const meta of entries) {
-    if (limits.maxAge !== undefined && now - meta.accessed > limits.maxAge) evict.push(meta.key)
+    if (maxAge !== undefined && now - meta.accessed > maxAge) evict.push(meta.key)
     else kept.push(meta)
   }
   kept.sort((a, b) => a.accessed - b.accessed)
@@ -222,8 +225,8 @@ export const make = (store: Primitives, options?: StoreOptions): Shape => {
     : store.enforce !== undefined
     ? store.enforce(limits)
     : Effect.flatMap(
-      store.list,
-      (entries) => Effect.forEach(overLimits(entries, limits, Date.now()), store.remove, { discard: true })
+      Effect.zip(store.list, Clock.currentTimeMillis),
+      ([entries, now]) => Effect.forEach(overLimits(entries, limits, now), store.remove, { discard: true })
     )
   const checked = <A, E>(operation: string, key: string, use: () => Effect.Effect<A, E>) =>
     KEY.test(key)
@@ -350,8 +353,8 @@ export const layerSqlite = (
 export interface RedisOptions extends StoreOptions {
   /** Prefix of every key the store writes, so that caches can share a server. Default `"effect-joblib:"`. */
   readonly prefix?: string | undefined
-  /** Milliseconds to wait for a connection or a reply before failing. Default 2000. */
-  readonly timeout?: number | undefined
+  /** How long to wait for a connection or a reply before failing (a number is millis). Default 2 seconds. */
+  readonly timeout?: Duration.Input | undefined
 }
 
 /**

@@ -1,5 +1,6 @@
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -23,10 +24,10 @@ const ownStore = (limits?: Store.Limits) =>
     return Store.make({
       name: "own",
       get: (key) =>
-        Effect.sync(() => {
+        Effect.map(Clock.currentTimeMillis, (now) => {
           const entry = entries.get(key)
           if (entry === undefined) return undefined
-          const touched = { meta: { ...entry.meta, accessed: Date.now() }, data: entry.data }
+          const touched = { meta: { ...entry.meta, accessed: now }, data: entry.data }
           entries.set(key, touched)
           return touched
         }),
@@ -40,9 +41,9 @@ const ownStore = (limits?: Store.Limits) =>
       list: Effect.sync(() => Array.from(entries.values(), (entry) => entry.meta)),
       clear: Effect.sync(() => entries.clear()),
       lock: (key, ttl) =>
-        Effect.sync(() => {
-          if ((locks.get(key) ?? 0) > Date.now()) return undefined
-          const expires = Date.now() + ttl
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          if ((locks.get(key) ?? 0) > now) return undefined
+          const expires = now + Duration.toMillis(ttl)
           locks.set(key, expires)
           return { release: Effect.sync(() => void (locks.get(key) === expires && locks.delete(key))) }
         })
@@ -209,11 +210,12 @@ describe("Store.layerSqlite faults", () => {
       const file = Path.join(tmp(), "cache.sqlite")
       const blobs = `${file}.blobs`
       const store = yield* open(Store.layerSqlite(file, { limits: { maxItems: 2 } }))
-      const big = (key: string, fill: number, accessed = Date.now()): Store.Entry => ({
+      yield* TestClock.setTime(1_700_000_000_000)
+      const now = yield* Clock.currentTimeMillis
+      const big = (key: string, fill: number, accessed = now): Store.Entry => ({
         meta: { key, function: "f", size: 300_000, duration: 1, created: accessed, accessed, input: "" },
         data: new Uint8Array(300_000).fill(fill)
       })
-      const now = Date.now()
       yield* store.put(big("xxh128:b1", 1, now - 3000))
       assert.strictEqual(Fs.readdirSync(blobs).length, 1)
       const db = new DatabaseSync(file)

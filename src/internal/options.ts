@@ -2,6 +2,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import { InvalidOptions } from "../ParallelError.ts"
 import * as Cpus from "./parallel/cpus.ts"
 
@@ -107,6 +108,20 @@ export const Positive = Schema.Number.check(Schema.isGreaterThan(0))
 export const TimerMillis = Positive.check(
   Schema.makeFilter((n: number) =>
     n <= MAX_TIMER_MILLIS || `at most ${MAX_TIMER_MILLIS} ms (24.8 days), the longest timer Node has`
+  )
+)
+
+/**
+ * A duration handed to a library's own timer (a Redis client's, BullMQ's), given as any `Duration.Input` and
+ * decoded to whole millis: above zero, and no longer than Node's longest timer.
+ */
+export const TimerDuration = PositiveDuration.pipe(
+  Schema.decodeTo(
+    TimerMillis,
+    SchemaTransformation.transform({
+      decode: (input: Duration.Input) => Math.ceil(toMillis(input)),
+      encode: (millis: number): Duration.Input => millis
+    })
   )
 )
 

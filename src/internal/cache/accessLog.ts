@@ -16,7 +16,9 @@ export class AccessLog<K> {
   /** The access time last written to the store, per entry. */
   private readonly stored = new Map<K, number>()
   private readonly dirty = new Set<K>()
-  private flushedAt = Date.now()
+  /** The access time of the last flush, and the latest access noted: the log keeps no clock of its own. */
+  private flushedAt = 0
+  private latestAt = 0
 
   private readonly write: (accesses: ReadonlyArray<readonly [K, number]>) => void
 
@@ -27,6 +29,7 @@ export class AccessLog<K> {
   /** Notes an access; writes the batch once it is big or old enough. */
   seen(key: K, at: number): void {
     this.latest.set(key, at)
+    if (at > this.latestAt) this.latestAt = at
     if (at - (this.stored.get(key) ?? 0) >= RESOLUTION) this.dirty.add(key)
     if (this.dirty.size >= 256 || (this.dirty.size > 0 && at - this.flushedAt > 1000)) this.flush()
   }
@@ -34,6 +37,7 @@ export class AccessLog<K> {
   /** Notes a time the store holds already (an entry just written with it). */
   stores(key: K, at: number): void {
     this.latest.set(key, at)
+    if (at > this.latestAt) this.latestAt = at
     this.stored.set(key, at)
     this.dirty.delete(key)
   }
@@ -60,7 +64,7 @@ export class AccessLog<K> {
    * eviction that must see the true order.
    */
   flush(exact = false): void {
-    this.flushedAt = Date.now()
+    this.flushedAt = this.latestAt
     if (exact) {
       for (const [key, at] of this.latest) if (at > (this.stored.get(key) ?? 0)) this.dirty.add(key)
     }

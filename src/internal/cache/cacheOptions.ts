@@ -1,17 +1,23 @@
 /** The options of Cache and Store, decoded by one Schema each at the boundary. */
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import { InvalidCacheOptions, InvalidMemoize } from "../../CacheError.ts"
 import { CompressOption } from "../codec/persistOptions.ts"
 import * as Options from "../options.ts"
 
 const NonNegative = Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))
+const millisOf = SchemaTransformation.transform({
+  decode: (input: Duration.Input) => Options.toMillis(input),
+  encode: (millis: number): Duration.Input => millis
+})
 const AnyFunction = Schema.declare((u): u is Function => typeof u === "function", { expected: "a function" })
 
 export const Limits = Schema.Struct({
   maxBytes: Schema.optional(Options.Positive),
   maxItems: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
-  maxAge: Schema.optional(NonNegative)
+  maxAge: Schema.optional(Options.DurationInput.pipe(Schema.decodeTo(NonNegative, millisOf)))
 })
 
 export const StoreOptions = Schema.Struct({ limits: Schema.optional(Limits) })
@@ -19,7 +25,7 @@ export const StoreOptions = Schema.Struct({ limits: Schema.optional(Limits) })
 export const RedisOptions = Schema.Struct({
   ...StoreOptions.fields,
   prefix: Schema.optional(Schema.String),
-  timeout: Schema.optional(Options.TimerMillis)
+  timeout: Schema.optional(Options.TimerDuration)
 })
 
 const Verbose = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))

@@ -2,6 +2,8 @@
  * The filesystem store's primitives: one file per entry (metadata and data together) in two levels of shard
  * directories, written by rename; locks are files made whole and linked into place.
  */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { Buffer } from "node:buffer"
@@ -13,7 +15,7 @@ import type { StoreError } from "../../../CacheError.ts"
 import type { Entry, Meta, NewEntry, Primitives } from "../../../Store.ts"
 import { writeFileAtomicallySync } from "../../atomicFile.ts"
 import { AccessLog } from "../accessLog.ts"
-import { alive, attempt, attemptRead, checkedEntry, Damaged, isMissing, parseMetaText } from "./shared.ts"
+import { alive, attempt, attemptRead, checkedEntry, Damaged, isMissing, kernelNow, parseMetaText } from "./shared.ts"
 
 const ENTRY_MAGIC = Buffer.from("EJLBC1\n\0", "latin1")
 
@@ -114,8 +116,9 @@ interface LockHolder {
   readonly expires: number
 }
 
-const lockBody = (token: string, ttl: number) =>
-  JSON.stringify({ token, pid: process.pid, host: Os.hostname(), expires: Date.now() + ttl })
+/** A lock file's body: its holder, and when it expires on the Clock of the caller that took it. */
+const lockBody = (token: string, expires: number) =>
+  JSON.stringify({ token, pid: process.pid, host: Os.hostname(), expires })
 
 /**
  * Creates a lock file whole or not at all: its body goes to a file of its own, which is then linked to the
@@ -151,8 +154,8 @@ const readLockFile = (path: string): LockHolder | "missing" | "unreadable" => {
 }
 
 /** A lock whose holder can no longer be working: past its expiry, or its process gone on this host. */
-const staleLock = (holder: LockHolder) =>
-  holder.expires < Date.now() || (holder.host === Os.hostname() && !alive(holder.pid))
+const staleLock = (holder: LockHolder, now: number) =>
+  holder.expires < now || (holder.host === Os.hostname() && !alive(holder.pid))
 
 /** How long one process may take to break a stale lock before others may break its claim. */
 const BREAK_TTL = 10_000
@@ -162,13 +165,13 @@ const BREAK_TTL = 10_000
  * breaker at a time, by a claim file made like a lock, and only if the lock is still the one judged stale:
  * two waiters that both saw it stale never remove a lock that one of them has just taken.
  */
-const breakLock = (path: string, token: string | undefined): boolean => {
+const breakLock = (path: string, token: string | undefined, now: number): boolean => {
   const claim = `${path}.break`
   const mine = Crypto.randomUUID()
-  if (!createLockFile(claim, mine, lockBody(mine, BREAK_TTL))) {
+  if (!createLockFile(claim, mine, lockBody(mine, now + BREAK_TTL))) {
     // A breaker that died leaves its claim behind: clear it once it is stale, for the next try.
     const breaker = readLockFile(claim)
-    if (breaker === "unreadable" || (typeof breaker === "object" && staleLock(breaker))) {
+    if (breaker === "unreadable" || (typeof breaker === "object" && staleLock(breaker, now))) {
       Fs.rmSync(claim, { force: true })
     }
     return false
@@ -235,7 +238,7 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
   const remember = (path: string, file: FileIdentity, entry: Entry) => {
     // A file changed just before it was read could change again within the same timestamp tick, unseen by
     // `stat`: only files older than that are remembered (git's "racily clean" rule).
-    if (entry.data.length > RECENT_ENTRY_BYTES || Date.now() - file.ctimeMs < RACY_MILLIS) return false
+    if (entry.data.length > RECENT_ENTRY_BYTES || kernelNow() - file.ctimeMs < RACY_MILLIS) return false
     recent.set(path, { file, entry })
     recentBytes += entry.data.length
     for (const [oldest] of recent) {
@@ -254,26 +257,26 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
   const shape: Primitives = {
     name: store,
     get: (key) =>
-      attemptRead(store, key, () => {
-        const path = entryPath(root, key)
-        let entry: Entry | undefined
-        const known = recent.get(path)
-        if (known !== undefined) {
-          const stat = Fs.statSync(path, { throwIfNoEntry: false })
-          if (stat === undefined) forgetRecent(path)
-          else if (sameFile(stat, known.file)) entry = { meta: known.entry.meta, data: known.entry.data.slice() }
-          else {
-            forgetRecent(path)
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        attemptRead(store, key, () => {
+          const path = entryPath(root, key)
+          let entry: Entry | undefined
+          const known = recent.get(path)
+          if (known !== undefined) {
+            const stat = Fs.statSync(path, { throwIfNoEntry: false })
+            if (stat === undefined) forgetRecent(path)
+            else if (sameFile(stat, known.file)) entry = { meta: known.entry.meta, data: known.entry.data.slice() }
+            else {
+              forgetRecent(path)
+              entry = readFresh(path, key)
+            }
+          } else {
             entry = readFresh(path, key)
           }
-        } else {
-          entry = readFresh(path, key)
-        }
-        if (entry === undefined) return undefined
-        const now = Date.now()
-        accesses.seen(path, now)
-        return { meta: { ...entry.meta, accessed: now }, data: entry.data }
-      }),
+          if (entry === undefined) return undefined
+          accesses.seen(path, now)
+          return { meta: { ...entry.meta, accessed: now }, data: entry.data }
+        })),
     meta: (key) => attempt(store, "meta", () => readMeta(entryPath(root, key), key)),
     put: (entry) =>
       attempt(store, "put", () => {
@@ -310,28 +313,29 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
       walk((path) => Fs.rmSync(path, { force: true }))
     }),
     lock: (key, ttl) =>
-      attempt(store, "lock", () => {
-        const path = `${entryPath(root, key)}.lock`
-        Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
-        const token = Crypto.randomUUID()
-        const body = lockBody(token, ttl)
-        for (let attempt = 0; attempt < 2; attempt++) {
-          if (createLockFile(path, token, body)) {
-            return {
-              release: Effect.sync(() => {
-                const held = readLockFile(path)
-                if (typeof held === "object" && held.token === token) Fs.rmSync(path, { force: true })
-              })
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        attempt(store, "lock", () => {
+          const path = `${entryPath(root, key)}.lock`
+          Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
+          const token = Crypto.randomUUID()
+          const body = lockBody(token, now + Duration.toMillis(ttl))
+          for (let attempt = 0; attempt < 2; attempt++) {
+            if (createLockFile(path, token, body)) {
+              return {
+                release: Effect.sync(() => {
+                  const held = readLockFile(path)
+                  if (typeof held === "object" && held.token === token) Fs.rmSync(path, { force: true })
+                })
+              }
             }
+            // Held: take it over only if its holder died or it expired, and only the lock judged so.
+            const holder = readLockFile(path)
+            if (holder === "missing") continue
+            if (holder !== "unreadable" && !staleLock(holder, now)) return undefined
+            if (!breakLock(path, holder === "unreadable" ? undefined : holder.token, now)) return undefined
           }
-          // Held: take it over only if its holder died or it expired, and only the lock judged so.
-          const holder = readLockFile(path)
-          if (holder === "missing") continue
-          if (holder !== "unreadable" && !staleLock(holder)) return undefined
-          if (!breakLock(path, holder === "unreadable" ? undefined : holder.token)) return undefined
-        }
-        return undefined
-      })
+          return undefined
+        }))
   }
   return shape
 }

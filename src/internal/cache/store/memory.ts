@@ -1,4 +1,6 @@
-/** The memory store's primitives: a Map in this process. */
+/** The memory store's primitives: a Map in this process. Access times and lock expiry follow the Clock. */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
 import type { Entry, Primitives } from "../../../Store.ts"
@@ -10,10 +12,10 @@ export const make = (): Primitives => {
   const shape: Primitives = {
     name: "memory",
     get: (key) =>
-      Effect.sync(() => {
+      Effect.map(Clock.currentTimeMillis, (now) => {
         const entry = entries.get(key)
         if (entry === undefined) return undefined
-        const touched = { meta: { ...entry.meta, accessed: Date.now() }, data: entry.data }
+        const touched = { meta: { ...entry.meta, accessed: now }, data: entry.data }
         entries.set(key, touched)
         return touched
       }),
@@ -23,11 +25,11 @@ export const make = (): Primitives => {
     list: Effect.sync(() => Array.from(entries.values(), (entry) => entry.meta)),
     clear: Effect.sync(() => entries.clear()),
     lock: (key, ttl) =>
-      Effect.sync(() => {
+      Effect.map(Clock.currentTimeMillis, (now) => {
         const held = locks.get(key)
-        if (held !== undefined && held.expires > Date.now()) return undefined
+        if (held !== undefined && held.expires > now) return undefined
         const token = Crypto.randomUUID()
-        locks.set(key, { token, expires: Date.now() + ttl })
+        locks.set(key, { token, expires: now + Duration.toMillis(ttl) })
         return { release: Effect.sync(() => void (locks.get(key)?.token === token && locks.delete(key))) }
       })
   }

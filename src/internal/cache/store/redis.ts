@@ -2,6 +2,8 @@
  * The Redis store's primitives: each entry a hash of its metadata and data, a sorted set of accesses for
  * LRU eviction, locks as `SET NX PX` keys released by token.
  */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { Buffer } from "node:buffer"
@@ -14,6 +16,20 @@ import { attemptRead, checkedEntry, Damaged, joined, parseMetaText } from "./sha
 const toBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
 
 const unlockScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+/**
+ * Takes the lock KEYS[1] as ARGV[1] ("<token> <expires>", expires in epoch millis on the caller's Clock) for
+ * ARGV[2] millis, unless a holder's own expiry is at or past ARGV[3], the caller's now. The key also expires on
+ * the server after the ttl, so that a lock nobody looks at again goes away by itself.
+ */
+const lockScript = `
+local held = redis.call('get', KEYS[1])
+if held then
+  local expires = tonumber(string.match(held, ' (%d+)$'))
+  if expires == nil or expires >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`
 
 /** Connects to the server at `url`, for the life of the scope. */
 export const open = (
@@ -88,7 +104,7 @@ export const open = (
       name: store,
       get: (key) =>
         Effect.gen(function*() {
-          const now = Date.now()
+          const now = yield* Clock.currentTimeMillis
           const replies = yield* exec(
             "get",
             () => client.pipeline().hgetallBuffer(entryKey(key)).zadd(accessKey, "XX", String(now), key).exec()
@@ -128,15 +144,19 @@ export const open = (
         }
         yield* request("clear", () => client.del(accessKey))
       }),
-      lock: (key, ttl) =>
+      lock: (key, lifetime) =>
         Effect.gen(function*() {
-          const token = Crypto.randomUUID()
+          const ttl = Math.max(1, Math.ceil(Duration.toMillis(lifetime)))
+          const now = yield* Clock.currentTimeMillis
           const lockKey = `${prefix}lock:${key}`
-          const taken = yield* request("lock", () => client.set(lockKey, token, "PX", Math.max(1, ttl), "NX"))
-          if (taken !== "OK") return undefined
-          return {
-            release: request("unlock", () => client.eval(unlockScript, 1, lockKey, token)).pipe(Effect.ignore)
-          }
+          const value = `${Crypto.randomUUID()} ${now + ttl}`
+          const release = request("unlock", () => client.eval(unlockScript, 1, lockKey, value))
+          const taken = yield* request("lock", () => client.eval(lockScript, 1, lockKey, value, ttl, now)).pipe(
+            // A server that paused may still run the lock once it resumes: the release, sent after it on the
+            // same connection, runs after it, so that no lock is left behind by a call that gave up.
+            Effect.tapError(() => Effect.ignore(release))
+          )
+          return taken === 1 ? { release: Effect.ignore(release) } : undefined
         })
     }
     return shape

@@ -93,3 +93,10 @@ export const joined = (data: NewEntry["data"]): Uint8Array => {
   }
   return out
 }
+
+/**
+ * The kernel's wall clock, which file times are on: only to compare with a file's own times (was it changed
+ * within the last timestamp tick, is a blob old enough to be a crash's leftover). No decision about the
+ * caller's time is made with it; access times, ages and lock expiry read the Clock.
+ */
+export const kernelNow = (): number => performance.timeOrigin + performance.now()

@@ -2,6 +2,8 @@
  * The SQLite store's primitives, on `node:sqlite`: a table of entries indexed by last access, a table of
  * locks naming their holder, WAL mode; entries of 100 KB or more keep their data in files beside it.
  */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
@@ -13,7 +15,17 @@ import { StoreError } from "../../../CacheError.ts"
 import type { Entry, Limits, Meta, Primitives } from "../../../Store.ts"
 import { writeFileAtomicallySync } from "../../atomicFile.ts"
 import { AccessLog } from "../accessLog.ts"
-import { alive, attempt, attemptRead, checkedEntry, Damaged, isMissing, joined, parseMetaText } from "./shared.ts"
+import {
+  alive,
+  attempt,
+  attemptRead,
+  checkedEntry,
+  Damaged,
+  isMissing,
+  joined,
+  kernelNow,
+  parseMetaText
+} from "./shared.ts"
 
 /** Blobs of at least this size are kept by a SQLite store in files beside the database. */
 const EXTERNAL_BYTES = 100 * 1024
@@ -117,7 +129,7 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
     if (blobs !== undefined && Fs.existsSync(blobs)) {
       yield* attempt(store, "open", () => {
         const marker = NodePath.join(blobs, ".swept")
-        const before = Date.now() - ORPHAN_AGE
+        const before = kernelNow() - ORPHAN_AGE
         if ((Fs.statSync(marker, { throwIfNoEntry: false })?.mtimeMs ?? 0) >= before) return
         Fs.writeFileSync(marker, "")
         const named = new Set((statements.files.all() as Array<{ file: string }>).map((row) => row.file))
@@ -148,9 +160,10 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
         return undefined
       }
     }
-    const enforceSql = (limits: Limits) => {
+    const enforceSql = (limits: Limits, now: number) => {
       if (limits.maxAge !== undefined) {
-        for (const row of statements.expired.all(Date.now() - limits.maxAge) as Array<{ file: string | null }>) {
+        const before = now - Duration.toMillis(Duration.fromInputUnsafe(limits.maxAge))
+        for (const row of statements.expired.all(before) as Array<{ file: string | null }>) {
           dropBlob(row.file)
         }
       }
@@ -186,16 +199,16 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
     const shape: Primitives = {
       name: store,
       get: (key) =>
-        attemptRead(store, key, () => {
-          // A blob file gone between the row and the read was replaced by another process: read the row again.
-          let entry = read(key)
-          if (entry === missing) entry = read(key)
-          if (entry === missing) throw new Damaged("the entry's data file is missing")
-          if (entry === undefined) return undefined
-          const now = Date.now()
-          accesses.seen(key, now)
-          return { meta: { ...entry.meta, accessed: now }, data: entry.data }
-        }),
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          attemptRead(store, key, () => {
+            // A blob file gone between the row and the read was replaced by another process: read the row again.
+            let entry = read(key)
+            if (entry === missing) entry = read(key)
+            if (entry === missing) throw new Damaged("the entry's data file is missing")
+            if (entry === undefined) return undefined
+            accesses.seen(key, now)
+            return { meta: { ...entry.meta, accessed: now }, data: entry.data }
+          })),
       meta: (key) =>
         attempt(store, "meta", () => {
           const row = statements.meta.get(key) as { meta: string; accessed: number } | undefined
@@ -230,7 +243,8 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
           accesses.stores(meta.key, meta.accessed)
         }),
       // In SQL, from the totals and the exact access order, rather than by listing every entry.
-      enforce: (limits) => attempt(store, "put", () => enforceSql(limits)),
+      enforce: (limits) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => attempt(store, "put", () => enforceSql(limits, now))),
       remove: (key) => attempt(store, "remove", () => remove(key)),
       list: attempt(store, "list", () => {
         const out: Array<Meta> = []
@@ -247,21 +261,24 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
           for (const name of Fs.readdirSync(blobs)) Fs.rmSync(NodePath.join(blobs, name), { force: true })
         }
       }),
-      lock: (key, ttl) =>
-        attempt(store, "lock", () => {
-          const token = Crypto.randomUUID()
-          const now = Date.now()
-          const host = Os.hostname()
-          const release = { release: Effect.sync(() => void statements.unlock.run(key, token)).pipe(Effect.ignore) }
-          if (statements.lock.run(key, token, now + ttl, process.pid, host, now).changes > 0) return release
-          // Held and not expired: a holder whose process is gone on this host is taken over at once.
-          const holder = statements.holder.get(key) as
-            | { token: string; pid: number | null; host: string | null }
-            | undefined
-          if (holder === undefined || holder.pid === null || holder.host !== host || alive(holder.pid)) return undefined
-          const taken = statements.takeOver.run(token, now + ttl, process.pid, host, key, holder.token).changes > 0
-          return taken ? release : undefined
-        })
+      lock: (key, lifetime) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          attempt(store, "lock", () => {
+            const ttl = Duration.toMillis(lifetime)
+            const token = Crypto.randomUUID()
+            const host = Os.hostname()
+            const release = { release: Effect.sync(() => void statements.unlock.run(key, token)).pipe(Effect.ignore) }
+            if (statements.lock.run(key, token, now + ttl, process.pid, host, now).changes > 0) return release
+            // Held and not expired: a holder whose process is gone on this host is taken over at once.
+            const holder = statements.holder.get(key) as
+              | { token: string; pid: number | null; host: string | null }
+              | undefined
+            if (holder === undefined || holder.pid === null || holder.host !== host || alive(holder.pid)) {
+              return undefined
+            }
+            const taken = statements.takeOver.run(token, now + ttl, process.pid, host, key, holder.token).changes > 0
+            return taken ? release : undefined
+          }))
     }
     return shape
   })
