@@ -42,3 +42,22 @@ describe("Codec and Hashing", () => {
     expect(Hashing.hash).type.not.toBeCallableWith({ a: 1 }, { algorithm: "invalid" })
   })
 })
+
+declare module "../src/Compression.ts" {
+  interface Methods {
+    readonly mine: true
+  }
+}
+
+describe("compression method names", () => {
+  it("are the built-in methods and those added to Compression.Methods; a typo fails", () => {
+    expect<Compression.Method>().type.toBe<
+      "zstd" | "gzip" | "zlib" | "brotli" | "lz4" | "xz" | "lzma" | "bz2" | "mine"
+    >()
+    expect(Persist.dump).type.toBeCallableWith([1], "/tmp/x", { compress: "zstd" })
+    expect(Persist.dump).type.toBeCallableWith([1], "/tmp/x", { compress: ["lz4", 3] as const })
+    expect(Persist.dump).type.toBeCallableWith([1], "/tmp/x", { compress: "mine" })
+    expect(Persist.dump).type.not.toBeCallableWith([1], "/tmp/x", { compress: "ztsd" })
+    expect(Persist.dump).type.not.toBeCallableWith([1], "/tmp/x", { compress: ["ztsd", 3] as const })
+  })
+})

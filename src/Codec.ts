@@ -83,12 +83,12 @@ const Mode = { Schemaless: 0, Schema: 1 } as const
 /**
  * How to compress: `false`/`0` for none, `true` for the default method and
  * level, a number for the default method at that level, a method name, or
- * `[name, level]`.
+ * `[name, level]`. Names are {@link Compression.Methods}: a typo fails in `tsc`.
  *
  * @category models
  * @since 0.1.0
  */
-export type CompressOption = boolean | number | string | readonly [string, number]
+export type CompressOption = boolean | number | Compression.Method | readonly [Compression.Method, number]
 
 /**
  * What a header says.

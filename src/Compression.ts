@@ -32,6 +32,45 @@ export class CompressionError extends Schema.TaggedError<CompressionError>()("Co
 }) {}
 
 /**
+ * The names `compress` options take: the built-in methods, and any a program
+ * adds by augmenting this interface, so that editors complete them and a typo
+ * fails in `tsc`.
+ *
+ * **Example** (Naming a custom compressor)
+ *
+ * ```ts
+ * import type {} from "effect-joblib"
+ *
+ * declare module "effect-joblib/Compression" {
+ *   interface Methods {
+ *     readonly identity: true
+ *   }
+ * }
+ * ```
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export interface Methods {
+  readonly zstd: true
+  readonly gzip: true
+  readonly zlib: true
+  readonly brotli: true
+  readonly lz4: true
+  readonly xz: true
+  readonly lzma: true
+  readonly bz2: true
+}
+
+/**
+ * A compression method's name: one of {@link Methods}.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type Method = keyof Methods & string
+
+/**
  * A compression method. `id` is stored in file headers: 1–127 are reserved for
  * built-in methods, 128–255 are free for custom ones.
  *
@@ -40,6 +79,7 @@ export class CompressionError extends Schema.TaggedError<CompressionError>()("Co
  */
 export interface Compressor {
   readonly id: number
+  /** The method's name, as `compress` options give it: add a new one to {@link Methods} to name it there. */
   readonly name: string
   /** File extensions that select this method when a dump names none, e.g. `.zst`. */
   readonly extensions: ReadonlyArray<string>

@@ -113,7 +113,8 @@ const compressionFor = (
   if (extension === "") return Effect.succeed(undefined)
   return Effect.flatMap(Compression.current, (set) => {
     const compressor = set.compressors.find((c) => c.extensions.some((e) => e.toLowerCase() === extension))
-    if (compressor !== undefined) return Effect.succeed(compressor.name)
+    // A compressor's name is a Method: Compression.Methods lists it, built-in or added by augmentation.
+    if (compressor !== undefined) return Effect.succeed(compressor.name as Compression.Method)
     if (!compressedExtensions.has(extension)) return Effect.succeed(undefined)
     return Effect.fail(
       new InvalidPersistOptions({

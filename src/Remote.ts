@@ -15,6 +15,7 @@
 import type * as BullMQ from "bullmq"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -1042,6 +1043,58 @@ export const layerWorker = (
     yield* Effect.addFinalizer(() => closing(() => client.multi().srem(`${prefix}workers`, info.id).del(entry).exec()))
     yield* Effect.forkScoped(Effect.repeat(register, Schedule.spaced(HEARTBEAT_MILLIS)))
   }))
+
+/**
+ * {@link layer} with its options read from `Config`: the server's URL from
+ * the environment (`Config.Redacted("REDIS_URL")`), say, as Effect's own
+ * layers take their secrets. Any option may be a `Config`, or the whole
+ * record one.
+ *
+ * **Example** (The server from `REDIS_URL`)
+ *
+ * ```ts
+ * import { Config, Effect } from "effect"
+ * import { Parallel, Remote } from "effect-joblib"
+ * import { Square } from "./tasks.ts"
+ *
+ * const program = Parallel.map([1, 2, 3], Square).pipe(
+ *   Effect.provide(Remote.layerConfig({ redis: Config.Redacted("REDIS_URL"), queue: Config.String("QUEUE") }))
+ * )
+ * ```
+ *
+ * @category layers
+ * @since 0.6.0
+ */
+export const layerConfig = (
+  config: Config.Wrap<Options>
+): Layer.Layer<never, RemoteFailure | InvalidOptions | Config.ConfigError> =>
+  Layer.unwrap(Effect.map(Config.unwrap(config), layer))
+
+/**
+ * {@link layerWorker} with its options read from `Config`, as {@link layerConfig}.
+ *
+ * **Example** (A worker configured by its environment)
+ *
+ * ```ts
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Config, Layer } from "effect"
+ * import { Remote } from "effect-joblib"
+ *
+ * const worker = Remote.layerWorkerConfig({
+ *   redis: Config.Redacted("REDIS_URL"),
+ *   modules: Config.succeed(["./tasks.ts"]),
+ *   concurrency: Config.Int("THREADS")
+ * })
+ * NodeRuntime.runMain(Layer.launch(worker))
+ * ```
+ *
+ * @category layers
+ * @since 0.6.0
+ */
+export const layerWorkerConfig = (
+  config: Config.Wrap<WorkerOptions>
+): Layer.Layer<never, RemoteFailure | InvalidOptions | TaskModuleError | Config.ConfigError> =>
+  Layer.unwrap(Effect.map(Config.unwrap(config), layerWorker))
 
 /**
  * Renamed {@link layerWorker}, as Effect names its Layer constructors.

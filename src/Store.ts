@@ -14,10 +14,12 @@
  * @since 0.3.0
  */
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import { type EntryDamaged, type InvalidCacheOptions, StoreError } from "./CacheError.ts"
 import * as CacheOptions from "./internal/cache/cacheOptions.ts"
 import * as FileSystemStore from "./internal/cache/store/fileSystem.ts"
@@ -360,28 +362,67 @@ export interface RedisOptions extends StoreOptions {
 /**
  * Keeps entries on a Redis server (`redis://host:port/db`), so that workers
  * on several machines share one cache. Each entry is a hash of its metadata
- * and data; a sorted set records accesses for LRU eviction; locks are
- * `SET NX PX` keys released by token. Commands fail fast with `StoreError`
- * while the server is unreachable (no offline queue), and the client keeps
- * reconnecting in the background.
+ * and data; a sorted set records accesses for LRU eviction; locks are keys
+ * released by token, expiring on the taker's Clock and on the server. Commands
+ * fail fast with `StoreError` while the server is unreachable (no offline
+ * queue), and the client keeps reconnecting in the background. A `Redacted`
+ * URL keeps its password out of logs; {@link layerRedisConfig} reads it from
+ * `Config`.
  *
  * **Example** (A shared cache)
  *
  * ```ts
+ * import { Redacted } from "effect"
  * import { Store } from "effect-joblib"
  *
- * const layer = Store.layerRedis("redis://127.0.0.1:6379/0", { prefix: "my-pipeline:" })
+ * const layer = Store.layerRedis(Redacted.make("redis://127.0.0.1:6379/0"), { prefix: "my-pipeline:" })
  * ```
  *
  * @category layers
  * @since 0.3.0
  */
 export const layerRedis = (
-  rawUrl: string,
+  rawUrl: string | Redacted.Redacted<string>,
   rawOptions?: RedisOptions
 ): Layer.Layer<Store, StoreError | InvalidCacheOptions> =>
   Layer.effect(Store)(Effect.gen(function*() {
-    const url = yield* CacheOptions.location("Store.layerRedis", "url", rawUrl)
+    const url = yield* CacheOptions.location(
+      "Store.layerRedis",
+      "url",
+      Redacted.isRedacted(rawUrl) ? Redacted.value(rawUrl) : rawUrl
+    )
     const options = yield* CacheOptions.parse(CacheOptions.RedisOptions, "Store.layerRedis", rawOptions)
     return make(yield* RedisStore.open(url, options), options)
   }))
+
+/**
+ * What {@link layerRedisConfig} reads: the server's URL and the store's options.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export interface RedisConfig extends RedisOptions {
+  readonly url: string | Redacted.Redacted<string>
+}
+
+/**
+ * {@link layerRedis} with its URL and options read from `Config`, as
+ * Effect's own layers take their secrets: `Config.Redacted("REDIS_URL")`.
+ * Any field may be a `Config`, or the whole record one.
+ *
+ * **Example** (The server from the environment)
+ *
+ * ```ts
+ * import { Config } from "effect"
+ * import { Store } from "effect-joblib"
+ *
+ * const layer = Store.layerRedisConfig({ url: Config.Redacted("REDIS_URL"), prefix: Config.String("CACHE_PREFIX") })
+ * ```
+ *
+ * @category layers
+ * @since 0.6.0
+ */
+export const layerRedisConfig = (
+  config: Config.Wrap<RedisConfig>
+): Layer.Layer<Store, StoreError | InvalidCacheOptions | Config.ConfigError> =>
+  Layer.unwrap(Effect.map(Config.unwrap(config), ({ url, ...options }) => layerRedis(url, options)))

@@ -3,7 +3,7 @@
  * (each on its own thread pool).
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schema, Tracer } from "effect"
+import { Cause, Config, ConfigProvider, Effect, Exit, Fiber, Layer, Redacted, Schema, Tracer } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as NodePath from "node:path"
 import * as V8 from "node:v8"
@@ -187,6 +187,39 @@ describe.skipIf(!hasRedis)("Backend: Remote", () => {
         assert.strictEqual((error as ParallelError.RemoteFailure).reason, "Unreachable")
         assert.notInclude(error.message, "s3cret")
         assert.isBelow(Date.now() - started, 10_000)
+      }),
+    30_000
+  )
+})
+
+describe.skipIf(!hasRedis)("Remote: options from Config", () => {
+  it.live(
+    "layerConfig and layerWorkerConfig read the server (a Redacted) and the queue from Config",
+    () =>
+      Effect.gen(function*() {
+        const provider = ConfigProvider.fromUnknown({ REDIS_URL: server!.url, QUEUE: `config-${process.pid}` })
+        const squares = yield* Parallel.map([0, 1, 4, 9], SquareRoot).pipe(
+          Effect.provide(
+            Layer.merge(
+              Remote.layerConfig({ redis: Config.Redacted("REDIS_URL"), queue: Config.String("QUEUE") }),
+              Remote.layerWorkerConfig({
+                redis: Config.Redacted("REDIS_URL"),
+                queue: Config.String("QUEUE"),
+                modules: Config.succeed([tasks]),
+                concurrency: Config.succeed(1)
+              })
+            ).pipe(Layer.provide(ConfigProvider.layer(provider)))
+          )
+        )
+        assert.deepStrictEqual(squares, [0, 1, 2, 3])
+        const missing = yield* Effect.flip(
+          Parallel.map([1], SquareRoot).pipe(
+            Effect.provide(Remote.layerConfig({ redis: Config.Redacted("NO_SUCH_REDIS_URL") })),
+            Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({})))
+          )
+        )
+        assert.strictEqual(missing._tag, "ConfigError")
+        assert.include(String(missing), "NO_SUCH_REDIS_URL")
       }),
     30_000
   )

@@ -1,5 +1,5 @@
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { Clock, Config, ConfigProvider, Context, Duration, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -60,6 +60,29 @@ if (redis !== undefined) {
   let db = 0
   // One prefix per layer: suites must not see each other's entries.
   conformance("Store.layerRedis", (limits) => Store.layerRedis(redis.url, { prefix: `suite-${db++}:`, limits }))
+  // The URL a Redacted read from Config, as an application reads its secrets from the environment.
+  conformance("Store.layerRedisConfig", (limits) =>
+    Store.layerRedisConfig({
+      url: Config.Redacted("REDIS_URL"),
+      prefix: Config.String("CACHE_PREFIX"),
+      ...(limits === undefined ? {} : { limits: Config.succeed(limits) })
+    }).pipe(
+      Layer.provide(ConfigProvider.layer(
+        ConfigProvider.fromUnknown({ REDIS_URL: redis.url, CACHE_PREFIX: `config-suite-${db++}:` })
+      ))
+    ))
+  describe("Store.layerRedisConfig", () => {
+    it.effect("a missing variable is a ConfigError naming it, before any connection", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(Effect.scoped(Layer.build(
+          Store.layerRedisConfig({ url: Config.Redacted("REDIS_URL_MISSING") }).pipe(
+            Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({})))
+          )
+        )))
+        assert.strictEqual(error._tag, "ConfigError")
+        assert.include(String(error), "REDIS_URL_MISSING")
+      }))
+  })
 }
 
 const entry = (key: string, text: string): Store.Entry => {

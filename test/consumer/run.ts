@@ -91,17 +91,25 @@ check("the consumer's vitest swaps sequential, threads and processes with the co
   assert.match(out, /Tests\s+(?:\S+\s+)?4 passed/)
 })
 
-check("Remote, Store.layerRedis, lz4 and xz without their packages: typed errors naming what to install", () => {
-  const out = JSON.parse(run(node, ["optional.mjs"]))
-  assert.deepStrictEqual(out.remote.slice(0, 2), ["RemoteFailure", "MissingDependency"])
-  assert.match(out.remote[2], /npm install bullmq ioredis/)
-  assert.equal(out.redis[0], "StoreError")
-  assert.match(out.redis[1], /npm install ioredis/)
-  assert.equal(out.lz4[0], "CompressionError")
-  assert.match(out.lz4[1], /npm install lz4-napi/)
-  assert.equal(out.xz[0], "CompressionError")
-  assert.match(out.xz[1], /npm install @napi-rs\/lzma/)
-})
+check(
+  "Remote, Store.layerRedis (also from Config), lz4 and xz without their packages: typed errors naming what to install",
+  () => {
+    const out = JSON.parse(run(node, ["optional.mjs"]))
+    assert.deepStrictEqual(out.remote.slice(0, 2), ["RemoteFailure", "MissingDependency"])
+    assert.match(out.remote[2], /npm install bullmq ioredis/)
+    assert.equal(out.redis[0], "StoreError")
+    assert.match(out.redis[1], /npm install ioredis/)
+    assert.equal(out.redisConfig[0], "StoreError", "Store.layerRedisConfig read REDIS_URL from Config")
+    assert.match(out.redisConfig[1], /npm install ioredis/)
+    assert.doesNotMatch(out.redisConfig[1], /s3cret/)
+    assert.equal(out.redisNoConfig[0], "ConfigError")
+    assert.match(out.redisNoConfig[1], /REDIS_URL/)
+    assert.equal(out.lz4[0], "CompressionError")
+    assert.match(out.lz4[1], /npm install lz4-napi/)
+    assert.equal(out.xz[0], "CompressionError")
+    assert.match(out.xz[1], /npm install @napi-rs\/lzma/)
+  }
+)
 
 check("npx effect-joblib --help, and cache <dir> stats", () => {
   assert.match(run("npx", ["--no-install", "effect-joblib", "--help"]), /cache/)

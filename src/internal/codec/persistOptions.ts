@@ -1,15 +1,22 @@
 /** The options of Codec and Persist, decoded by one Schema each at the boundary. */
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import type { Method } from "../../Compression.ts"
 import { InvalidPersistOptions } from "../../PersistError.ts"
 import * as Options from "../options.ts"
 
 /** `false`, `true`, a level, a method name, or exactly `[method, level]` (joblib takes no third element). */
+/**
+ * A method's name. Which names exist is known only when encoding (a Layer may add compressors), where an unknown
+ * one is a typed error listing those available; here it need only be a string.
+ */
+const MethodName = Schema.declare((u): u is Method => typeof u === "string", { expected: "a method's name" })
+
 export const CompressOption = Schema.Union([
   Schema.Boolean,
   Schema.Int,
-  Schema.String,
-  Schema.Tuple([Schema.String, Schema.Int])
+  MethodName,
+  Schema.Tuple([MethodName, Schema.Int])
 ])
 
 export const EncodeOptions = Schema.Struct({ compress: Schema.optional(CompressOption) })
