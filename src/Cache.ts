@@ -20,10 +20,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Util from "node:util"
-import { EntryNotFound, InvalidCacheOptions, InvalidMemoize, StoreError } from "./CacheError.ts"
+import { EntryNotFound, InvalidCacheOptions, InvalidMemoize, StoreError, Unstorable } from "./CacheError.ts"
 import * as Codec from "./Codec.ts"
 import * as Hashing from "./Hashing.ts"
 import * as CacheOptionsSchema from "./internal/cache/cacheOptions.ts"
@@ -82,11 +83,28 @@ interface Shape {
   readonly disabled: boolean
   /** When the cache was built (performance.now()), for joblib's time since the Memory was made. */
   readonly started: number
+}
+
+/** What a cache keeps while it runs: private to this module, not part of the service. */
+interface State {
   /** Computations running in this process, by key. */
   readonly inflight: Map<string, Deferred.Deferred<Exit.Exit<unknown, unknown>>>
   /** Source hashes seen per function name, to warn about collisions and invalidate once. */
   readonly sources: Map<string, string>
+  /** Warnings already given, so that each is given once. */
   readonly warned: Set<string>
+}
+
+const states = new WeakMap<Shape, State>()
+
+/** The running state of `cache`, made on first use. */
+const stateOf = (cache: Shape): State => {
+  let state = states.get(cache)
+  if (state === undefined) {
+    state = { inflight: new Map(), sources: new Map(), warned: new Set() }
+    states.set(cache, state)
+  }
+  return state
 }
 
 /**
@@ -142,10 +160,7 @@ export const layer = (options?: CacheOptions): Layer.Layer<Cache, InvalidCacheOp
       shared: parsed.shared ?? false,
       verbose: parsed.verbose ?? 0,
       disabled: false,
-      started: performance.now(),
-      inflight: new Map(),
-      sources: new Map(),
-      warned: new Set()
+      started: performance.now()
     }
   }))
 
@@ -244,10 +259,7 @@ export const layerNone: Layer.Layer<Cache> = Layer.sync(Cache)(() => ({
   shared: false,
   verbose: 0,
   disabled: true,
-  started: performance.now(),
-  inflight: new Map(),
-  sources: new Map(),
-  warned: new Set()
+  started: performance.now()
 }))
 
 /**
@@ -256,7 +268,10 @@ export const layerNone: Layer.Layer<Cache> = Layer.sync(Cache)(() => ({
  * @category models
  * @since 0.3.0
  */
-export interface MemoizeOptions<E = unknown> {
+export interface MemoizeOptions<
+  S extends Schema.Top = Schema.Codec<any, any>,
+  F extends Schema.Top = Schema.Codec<any, any>
+> {
   /** The function's name in keys and listings; defaults to the function's own name. */
   readonly name?: string | undefined
   /** An explicit invalidation tag: changing it makes every earlier entry a miss. */
@@ -279,12 +294,32 @@ export interface MemoizeOptions<E = unknown> {
   readonly invalidateOnSourceChange?: boolean | undefined
   /** The source whose changes invalidate entries; default: the function's own. */
   readonly source?: string | undefined
-  /** Schemas for the stored value and failure, for class instances; plain data needs none. */
-  readonly success?: Schema.Top | undefined
-  readonly failure?: Schema.Codec<E, unknown> | undefined
+  /**
+   * The Schema of the stored result: needed for class instances, optional for plain data (which the
+   * codec stores as it is). Typed against the function's result, so a Schema of another type fails in `tsc`.
+   */
+  readonly success?: S | undefined
+  /** The Schema of a stored failure (with `cacheFailures`), typed against the function's error. */
+  readonly failure?: F | undefined
+  /**
+   * A result that cannot be stored (a class instance without its Schema, a value its Schema refuses):
+   * `"fail"` (the default) fails the call with `Unstorable`; `"warn"` returns the result uncached and logs
+   * one warning line per function.
+   */
+  readonly onUnstorable?: "fail" | "warn" | undefined
   /** This function's `verbose`, instead of the cache's (joblib's `memory.cache(verbose=...)`). */
   readonly verbose?: number | undefined
 }
+
+/**
+ * `unknown` when values of type `A` are what the Schema `S` encodes (a function's result, for its
+ * `success` Schema); otherwise a member `S` lacks, so that the mismatch fails in `tsc`, naming `A`.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type Describes<S extends Schema.Top, A> = [A] extends [S["Type"]] ? unknown
+  : { readonly "~the Schema does not describe": A }
 
 /**
  * A small serializable reference to a cached result (joblib's `MemorizedResult`): pass it to workers,
@@ -309,13 +344,15 @@ export interface Shelved<A> {
  */
 export interface Memoized<Args extends ReadonlyArray<unknown>, A, E, R> {
   /** Returns the cached result, or computes and stores it. */
-  (...args: Args): Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache>
+  (...args: Args): Effect.Effect<A, E | StoreError | InvalidMemoize | Unstorable, R | Cache>
   /** Computes and stores, whatever the cache holds (joblib's `func.call`). */
-  readonly call: (...args: Args) => Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache>
+  readonly call: (...args: Args) => Effect.Effect<A, E | StoreError | InvalidMemoize | Unstorable, R | Cache>
   /** Whether a valid entry is cached for these arguments (joblib's `check_call_in_cache`). */
   readonly check: (...args: Args) => Effect.Effect<boolean, StoreError | InvalidMemoize, Cache>
   /** Computes or fetches, and returns a reference to the stored result (joblib's `call_and_shelve`). */
-  readonly shelve: (...args: Args) => Effect.Effect<Shelved<A>, E | StoreError | InvalidMemoize, R | Cache>
+  readonly shelve: (
+    ...args: Args
+  ) => Effect.Effect<Shelved<A>, E | StoreError | InvalidMemoize | Unstorable, R | Cache>
   /** Removes every entry of this function (joblib's `func.clear()`). */
   readonly clear: Effect.Effect<number, StoreError, Cache>
   /** The key for these arguments. */
@@ -355,10 +392,10 @@ const withStore = <A>(
   cache.onStoreError === "fail" ? operation : operation.pipe(
     Effect.catchTag("StoreError", (error) =>
       Effect.as(
-        cache.warned.has("store")
+        stateOf(cache).warned.has("store")
           ? Effect.void
           : Effect.andThen(
-            Effect.sync(() => cache.warned.add("store")),
+            Effect.sync(() => stateOf(cache).warned.add("store")),
             Effect.logWarning(
               `effect-joblib cache: the ${error.store} store failed (${error.message}); computing without caching`
             )
@@ -403,6 +440,17 @@ const primitiveSignature = (args: ReadonlyArray<unknown>): string | undefined =>
   return signature
 }
 
+/** A memoized function whose options were refused: every call fails with why; it stored nothing to clear. */
+const refusing = <Args extends ReadonlyArray<unknown>, A, E, R>(
+  name: string,
+  error: InvalidMemoize
+): Memoized<Args, A, E, R> => {
+  const fail = () => Effect.fail(error)
+  const memoized = fail as unknown as Memoized<Args, A, E, R>
+  Object.defineProperty(memoized, "name", { value: name })
+  return Object.assign(memoized, { call: fail, check: fail, shelve: fail, key: fail, clear: Effect.succeed(0) })
+}
+
 /**
  * Memoizes a function of any arguments that returns a value, a Promise or an Effect. Typed failures
  * of an Effect are passed through (and cached with `cacheFailures`). The function must have a name,
@@ -429,20 +477,16 @@ const primitiveSignature = (args: ReadonlyArray<unknown>): string | undefined =>
  * @category memoization
  * @since 0.3.0
  */
-/** A memoized function whose options were refused: every call fails with why; it stored nothing to clear. */
-const refusing = <Args extends ReadonlyArray<unknown>, A, E, R>(
-  name: string,
-  error: InvalidMemoize
-): Memoized<Args, A, E, R> => {
-  const fail = () => Effect.fail(error)
-  const memoized = fail as unknown as Memoized<Args, A, E, R>
-  Object.defineProperty(memoized, "name", { value: name })
-  return Object.assign(memoized, { call: fail, check: fail, shelve: fail, key: fail, clear: Effect.succeed(0) })
-}
-
-export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = never>(
+export const memoize = <
+  Args extends ReadonlyArray<unknown>,
+  A,
+  E = never,
+  R = never,
+  S extends Schema.Codec<any, any> = never,
+  F extends Schema.Codec<any, any> = never
+>(
   fn: (...args: Args) => A | PromiseLike<A> | Effect.Effect<A, E, R>,
-  options?: MemoizeOptions<E>
+  options?: MemoizeOptions<S & Describes<S, NoInfer<A>>, F & Describes<F, NoInfer<E>>>
 ): Memoized<Args, A, E, R> => {
   const invalid = CacheOptionsSchema.parseMemoize("Cache.memoize", options)
   if (invalid !== undefined) return refusing(options?.name ?? fn.name, invalid)
@@ -589,8 +633,8 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     Effect.gen(function*() {
       const current = yield* sourceHash
       const flag = `source:${name}:${current}`
-      if (cache.warned.has(flag)) return
-      cache.warned.add(flag)
+      if (stateOf(cache).warned.has(flag)) return
+      stateOf(cache).warned.add(flag)
       const stale = (yield* withStore(cache, cache.store.list, [])).filter((meta) =>
         meta.function === name && meta.source !== undefined && meta.source !== current
       )
@@ -601,12 +645,12 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
     })
 
   const notifyIdentity = (cache: Shape) =>
-    sourceKey !== undefined && cache.sources.get(name) === sourceKey ? Effect.void : Effect.gen(function*() {
+    sourceKey !== undefined && stateOf(cache).sources.get(name) === sourceKey ? Effect.void : Effect.gen(function*() {
       const current = yield* sourceHash
-      const seen = cache.sources.get(name)
-      if (seen === undefined) cache.sources.set(name, current)
-      else if (seen !== current && !cache.warned.has(`collision:${name}`)) {
-        cache.warned.add(`collision:${name}`)
+      const seen = stateOf(cache).sources.get(name)
+      if (seen === undefined) stateOf(cache).sources.set(name, current)
+      else if (seen !== current && !stateOf(cache).warned.has(`collision:${name}`)) {
+        stateOf(cache).warned.add(`collision:${name}`)
         yield* Effect.logWarning(
           `effect-joblib cache: two different functions are memoized under the name "${name}"; ` +
             `give them distinct names, or their results may be mixed up`
@@ -627,8 +671,36 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
       return Effect.succeed(out as A)
     })
 
+  /**
+   * What a result or failure that cannot be encoded becomes: `Unstorable` for the call to fail with, or (with
+   * `onUnstorable: "warn"`) undefined after one warning line per function.
+   */
+  const unstorable = (cache: Shape, what: "result" | "failure", error: { readonly message: string }) => {
+    const schema = what === "result" ? "success" : "failure"
+    const message = `the ${what} of ${name} cannot be stored: ${error.message}` +
+      ((what === "result" ? options?.success : options?.failure) === undefined
+        ? ` (give its Schema: Cache.memoize(${name || "fn"}, { ${schema}: TheSchema }))`
+        : "")
+    if (options?.onUnstorable !== "warn") {
+      return Effect.succeed(new Unstorable({ function: name, message, cause: error }))
+    }
+    const flag = `unstorable:${name}`
+    return Effect.as(
+      stateOf(cache).warned.has(flag) ? Effect.void : Effect.andThen(
+        Effect.sync(() => stateOf(cache).warned.add(flag)),
+        Effect.logWarning(`effect-joblib cache: ${message}; returning it uncached`)
+      ),
+      undefined
+    )
+  }
+
   /** Computes under the key's lock and stores the outcome. */
-  const computeAndStore = (cache: Shape, key: string, args: Args, force: boolean) =>
+  const computeAndStore = (
+    cache: Shape,
+    key: string,
+    args: Args,
+    force: boolean
+  ): Effect.Effect<Exit.Exit<Found<A, E>, E | Unstorable>, StoreError, R> =>
     Effect.gen(function*() {
       // Another process may be computing it: wait for its lock or its result, polling on the Clock. The caller
       // has just looked for the result, so the first attempt only tries the lock.
@@ -692,29 +764,28 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
           })
         if (Exit.isSuccess(exit)) {
           // In parts: the filesystem store writes them without joining them first.
-          const data = yield* Effect.exit(valueCodec.encodeParts(exit.value as never, encodeOptions(cache)))
-          if (Exit.isSuccess(data)) yield* store(data.value, false, ttl)
-          else {yield* Effect.logWarning(
-              `effect-joblib cache: the result of ${name} cannot be stored: ${Cause.pretty(data.cause)}`
-            )}
+          const data = yield* Effect.result(valueCodec.encodeParts(exit.value as never, encodeOptions(cache)))
+          if (Result.isSuccess(data)) yield* store(data.success, false, ttl)
+          else {
+            const refused = yield* unstorable(cache, "result", data.failure)
+            if (refused !== undefined) return Exit.fail(refused)
+          }
           if (verbose > 0) yield* Effect.logInfo(rightAligned(`${name} - ${formatTime(performance.now() - started)}`))
           return Exit.succeed<Found<A, E>>({ _tag: "Value", value: exit.value })
         }
         if (failure !== undefined && cacheFailures) {
-          const data = yield* Effect.exit(failureCodec.encodeParts(failure.error as never, encodeOptions(cache)))
-          if (Exit.isSuccess(data)) yield* store(data.value, true, failureTtl)
+          const data = yield* Effect.result(failureCodec.encodeParts(failure.error as never, encodeOptions(cache)))
+          if (Result.isSuccess(data)) yield* store(data.success, true, failureTtl)
           else {
-            yield* Effect.logWarning(
-              `effect-joblib cache: the failure of ${name} cannot be stored (give its Schema as \`failure\`): ` +
-                Cause.pretty(data.cause)
-            )
+            const refused = yield* unstorable(cache, "failure", data.failure)
+            if (refused !== undefined) return Exit.fail(refused)
           }
         }
         return exit as Exit.Exit<never, E>
       }).pipe(Effect.ensuring(lock.release))
     })
 
-  const run = (args: Args, force: boolean): Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache> =>
+  const run = (args: Args, force: boolean): Effect.Effect<A, E | StoreError | InvalidMemoize | Unstorable, R | Cache> =>
     Effect.flatMap(
       Effect.service(Cache),
       (cache) =>
@@ -749,25 +820,25 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
   const miss = (cache: Shape, key: string, args: Args, force: boolean) =>
     Effect.gen(function*() {
       // One computation per key in this process: later callers wait for it.
-      const running = cache.inflight.get(key)
+      const running = stateOf(cache).inflight.get(key)
       if (running !== undefined && !force) {
         const exit = yield* Deferred.await(running)
         if (!(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))) {
-          return yield* (exit as Exit.Exit<Found<A, E>, E | StoreError>).pipe(Effect.flatMap(fromFound))
+          return yield* (exit as Exit.Exit<Found<A, E>, E | StoreError | Unstorable>).pipe(Effect.flatMap(fromFound))
         }
         return yield* run(args, force) // the computing fiber was interrupted: try again
       }
       const deferred = Deferred.makeUnsafe<Exit.Exit<unknown, unknown>>()
-      cache.inflight.set(key, deferred)
+      stateOf(cache).inflight.set(key, deferred)
       // The outcome, with a store failure folded in: waiting fibers get exactly what this one gets.
       const outcome = yield* computeAndStore(cache, key, args, force).pipe(
         Effect.exit,
-        Effect.map((exit): Exit.Exit<Found<A, E>, E | StoreError> =>
-          Exit.isSuccess(exit) ? exit.value as Exit.Exit<Found<A, E>, E> : Exit.failCause(exit.cause)
+        Effect.map((exit): Exit.Exit<Found<A, E>, E | StoreError | Unstorable> =>
+          Exit.isSuccess(exit) ? exit.value : Exit.failCause(exit.cause)
         ),
         Effect.onExit((done) =>
           Effect.sync(() => {
-            if (cache.inflight.get(key) === deferred) cache.inflight.delete(key)
+            if (stateOf(cache).inflight.get(key) === deferred) stateOf(cache).inflight.delete(key)
             Deferred.doneUnsafe(
               deferred,
               Effect.succeed(Exit.isSuccess(done) ? done.value : done) as Effect.Effect<Exit.Exit<unknown, unknown>>
@@ -776,7 +847,7 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
         )
       )
       return yield* Effect.flatMap(outcome, fromFound)
-    }) as Effect.Effect<A, E | StoreError | InvalidMemoize, R | Cache>
+    }) as Effect.Effect<A, E | StoreError | InvalidMemoize | Unstorable, R | Cache>
 
   const memoized = ((...args: Args) => run(args, false)) as Memoized<Args, A, E, R>
   Object.defineProperty(memoized, "name", { value: name })
@@ -794,7 +865,13 @@ export const memoize = <Args extends ReadonlyArray<unknown>, A, E = never, R = n
           const shelved: Shelved<A> = { _tag: "Shelved", key, function: name }
           // Caching off: the result is still stored, so that the reference can be read.
           return cache.disabled
-            ? Effect.as(Effect.flatMap(Effect.flatten(computeAndStore(cache, key, args, true)), fromFound), shelved)
+            ? Effect.as(
+              Effect.flatMap(
+                Effect.flatten(computeAndStore(cache, key, args, true)),
+                fromFound
+              ),
+              shelved
+            )
             : Effect.as(run(args, false), shelved)
         })),
     clear: Effect.gen(function*() {
@@ -985,7 +1062,7 @@ export const reduceSize = (limits: Store.Limits): Effect.Effect<number, StoreErr
  * @category models
  * @since 0.3.0
  */
-export interface MemoizeTaskOptions<E> extends Omit<MemoizeOptions<E>, "success" | "failure"> {
+export interface MemoizeTaskOptions extends Omit<MemoizeOptions, "success" | "failure"> {
   /**
    * The cache each worker opens (built once per worker, like a task's layer). Workers share results
    * through the store, so use one that processes can share: a directory, SQLite or Redis.
@@ -1020,8 +1097,8 @@ export interface MemoizeTaskOptions<E> extends Omit<MemoizeOptions<E>, "success"
  */
 export const memoizeTask = <P, A, E>(
   task: Task.Task<P, A, E>,
-  options: MemoizeTaskOptions<E>
-): Task.Task<P, A, E | StoreError | InvalidMemoize> => {
+  options: MemoizeTaskOptions
+): Task.Task<P, A, E | StoreError | InvalidMemoize | Unstorable> => {
   const { cache, taskName, ...rest } = options
   // The task runs with its own services, provided with the cache by the memoized task's layer: built once per worker.
   const run = task.run as (payload: P) => A | Effect.Effect<A, E, any>
@@ -1029,8 +1106,8 @@ export const memoizeTask = <P, A, E>(
     ...rest,
     name: options.name ?? task.name,
     source: String(task.run),
-    success: task.success as Schema.Top,
-    failure: task.error
+    success: task.success as Schema.Codec<A, any>,
+    failure: task.error as Schema.Codec<E, any>
   })
   const layer: Layer.Layer<any, StoreError | unknown> = task.layer === undefined
     ? cache
@@ -1038,12 +1115,12 @@ export const memoizeTask = <P, A, E>(
   return Task.make(taskName ?? `${task.name}.cached`, {
     payload: task.payload as Schema.Codec<P, unknown>,
     success: task.success as Schema.Codec<A, unknown>,
-    error: Schema.Union([task.error, StoreError, InvalidMemoize]) as unknown as Schema.Codec<
-      E | StoreError | InvalidMemoize,
+    error: Schema.Union([task.error, StoreError, InvalidMemoize, Unstorable]) as unknown as Schema.Codec<
+      E | StoreError | InvalidMemoize | Unstorable,
       unknown
     >,
-    run: (payload: P) => memoized(payload) as Effect.Effect<A, E | StoreError | InvalidMemoize, any>,
+    run: (payload: P) => memoized(payload) as Effect.Effect<A, E | StoreError | InvalidMemoize | Unstorable, any>,
     layer: layer as Layer.Layer<any, unknown>,
     url: callerUrl(memoizeTask) ?? task.url
-  }) as Task.Task<P, A, E | StoreError | InvalidMemoize>
+  }) as Task.Task<P, A, E | StoreError | InvalidMemoize | Unstorable>
 }

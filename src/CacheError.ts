@@ -124,9 +124,33 @@ export class InvalidMemoize extends Schema.TaggedError<InvalidMemoize>()("Invali
 }) {}
 
 /**
+ * A memoized function's result (or, with `cacheFailures`, its failure) could not be stored: it cannot be
+ * encoded as it is (a class instance without its Schema, a function), or it does not match the `success`
+ * or `failure` Schema given. The call fails with it, unless `onUnstorable: "warn"` returns the result
+ * uncached with one warning line. `cause` is the codec's error.
+ *
+ * **Example** (Giving a class result its Schema)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-joblib"
+ *
+ * const explain = Effect.catchTag("Unstorable", (e: CacheError.Unstorable) => Effect.succeed(e.message))
+ * ```
+ *
+ * @category errors
+ * @since 0.6.0
+ */
+export class Unstorable extends Schema.TaggedError<Unstorable>()("Unstorable", {
+  function: Schema.String,
+  message: Schema.String,
+  cause: Schema.optional(Schema.Unknown)
+}) {}
+
+/**
  * Every error the cache adds to a memoized function's own.
  *
  * @category models
  * @since 0.3.0
  */
-export type CacheError = StoreError | EntryNotFound | InvalidMemoize
+export type CacheError = StoreError | EntryNotFound | InvalidMemoize | Unstorable

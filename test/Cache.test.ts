@@ -327,6 +327,81 @@ describe("Cache behaviour", () => {
     }))
 })
 
+class Summary extends Schema.Class<Summary>("Summary")({ mean: Schema.Number, count: Schema.Number }) {
+  get total() {
+    return this.mean * this.count
+  }
+}
+
+describe("Cache.memoize: results that cannot be stored", () => {
+  const summarize = (xs: ReadonlyArray<number>) =>
+    new Summary({ mean: xs.reduce((a, b) => a + b, 0) / xs.length, count: xs.length })
+
+  it.effect("a class result without its Schema is a typed Unstorable naming the function and the option", () => {
+    let calls = 0
+    const f = Cache.memoize(function summary(xs: ReadonlyArray<number>) {
+      calls++
+      return summarize(xs)
+    })
+    return Effect.gen(function*() {
+      const error = yield* Effect.flip(f([1, 2, 3]))
+      assert.instanceOf(error, CacheError.Unstorable)
+      assert.strictEqual((error as CacheError.Unstorable).function, "summary")
+      assert.include(error.message, "the result of summary cannot be stored")
+      assert.include(error.message, "{ success: TheSchema }")
+      assert.isDefined((error as CacheError.Unstorable).cause, "the codec's error is kept")
+      yield* Effect.flip(f([1, 2, 3]))
+      assert.strictEqual(calls, 2, "nothing was stored")
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("with its Schema, the class result is stored and read back as an instance", () => {
+    let calls = 0
+    const f = Cache.memoize(function summaryTyped(xs: ReadonlyArray<number>) {
+      calls++
+      return summarize(xs)
+    }, { success: Summary })
+    return Effect.gen(function*() {
+      yield* f([1, 2, 3])
+      const back = yield* f([1, 2, 3])
+      assert.instanceOf(back, Summary)
+      assert.strictEqual(back.total, 6)
+      assert.strictEqual(calls, 1)
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("onUnstorable: \"warn\" returns the result uncached, with one warning line and no stack", () => {
+    let calls = 0
+    const f = Cache.memoize(function summaryWarned(xs: ReadonlyArray<number>) {
+      calls++
+      return summarize(xs)
+    }, { onUnstorable: "warn" })
+    return Effect.gen(function*() {
+      const { value, lines } = yield* logged(Effect.all([f([1, 2]), f([1, 2]), f([3])]))
+      assert.deepStrictEqual(value.map((summary) => summary.mean), [1.5, 1.5, 3])
+      assert.strictEqual(calls, 3)
+      const warnings = lines.filter((line) => line.includes("cannot be stored"))
+      assert.strictEqual(warnings.length, 1, lines.join("\n"))
+      assert.notInclude(warnings[0], "    at ", "one line, no stack trace")
+      assert.include(warnings[0], "returning it uncached")
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+
+  it.effect("a failure that cannot be stored with cacheFailures is Unstorable too", () => {
+    class Odd extends Error {}
+    const f = Cache.memoize(function oddFails(x: number) {
+      return x % 2 === 1 ? Effect.fail(new Odd("odd")) : Effect.succeed(x)
+    }, { cacheFailures: true })
+    return Effect.gen(function*() {
+      const error = yield* Effect.flip(f(1))
+      assert.instanceOf(error, CacheError.Unstorable)
+      assert.include(error.message, "the failure of oddFails cannot be stored")
+      assert.include(error.message, "{ failure: TheSchema }")
+      assert.strictEqual(yield* f(2), 2)
+    }).pipe(Effect.provide(Cache.layerMemory()))
+  })
+})
+
 /** Runs `effect` while moving the TestClock forward, so that its sleeps end. */
 const advancingClock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {

@@ -45,7 +45,7 @@ check("npm pack builds and packs dist/, README, LICENSE and CHANGELOG", () => {
 
 check("the tarball installs into a fresh project without bullmq or ioredis", () => {
   Fs.cpSync(project, app, { recursive: true })
-  installProject(root, app, ["typescript", "esbuild", "vitest", "@types/node"])
+  installProject(root, app, ["typescript", "esbuild", "vitest", "@types/node", "tstyche"])
   // (`redis` may be there: it is a peer of @effect/platform-node's, not of this package's.)
   for (const absent of ["bullmq", "ioredis"]) {
     assert.ok(!Fs.existsSync(Path.join(app, "node_modules", absent)), `${absent} was installed`)
@@ -89,6 +89,11 @@ check("an esbuild single-file bundle, run where no node_modules can be found", (
 check("the consumer's vitest swaps sequential, threads and processes with the consumer's Task", () => {
   const out = run(node, [Path.join(app, "node_modules/vitest/vitest.mjs"), "run"])
   assert.match(out, /Tests\s+(?:\S+\s+)?4 passed/)
+})
+
+check("the consumer's tstyche: Cache.memoize's Schemas are typed against the function's result", () => {
+  const out = run(node, [Path.join(app, "node_modules/tstyche/dist/bin.js")])
+  assert.match(out, /Tests:\s+2 passed/)
 })
 
 check(

@@ -55,6 +55,7 @@ export const MemoizeOptions = Schema.Struct({
   source: Schema.optional(Schema.String),
   success: Schema.optional(Options.AnySchema),
   failure: Schema.optional(Options.AnySchema),
+  onUnstorable: Schema.optional(Schema.Literals(["fail", "warn"])),
   verbose: Schema.optional(Verbose)
 })
 
