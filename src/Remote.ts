@@ -713,12 +713,13 @@ export const monitor = (
     queue.on("error", () => {})
     return Effect.gen(function*() {
       const workers = yield* readRegistry(client, prefix)
+      const now = yield* Clock.currentTimeMillis
       return yield* Effect.tryPromise({
         try: async () => {
           const counts = await queue.getJobCounts("wait", "prioritized", "active", "failed")
           const active = await client.lrange(queue.toKey("active"), 0, -1)
           const locks = active.length === 0 ? 0 : await client.exists(...active.map((id) => queue.toKey(`${id}:lock`)))
-          const second = Math.floor(Date.now() / 1000)
+          const second = Math.floor(now / 1000)
           const minute = Array.from({ length: 60 }, (_, i) => `${prefix}done:${second - i}`)
           const pipeline = client.pipeline()
           for (const key of minute) pipeline.hmget(key, "items", "batches")
@@ -818,6 +819,8 @@ export const layerWorker = (
 ): Layer.Layer<never, RemoteFailure | InvalidOptions | TaskModuleError> =>
   Layer.effectDiscard(Effect.gen(function*() {
     const options = yield* OptionParsing.parse(WorkerOptionsSchema, "Remote.layerWorker", rawOptions)
+    // Per-second counters and the registry's start time are read from the layer's Clock.
+    const clock = yield* Clock.Clock
     const name = options.queue ?? "effect-joblib"
     const prefix = `effect-joblib:${name}:`
     const urls = options.modules.map((module) =>
@@ -991,7 +994,7 @@ export const layerWorker = (
             await job.moveToWait(token)
             throw new WaitingError()
           }
-          const second = Math.floor(Date.now() / 1000)
+          const second = Math.floor(clock.currentTimeMillisUnsafe() / 1000)
           const done = "result" in reply ? reply.result.values.length : 0
           const replying = client.multi().rpush(replyTo, V8.serialize(reply)).pexpire(replyTo, DAY)
           if (data.batch === undefined) replying.del(`${prefix}in:${id}`)
@@ -1030,7 +1033,7 @@ export const layerWorker = (
       host: Os.hostname(),
       pid: process.pid,
       threads: pool.slots.length,
-      started: Date.now()
+      started: clock.currentTimeMillisUnsafe()
     }
     const entry = `${prefix}worker:${info.id}`
     // Bounded waits: this connection waits for a server that is away rather than failing.

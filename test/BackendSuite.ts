@@ -2,8 +2,9 @@
  * The backend conformance suite: every Backend layer must pass it.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, type Layer, Option, Result, Schedule, Stream } from "effect"
-import { Parallel, ParallelError, Progress } from "../src/index.ts"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, type Layer, Option, Result, Schedule, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { Cache, Parallel, ParallelError, Progress } from "../src/index.ts"
 import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { CurrentObserver, type Observer } from "../src/internal/parallel/engine.ts"
 import {
@@ -28,7 +29,25 @@ export interface Capabilities {
   readonly workers: number
   /** The work a batch aims at under automatic batching, where the backend sets one (Remote: about 1 s). */
   readonly batchTargetMillis?: number | undefined
+  /**
+   * Per-task timeouts are kept by the worker's own pool, on its clock, not on the caller's (Remote: the
+   * driver hears of a batch's items only when the batch is done). The outcome is the same; only the wait is not
+   * the caller's TestClock's to shorten or lengthen.
+   */
+  readonly timeoutsOnWorkerClock?: boolean | undefined
 }
+
+/** Waits `ms` of real time, whatever Clock the caller has: for a worker to get on with its part. */
+const realWait = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+/** Moves the TestClock by `step` until `fiber` is done, letting real time pass between steps for workers. */
+const adjustUntilDone = Effect.fnUntraced(function*<A, E>(fiber: Fiber.Fiber<A, E>, step: Duration.Input) {
+  for (let i = 0; i < 500 && fiber.pollUnsafe() === undefined; i++) {
+    yield* TestClock.adjust(step)
+    yield* realWait(10)
+  }
+  return yield* Fiber.await(fiber)
+})
 
 /** Records dispatched and completed batches. */
 export const recordBatches = () => {
@@ -663,6 +682,60 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
             assert.strictEqual(workers.size, capabilities.workers, "every slot has a live worker")
           }))
       }
+    })
+
+    describe("under the caller's TestClock", () => {
+      // The same bodies on every backend: time-based decisions follow the Clock of the map's caller.
+      const underTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
+
+      it.effect("a timeout fires when TestClock.adjust passes it, not on real time", () =>
+        underTestClock(Effect.gen(function*() {
+          const fiber = yield* Effect.forkChild(
+            Parallel.map([3_600_000], Sleep, { timeout: 50, batchSize: 1 }).pipe(Effect.exit)
+          )
+          if (capabilities.timeoutsOnWorkerClock !== true) {
+            yield* realWait(600)
+            assert.isUndefined(fiber.pollUnsafe(), "50 ms of real time passed, but none on the caller's Clock")
+          }
+          const exit = yield* adjustUntilDone(fiber, 50)
+          assert.isTrue(Exit.isSuccess(exit))
+          const outcome = (exit as Exit.Success<Exit.Exit<unknown, unknown>>).value
+          assert.isTrue(Exit.isFailure(outcome))
+          const error = Cause.squash((outcome as Exit.Failure<unknown, unknown>).cause)
+          assert.instanceOf(error, ParallelError.TaskTimeout)
+        })))
+
+      it.effect("a retry waits out Schedule.spaced on the caller's Clock", () =>
+        underTestClock(Effect.gen(function*() {
+          const key = `testclock-retry-${Math.random()}`
+          const fiber = yield* Effect.forkChild(
+            Parallel.map([{ key, failures: 2 }], Flaky, { retry: Schedule.spaced("1 hour") })
+          )
+          // Two failures, each followed by an hour on the Clock: far more than this test's real time.
+          const exit = yield* adjustUntilDone(fiber, "10 minutes")
+          assert.deepStrictEqual(exit, Exit.succeed([3]))
+          assert.isAtLeast(yield* Clock.currentTimeMillis, 2 * 3_600_000)
+        })))
+
+      it.effect("a memoized map's time to live expires with TestClock.adjust", () =>
+        underTestClock(
+          Effect.gen(function*() {
+            let computed = 0
+            const roots = Cache.memoize(function rootsOnBackend(xs: ReadonlyArray<number>) {
+              computed++
+              return Parallel.map(xs, SquareRoot)
+            }, { timeToLive: "1 hour" })
+            assert.deepStrictEqual(yield* roots([1, 4, 9]), [1, 2, 3])
+            assert.deepStrictEqual(yield* roots([1, 4, 9]), [1, 2, 3])
+            assert.strictEqual(computed, 1, "a hit within the hour")
+            yield* TestClock.adjust("59 minutes")
+            yield* roots([1, 4, 9])
+            assert.strictEqual(computed, 1, "still fresh at 59 minutes")
+            yield* TestClock.adjust("2 minutes")
+            assert.deepStrictEqual(yield* roots([1, 4, 9]), [1, 2, 3])
+            assert.strictEqual(computed, 2, "expired after the hour: computed again")
+          }).pipe(Effect.provide(Cache.layerMemory()))
+        ))
     })
 
     describe("retries", () => {

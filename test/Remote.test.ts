@@ -400,7 +400,8 @@ if (hasRedis) {
     isolated: true,
     sharedMemory: false,
     workers: 2,
-    batchTargetMillis: 1000
+    batchTargetMillis: 1000,
+    timeoutsOnWorkerClock: true
   })
 }
 

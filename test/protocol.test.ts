@@ -146,6 +146,31 @@ describe("the batch protocol's Schemas", () => {
     30_000
   )
 
+  it("a worker keeps no time of its own: an item stops when its pool sends timeout, and only that item", async () => {
+    const { send, until, worker } = startWorker()
+    try {
+      await until((m) => m._ === "ready")
+      // Item 0 sleeps 10 ms and succeeds; item 1 would sleep an hour. A timeout of 20 ms is the pool's to apply.
+      send(run(1, "Sleep", [10, 3_600_000], { timeout: 20 }))
+      await until((m) => m._ === "tick" && m.index === 1)
+      // A stale timeout, for item 0 that already finished, does nothing to item 1.
+      send({ _: "timeout", id: 1, index: 0 })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      send({ _: "timeout", id: 1, index: 1 })
+      const done = (await until(isDone(1))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+      assert.deepStrictEqual([...done.status!], [Status.Timeout], "item 1 timed out when told, not before")
+      assert.isAtLeast(done.values[0] as number, 150, "item 1 ran until its timeout message, well past 20 ms")
+
+      // A timeout that arrives before its item starts waiting still stops it.
+      send(run(2, "Sleep", [3_600_000], { timeout: 20 }))
+      send({ _: "timeout", id: 2, index: 0 })
+      const early = (await until(isDone(2))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+      assert.deepStrictEqual([...early.status!], [Status.Timeout])
+    } finally {
+      await worker.terminate()
+    }
+  }, 30_000)
+
   it("refuse a message that is not the protocol's, naming the field", () => {
     assert.throws(() => toWorker({ ...run(1, "Square", []), items: "not an array" }), /items/)
     assert.throws(() => toWorker({ _: "run", id: -1, key: 0, items: [], start: 0, failFast: true }), /id/)

@@ -2,7 +2,7 @@
  * The commands of `effect-joblib` (see `src/bin.ts`, the entry point that checks the Node version first).
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Config, Console, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Clock, Config, Console, Duration, Effect, Layer, Option, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Cache from "../../Cache.ts"
@@ -241,11 +241,14 @@ const status = Command.make("status", {
     const read = yield* Remote.monitor({ redis: config.redis, queue: config.queue })
     if (config.json) return yield* Effect.flatMap(read, (now) => Console.log(JSON.stringify(now, null, 2)))
     if (!process.stdout.isTTY) {
-      return yield* Effect.flatMap(read, (now) => Console.log(formatStatus(now, Date.now())))
+      return yield* Effect.flatMap(
+        Effect.zip(read, Clock.currentTimeMillis),
+        ([now, millis]) => Console.log(formatStatus(now, millis))
+      )
     }
     // On a terminal: redrawn every second until interrupted (Ctrl-C).
-    const draw = Effect.flatMap(read, (now) =>
-      Effect.sync(() => process.stdout.write(`\x1b[H\x1b[2J${formatStatus(now, Date.now())}\n`)))
+    const draw = Effect.flatMap(Effect.zip(read, Clock.currentTimeMillis), ([now, millis]) =>
+      Effect.sync(() => process.stdout.write(`\x1b[H\x1b[2J${formatStatus(now, millis)}\n`)))
     return yield* Effect.repeat(draw, Schedule.spaced("1 second"))
   }).pipe(Effect.scoped, reportFailure)).pipe(
     Command.withDescription("show a Remote queue's workers, batches and throughput")

@@ -1,4 +1,6 @@
 /** Batches run in this process: the sequential backend, and the base of a custom one (`Backend.make`). */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Semaphore from "effect/Semaphore"
@@ -29,6 +31,7 @@ export const runLocal = <I, A, E>(
 ): Effect.Effect<Outcome<A, E>, ParallelError> =>
   Effect.flatMap(Effect.context<never>(), (context) => {
     const runFork = Effect.runForkWith(context)
+    const clock = Context.get(context, Clock.Clock)
     const onProgress = options.onProgress
     const parent = options.parent
     let cancelled = false
@@ -60,10 +63,11 @@ export const runLocal = <I, A, E>(
         yieldMillis: YIELD_MILLIS,
         timings: options.timings === true,
         parent,
-        timer: (ms, fire) => {
+        timer: (_index, ms, fire) => {
           const timer = runFork(Effect.andThen(Effect.sleep(ms), Effect.sync(fire)))
           return () => void timer.interruptUnsafe()
         },
+        now: () => clock.currentTimeMillisUnsafe(),
         defect: identity
       }).then((out) => {
         if (out.status?.includes(Status.InlineEffect)) return resume(Effect.fail(inlineEffect(label)))

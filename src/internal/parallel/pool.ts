@@ -8,6 +8,7 @@
  * cancel grace and close grace are fibers sleeping on the Clock, forked into
  * the pool's scope, so that closing the pool leaves none behind.
  */
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -90,6 +91,10 @@ interface Pending {
   current: number
   since: number
   watchdog: Fiber.Fiber<void> | undefined
+  /** The Clock of the map's caller: item timeouts and the stuck-worker grace are kept on it. */
+  readonly clock: Clock.Clock
+  /** The item whose time ran out on that Clock before its result arrived: its result is a timeout. */
+  expired: number | undefined
 }
 
 interface Live {
@@ -128,6 +133,13 @@ const append = (pending: Pending, partial: Partial) => {
   } else if (pending.status !== undefined) {
     for (let i = 0; i < partial.values.length; i++) pending.status.push(Status.Success)
   }
+}
+
+/** Records item `index` of `pending` as timed out after `elapsed` milliseconds, whatever its worker sent. */
+const markTimedOut = (pending: Pending, index: number, elapsed: number) => {
+  pending.status ??= Array.from({ length: pending.values.length }, () => Status.Success)
+  pending.values[index] = elapsed
+  pending.status[index] = Status.Timeout
 }
 
 const terminate = (live: Live) => Effect.promise(() => live.endpoint.terminate().catch(() => {}))
@@ -225,6 +237,7 @@ export class Slot {
         const pending = live.pending.get(message.id)
         if (pending === undefined) return
         append(pending, message)
+        this.settleExpired(pending)
         pending.current = message.index
         pending.since = performance.now()
         return this.watch(live, pending)
@@ -238,8 +251,9 @@ export class Slot {
         pending.watchdog?.interruptUnsafe()
         let values = message.values
         let status = message.status
-        if (pending.values.length > 0) {
+        if (pending.values.length > 0 || pending.expired !== undefined) {
           append(pending, message)
+          this.settleExpired(pending)
           values = pending.values
           status = pending.status === undefined ? undefined : Uint8Array.from(pending.status)
         }
@@ -307,34 +321,58 @@ export class Slot {
     }
   }
 
-  /** Arms the timeout watchdog of the item that just started. */
+  /** An item whose time ran out before its result arrived has a timeout for its result, once that arrived. */
+  private settleExpired(pending: Pending) {
+    const item = pending.expired
+    if (item === undefined || pending.values.length <= item) return
+    pending.expired = undefined
+    markTimedOut(pending, item, pending.request.timeout!)
+  }
+
+  /**
+   * Arms the timeout watchdog of the item that just started, on the Clock of the map's caller: when the item's
+   * time is up, the worker is told (an Effect or a promise stops there); if it has not moved on within the grace
+   * that follows (synchronous code), it is replaced and the item reported as timed out.
+   */
   private watch(live: Live, pending: Pending) {
     pending.watchdog?.interruptUnsafe()
     const timeout = pending.request.timeout
     if (timeout === undefined) return
     const item = pending.current
-    pending.watchdog = this.fork(Effect.andThen(
-      Effect.sleep(timeout + this.options.grace),
-      Effect.sync(() => {
-        if (live.dead || live.pending.get(pending.id) !== pending || pending.current !== item) return
-        // The worker did not yield within the grace period: replace it and report the item as timed out.
-        const elapsed = performance.now() - pending.since
-        live.endpoint.terminate().catch(() => {})
-        this.bury(live, pending, () => {
-          append(pending, { values: [elapsed], status: Uint8Array.of(Status.Timeout) })
-          Deferred.doneUnsafe(
-            pending.done,
-            Exit.succeed<Encoded>({
-              values: pending.values,
-              status: Uint8Array.from(pending.status!),
-              interrupted: false,
-              stoppedAt: item,
-              duration: performance.now() - pending.since
-            })
-          )
-        })
+    const stillOn = () => !live.dead && live.pending.get(pending.id) === pending && pending.current === item
+    const stuck = Effect.sync(() => {
+      if (!stillOn()) return
+      const elapsed = performance.now() - pending.since
+      live.endpoint.terminate().catch(() => {})
+      this.bury(live, pending, () => {
+        pending.expired = undefined
+        append(pending, { values: [elapsed], status: Uint8Array.of(Status.Timeout) })
+        Deferred.doneUnsafe(
+          pending.done,
+          Exit.succeed<Encoded>({
+            values: pending.values,
+            status: Uint8Array.from(pending.status!),
+            interrupted: false,
+            stoppedAt: item,
+            duration: performance.now() - pending.since
+          })
+        )
       })
-    ))
+    })
+    pending.watchdog = this.fork(
+      Effect.sleep(timeout).pipe(
+        Effect.andThen(Effect.sync(() => {
+          if (!stillOn()) return
+          pending.expired = item
+          try {
+            live.endpoint.post({ _: "timeout", id: pending.id, index: item })
+          } catch {}
+        })),
+        Effect.andThen(Effect.sleep(this.options.grace)),
+        Effect.andThen(stuck),
+        Effect.provideService(Clock.Clock, pending.clock)
+      )
+    )
   }
 
   /** Sends a batch to the current worker (starting one if needed), once it is ready. */
@@ -351,6 +389,7 @@ export class Slot {
     pending.id = id
     pending.values = []
     pending.status = undefined
+    pending.expired = undefined
     live.pending.set(id, pending)
     const post = () => {
       if (live.dead || live.pending.get(id) !== pending) return
@@ -419,7 +458,7 @@ export class Slot {
   }
 
   run(request: BatchRequest): Effect.Effect<Encoded, SlotError> {
-    return Effect.suspend(() => {
+    return Effect.clockWith((clock) => {
       this.outstanding++
       const pending: Pending = {
         request,
@@ -430,7 +469,9 @@ export class Slot {
         status: undefined,
         current: 0,
         since: 0,
-        watchdog: undefined
+        watchdog: undefined,
+        clock,
+        expired: undefined
       }
       this.send(pending)
       return Deferred.await(pending.done).pipe(

@@ -66,8 +66,9 @@ export const batchFields = {
   /** Stop the batch at its first failure. */
   failFast: Schema.Boolean,
   /**
-   * Per-item time limit in milliseconds. When set the worker reports each item as it starts
-   * (a `tick` carrying the results so far), so that the pool can tell a stuck item apart.
+   * Per-item time limit in milliseconds. When set the worker reports each item as it starts (a `tick`
+   * carrying the results so far), and the pool keeps the time on its caller's Clock: it sends `timeout`
+   * when an item's time is up, and replaces a worker stuck past the grace that follows.
    */
   timeout: Schema.optional(Millis),
   /** Report when each item started and ended, for a tracer's task spans. */
@@ -91,6 +92,8 @@ export const Run = Schema.Struct({
 export const ToWorker = Schema.Union([
   Run,
   Schema.Struct({ _: Schema.Literal("cancel"), id: Index }),
+  /** Item `index` of batch `id` ran out of time on the Clock of the map's caller: stop waiting for it. */
+  Schema.Struct({ _: Schema.Literal("timeout"), id: Index, index: Index }),
   /** Buffers that several items use, sent once per process and referred to by id. */
   Schema.Struct({ _: Schema.Literal("buffers"), entries: Schema.Array(Schema.Tuple([Index, Buffer])) }),
   Schema.Struct({ _: Schema.Literal("release"), ids: Schema.Array(Index) }),

@@ -243,32 +243,17 @@ export function workerModule(host) {
    *   readonly timings: boolean
    *   readonly parent: { readonly traceId: string; readonly spanId: string } | undefined
    *   readonly timer: Timer
+   *   readonly now: (() => number) | undefined
    *   readonly defect: (defect: unknown) => unknown
    * }} BatchContext
    */
 
   /**
-   * Calls `fire` after `ms` milliseconds unless the returned function is called first. Workers use
-   * `setTimeout`; the in-process runner, the Clock.
-   * @typedef {(ms: number, fire: () => void) => () => void} Timer
+   * Calls `fire` when item `index`'s `ms` milliseconds have passed on the caller's Clock, unless the returned
+   * function is called first. The in-process runner sleeps on the Clock; a worker waits for its pool's
+   * `timeout` message, since the pool keeps time on the Clock of the map's caller.
+   * @typedef {(index: number, ms: number, fire: () => void) => () => void} Timer
    */
-
-  /** Node's longest timer: a longer one fires at once, with a TimeoutOverflowWarning. */
-  const MAX_TIMER_MILLIS = 2 ** 31 - 1
-
-  /** @type {Timer} */
-  const setTimer = (ms, fire) => {
-    /** @type {ReturnType<typeof setTimeout>} */
-    let timer
-    // A longer wait is a chain of the longest timers.
-    const arm = (/** @type {number} */ left) => {
-      timer = left > MAX_TIMER_MILLIS
-        ? setTimeout(() => arm(left - MAX_TIMER_MILLIS), MAX_TIMER_MILLIS)
-        : setTimeout(fire, left)
-    }
-    arm(ms)
-    return () => clearTimeout(timer)
-  }
 
   /** JavaScript's own error classes: a defect of one of these is rebuilt as the same class on the other side. */
   const BUILTIN_ERRORS = [
@@ -404,7 +389,7 @@ export function workerModule(host) {
    * @returns {Promise<BatchOut>}
    */
   const runBatchItems = async (work, items, start, failFast, context) => {
-    const { cancelled, setFiber, timeout, yieldMillis } = context
+    const { cancelled, setFiber, timeout, yieldMillis, now } = context
     let lastYield = yieldMillis === undefined ? 0 : performance.now()
     // The clock is read every `stride` items: reading it costs more than a tiny task, so the stride grows
     // while items are quick and shrinks back when they are slow.
@@ -456,8 +441,12 @@ export function workerModule(host) {
       }
       if (timeout !== undefined) context.tick(i, out)
       if (out.timings !== undefined) itemStarted = performance.timeOrigin + performance.now()
+      // Elapsed time, for a timed-out item's message; whether it timed out is the caller's Clock's to say.
       const began = timeout === undefined ? 0 : performance.now()
-      const overran = () => timeout !== undefined && performance.now() - began > timeout
+      const clockBegan = timeout === undefined || now === undefined ? 0 : now()
+      // A synchronous item cannot be stopped: past its time on the Clock, its value is a timeout. In a worker
+      // (no `now`), the pool judges that from its own watchdog when the item's result arrives.
+      const overran = () => timeout !== undefined && now !== undefined && now() - clockBegan > timeout
       let ok
       try {
         // Not a direct call: V8's Maglev would inline the user's function into this loop, where a hot numeric
@@ -472,7 +461,7 @@ export function workerModule(host) {
           let exit = fiber.pollUnsafe()
           if (exit === undefined) {
             setFiber(fiber)
-            const cancelTimer = timeout === undefined ? undefined : context.timer(timeout, () => {
+            const cancelTimer = timeout === undefined ? undefined : context.timer(i, timeout, () => {
               timedOut = true
               fiber.interruptUnsafe()
             })
@@ -508,7 +497,7 @@ export function workerModule(host) {
               let cancelTimer = () => {}
               const deadline = new Promise((
                 resolve
-              ) => (cancelTimer = context.timer(timeout, () => resolve(TIMED_OUT))))
+              ) => (cancelTimer = context.timer(i, timeout, () => resolve(TIMED_OUT))))
               value = await Promise.race([value, deadline])
               cancelTimer()
             }
@@ -552,6 +541,14 @@ export function workerModule(host) {
     /** Batches cancelled by message; the control word holds only the latest. */
     /** @type {Set<number>} */
     const cancelledIds = new Set()
+    /**
+     * The running item's timeout, fired by the pool's `timeout` message; and the last item the pool timed
+     * out, in case its message came before the item started waiting.
+     * @type {{ id: number, index: number, fire: () => void } | undefined}
+     */
+    let expiry
+    /** @type {string | undefined} */
+    let expired
     // Batches run one at a time, in arrival order; later ones wait in this chain.
     /** @type {Promise<void>} */
     let queue = Promise.resolve()
@@ -616,7 +613,18 @@ export function workerModule(host) {
         yieldMillis,
         timings: message.timings === true,
         parent: message.parent,
-        timer: setTimer,
+        timer: (index, _ms, fire) => {
+          if (expired === `${id}:${index}`) {
+            fire()
+            return () => {}
+          }
+          const mine = { id, index, fire }
+          expiry = mine
+          return () => {
+            if (expiry === mine) expiry = undefined
+          }
+        },
+        now: undefined,
         defect: serializeDefect
       })
       cancelledIds.delete(id)
@@ -639,6 +647,12 @@ export function workerModule(host) {
           Atomics.store(control, CANCEL, message.id)
           cancelledIds.add(message.id)
           running.get(message.id)?.interruptUnsafe()
+          return
+        }
+        case "timeout": {
+          // The pool's watchdog: item `index` of batch `id` ran out of time on the caller's Clock.
+          expired = `${message.id}:${message.index}`
+          if (expiry !== undefined && expiry.id === message.id && expiry.index === message.index) expiry.fire()
           return
         }
         case "buffers": {
