@@ -6,6 +6,8 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   parallel: () => import("./parallel.ts"),
   // P5 alone (parallel runs it too).
   huge: () => import("./parallel.ts").then((module) => ({ run: module.huge })),
+  // P4 and P4t alone: cold pools against raw worker_threads.
+  cold: () => import("./cold.ts"),
   processes: () => import("./processes.ts"),
   persist: () => import("./persist.ts"),
   hash: () => import("./hash.ts"),

@@ -266,6 +266,21 @@ export interface PoolOptions {
    * big allocations), unless set here or already set in this process.
    */
   readonly env?: Readonly<Record<string, string>> | undefined
+  /**
+   * Start every worker when the Layer is built. Default false: a worker starts with the first batch sent to
+   * it, so a pool costs nothing until a map needs it, and a small map starts only the workers it uses.
+   */
+  readonly warm?: boolean | undefined
+  /**
+   * Stop a worker once it has been idle this long; the next batch for it starts another. Default 5 minutes
+   * (loky's); `Duration.infinity` keeps workers for the life of the Layer.
+   */
+  readonly idleTimeout?: Duration.Input | undefined
+  /**
+   * Allow more than 4 workers per CPU this process may use. Without it such a count is an `InvalidOptions`
+   * naming the CPU count: thousands of threads on a small machine are a mistake more often than a plan.
+   */
+  readonly oversubscribe?: boolean | undefined
 }
 
 /**
@@ -293,13 +308,13 @@ export interface ProcessesOptions extends PoolOptions {}
 
 const makeThreads = (options: ThreadsOptions | undefined) =>
   Options.parse(Pools.ThreadsOptions, "Backend.layerThreads", options).pipe(
-    Effect.flatMap(Pools.makeThreads),
+    Effect.flatMap((parsed) => Pools.makeThreads(parsed)),
     Effect.map((pool) => pool.backend)
   )
 
 const makeProcesses = (options: ProcessesOptions | undefined) =>
   Options.parse(Pools.ProcessesOptions, "Backend.layerProcesses", options).pipe(
-    Effect.flatMap(Pools.makeProcesses),
+    Effect.flatMap((parsed) => Pools.makeProcesses(parsed)),
     Effect.map((pool) => pool.backend)
   )
 

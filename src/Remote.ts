@@ -838,7 +838,11 @@ export const layerWorker = (
       if (urls.includes(task.url)) tasks.set(task.name, { task, source: yield* hashSource(String(task.run)) })
     }
     yield* checkNotImportingTaskModule("builds Remote.layerWorker")
-    const pool = yield* makeThreads({ workers: options.concurrency ?? -1 })
+    // A worker serves for as long as it runs: its threads start now and stay.
+    const pool = yield* makeThreads(
+      { workers: options.concurrency ?? -1, warm: true, idleTimeout: Duration.infinity },
+      { where: "Remote.layerWorker", option: "concurrency" }
+    )
     const client = yield* connect(options.redis, options.timeout ?? 5000, true)
     const { WaitingError, Worker } = yield* loadBullmq
     let nextSlot = 0

@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 import { Backend, Parallel, ParallelError, Task } from "../src/index.ts"
 import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { workerSource } from "../src/internal/parallel/workerRuntime.js"
@@ -331,6 +333,78 @@ describe("Backend options", () => {
         assert.strictEqual(error.option, option)
       }
     }))
+})
+
+/** Worker processes of this process: children started by the processes backend. */
+const workerProcesses = () =>
+  ChildProcess.execFileSync("ps", ["--ppid", String(process.pid), "-o", "args="], { encoding: "utf8" })
+    .split("\n").filter((line) => line.includes("EFFECT_JOBLIB_WORKER_SOURCE")).length
+
+/** OS threads of this process: a worker thread adds at least one. */
+const osThreads = () => Fs.readdirSync("/proc/self/task").length
+
+/** Waits real time, whatever Clock the test has. */
+const realWait = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+describe("pools start on demand", () => {
+  it.effect("a pool starts no worker until a map needs one, and a small map starts only those it uses", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(Backend.layerProcesses({ workers: 2 }))
+      assert.strictEqual(workerProcesses(), 0, "built, and no map yet")
+      assert.deepStrictEqual(yield* Effect.provide(Parallel.map([4], SquareRoot), context), [2])
+      assert.strictEqual(workerProcesses(), 1, "one item, one worker")
+      yield* Effect.provide(
+        Parallel.map(Array.from({ length: 40 }, (_, i) => i), SquareRoot, { batchSize: 1 }),
+        context
+      )
+      assert.strictEqual(workerProcesses(), 2, "never more than workers")
+    }).pipe(Effect.scoped))
+
+  it.effect("threads too: 16 workers asked for start no thread until a map runs", () =>
+    Effect.gen(function*() {
+      const before = osThreads()
+      const context = yield* Layer.build(Backend.layerThreads({ workers: 16, oversubscribe: true }))
+      assert.isBelow(osThreads() - before, 8, "a warm pool of 16 would have added at least 16 threads")
+      assert.deepStrictEqual(yield* Effect.provide(Parallel.map([9], SquareRoot), context), [3])
+      const warmed = yield* Layer.build(Backend.layerThreads({ workers: 4, warm: true }))
+      assert.isAtLeast(osThreads() - before, 5, "warm: true starts every worker when the Layer is built")
+      assert.deepStrictEqual(yield* Effect.provide(Parallel.map([16], SquareRoot), warmed), [4])
+    }).pipe(Effect.scoped))
+
+  it.effect("an idle worker stops after idleTimeout on the Clock, and the next map starts another", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(Backend.layerProcesses({ workers: 2, idleTimeout: "1 minute" }))
+      yield* Effect.provide(Parallel.map([4], SquareRoot), context)
+      assert.strictEqual(workerProcesses(), 1)
+      yield* TestClock.adjust("59 seconds")
+      yield* realWait(300)
+      assert.strictEqual(workerProcesses(), 1, "not idle long enough yet")
+      yield* TestClock.adjust("2 seconds")
+      for (let i = 0; i < 100 && workerProcesses() > 0; i++) yield* realWait(50)
+      assert.strictEqual(workerProcesses(), 0, "stopped once idle for a minute on the TestClock")
+      assert.deepStrictEqual(yield* Effect.provide(Parallel.map([25], SquareRoot), context), [5])
+      assert.strictEqual(workerProcesses(), 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("more than 4 workers per CPU is a typed error naming the CPU count, unless oversubscribe allows it", () =>
+    Effect.gen(function*() {
+      const cpus = Cpus.available()
+      const error = yield* Effect.flip(Layer.build(Backend.layerThreads({ workers: 10_000 })))
+      assert.instanceOf(error, ParallelError.InvalidOptions)
+      assert.strictEqual((error as ParallelError.InvalidOptions).option, "workers")
+      assert.include(
+        error.message,
+        `Backend.layerThreads: option "workers": 10000 workers is more than 4× the ${cpus} CPU`
+      )
+      assert.include(error.message, "oversubscribe: true")
+      const processes = yield* Effect.flip(Layer.build(Backend.layerProcesses({ workers: 4 * cpus + 1 })))
+      assert.include(processes.message, "Backend.layerProcesses")
+      const before = osThreads()
+      yield* Layer.build(Backend.layerThreads({ workers: 10_000, oversubscribe: true }))
+      assert.isBelow(osThreads() - before, 8, "allowed, and nothing started until a map needs it")
+      const negative = yield* Effect.flip(Layer.build(Backend.layerThreads({ workers: -(cpus + 5) })))
+      assert.match(negative.message, /^Backend\.layerThreads: option "workers": -\d+ asks for/)
+    }).pipe(Effect.scoped))
 })
 
 describe("the worker runtime's source", () => {

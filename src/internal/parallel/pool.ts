@@ -76,6 +76,8 @@ export interface SlotOptions {
   readonly onSettle: () => void
   /** Also write what workers write to stderr to this process's stderr, as it comes. */
   readonly forwardStderr: boolean
+  /** Stop the worker once it has been idle this long (undefined: never); the next batch starts another. */
+  readonly idleTimeout: number | undefined
 }
 
 interface Pending {
@@ -144,6 +146,19 @@ const markTimedOut = (pending: Pending, index: number, elapsed: number) => {
 
 const terminate = (live: Live) => Effect.promise(() => live.endpoint.terminate().catch(() => {}))
 
+/**
+ * Stops a worker: an idle one is first asked to release what its tasks hold (their layers' finalizers run), for
+ * up to `CLOSE_GRACE`; a busy one, or one that does not answer, is terminated.
+ */
+const stop = (live: Live): Effect.Effect<void> =>
+  live.pending.size > 0 ? terminate(live) : Deferred.await(live.ready).pipe(
+    Effect.andThen(Effect.try(() => live.endpoint.post({ _: "close" }))),
+    Effect.andThen(Deferred.await(live.closed)),
+    Effect.timeoutOption(CLOSE_GRACE),
+    Effect.ignore,
+    Effect.andThen(terminate(live))
+  )
+
 export class Slot {
   readonly index: number
   private live: Live | undefined
@@ -154,6 +169,8 @@ export class Slot {
   private readonly fork: Fork
   /** Batches sent to this slot and not yet answered. */
   outstanding = 0
+  /** Stops the worker after it has been idle for `idleTimeout`; interrupted by the next batch. */
+  private reaper: Fiber.Fiber<void> | undefined
   /** How many workers this slot has started. */
   spawned = 0
 
@@ -460,6 +477,8 @@ export class Slot {
   run(request: BatchRequest): Effect.Effect<Encoded, SlotError> {
     return Effect.clockWith((clock) => {
       this.outstanding++
+      this.reaper?.interruptUnsafe()
+      this.reaper = undefined
       const pending: Pending = {
         request,
         done: Deferred.makeUnsafe(),
@@ -478,10 +497,28 @@ export class Slot {
         Effect.onInterrupt(() => this.cancel(pending)),
         Effect.ensuring(Effect.sync(() => {
           this.outstanding--
+          if (this.outstanding === 0) this.reapWhenIdle()
           this.options.onSettle()
         }))
       )
     })
+  }
+
+  /** Stops the worker once it has stayed idle for `idleTimeout`, as its slot's next batch would find it. */
+  private reapWhenIdle() {
+    const idleTimeout = this.options.idleTimeout
+    if (idleTimeout === undefined || this.live === undefined) return
+    this.reaper = this.fork(Effect.andThen(
+      Effect.sleep(idleTimeout),
+      Effect.suspend(() => {
+        const live = this.live
+        if (this.outstanding > 0 || live === undefined || live.pending.size > 0) return Effect.void
+        this.live = undefined
+        this.lives.delete(live)
+        live.dead = true
+        return stop(live)
+      })
+    ))
   }
 
   /** Tells the current worker to drop buffers it holds for a finished map. */
@@ -503,25 +540,20 @@ export class Slot {
       const lives = [...this.lives]
       this.lives.clear()
       for (const live of lives) live.dead = true
-      return Effect.forEach(lives, (live) => {
-        if (live.pending.size > 0) return terminate(live)
-        return Deferred.await(live.ready).pipe(
-          Effect.andThen(Effect.try(() => live.endpoint.post({ _: "close" }))),
-          Effect.andThen(Deferred.await(live.closed)),
-          Effect.timeoutOption(CLOSE_GRACE),
-          Effect.ignore,
-          Effect.andThen(terminate(live))
-        )
-      }, { concurrency: "unbounded", discard: true })
+      this.reaper?.interruptUnsafe()
+      return Effect.forEach(lives, stop, { concurrency: "unbounded", discard: true })
     })
   }
 }
 
-/** The slots of a pool, closed with the scope; every timer they start is a fiber of that scope. */
-export const makeSlots = Effect.fnUntraced(function*(count: number, spawn: Spawn, options: SlotOptions) {
+/**
+ * The slots of a pool, closed with the scope; every timer they start is a fiber of that scope. A slot starts its
+ * worker with its first batch, or at once when `warm`.
+ */
+export const makeSlots = Effect.fnUntraced(function*(count: number, spawn: Spawn, options: SlotOptions, warm: boolean) {
   const fork = yield* FiberSet.makeRuntime<never, void, never>()
   const slots = Array.from({ length: count }, (_, i) => new Slot(i, spawn, options, (effect) => fork(effect)))
   yield* Effect.addFinalizer(() => Effect.forEach(slots, (slot) => slot.close, { concurrency: "unbounded" }))
-  yield* Effect.forEach(slots, (slot) => slot.warm, { concurrency: "unbounded", discard: true })
+  if (warm) yield* Effect.forEach(slots, (slot) => slot.warm, { concurrency: "unbounded", discard: true })
   return slots
 })

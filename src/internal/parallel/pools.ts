@@ -144,8 +144,17 @@ const PoolOptionsFields = {
   memoryLimitMb: Schema.optional(Options.Positive),
   execArgv: Schema.optional(Schema.Array(Schema.String)),
   stderr: Schema.optional(Schema.Literals(["forward", "capture"])),
-  env: Schema.optional(Schema.Record(Schema.String, Schema.String))
+  env: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  warm: Schema.optional(Schema.Boolean),
+  idleTimeout: Schema.optional(Options.PositiveDuration),
+  oversubscribe: Schema.optional(Schema.Boolean)
 }
+
+/** More workers than this many per CPU is a mistake unless asked for with `oversubscribe`. */
+const OVERSUBSCRIBED = 4
+
+/** How long a worker may sit idle before it stops, by default: loky's 300 s. */
+const IDLE_TIMEOUT = "5 minutes"
 
 /** The options of `Backend.layerThreads`, as parsed. */
 export const ThreadsOptions = Schema.Struct({
@@ -178,11 +187,33 @@ interface PoolConfig {
   readonly isolated: boolean
   readonly forwardStderr: boolean
   readonly spawn: Spawn
+  /** Start every worker when the pool is built; otherwise each starts with the first batch it gets. */
+  readonly warm: boolean
+  /** Stop a worker idle this long (undefined: never); the next batch starts a new one. */
+  readonly idleTimeout: number | undefined
+}
+
+/** Which constructor builds a pool, and its option for the worker count: what a bad count's message names. */
+interface Named {
+  readonly where: string
+  readonly option: string
 }
 
 /** Parses the options every pool has, resolving the worker count against the CPU budget. */
-const resolvePool = Effect.fnUntraced(function*(parsed: PoolSettings) {
-  const requested = yield* Options.resolveJobs("workers", parsed.workers ?? -1)
+const resolvePool = Effect.fnUntraced(function*(parsed: PoolSettings, named: Named) {
+  const { where, option } = named
+  const requested = yield* Options.resolveJobs(`${where}: option "${option}"`, parsed.workers ?? -1).pipe(
+    Effect.mapError((error) => new InvalidOptions({ option, message: error.message }))
+  )
+  const cpus = Cpus.available()
+  if (requested > OVERSUBSCRIBED * cpus && parsed.oversubscribe !== true) {
+    return yield* new InvalidOptions({
+      option,
+      message: `${where}: option "${option}": ${requested} workers is more than ${OVERSUBSCRIBED}× the ${cpus} CPU${
+        cpus === 1 ? "" : "s"
+      } this process may use; ask for fewer (-1 is one per CPU), or pass oversubscribe: true`
+    })
+  }
   // Inside a worker, a nested pool gets no more workers than that worker's share of the CPUs.
   const budget = Cpus.budget()
   const workers = budget === undefined ? requested : Math.min(requested, budget)
@@ -192,7 +223,9 @@ const resolvePool = Effect.fnUntraced(function*(parsed: PoolSettings) {
     grace: Duration.toMillis(Duration.fromInputUnsafe(parsed.interruptGrace ?? 100)),
     memoryLimit: parsed.memoryLimitMb === undefined ? undefined : parsed.memoryLimitMb * 1024 * 1024,
     forwardStderr: parsed.stderr !== "capture",
-    env: workerEnv(workers, parsed.env)
+    env: workerEnv(workers, parsed.env),
+    warm: parsed.warm === true,
+    idleTimeout: Options.limitMillis(parsed.idleTimeout ?? IDLE_TIMEOUT)
   }
 })
 
@@ -204,8 +237,9 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
     grace: config.grace,
     forwardStderr: config.forwardStderr,
     memoryLimit: config.memoryLimit,
+    idleTimeout: config.idleTimeout,
     onSettle: settled.notify
-  })
+  }, config.warm)
   const backend: Backend = {
     name: config.name,
     workers: config.workers,
@@ -243,8 +277,11 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
 })
 
 /** A pool of worker threads for the life of the scope. */
-export const makeThreads = Effect.fnUntraced(function*(parsed: PoolSettings) {
-  const pool = yield* resolvePool(parsed)
+export const makeThreads = Effect.fnUntraced(function*(
+  parsed: PoolSettings,
+  named: Named = { where: "Backend.layerThreads", option: "workers" }
+) {
+  const pool = yield* resolvePool(parsed, named)
   let count = 0
   return yield* makePool({
     ...pool,
@@ -277,8 +314,11 @@ export const makeThreads = Effect.fnUntraced(function*(parsed: PoolSettings) {
 })
 
 /** A pool of worker processes for the life of the scope. */
-export const makeProcesses = Effect.fnUntraced(function*(parsed: PoolSettings) {
-  const pool = yield* resolvePool(parsed)
+export const makeProcesses = Effect.fnUntraced(function*(
+  parsed: PoolSettings,
+  named: Named = { where: "Backend.layerProcesses", option: "workers" }
+) {
+  const pool = yield* resolvePool(parsed, named)
   return yield* makePool({
     ...pool,
     name: "processes",
