@@ -14,7 +14,7 @@ import type * as Layer from "effect/Layer"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import { callerUrl } from "./internal/caller.ts"
+import { callerFrame } from "./internal/caller.ts"
 import * as TaskLoader from "./internal/parallel/taskLoader.ts"
 
 /**
@@ -62,6 +62,8 @@ export type Options<P extends Schema.Top, S extends Schema.Top, F extends Schema
 
 const registryKey = Symbol.for("effect-joblib/Task/registry")
 const registry: Map<string, Task<any, any, any>> = ((globalThis as any)[registryKey] ??= new Map())
+/** Where each registered task was defined (its Task.make call's file, line and column). */
+const sites: Map<string, string> = ((globalThis as any)[Symbol.for("effect-joblib/Task/sites")] ??= new Map())
 
 const keyOf = (url: string, name: string) => `${url}#${name}`
 
@@ -100,7 +102,8 @@ export const make = <P extends Schema.Top, S extends Schema.Top, F extends Schem
   name: string,
   options: Options<P, S, F, R>
 ): Task<P["Type"], S["Type"], F["Type"]> => {
-  const url = options.url ?? callerUrl(make)
+  const frame = callerFrame(make)
+  const url = options.url ?? frame?.url
   if (url === undefined) {
     throw new globalThis.Error(`Task.make("${name}"): cannot tell the defining module; pass { url: import.meta.url }`)
   }
@@ -114,10 +117,14 @@ export const make = <P extends Schema.Top, S extends Schema.Top, F extends Schem
     layer: options.layer
   })
   const key = keyOf(url, name)
-  if (registry.has(key)) {
+  const site = frame === undefined ? undefined : `${frame.url}:${frame.line}:${frame.column}`
+  // The same definition evaluated again is not a second task: a module loaded twice in one process (by a test
+  // runner's loader and by Node's, as when a Remote worker runs in a vitest test) defines its tasks twice.
+  if (registry.has(key) && (site === undefined || sites.get(key) !== site)) {
     throw new globalThis.Error(`Task.make("${name}"): ${url} already defines a task of that name`)
   }
   registry.set(key, task)
+  if (site !== undefined) sites.set(key, site)
   return task
 }
 

@@ -24,6 +24,14 @@ describe("Task", () => {
     assert.throws(() => Task.make("Twice", spec), /already defines a task of that name/)
   })
 
+  it("takes the same definition evaluated again (a module loaded by two loaders) as the same task", () => {
+    const spec = { payload: Schema.Number, success: Schema.Number, run: (x: number) => x + 1 }
+    const defined: Array<unknown> = []
+    // One Task.make call, evaluated twice, as a test runner's loader and Node's each evaluate a module once.
+    for (let i = 0; i < 2; i++) defined.push(Task.make("Reloaded", spec))
+    assert.strictEqual(Task.lookup((defined[1] as Task.Task<number, number>).url, "Reloaded"), defined[1])
+  })
+
   it.effect("runOnce runs a task in place, with its layer", () =>
     Effect.gen(function*() {
       assert.strictEqual(yield* Task.runOnce(SquareRoot, 16), 4)

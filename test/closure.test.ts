@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { analyze } from "../src/internal/parallel/closure.ts"
+import { analyze, canonicalSource } from "../src/internal/parallel/closure.ts"
 import { reviveFunction as revive } from "../src/internal/parallel/workerRuntime.js"
 
 const shipped = (fn: Function) => {
@@ -75,5 +75,35 @@ describe("closure analysis", () => {
   it("refuses native and bound functions", () => {
     assert.strictEqual(analyze(Math.sqrt)._tag, "Native")
     assert.strictEqual(analyze(((x: number) => x).bind(null))._tag, "Native")
+  })
+})
+
+describe("canonicalSource: a task's code as Remote compares it", () => {
+  const same = (a: string, b: string) => assert.strictEqual(canonicalSource(a), canonicalSource(b), `${a} / ${b}`)
+  const different = (a: string, b: string) =>
+    assert.notStrictEqual(canonicalSource(a), canonicalSource(b), `${a} / ${b}`)
+
+  it("is the same for a test runner's rewritten imports: named, namespace and bare functions", () => {
+    same(
+      "(ms) => Effect.as(Effect.sleep(ms), ms)",
+      "(ms) => __vite_ssr_import_0__.Effect.as(__vite_ssr_import_0__.Effect.sleep(ms), ms)"
+    )
+    same(
+      "(x) => Path.join(Os.tmpdir(), `a-${x}`)",
+      "(x) => __vite_ssr_import_4__.join(__vite_ssr_import_3__.tmpdir(), `a-${x}`)"
+    )
+    same("(x) => pipe(x, f)", "(x) => (0, __vite_ssr_import_1__.pipe)(x, f)")
+    same("(x) => x * x", "(y) =>   /* squared */ y*y")
+    same(
+      "({ key }) => Effect.suspend(() => {\n  const file = Path.join(Os.tmpdir(), key)\n  Fs.appendFileSync(file, \"x\")\n  return file\n})",
+      "({ key }) => __vite_ssr_import_0__.Effect.suspend(() => {\n\tconst file = __vite_ssr_import_4__.join(__vite_ssr_import_3__.tmpdir(), key);\n\t__vite_ssr_import_2__.appendFileSync(file, \"x\");\n\treturn file;\n})"
+    )
+  })
+
+  it("tells code apart by its structure, literals and the properties it reads", () => {
+    different("(x) => Effect.succeed(x)", "(x) => Effect.fail(x)")
+    different("(x) => x * x", "(x) => x + x")
+    different("(x) => x.length", "(x) => x.size")
+    different("(x) => f(x, 1)", "(x) => f(x, 2)")
   })
 })

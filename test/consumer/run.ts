@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { startRedis } from "../redisServer.ts"
 import { consumerEnv, installProject, npm, pack, repo, run as runIn } from "./install.ts"
 
 const project = Path.join(import.meta.dirname, "project")
@@ -24,6 +25,20 @@ const check = (name: string, body: () => void) => {
   const started = performance.now()
   try {
     body()
+    passed++
+    console.log(`ok   ${name} (${Math.round(performance.now() - started)} ms)`)
+  } catch (error) {
+    failed++
+    const output = error as { stdout?: string; stderr?: string; message?: string }
+    console.log(`FAIL ${name}\n${output.message}\n${output.stdout ?? ""}${output.stderr ?? ""}`)
+  }
+}
+
+/** {@link check} for a body that waits. */
+const checkAsync = async (name: string, body: () => Promise<void>) => {
+  const started = performance.now()
+  try {
+    await body()
     passed++
     console.log(`ok   ${name} (${Math.round(performance.now() - started)} ms)`)
   } catch (error) {
@@ -155,6 +170,28 @@ check("the CLI on Node 20 says which Node it needs, and exits 1", () => {
   assert.equal(out.stdout, "")
   assert.match(out.stderr.trim(), /^effect-joblib needs Node 22\.19 or later \(or Node 24\); this is Node v20\./)
 })
+
+await checkAsync(
+  "the consumer's @effect/vitest: the same bodies under TestClock on sequential, threads, processes and Remote",
+  async () => {
+    const clockApp = Path.join(root, "clock")
+    Fs.cpSync(Path.join(import.meta.dirname, "clock-project"), clockApp, { recursive: true })
+    installProject(root, clockApp, ["vitest", "@effect/vitest", "bullmq", "ioredis"])
+    const server = await startRedis()
+    try {
+      const out = spawnSync(node, [Path.join(clockApp, "node_modules/vitest/vitest.mjs"), "run"], {
+        cwd: clockApp,
+        env: { ...consumerEnv(), REDIS_URL: server.url },
+        encoding: "utf8",
+        timeout: 300_000
+      })
+      assert.equal(out.status, 0, `${out.stdout}${out.stderr}`)
+      assert.match(out.stdout, /Tests\s+(?:\S+\s+)?12 passed/)
+    } finally {
+      await server.stop()
+    }
+  }
+)
 
 check("plain JavaScript on Node 22, installed into the project", () => {
   const prefix = Path.join(root, "node22")

@@ -270,19 +270,49 @@ export const parameterNames = (fn: Function): Array<string> | undefined => {
 }
 
 /**
- * A function's source as a token stream that ignores formatting, comments, quotes, trailing commas and the
- * spelling of names: the same for TypeScript stripped by Node, a bundler's output, or a test runner's
- * rewritten imports (`Effect.as` becomes `__vite_ssr_import_1__.as`), while literals and structure still count.
+ * A function's source as a token stream that ignores formatting, comments, quotes, commas, semicolons and
+ * the spelling of local names, while literals, structure and the properties it reads still count. It is the same
+ * for TypeScript stripped by Node, a bundler's output, or a test runner's rewritten imports: vitest turns
+ * `Effect.as` (a named import) into `__vite_ssr_import_0__.Effect.as`, `Path.join` (a namespace import) into
+ * `__vite_ssr_import_4__.join`, and a bare `pipe(x)` into `(0, __vite_ssr_import_1__.pipe)(x)`. A chain of
+ * names joined by dots is therefore taken by its last property alone, and `(0, chain)` as a plain name.
  */
 export const canonicalSource = (source: string): string => {
   try {
     const tokens: Array<string> = []
+    let chain: string | undefined
+    let afterDot = false
     for (const token of Acorn.tokenizer(`(${source})`, { ecmaVersion: "latest" })) {
       const label = token.type.label
-      if (label === ",") continue
+      // Commas and semicolons: a trailing comma, or a transform that writes the semicolons ASI would insert.
+      if (label === "," || label === ";") continue
       const value = (token as { value?: unknown }).value
+      if (label === "name" && (chain === undefined || afterDot)) {
+        chain = afterDot ? `ref:${String(value)}` : "name"
+        afterDot = false
+        continue
+      }
+      if (label === "." && chain !== undefined && !afterDot) {
+        afterDot = true
+        continue
+      }
+      if (chain !== undefined) {
+        // `(0, chain)`: a bare imported function called without its module as `this`.
+        const n = tokens.length
+        if (label === ")" && tokens[n - 1] === "num:0" && tokens[n - 2] === "(") {
+          tokens.length = n - 2
+          tokens.push("name")
+          chain = undefined
+          continue
+        }
+        tokens.push(chain)
+        if (afterDot) tokens.push(".")
+        chain = undefined
+        afterDot = false
+      }
       tokens.push(label === "name" || value === undefined || value === null ? label : `${label}:${String(value)}`)
     }
+    if (chain !== undefined) tokens.push(chain)
     return tokens.join(" ")
   } catch {
     return source
