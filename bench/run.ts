@@ -8,6 +8,8 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   huge: () => import("./parallel.ts").then((module) => ({ run: module.huge })),
   // P4 and P4t alone: cold pools against raw worker_threads.
   cold: () => import("./cold.ts"),
+  // Maps interrupted in quick succession, against piscina's aborted tasks.
+  interrupt: () => import("./interrupt.ts"),
   processes: () => import("./processes.ts"),
   persist: () => import("./persist.ts"),
   hash: () => import("./hash.ts"),

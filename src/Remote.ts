@@ -230,6 +230,18 @@ const REPLIES_PER_READ = 256
 /** One batch waits in the queue for every this many threads connected. */
 const SPARE_PER = 8
 
+/**
+ * Runs `effect` on real time, whatever Clock the layer was built with: the loops that watch the Redis server
+ * (replies, capacity, connections, the queue's failed batches, a worker's heartbeat) keep pace with a server
+ * whose keys expire on its own clock. What a map decides about its caller's time (the wait for a worker)
+ * still follows the caller's Clock, a `TestClock` included.
+ */
+const onServerTime = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.provideService(effect, Clock.Clock, Clock.Clock.defaultValue())
+
+/** Cancels a worker keeps of batches not running on it when they came (most are for other workers). */
+const CANCELS_KEPT = 4096
+
 /** Batches in flight at most when `slots` is not given: in practice, the capacity connected. */
 const MAX_SLOTS = 1024
 
@@ -400,7 +412,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
       Effect.promise(() => readReplies().then(() => "up" as const, () => "down" as const)),
       (state) => (state === "down" ? Effect.sleep(100) : Effect.void)
     )
-    yield* Effect.forkScoped(Effect.forever(readReply))
+    yield* Effect.forkScoped(onServerTime(Effect.forever(readReply)))
 
     // Capacity is discovered: the threads of the workers in the queue's registry, read by one fiber. A change
     // wakes every map waiting for a slot, so that a worker that joins mid-map gets batches at once.
@@ -415,11 +427,15 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
           capacityChanged.notify()
         }
       }))
-    yield* Effect.forkScoped(Effect.repeat(watchCapacity, Schedule.spaced(CAPACITY_POLL_MILLIS)))
+    // Read once now, so that a map started right after the layer is built knows the workers already connected.
+    yield* watchCapacity
+    yield* Effect.forkScoped(onServerTime(Effect.repeat(watchCapacity, Schedule.spaced(CAPACITY_POLL_MILLIS))))
 
     /** Waits until a worker is connected to the queue, or fails saying how to start one. */
     const awaitWorker = Effect.suspend(() => connected > 0 ? Effect.void : capacityChanged.wait).pipe(
       Effect.repeat({ until: () => connected > 0 }),
+      // A worker may have joined since the watcher last looked: look once now, before waiting for it.
+      (wait) => Effect.suspend(() => connected > 0 ? Effect.void : Effect.andThen(watchCapacity, wait)),
       Effect.timeoutOrElse({
         duration: waitForWorker,
         orElse: () =>
@@ -454,7 +470,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
           for (const batch of inFlight.values()) Deferred.doneUnsafe(batch.replied, Effect.fail(lost))
         }
       }))
-    yield* Effect.forkScoped(Effect.repeat(watchConnections, Schedule.spaced(Math.min(250, timeout))))
+    yield* Effect.forkScoped(onServerTime(Effect.repeat(watchConnections, Schedule.spaced(Math.min(250, timeout)))))
 
     /** A batch the queue gave up on fails with why; its items, which its worker would have removed, go too. */
     const giveUp = (id: string, message: string) =>
@@ -493,7 +509,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
         if (batch.missing === 2) yield* giveUp(id, `batch ${id} left the queue without a result`)
       }
     })
-    yield* Effect.forkScoped(Effect.repeat(watchBatches, Schedule.spaced(1000)))
+    yield* Effect.forkScoped(onServerTime(Effect.repeat(watchBatches, Schedule.spaced(1000))))
 
     /** Sends one batch through the queue and waits for its worker's raw results. */
     const send = (message: BatchMessage, onProgress: Shipment["onProgress"]) =>
@@ -944,8 +960,10 @@ export const layerWorker = (
         return { result, progress }
       })
 
-    // Batches running here, so that a cancel from the driver can interrupt them.
+    // Batches running here, so that a cancel from the driver can interrupt them; and cancels of batches that
+    // were not running when they came, so that one taken from the queue at that moment does not start.
     const running = new Map<string, Fiber.Fiber<Omit<Extract<Reply, { result: unknown }>, "id">, ParallelError>>()
+    const cancelledEarly = new Set<string>()
     const subscriber = yield* connect(options.redis, options.timeout ?? 5000, true)
     subscriber.on("message", (channel: string, payload: string) => {
       if (channel === `${prefix}release`) {
@@ -953,7 +971,11 @@ export const layerWorker = (
         return
       }
       const fiber = running.get(payload)
-      if (fiber !== undefined) Effect.runFork(Fiber.interrupt(fiber))
+      if (fiber !== undefined) return void Effect.runFork(Fiber.interrupt(fiber))
+      // Not running here (yet): this worker may have taken the job and not started it. Kept, bounded: every
+      // worker hears every cancel, most of them for batches it never gets.
+      cancelledEarly.add(payload)
+      if (cancelledEarly.size > CANCELS_KEPT) cancelledEarly.delete(cancelledEarly.values().next().value!)
     })
     yield* Effect.tryPromise({
       try: () => subscriber.subscribe(`${prefix}cancel`, `${prefix}release`),
@@ -971,6 +993,7 @@ export const layerWorker = (
       if (bytes === null) return rejected(`the batch ${id} is missing from Redis`)
       const message = readWire(BatchMessage, bytes)
       if (Result.isFailure(message)) return rejected(`the batch ${id} is malformed: ${message.failure}`)
+      if (cancelledEarly.delete(id)) return "interrupted"
       const fiber = Effect.runFork(runBatch(message.success))
       running.set(id, fiber)
       const exit = await Effect.runPromise(Fiber.await(fiber)).finally(() => running.delete(id))
@@ -1048,7 +1071,7 @@ export const layerWorker = (
     yield* register
     // Out of the registry first when it stops, after its last renewal.
     yield* Effect.addFinalizer(() => closing(() => client.multi().srem(`${prefix}workers`, info.id).del(entry).exec()))
-    yield* Effect.forkScoped(Effect.repeat(register, Schedule.spaced(HEARTBEAT_MILLIS)))
+    yield* Effect.forkScoped(onServerTime(Effect.repeat(register, Schedule.spaced(HEARTBEAT_MILLIS))))
   }))
 
 /**

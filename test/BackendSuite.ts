@@ -66,6 +66,13 @@ const whereAmI = (_: unknown) => {
   return `${(globalThis as any).process.pid}:${threads.threadId}`
 }
 
+/** {@link whereAmI} after 50 ms of work, so that every free worker gets a part of a map of a few items. */
+const busyWhereAmI = (_: unknown) => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50)
+  const threads = (globalThis as any).process.getBuiltinModule("node:worker_threads")
+  return `${(globalThis as any).process.pid}:${threads.threadId}`
+}
+
 export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabilities: Capabilities) =>
   layer(backend, { timeout: 30_000, excludeTestServices: true })(name, (it) => {
     describe("ordering", () => {
@@ -306,6 +313,29 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
             assert.include(error.message, "exited with code 3")
             assert.deepStrictEqual(yield* Parallel.map([1, 4, 9], SquareRoot), [1, 2, 3], "the pool is whole again")
           })
+      )
+
+      it.effect(
+        "maps interrupted in quick succession replace no worker, and the pool serves the next map",
+        () =>
+          Effect.gen(function*() {
+            const before = new Set(yield* Parallel.map([1, 2, 3, 4], whereAmI, { batchSize: 1 }))
+            for (let i = 0; i < 200; i++) {
+              const fiber = yield* Effect.forkChild(Parallel.map([60_000, 60_000, 60_000], Sleep, { batchSize: 1 }))
+              // Shortly after it starts: at once, or after a few milliseconds, so that some batches are running.
+              if (i % 4 !== 0) yield* realWait(i % 4)
+              yield* Fiber.interrupt(fiber)
+            }
+            assert.deepStrictEqual(yield* Parallel.map([1, 4, 9], SquareRoot), [1, 2, 3])
+            const after = new Set(yield* Parallel.map([1, 2, 3, 4], whereAmI, { batchSize: 1 }))
+            for (const worker of after) assert.isTrue(before.has(worker), `worker ${worker} is new: one was replaced`)
+            // No interrupted batch goes on running somewhere: every worker is free to take part in the next map.
+            const all = new Set(
+              yield* Parallel.map(Array.from({ length: 8 }, (_, i) => i), busyWhereAmI, { batchSize: 1 })
+            )
+            assert.strictEqual(all.size, before.size, "a worker is still busy with an interrupted map's batch")
+          }),
+        120_000
       )
 
       it.effect("a whole-map timeout interrupts the work and leaves the pool usable", () =>

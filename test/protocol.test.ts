@@ -7,18 +7,20 @@ import { assert, describe, it } from "@effect/vitest"
 import { Schema } from "effect"
 import { Worker } from "node:worker_threads"
 import * as Protocol from "../src/internal/parallel/protocol.ts"
-import { Status, workerSource } from "../src/internal/parallel/workerRuntime.js"
+import { CANCEL, makeRuntime, Status, workerSource } from "../src/internal/parallel/workerRuntime.js"
 
 const tasks = new URL("./fixtures/tasks.ts", import.meta.url).href
+const slowModule = new URL("./fixtures/slowModule.ts", import.meta.url).href
 const toWorker = Schema.decodeUnknownSync(Protocol.ToWorker)
 const fromWorker = Schema.decodeUnknownSync(Protocol.FromWorker)
 const defect = Schema.decodeUnknownSync(Protocol.SerializedDefect)
 
 /** A worker thread speaking the protocol; `until` collects its messages up to the first that `last` accepts. */
 const startWorker = () => {
+  const control = new SharedArrayBuffer(4)
   const worker = new Worker(workerSource("startThread"), {
     eval: true,
-    workerData: { control: new SharedArrayBuffer(4), threshold: 1024 * 1024 }
+    workerData: { control, threshold: 1024 * 1024 }
   })
   // Each message as it decodes, or what refused it.
   const inbox: Array<() => Protocol.FromWorker> = []
@@ -48,7 +50,7 @@ const startWorker = () => {
     }
   }
   const send = (message: unknown) => worker.postMessage(toWorker(message))
-  return { worker, until, send }
+  return { worker, until, send, control: new Int32Array(control) }
 }
 
 const run = (id: number, name: string, items: ReadonlyArray<unknown>, extra: object = {}) => ({
@@ -170,6 +172,97 @@ describe("the batch protocol's Schemas", () => {
       await worker.terminate()
     }
   }, 30_000)
+
+  it("a cancel message that arrives late never undoes a newer cancel written to the shared word", async () => {
+    const { send, until, worker, control } = startWorker()
+    try {
+      await until((m) => m._ === "ready")
+      send(run(1, "Sleep", [300]))
+      // The pool cancels batch 1, then batch 2 (queued behind it): each time it writes the shared word first,
+      // and its cancel messages follow. Batch 1's message is handled after the word already names batch 2.
+      Atomics.store(control, CANCEL, 1)
+      Atomics.store(control, CANCEL, 2)
+      send({ _: "cancel", id: 1 })
+      send(run(2, "Sleep", [60_000]))
+      const first = (await until(isDone(1))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+      assert.isTrue(first.interrupted)
+      const second = (await until(isDone(2))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+      assert.isTrue(second.interrupted, "batch 2 was cancelled by the shared word: it must not start")
+      assert.deepStrictEqual(second.values, [])
+      assert.strictEqual(Atomics.load(control, CANCEL), 2, "the word still names the newest cancel")
+    } finally {
+      await worker.terminate()
+    }
+  }, 30_000)
+
+  it("a batch cancelled while its worker loads the task module is answered at once; the load goes on", async () => {
+    const { send, until, worker } = startWorker()
+    try {
+      await until((m) => m._ === "ready")
+      send(run(1, "SlowModule", [1], { spec: { kind: "task", url: slowModule, name: "SlowModule" } }))
+      send({ _: "cancel", id: 1 })
+      const started = performance.now()
+      const cancelled = (await until(isDone(1))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+      assert.isTrue(cancelled.interrupted)
+      assert.isBelow(performance.now() - started, 2000, "answered before the 3 s load ended, not after it")
+      // The module finished loading in the background: the key's next batch runs at once.
+      const { spec: _, ...next } = run(2, "SlowModule", [5])
+      send({ ...next, key: 1 })
+      const served = (await until(isDone(2))).at(-1) as Extract<Protocol.FromWorker, { _: "done" }>
+      assert.deepStrictEqual(served.values, [10])
+    } finally {
+      await worker.terminate()
+    }
+  }, 30_000)
+
+  it("keeps no cancelled id past its batch: bounded, whatever order cancels and batches come in", async () => {
+    const posted: Array<Protocol.FromWorker> = []
+    let wake = () => {}
+    const handle = makeRuntime(
+      (message) => {
+        posted.push(message)
+        wake()
+      },
+      new Int32Array(1),
+      1024 * 1024,
+      () => 0,
+      undefined
+    )
+    const done = async (id: number) => {
+      while (!posted.some((message) => message._ === "done" && message.id === id)) {
+        await new Promise<void>((resolve) => (wake = resolve))
+      }
+    }
+    const batch = (id: number) => ({
+      _: "run" as const,
+      id,
+      key: 1,
+      spec: id === 1 ? { kind: "fn" as const, source: "(x) => x + 1" } : undefined,
+      items: [id],
+      start: 0,
+      failFast: true
+    })
+    for (let id = 1; id <= 300; id++) {
+      if (id % 3 === 0) {
+        // A cancel that arrives after its batch has ended.
+        handle(batch(id))
+        await done(id)
+        handle({ _: "cancel", id })
+      } else if (id % 3 === 1) {
+        // A cancel before its batch arrives.
+        handle({ _: "cancel", id })
+        handle(batch(id))
+        await done(id)
+      } else {
+        handle(batch(id))
+        await done(id)
+      }
+      assert.isAtMost(handle.cancelledIds(), 1)
+    }
+    assert.strictEqual(handle.cancelledIds(), 0)
+    const interrupted = posted.filter((message) => message._ === "done" && message.interrupted).length
+    assert.strictEqual(interrupted, 100, "each batch cancelled before it came was answered as interrupted")
+  })
 
   it("refuse a message that is not the protocol's, naming the field", () => {
     assert.throws(() => toWorker({ ...run(1, "Square", []), items: "not an array" }), /items/)

@@ -109,6 +109,8 @@ interface Live {
   /** In the order the worker runs them: the first has started or is next. */
   readonly pending: Map<number, Pending>
   readonly keys: Set<number>
+  /** Keys whose module the worker is still importing: their batches run no user code yet. */
+  readonly loadingKeys: Set<number>
   readonly buffers: Set<number>
   dead: boolean
   /** Takes no new batches; terminated once its pending batches finish. */
@@ -200,6 +202,7 @@ export class Slot {
       closed: Deferred.makeUnsafe(),
       pending: new Map(),
       keys: new Set(),
+      loadingKeys: new Set(),
       buffers: new Set(),
       dead: false,
       retiring: false,
@@ -261,6 +264,8 @@ export class Slot {
       }
       case "progress":
         return live.pending.get(message.id)?.request.onProgress?.(message.index, message.data)
+      case "loaded":
+        return void live.loadingKeys.delete(message.key)
       case "done": {
         const pending = live.pending.get(message.id)
         if (pending === undefined) return
@@ -301,6 +306,7 @@ export class Slot {
         const pending = live.pending.get(message.id)
         live.pending.delete(message.id)
         if (pending === undefined) return
+        live.loadingKeys.delete(pending.request.key)
         const spec = pending.request.spec
         return Deferred.doneUnsafe(
           pending.done,
@@ -413,6 +419,7 @@ export class Slot {
       const { request } = pending
       const first = !live.keys.has(request.key)
       live.keys.add(request.key)
+      if (first && request.spec.kind === "task") live.loadingKeys.add(request.key)
       try {
         if (request.refs !== undefined) {
           const entries: Array<readonly [number, ArrayBuffer]> = []
@@ -456,11 +463,14 @@ export class Slot {
       const live = pending.live
       if (live === undefined || live.dead || live.pending.get(pending.id) !== pending) return Effect.void
       const running = live.pending.keys().next().value === pending.id
-      live.endpoint.post({ _: "cancel", id: pending.id })
-      if (!running) {
+      // Not yet sent (its worker is still starting), queued behind another, or waiting for its module to load:
+      // dropped, and nothing to stop. A worker that is only starting or importing is left to finish.
+      if (!Deferred.isDoneUnsafe(live.ready) || !running || live.loadingKeys.has(pending.request.key)) {
         live.pending.delete(pending.id)
+        if (Deferred.isDoneUnsafe(live.ready)) live.endpoint.post({ _: "cancel", id: pending.id })
         return Effect.void
       }
+      live.endpoint.post({ _: "cancel", id: pending.id })
       Atomics.store(live.control, CANCEL, pending.id)
       return Deferred.await(pending.done).pipe(
         Effect.exit,

@@ -164,6 +164,8 @@ export const FromWorker = Schema.Union([
     /** Bytes the worker holds after the batch: heap for a thread, resident set for a process. */
     memory: Schema.Finite
   }),
+  /** The module of work `key` has loaded: its batches run user code from now on, not the import. */
+  Schema.Struct({ _: Schema.Literal("loaded"), key: Index }),
   /** A task reported progress of its own. */
   Schema.Struct({ _: Schema.Literal("progress"), id: Index, index: Index, data: Schema.Unknown }),
   Schema.Struct({

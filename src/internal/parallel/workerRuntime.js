@@ -522,7 +522,7 @@ export function workerModule(host) {
    * @param {number} threshold
    * @param {() => number} memory bytes this worker holds, reported after each batch for the pool's memory guard
    * @param {number | undefined} yieldMillis how often a batch lets messages in, for workers without shared memory
-   * @returns {(message: ToWorker) => void}
+   * @returns {((message: ToWorker) => void) & { cancelledIds: () => number }}
    */
   const makeRuntime = (post, control, threshold, memory, yieldMillis) => {
     /** @type {Map<number, Promise<Loaded>>} */
@@ -538,9 +538,17 @@ export function workerModule(host) {
     /** Buffers sent once per process (see the `buffers` message). */
     /** @type {Map<number, ArrayBuffer>} */
     const buffers = new Map()
-    /** Batches cancelled by message; the control word holds only the latest. */
-    /** @type {Set<number>} */
+    /**
+     * Batches cancelled by message, not yet run or running: the control word, which the pool writes, holds only
+     * the latest. An id goes when its batch ends; a cancel that comes after that is not kept. Batch ids grow.
+     * @type {Set<number>}
+     */
     const cancelledIds = new Set()
+    /** The highest id of a batch that has ended here: a cancel for it or below comes too late to matter. */
+    let ended = 0
+    /** The batch waiting for its task module to load, and whether it has been answered already (cancelled). */
+    /** @type {{ id: number, answered: boolean } | undefined} */
+    let loading
     /**
      * The running item's timeout, fired by the pool's `timeout` message; and the last item the pool timed
      * out, in case its message came before the item started waiting.
@@ -571,12 +579,12 @@ export function workerModule(host) {
       const { id } = message
       if (message.spec !== undefined) specs.set(message.key, message.spec)
       const cancelled = () => Atomics.load(control, CANCEL) === id || cancelledIds.has(id)
-      if (cancelled()) {
-        cancelledIds.delete(id)
-        return post({ _: "done", id, values: [], interrupted: true, duration: 0, memory: memory() }, [])
-      }
+      const interrupted = () =>
+        post({ _: "done", id, values: [], interrupted: true, duration: 0, memory: memory() }, [])
+      if (cancelled()) return finish(id, interrupted)
       /** @type {Loaded} */
       let work
+      const waiting = { id, answered: false }
       try {
         let pending = loaded.get(message.key)
         if (pending === undefined) {
@@ -586,12 +594,23 @@ export function workerModule(host) {
           guard.report = (text) => post({ _: "loadFailed", id, message: text, unguarded: true }, [])
           pending = load(spec)
           loaded.set(message.key, pending)
-          pending.catch(() => loaded.delete(message.key))
+          pending.then(() => post({ _: "loaded", key: message.key }, []), () => loaded.delete(message.key))
         }
+        loading = waiting
         work = await pending
       } catch (error) {
-        return post({ _: "loadFailed", id, message: error instanceof Error ? error.message : String(error) }, [])
+        if (waiting.answered) return finish(id, () => {})
+        return finish(
+          id,
+          () => post({ _: "loadFailed", id, message: error instanceof Error ? error.message : String(error) }, [])
+        )
+      } finally {
+        loading = undefined
       }
+      // Cancelled while its module loaded: answered then, so that the pool need not replace a worker that was
+      // only loading; the module stays loaded for the key's next batch.
+      if (waiting.answered) return finish(id, () => {})
+      if (cancelled()) return finish(id, interrupted)
       const items = message.refs
         ? /** @type {ReadonlyArray<unknown>} */ (reviveRefs(message.items, buffers))
         : message.items
@@ -627,26 +646,44 @@ export function workerModule(host) {
         now: undefined,
         defect: serializeDefect
       })
-      cancelledIds.delete(id)
       const { values, status, transfer } = partial(out, sent)
-      post({
-        _: "done",
-        id,
-        values,
-        status,
-        interrupted: out.interrupted,
-        duration: performance.now() - started,
-        memory: memory(),
-        timings: out.timings
-      }, transfer)
+      finish(id, () =>
+        post({
+          _: "done",
+          id,
+          values,
+          status,
+          interrupted: out.interrupted,
+          duration: performance.now() - started,
+          memory: memory(),
+          timings: out.timings
+        }, transfer))
     }
 
-    return (message) => {
+    /**
+     * Ends batch `id`: forgets the cancels of it and of every batch before it (ids grow, so none of those can
+     * still come to run here), then answers with `reply`.
+     * @param {number} id
+     * @param {() => void} reply
+     */
+    const finish = (id, reply) => {
+      if (id > ended) ended = id
+      for (const cancelledId of cancelledIds) if (cancelledId <= ended) cancelledIds.delete(cancelledId)
+      reply()
+    }
+
+    /** @type {((message: ToWorker) => void) & { cancelledIds: () => number }} */
+    const handle = Object.assign((/** @type {ToWorker} */ message) => {
       switch (message._) {
         case "cancel": {
-          Atomics.store(control, CANCEL, message.id)
+          // Only the pool writes the control word: a message handled late must not overwrite a newer cancel.
+          if (message.id <= ended) return
           cancelledIds.add(message.id)
           running.get(message.id)?.interruptUnsafe()
+          if (loading !== undefined && loading.id === message.id && !loading.answered) {
+            loading.answered = true
+            post({ _: "done", id: message.id, values: [], interrupted: true, duration: 0, memory: memory() }, [])
+          }
           return
         }
         case "timeout": {
@@ -680,7 +717,8 @@ export function workerModule(host) {
       queue = queue.then(() => runBatch(message)).catch((error) => {
         post({ _: "loadFailed", id: message.id, message: String(error) }, [])
       })
-    }
+    }, { cancelledIds: () => cancelledIds.size })
+    return handle
   }
 
   /**
@@ -762,6 +800,7 @@ export function workerModule(host) {
     reviveFunction,
     serializeDefect,
     runBatchItems,
+    makeRuntime,
     startThread,
     startProcess
   }
@@ -793,7 +832,8 @@ export const {
   reviveRefs,
   reviveFunction,
   serializeDefect,
-  runBatchItems
+  runBatchItems,
+  makeRuntime
 } = workerModule({
   importModule: () => Promise.reject(new Error("the main thread imports no task module"))
 })
