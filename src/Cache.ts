@@ -165,14 +165,25 @@ export const layer = (options?: CacheOptions): Layer.Layer<Cache, InvalidCacheOp
   }))
 
 /** A cache over a store: the options both take, checked as one, then split between them. */
-const layerOver = <E>(
+const layerOver = (
   where: string,
   options: (CacheOptions & Store.StoreOptions) | undefined,
-  store: (options: Store.StoreOptions) => Layer.Layer<Store.Store, E>
-): Layer.Layer<Cache, E | InvalidCacheOptions> =>
+  store: (options: Store.StoreOptions) => Layer.Layer<Store.Store, StoreError | InvalidCacheOptions>
+): Layer.Layer<Cache, StoreError | InvalidCacheOptions> =>
   Layer.unwrap(Effect.map(
     CacheOptionsSchema.parse(CacheOptionsSchema.CacheStoreOptions, where, options),
-    ({ limits, ...cache }) => layer(cache).pipe(Layer.provide(store(limits === undefined ? {} : { limits })))
+    ({ limits, ...cache }) => {
+      const built = layer(cache).pipe(Layer.provide(store(limits === undefined ? {} : { limits })))
+      if (cache.onStoreError !== "compute") return built
+      // A store that cannot even be opened (a full or read-only disk) computes every call, with one warning.
+      return built.pipe(Layer.catchTag("StoreError", (error) =>
+        Layer.unwrap(Effect.as(
+          Effect.logWarning(
+            `effect-joblib cache: the ${error.store} store cannot be opened (${error.message}); computing without caching`
+          ),
+          layerNone
+        ))))
+    }
   ))
 
 /**
@@ -230,7 +241,11 @@ export const layerSqlite = (
  * @since 0.3.0
  */
 export const layerMemory = (options?: CacheOptions & Store.StoreOptions): Layer.Layer<Cache, InvalidCacheOptions> =>
-  layerOver("Cache.layerMemory", options, (store) => Store.layerMemory(store))
+  // A memory store opens without fail: only bad options can fail this Layer.
+  layerOver("Cache.layerMemory", options, (store) => Store.layerMemory(store)) as Layer.Layer<
+    Cache,
+    InvalidCacheOptions
+  >
 
 /**
  * A cache that computes every call and stores nothing, joblib's `Memory(location=None)`: turns caching

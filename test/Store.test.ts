@@ -6,9 +6,9 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import { CacheError, Store } from "../src/index.ts"
+import { Cache, CacheError, Store } from "../src/index.ts"
 import { hasRedis, startRedis } from "./redisServer.ts"
-import { conformance } from "./StoreSuite.ts"
+import { conformance, fullDiskSuite } from "./StoreSuite.ts"
 import { tmpfs } from "./tmpfs.ts"
 
 /** Builds a store layer in the test's scope, so that its resources live as long as the test. */
@@ -53,6 +53,41 @@ conformance("Store.layerMemory", (limits) => Store.layerMemory(limits && { limit
 conformance("Store.layerFileSystem", (limits) => Store.layerFileSystem(tmp(), limits && { limits }))
 conformance("Store.layerSqlite", (limits) => Store.layerSqlite(Path.join(tmp(), "cache.sqlite"), limits && { limits }))
 conformance("Store.make (a store of one's own)", ownStore)
+/** Files anywhere under `dir` that a store must not leave: temp files, and lock or lock-claim files. */
+const strayFiles = (dir: string) =>
+  Fs.existsSync(dir)
+    ? files(dir).filter((file) => /\.(tmp|lock|break)$/.test(file) || /\.tmp\b/.test(file))
+    : []
+
+fullDiskSuite("Store.layerFileSystem", (dir, options) => Cache.layerFileSystem(dir, options), strayFiles)
+fullDiskSuite(
+  "Store.layerSqlite",
+  (dir, options) => Cache.layerSqlite(Path.join(dir, "cache.sqlite"), options),
+  (dir) => {
+    const file = Path.join(dir, "cache.sqlite")
+    if (!Fs.existsSync(file)) return strayFiles(dir)
+    const db = new DatabaseSync(file, { readOnly: true })
+    try {
+      const locks = (db.prepare("SELECT key FROM locks").all() as Array<{ key: string }>).map((row) =>
+        `lock ${row.key}`
+      )
+      const named = new Set(
+        (db.prepare("SELECT file FROM entries WHERE file IS NOT NULL").all() as Array<{ file: string }>)
+          .map((row) => row.file)
+      )
+      const blobs = Path.join(dir, "cache.sqlite.blobs")
+      const orphans = Fs.existsSync(blobs)
+        ? Fs.readdirSync(blobs).filter((name) => !name.startsWith(".") && !named.has(name)).map((name) =>
+          `blob ${name}`
+        )
+        : []
+      return [...strayFiles(dir), ...locks, ...orphans]
+    } finally {
+      db.close()
+    }
+  }
+)
+
 // The server is started here and stopped after the file; CI installs redis-server.
 const redis = hasRedis ? await startRedis() : undefined
 afterAll(() => redis?.stop())

@@ -1,10 +1,13 @@
 /**
  * The store conformance suite: every Store layer must pass it.
  */
-import { assert, describe, layer } from "@effect/vitest"
-import { Clock, Effect, type Layer } from "effect"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Cause, Clock, Effect, Exit, type Layer } from "effect"
 import { TestClock } from "effect/testing"
-import { CacheError, Store } from "../src/index.ts"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { Cache, CacheError, Store } from "../src/index.ts"
+import { tmpfs } from "./tmpfs.ts"
 
 /**
  * Every test runs under the TestClock that `layer` provides: access times, ages and lock expiry must follow it,
@@ -158,3 +161,118 @@ export const conformance = (
   suite(name, () => make())
   limitsSuite(name, (limits) => make(limits))
 }
+
+/** Temporary files anywhere under `dir`. */
+const tempFiles = (dir: string): Array<string> =>
+  Fs.existsSync(dir)
+    ? Fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((file) => /\.tmp\b/.test(file))
+    : []
+
+/** What a memoized call on a full disk gave: its value, a typed error, or a defect (which must never be). */
+export type FullDiskOutcome = "value" | `typed ${string}` | "defect"
+
+/**
+ * A store on a real full disk (a 4 MB tmpfs holding a filler file), at 0 B, 64 KB, 128 KB and 512 KB free, with
+ * values of 88 KB and 1 MB, filled before the call (the lock cannot be written) or by the call's own computation
+ * (the entry, a blob or the release cannot be): every call ends with its value or a typed StoreError, never a
+ * defect; `onStoreError: "compute"` always gives the value; no temp file is left; and once space is freed, the
+ * next call returns the value at once rather than waiting for a lock of its own process, after which no lock or
+ * orphaned file is left either (a lock the full disk kept from being deleted goes with that call).
+ * `leftovers(dir)` names what the store left that it should not have (its own temp files, its locks).
+ */
+export const fullDiskSuite = (
+  name: string,
+  make: (dir: string, options?: { readonly onStoreError?: "fail" | "compute" }) => Layer.Layer<Cache.Cache, unknown>,
+  leftovers: (dir: string) => ReadonlyArray<string>
+) =>
+  describe(`${name} on a full disk`, () => {
+    const levels = [0, 64 * 1024, 128 * 1024, 512 * 1024]
+    const sizes = [88 * 1024, 1024 * 1024]
+    for (const when of ["before the call", "during the call"] as const) {
+      it.live(`filled ${when}: a value or a typed error, never a defect; nothing left; no wait once freed`, () =>
+        Effect.gen(function*() {
+          const dir = yield* tmpfs("size=4m")
+          const filler = Path.join(dir, "filler")
+          const fill = (free: number) => {
+            Fs.rmSync(filler, { force: true })
+            const stat = Fs.statfsSync(dir)
+            try {
+              Fs.writeFileSync(filler, Buffer.alloc(Math.max(0, stat.bavail * stat.bsize - free)))
+            } catch (error) {
+              // Full a little early (the filler's own blocks): full is what is wanted.
+              if ((error as NodeJS.ErrnoException).code !== "ENOSPC") {
+                throw error
+              }
+            }
+          }
+          const outcomes: Array<string> = []
+          for (const free of levels) {
+            for (const size of sizes) {
+              for (const onStoreError of ["fail", "compute"] as const) {
+                const cacheDir = Path.join(dir, `cache-${free}-${size}-${onStoreError}`)
+                Fs.rmSync(filler, { force: true })
+                yield* Effect.scoped(Effect.provide(Effect.void, make(cacheDir))) // made while there is room
+                if (when === "before the call") {
+                  fill(free)
+                }
+                let calls = 0
+                const f = Cache.memoize(function filled(n: number) {
+                  calls++
+                  if (when === "during the call" && calls === 1) {
+                    fill(free)
+                  }
+                  return new Uint8Array(n).fill(7)
+                }, { name: `filled${free}x${size}` })
+                const exit = yield* Effect.exit(
+                  Effect.scoped(Effect.provide(f(size), make(cacheDir, { onStoreError })))
+                )
+                const outcome: FullDiskOutcome = Exit.isSuccess(exit)
+                  ? "value"
+                  : exit.cause.reasons.every(Cause.isFailReason)
+                  ? `typed ${
+                    exit.cause.reasons.map((reason) => {
+                      const error = reason.error as { _tag: string; operation?: string }
+                      return error.operation === undefined ? error._tag : `${error._tag}(${error.operation})`
+                    }).join("+")
+                  }`
+                  : "defect"
+                outcomes.push(`${free / 1024}K ${size / 1024}K ${onStoreError}: ${outcome}`)
+                assert.notStrictEqual(
+                  outcome,
+                  "defect",
+                  `${free} B free, ${size} B: ${Cause.pretty((exit as any).cause ?? Cause.empty)}`
+                )
+                if (outcome !== "value") {
+                  assert.match(outcome, /^typed StoreError\(\w+\)$/)
+                }
+                if (onStoreError === "compute") {
+                  assert.strictEqual(outcome, "value", `${free} B free: compute`)
+                }
+                if (Exit.isSuccess(exit)) {
+                  assert.strictEqual((exit.value as Uint8Array).length, size)
+                }
+                assert.deepStrictEqual(
+                  tempFiles(cacheDir),
+                  [],
+                  `${free} B free, ${size} B: temp files left on the full disk`
+                )
+                // Space freed: the next call gives the value at once (a stale lock of its own would make it wait).
+                Fs.rmSync(filler, { force: true })
+                const again = yield* Effect.scoped(Effect.provide(f(size), make(cacheDir))).pipe(
+                  Effect.timeoutOption("20 seconds")
+                )
+                assert.isTrue(again._tag === "Some", `${free} B free, ${size} B: the next call waited`)
+                if (again._tag === "Some") {
+                  assert.strictEqual(again.value.length, size)
+                }
+                assert.isAtMost(calls, 2)
+                // A lock the full disk kept from being deleted goes with the next call: none outlives that.
+                assert.deepStrictEqual(leftovers(cacheDir), [], `${free} B free, ${size} B: left behind`)
+                Fs.rmSync(cacheDir, { recursive: true, force: true })
+              }
+            }
+          }
+          console.log(`${name}, filled ${when}: ${outcomes.join("; ")}`)
+        }), 120_000)
+    }
+  })

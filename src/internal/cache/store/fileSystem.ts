@@ -126,8 +126,9 @@ const lockBody = (token: string, expires: number) =>
  */
 const createLockFile = (path: string, token: string, body: string): boolean => {
   const written = `${path}.${token}.tmp`
-  Fs.writeFileSync(written, body)
   try {
+    // Inside the try: a write that fails (a full disk) leaves no empty temp file behind.
+    Fs.writeFileSync(written, body)
     Fs.linkSync(written, path)
     return true
   } catch (error) {
@@ -156,6 +157,23 @@ const readLockFile = (path: string): LockHolder | "missing" | "unreadable" => {
 /** A lock whose holder can no longer be working: past its expiry, or its process gone on this host. */
 const staleLock = (holder: LockHolder, now: number) =>
   holder.expires < now || (holder.host === Os.hostname() && !alive(holder.pid))
+
+/**
+ * Locks this process released but could not delete, by token, with their file: free for its own later calls,
+ * in any store it opens on the same cache; each lookup or lock tries the delete again.
+ */
+const released = new Map<string, string>()
+
+/** Deletes the locks this process could not delete before, where they are still its own. */
+const retryReleases = () => {
+  for (const [token, path] of released) {
+    try {
+      const held = readLockFile(path)
+      if (typeof held === "object" && held.token === token) Fs.rmSync(path, { force: true })
+      released.delete(token)
+    } catch {}
+  }
+}
 
 /** How long one process may take to break a stale lock before others may break its claim. */
 const BREAK_TTL = 10_000
@@ -259,6 +277,7 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
     get: (key) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         attemptRead(store, key, () => {
+          if (released.size > 0) retryReleases()
           const path = entryPath(root, key)
           let entry: Entry | undefined
           const known = recent.get(path)
@@ -315,22 +334,28 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
     lock: (key, ttl) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         attempt(store, "lock", () => {
+          if (released.size > 0) retryReleases()
           const path = `${entryPath(root, key)}.lock`
           Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
           const token = Crypto.randomUUID()
           const body = lockBody(token, now + Duration.toMillis(ttl))
-          for (let attempt = 0; attempt < 2; attempt++) {
+          for (let tries = 0; tries < 2; tries++) {
             if (createLockFile(path, token, body)) {
               return {
-                release: Effect.sync(() => {
+                // A release that fails is remembered: this process's later calls take the lock as free.
+                release: attempt(store, "unlock", () => {
                   const held = readLockFile(path)
                   if (typeof held === "object" && held.token === token) Fs.rmSync(path, { force: true })
-                })
+                }).pipe(Effect.catch(() => Effect.sync(() => void released.set(token, path))))
               }
             }
             // Held: take it over only if its holder died or it expired, and only the lock judged so.
             const holder = readLockFile(path)
             if (holder === "missing") continue
+            if (holder !== "unreadable" && released.delete(holder.token)) {
+              if (!breakLock(path, holder.token, now)) return undefined
+              continue
+            }
             if (holder !== "unreadable" && !staleLock(holder, now)) return undefined
             if (!breakLock(path, holder === "unreadable" ? undefined : holder.token, now)) return undefined
           }
@@ -351,6 +376,7 @@ export const open = (directory: string): Effect.Effect<Primitives, StoreError, S
         } catch {}
       }
     })
-    yield* Effect.addFinalizer(() => Effect.sync(() => accesses.flush()))
+    // Best effort, and typed: a flush that fails must not become a defect as the store closes.
+    yield* Effect.addFinalizer(() => Effect.ignore(attempt("filesystem", "flush", () => accesses.flush())))
     return yield* attempt("filesystem", "open", () => makeFileSystem(directory, accesses))
   })

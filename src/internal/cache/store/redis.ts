@@ -19,17 +19,24 @@ const unlockScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis
 
 /**
  * Takes the lock KEYS[1] as ARGV[1] ("<token> <expires>", expires in epoch millis on the caller's Clock) for
- * ARGV[2] millis, unless a holder's own expiry is at or past ARGV[3], the caller's now. The key also expires on
+ * ARGV[2] millis, unless a holder's own expiry is at or past ARGV[3], the caller's now; a holder that is ARGV[4]
+ * (a lock this process released but could not delete) counts as free. The key also expires on
  * the server after the ttl, so that a lock nobody looks at again goes away by itself.
  */
 const lockScript = `
 local held = redis.call('get', KEYS[1])
-if held then
+if held and held ~= ARGV[4] then
   local expires = tonumber(string.match(held, ' (%d+)$'))
   if expires == nil or expires >= tonumber(ARGV[3]) then return 0 end
 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`
+
+/**
+ * Locks this process released but could not delete (a server away), by key: free for its own next call for the
+ * key, in any store it opens, which takes the lock over.
+ */
+const released = new Map<string, string>()
 
 /** Connects to the server at `url`, for the life of the scope. */
 export const open = (
@@ -72,6 +79,18 @@ export const open = (
         })
       )
     )
+    /** Deletes the locks this process could not delete before, where they are still its own. */
+    const retryReleases = Effect.suspend(() =>
+      Effect.forEach(
+        [...released].filter(([lockKey]) => lockKey.startsWith(prefix)),
+        ([lockKey, value]) =>
+          request("unlock", () => client.eval(unlockScript, 1, lockKey, value)).pipe(
+            Effect.andThen(Effect.sync(() => released.delete(lockKey))),
+            Effect.ignore
+          ),
+        { discard: true }
+      )
+    )
     const entryKey = (key: string) => `${prefix}entry:${key}`
     const accessKey = `${prefix}access`
     const parse = (key: string, fields: Record<string, Buffer> | null): Entry | undefined => {
@@ -104,6 +123,7 @@ export const open = (
       name: store,
       get: (key) =>
         Effect.gen(function*() {
+          if (released.size > 0) yield* retryReleases
           const now = yield* Clock.currentTimeMillis
           const replies = yield* exec(
             "get",
@@ -150,13 +170,18 @@ export const open = (
           const now = yield* Clock.currentTimeMillis
           const lockKey = `${prefix}lock:${key}`
           const value = `${Crypto.randomUUID()} ${now + ttl}`
-          const release = request("unlock", () => client.eval(unlockScript, 1, lockKey, value))
-          const taken = yield* request("lock", () => client.eval(lockScript, 1, lockKey, value, ttl, now)).pipe(
+          // A release that fails is remembered: this process's next call for the key takes the lock as free.
+          const release = request("unlock", () => client.eval(unlockScript, 1, lockKey, value)).pipe(
+            Effect.catch(() => Effect.sync(() => void released.set(lockKey, value)))
+          )
+          const mine = released.get(lockKey) ?? ""
+          const taken = yield* request("lock", () => client.eval(lockScript, 1, lockKey, value, ttl, now, mine)).pipe(
             // A server that paused may still run the lock once it resumes: the release, sent after it on the
             // same connection, runs after it, so that no lock is left behind by a call that gave up.
-            Effect.tapError(() => Effect.ignore(release))
+            Effect.tapError(() => release)
           )
-          return taken === 1 ? { release: Effect.ignore(release) } : undefined
+          if (taken === 1 && mine !== "") released.delete(lockKey)
+          return taken === 1 ? { release } : undefined
         })
     }
     return shape

@@ -33,6 +33,43 @@ const EXTERNAL_BYTES = 100 * 1024
 /** How old a blob file named by no row must be before a SQLite store removes it as left by a crash. */
 const ORPHAN_AGE = 10 * 60 * 1000
 
+/**
+ * Locks this process released but could not delete (a full disk), by token, with their database: free for its
+ * own later calls, in any store it opens on the same cache; each operation tries the delete again.
+ */
+const released = new Map<string, string>()
+
+/** Sets up a cache database: its pages, journal and tables, with the columns later versions added. */
+const prepareSchema = (db: NodeSqlite.DatabaseSync) => {
+  // Large pages and a rowid table keep big blobs cheap to write (4× faster than the defaults for 1 MB).
+  db.exec(`
+    PRAGMA page_size = 65536;
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = NORMAL;
+    CREATE TABLE IF NOT EXISTS entries (
+      key TEXT PRIMARY KEY, meta TEXT NOT NULL, data BLOB NOT NULL,
+      size INTEGER NOT NULL, accessed INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed);
+    CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires INTEGER NOT NULL);
+  `)
+  // Caches made by earlier versions gain the columns added since: an entry's file (big blobs beside the
+  // database), and a lock's holder (so that a lock whose process is gone is taken over at once).
+  const addColumn = (table: string, column: string, type: string) => {
+    const columns = db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>
+    if (columns.some((existing) => existing.name === column)) return
+    try {
+      db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`)
+    } catch (error) {
+      // Another process added it first.
+      if (!String(error).includes("duplicate column")) throw error
+    }
+  }
+  addColumn("entries", "file", "TEXT")
+  addColumn("locks", "pid", "INTEGER")
+  addColumn("locks", "host", "TEXT")
+}
+
 /** Opens (or creates) the database `file`; access records are flushed when the scope closes. */
 export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -50,36 +87,17 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
       attempt(store, "open", () => {
         if (file !== ":memory:") Fs.mkdirSync(NodePath.dirname(NodePath.resolve(file)), { recursive: true })
         const db = new DatabaseSync(file, { timeout: 5000 })
-        // Large pages and a rowid table keep big blobs cheap to write (4× faster than the defaults for 1 MB).
-        db.exec(`
-          PRAGMA page_size = 65536;
-          PRAGMA journal_mode = WAL;
-          PRAGMA synchronous = NORMAL;
-          CREATE TABLE IF NOT EXISTS entries (
-            key TEXT PRIMARY KEY, meta TEXT NOT NULL, data BLOB NOT NULL,
-            size INTEGER NOT NULL, accessed INTEGER NOT NULL
-          );
-          CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed);
-          CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires INTEGER NOT NULL);
-        `)
-        // Caches made by earlier versions gain the columns added since: an entry's file (big blobs beside the
-        // database), and a lock's holder (so that a lock whose process is gone is taken over at once).
-        const addColumn = (table: string, column: string, type: string) => {
-          const columns = db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>
-          if (columns.some((existing) => existing.name === column)) return
-          try {
-            db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`)
-          } catch (error) {
-            // Another process added it first.
-            if (!String(error).includes("duplicate column")) throw error
-          }
+        try {
+          prepareSchema(db)
+        } catch (error) {
+          // Opened but not set up (a full disk): closed here, since no release runs for a failed acquire.
+          db.close()
+          throw error
         }
-        addColumn("entries", "file", "TEXT")
-        addColumn("locks", "pid", "INTEGER")
-        addColumn("locks", "host", "TEXT")
         return db
       }),
-      (db) => Effect.sync(() => db.close())
+      // On a full disk the close's checkpoint may fail: typed and ignored, never a defect.
+      (db) => Effect.ignore(attempt(store, "close", () => db.close()))
     )
     const statements = yield* attempt(store, "open", () => ({
       get: db.prepare("SELECT meta, data, file FROM entries WHERE key = ?"),
@@ -104,7 +122,8 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
       holder: db.prepare("SELECT token, pid, host FROM locks WHERE key = ?"),
       // Takes over the lock `token` held: one caller wins, since the first changes the token.
       takeOver: db.prepare("UPDATE locks SET token = ?, expires = ?, pid = ?, host = ? WHERE key = ? AND token = ?"),
-      unlock: db.prepare("DELETE FROM locks WHERE key = ? AND token = ?")
+      unlock: db.prepare("DELETE FROM locks WHERE key = ? AND token = ?"),
+      unlockToken: db.prepare("DELETE FROM locks WHERE token = ?")
     }))
     // Big blobs live in files beside the database, named in the row: SQLite would write each twice (its log,
     // then the database), and measures external files as faster from about 100 KB
@@ -151,7 +170,8 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
         throw error
       }
     })
-    yield* Effect.addFinalizer(() => Effect.sync(() => accesses.flush()).pipe(Effect.ignore))
+    // Best effort, and typed: a flush on a full disk must not become a defect as the store closes.
+    yield* Effect.addFinalizer(() => Effect.ignore(attempt(store, "flush", () => accesses.flush())))
     const parseMeta = (row: { meta: string; accessed: number }): Meta | undefined => {
       try {
         const meta = JSON.parse(row.meta) as Meta
@@ -196,11 +216,23 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
       return checkedEntry(meta, data, key)
     }
     const missing = Symbol("missing")
+    const database = NodePath.resolve(file)
+    /** Deletes the locks this process could not delete before, now that it may. */
+    const retryReleases = () => {
+      for (const [token, owner] of released) {
+        if (owner !== database) continue
+        try {
+          statements.unlockToken.run(token)
+          released.delete(token)
+        } catch {}
+      }
+    }
     const shape: Primitives = {
       name: store,
       get: (key) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           attemptRead(store, key, () => {
+            if (released.size > 0) retryReleases()
             // A blob file gone between the row and the read was replaced by another process: read the row again.
             let entry = read(key)
             if (entry === missing) entry = read(key)
@@ -264,18 +296,27 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
       lock: (key, lifetime) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           attempt(store, "lock", () => {
+            if (released.size > 0) retryReleases()
             const ttl = Duration.toMillis(lifetime)
             const token = Crypto.randomUUID()
             const host = Os.hostname()
-            const release = { release: Effect.sync(() => void statements.unlock.run(key, token)).pipe(Effect.ignore) }
+            // A release that fails (a full disk) is remembered: this process's later calls take the lock as free,
+            // rather than wait out its ttl behind a holder that is this very process.
+            const release = {
+              release: attempt(store, "unlock", () => statements.unlock.run(key, token)).pipe(
+                Effect.catch(() => Effect.sync(() => void released.set(token, database)))
+              )
+            }
             if (statements.lock.run(key, token, now + ttl, process.pid, host, now).changes > 0) return release
-            // Held and not expired: a holder whose process is gone on this host is taken over at once.
+            // Held and not expired: a holder whose process is gone on this host, or a lock this process released
+            // but could not delete, is taken over at once.
             const holder = statements.holder.get(key) as
               | { token: string; pid: number | null; host: string | null }
               | undefined
-            if (holder === undefined || holder.pid === null || holder.host !== host || alive(holder.pid)) {
-              return undefined
-            }
+            if (holder === undefined) return undefined
+            const free = released.delete(holder.token) ||
+              (holder.pid !== null && holder.host === host && !alive(holder.pid))
+            if (!free) return undefined
             const taken = statements.takeOver.run(token, now + ttl, process.pid, host, key, holder.token).changes > 0
             return taken ? release : undefined
           }))
