@@ -111,33 +111,29 @@ export const run = async () => {
   const threads = await ours(Backend.layerThreads({ workers: WORKERS }))
   const processes = await ours(Backend.layerProcesses({ workers: WORKERS }))
   const peer = await piscina()
-  const rows: Array<Row> = [
-    ...[["effect-joblib", threads, "threads"], ["effect-joblib, processes", processes, ""], [
-      "piscina abort",
-      peer,
-      "AbortSignal"
-    ]].flatMap(([name, result, note]) => {
-      const r = result as typeof peer
-      return [
-        {
-          workload: `interrupt latency, median of ${BURST}`,
-          peer: name as string,
-          ms: r.latency,
-          note: `${note} worst ${r.worst.toFixed(0)} ms, ${r.slow} over 80 ms${
-            r.replaced === undefined
-              ? ""
-              : `, ${r.replaced} workers replaced; ${r.coldReplaced} in ${COLD_BURST} on a cold pool`
-          }`.trim()
-        },
-        { workload: "a map, unloaded", peer: name as string, ms: r.unloaded, note: note as string },
-        {
-          workload: "the same map right after the burst",
-          peer: name as string,
-          ms: r.after,
-          note: `${(r.after / r.unloaded).toFixed(2)}× unloaded`
-        }
-      ]
-    })
+  const results = [
+    { name: "effect-joblib", result: threads, note: "threads" },
+    { name: "effect-joblib, processes", result: processes, note: "" },
+    { name: "piscina abort", result: peer, note: "AbortSignal" }
   ]
+  const rows: Array<Row> = results.flatMap(({ name, note, result: r }) => [
+    {
+      workload: `interrupt latency, median of ${BURST}`,
+      peer: name,
+      ms: r.latency,
+      note: `${note} worst ${r.worst.toFixed(0)} ms, ${r.slow} over 80 ms${
+        r.replaced === undefined
+          ? ""
+          : `, ${r.replaced} workers replaced; ${r.coldReplaced} in ${COLD_BURST} on a cold pool`
+      }`.trim()
+    },
+    { workload: "a map, unloaded", peer: name, ms: r.unloaded, note },
+    {
+      workload: "the same map right after the burst",
+      peer: name,
+      ms: r.after,
+      note: `${(r.after / r.unloaded).toFixed(2)}× unloaded`
+    }
+  ])
   console.log(table(rows, "effect-joblib"))
 }

@@ -398,6 +398,35 @@ describe.skipIf(!hasRedis)("Store.layerRedis faults", () => {
     }))
 })
 
+describe.skipIf(!hasRedis)("the Redis store's locks when the server pauses", () => {
+  it.live(
+    "a lock taken while the server was paused, which it runs once resumed, is no lock left behind",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => startRedis()),
+          (s) => Effect.promise(() => s.stop())
+        )
+        const store = yield* open(Store.layerRedis(server.url, { timeout: 300, prefix: "paused:" }))
+        server.pause()
+        // The client gives up after 300 ms; the server still holds the SET in its socket, and runs it on resuming.
+        const gaveUp = yield* Effect.flip(store.lock("xxh128:beef", "10 minutes"))
+        assert.instanceOf(gaveUp, CacheError.StoreError)
+        server.resume()
+        const { Redis } = yield* Effect.promise(() => import("ioredis"))
+        const raw = new Redis(server.url)
+        yield* Effect.addFinalizer(() => Effect.promise(() => raw.quit()))
+        // Once the server has caught up, no lock remains, or if one does, it is this process's to take at once.
+        for (let i = 0; i < 50 && (yield* Effect.promise(() => raw.ping())) !== "PONG"; i++) yield* Effect.sleep(20)
+        const lock = yield* store.lock("xxh128:beef", "10 minutes")
+        assert.isDefined(lock, "the next call takes the lock at once, not after 10 minutes")
+        yield* lock!.release
+        assert.strictEqual(yield* Effect.promise(() => raw.exists("paused:lock:xxh128:beef")), 0, "no lock left")
+      }),
+    30_000
+  )
+})
+
 /** Runs a fixture in a process of its own; resolves with what it printed once it exits. */
 const runFixture = (name: string, args: ReadonlyArray<string>) =>
   new Promise<{ code: number | null; stdout: string; child: ChildProcess.ChildProcess }>((resolve) => {

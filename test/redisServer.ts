@@ -29,6 +29,10 @@ const answers = (port: number) =>
 export interface RedisServer {
   readonly url: string
   readonly port: number
+  /** Freezes the server (SIGSTOP), as a server that pauses: it keeps its connections and answers nothing. */
+  readonly pause: () => void
+  /** Thaws a paused server (SIGCONT): it then runs what its clients sent meanwhile, in order. */
+  readonly resume: () => void
   readonly stop: () => Promise<void>
 }
 
@@ -55,6 +59,8 @@ export const startRedis = async (port?: number, flags: ReadonlyArray<string> = [
   return {
     url: `redis://127.0.0.1:${chosen}/0`,
     port: chosen,
+    pause: () => void child.kill("SIGSTOP"),
+    resume: () => void child.kill("SIGCONT"),
     stop: () => {
       if (child.exitCode === null) child.kill("SIGKILL")
       return exited

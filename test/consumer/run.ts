@@ -172,7 +172,7 @@ check("the CLI on Node 20 says which Node it needs, and exits 1", () => {
 })
 
 await checkAsync(
-  "the consumer's @effect/vitest: the same bodies under TestClock on sequential, threads, processes and Remote",
+  "the consumer's @effect/vitest: the same bodies under TestClock on sequential, threads, processes and Remote; two reporters joined with Layer.mergeAll",
   async () => {
     const clockApp = Path.join(root, "clock")
     Fs.cpSync(Path.join(import.meta.dirname, "clock-project"), clockApp, { recursive: true })
@@ -186,7 +186,7 @@ await checkAsync(
         timeout: 300_000
       })
       assert.equal(out.status, 0, `${out.stdout}${out.stderr}`)
-      assert.match(out.stdout, /Tests\s+(?:\S+\s+)?12 passed/)
+      assert.match(out.stdout, /Tests\s+(?:\S+\s+)?13 passed/)
     } finally {
       await server.stop()
     }

@@ -1,7 +1,7 @@
 // A consumer's @effect/vitest tests: the same bodies under TestClock on four backends, swapped by Layer.
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, type Duration, Effect, Exit, Fiber, Layer, Redacted, Schedule } from "effect"
-import { Backend, Cache, Parallel, ParallelError, Remote } from "effect-joblib"
+import { Cause, Clock, type Duration, Effect, Exit, Fiber, Layer, Redacted, Schedule, Stream } from "effect"
+import { Backend, Cache, Parallel, ParallelError, Progress, Remote } from "effect-joblib"
 import { TestClock } from "effect/testing"
 import { Flaky, Nap, Square } from "./tasks.ts"
 
@@ -69,3 +69,27 @@ for (const [name, backend] of backends) {
     }, 60_000)
   })
 }
+
+describe("reporters joined with Layer.mergeAll", () => {
+  it.effect("both see every event of a map", () => {
+    const handled: Array<string> = []
+    return Effect.gen(function*() {
+      const events = yield* (yield* Progress.Events).subscribe
+      const streamed = yield* events.pipe(
+        Stream.takeUntil((event) => event._tag === "Finished"),
+        Stream.map((event) => event._tag),
+        Stream.runCollect,
+        Effect.forkScoped
+      )
+      yield* Parallel.map([1, 2, 3], Square, { batchSize: 1 })
+      const tags = yield* Fiber.join(streamed)
+      yield* Effect.yieldNow
+      assert.strictEqual(tags.filter((tag) => tag === "BatchCompleted").length, 3)
+      assert.deepStrictEqual(handled, tags)
+    }).pipe(Effect.provide(Layer.mergeAll(
+      Progress.layerEvents,
+      Progress.layer((event) => Effect.sync(() => void handled.push(event._tag))),
+      Backend.layerThreads({ workers: 2 })
+    )))
+  })
+})
