@@ -34,6 +34,18 @@ const check = (name: string, body: () => void) => {
   }
 }
 
+/** Installs Node `major` from the npm registry into a folder of its own; returns its `node`. */
+const installNode = (major: number) => {
+  const prefix = Path.join(root, `node${major}`)
+  Fs.mkdirSync(prefix)
+  Fs.writeFileSync(
+    Path.join(prefix, "package.json"),
+    JSON.stringify({ name: `node${major}`, private: true, allowScripts: { node: true } })
+  )
+  npm(["install", "--prefer-offline", `node@${major}`], prefix)
+  return Path.join(prefix, "node_modules/.bin/node")
+}
+
 /** {@link check} for a body that waits. */
 const checkAsync = async (name: string, body: () => Promise<void>) => {
   const started = performance.now()
@@ -153,14 +165,7 @@ check("npx effect-joblib --version is package.json's; status reads REDIS_URL whe
 })
 
 check("the CLI on Node 20 says which Node it needs, and exits 1", () => {
-  const prefix = Path.join(root, "node20")
-  Fs.mkdirSync(prefix)
-  Fs.writeFileSync(
-    Path.join(prefix, "package.json"),
-    JSON.stringify({ name: "node20", private: true, allowScripts: { node: true } })
-  )
-  npm(["install", "--prefer-offline", "node@20"], prefix)
-  const node20 = Path.join(prefix, "node_modules/.bin/node")
+  const node20 = installNode(20)
   const out = spawnSync(node20, [Path.join(app, "node_modules/effect-joblib/dist/bin.js"), "--help"], {
     cwd: app,
     env: consumerEnv(),
@@ -194,14 +199,7 @@ await checkAsync(
 )
 
 check("plain JavaScript on Node 22, installed into the project", () => {
-  const prefix = Path.join(root, "node22")
-  Fs.mkdirSync(prefix)
-  Fs.writeFileSync(
-    Path.join(prefix, "package.json"),
-    JSON.stringify({ name: "node22", private: true, allowScripts: { node: true } })
-  )
-  npm(["install", "--prefer-offline", "node@22"], prefix)
-  const node22 = Path.join(prefix, "node_modules/.bin/node")
+  const node22 = installNode(22)
   const version = run(node22, ["--version"]).trim()
   assert.match(version, /^v22\./)
   const out = JSON.parse(run(node22, ["plain.mjs"]))
