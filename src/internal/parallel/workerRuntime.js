@@ -792,13 +792,10 @@ export function workerModule(host) {
   return {
     Status,
     CANCEL,
-    REF,
     mapBuffers,
-    isThenable,
     makeRef,
     reviveRefs,
     reviveFunction,
-    serializeDefect,
     runBatchItems,
     makeRuntime,
     startThread,
@@ -825,13 +822,10 @@ export const workerSource = (start) =>
 export const {
   Status,
   CANCEL,
-  REF,
   mapBuffers,
-  isThenable,
   makeRef,
   reviveRefs,
   reviveFunction,
-  serializeDefect,
   runBatchItems,
   makeRuntime
 } = workerModule({

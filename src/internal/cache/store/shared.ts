@@ -1,20 +1,7 @@
-/** What every store shares: key checks, error wrapping, entry checks, and telling a live process. */
+/** What every store shares: error wrapping, entry checks, and telling a live process. */
 import * as Effect from "effect/Effect"
 import { EntryDamaged, StoreError } from "../../../CacheError.ts"
 import type { Entry, Meta, NewEntry } from "../../../Store.ts"
-
-export const KEY = /^[A-Za-z0-9:_-]{1,200}$/
-
-export const checkKey = (store: string, operation: string, key: string) =>
-  KEY.test(key)
-    ? Effect.void
-    : Effect.fail(
-      new StoreError({
-        store,
-        operation,
-        message: `invalid key ${JSON.stringify(key)}: use letters, digits, ':', '_', '-'`
-      })
-    )
 
 /** Runs synchronous store code, turning a throw into a StoreError. */
 export const attempt = <A>(store: string, operation: string, run: () => A) =>
