@@ -164,6 +164,9 @@ const readRegistry = (client: IORedis.Redis, prefix: string) =>
     catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `reading the workers: ${messageOf(error)}` })
   })
 
+/** The prefix of every Redis key of queue `name` that is not BullMQ's own: drivers, workers and status share it. */
+const keyPrefix = (name: string) => `effect-joblib:${name}:`
+
 /** Keys a driver or worker leaves behind (after a crash) expire after a day. */
 const DAY = 86_400_000
 
@@ -355,7 +358,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
         try: run,
         catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `${what}: ${messageOf(error)}` })
       })
-    const prefix = `effect-joblib:${name}:`
+    const prefix = keyPrefix(name)
 
     // Workers push each batch's reply to this driver's own list; one fiber reads it and wakes the batch's waiter.
     // Cheaper than following the queue's event stream, which carries every event of every job.
@@ -719,7 +722,7 @@ export const monitor = (
   Effect.gen(function*() {
     const options = yield* OptionParsing.parse(StatusOptionsSchema, "Remote.status", rawOptions)
     const name = options.queue ?? "effect-joblib"
-    const prefix = `effect-joblib:${name}:`
+    const prefix = keyPrefix(name)
     const client = yield* connect(options.redis, options.timeout ?? 5000, false)
     const { Queue } = yield* loadBullmq
     const queue = yield* Effect.acquireRelease(
@@ -838,7 +841,7 @@ export const layerWorker = (
     // Per-second counters and the registry's start time are read from the layer's Clock.
     const clock = yield* Clock.Clock
     const name = options.queue ?? "effect-joblib"
-    const prefix = `effect-joblib:${name}:`
+    const prefix = keyPrefix(name)
     const urls = options.modules.map((module) =>
       module.startsWith("file:") ? module : Url.pathToFileURL(NodePath.resolve(module)).href
     )
