@@ -59,7 +59,85 @@ const strayFiles = (dir: string) =>
     ? files(dir).filter((file) => /\.(tmp|lock|break)$/.test(file) || /\.tmp\b/.test(file))
     : []
 
-fullDiskSuite("Store.layerFileSystem", (dir, options) => Cache.layerFileSystem(dir, options), strayFiles)
+fullDiskSuite("Store.layerFileSystem", (dir, options) => Cache.layerFileSystem(dir, options), strayFiles, true)
+
+/**
+ * A user's own store over files, made with Store.make as the README shows: each entry a data file and a metadata
+ * file written whole (a temp file, then a rename) with Node's file API, locks in memory. It meets the full-disk
+ * cases too.
+ */
+const userFileStore = (dir: string) =>
+  Layer.sync(Store.Store)(() => {
+    const locks = new Map<string, number>()
+    const path = (key: string) => Path.join(dir, key.replaceAll(":", "_"))
+    const io = <A>(operation: string, run: () => A) =>
+      Effect.try({
+        try: run,
+        catch: (cause) => new CacheError.StoreError({ store: "mine", operation, message: String(cause), cause })
+      })
+    const writeWhole = (file: string, data: Uint8Array | string) => {
+      const temporary = `${file}.${process.pid}.tmp`
+      try {
+        Fs.writeFileSync(temporary, data)
+        Fs.renameSync(temporary, file)
+      } catch (error) {
+        Fs.rmSync(temporary, { force: true })
+        throw error
+      }
+    }
+    const readMeta = (key: string) =>
+      Fs.existsSync(`${path(key)}.meta`)
+        ? JSON.parse(Fs.readFileSync(`${path(key)}.meta`, "utf8")) as Store.Meta
+        : undefined
+    return Store.make({
+      name: "mine",
+      get: (key) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          io("get", () => {
+            const meta = readMeta(key)
+            return meta === undefined ? undefined : {
+              meta: { ...meta, accessed: now },
+              data: new Uint8Array(Fs.readFileSync(path(key)))
+            }
+          })),
+      meta: (key) => io("meta", () => readMeta(key)),
+      put: (entry) =>
+        io("put", () => {
+          const data = entry.data instanceof Uint8Array ? entry.data : new Uint8Array(Buffer.concat(entry.data))
+          writeWhole(path(entry.meta.key), data)
+          writeWhole(`${path(entry.meta.key)}.meta`, JSON.stringify(entry.meta))
+        }),
+      remove: (key) => io("remove", () => Fs.existsSync(`${path(key)}.meta`) && (Fs.rmSync(`${path(key)}.meta`), true)),
+      list: io("list", () =>
+        Fs.readdirSync(dir).filter((file) =>
+          file.endsWith(".meta")
+        ).map((file) => JSON.parse(Fs.readFileSync(Path.join(dir, file), "utf8")) as Store.Meta)),
+      clear: io("clear", () =>
+        Fs.rmSync(dir, { recursive: true, force: true })),
+      lock: (key, ttl) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          if ((locks.get(key) ?? 0) > now) {
+            return undefined
+          }
+          const expires = now + Duration.toMillis(ttl)
+          locks.set(key, expires)
+          return {
+            release: Effect.sync(() =>
+              void (locks.get(key) === expires && locks.delete(key))
+            )
+          }
+        })
+    })
+  })
+fullDiskSuite(
+  "Store.make (a user's store over files)",
+  (dir, options) => {
+    Fs.mkdirSync(dir, { recursive: true })
+    return Cache.layer(options).pipe(Layer.provide(userFileStore(dir)))
+  },
+  strayFiles,
+  true
+)
 fullDiskSuite(
   "Store.layerSqlite",
   (dir, options) => Cache.layerSqlite(Path.join(dir, "cache.sqlite"), options),
