@@ -28,7 +28,9 @@ import { importOptional } from "./internal/optional.ts"
  */
 export class CompressionError extends Schema.TaggedError<CompressionError>()("CompressionError", {
   method: Schema.String,
-  message: Schema.String
+  message: Schema.String,
+  /** The compressor's own error underneath, when there is one. */
+  cause: Schema.optional(Schema.Unknown)
 }) {}
 
 /**
@@ -106,14 +108,15 @@ export const Ids = { none: 0, zstd: 1, gzip: 2, zlib: 3, brotli: 4, lz4: 5, xz: 
 
 type NodeStream = ReturnType<typeof Zlib.createGzip>
 
-const fail = (method: string, message: string) => new CompressionError({ method, message })
+const fail = (method: string, message: string, cause?: unknown) =>
+  new CompressionError(cause === undefined ? { method, message } : { method, message, cause })
 
 /** Runs a Node zlib stream over the parts and collects its output. */
 const runNodeStream = (method: string, stream: NodeStream, parts: ReadonlyArray<Uint8Array>) =>
   Effect.callback<Array<Uint8Array>, CompressionError>((resume) => {
     const out: Array<Uint8Array> = []
     stream.on("data", (chunk: Uint8Array) => out.push(chunk))
-    stream.on("error", (error: Error) => resume(Effect.fail(fail(method, error.message))))
+    stream.on("error", (error: Error) => resume(Effect.fail(fail(method, error.message, error))))
     stream.on("end", () => resume(Effect.succeed(out)))
     for (const part of parts) stream.write(part)
     stream.end()
@@ -143,7 +146,7 @@ const decompressOneShot = (method: string, oneShot: OneShot) => (data: Uint8Arra
         const message = (error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE"
           ? `decompressed to more than the ${size} bytes expected`
           : error.message
-        return resume(Effect.fail(fail(method, message)))
+        return resume(Effect.fail(fail(method, message, error)))
       }
       resume(
         result.length === size
@@ -154,7 +157,7 @@ const decompressOneShot = (method: string, oneShot: OneShot) => (data: Uint8Arra
     try {
       oneShot(data, { chunkSize, maxOutputLength: Math.max(1, size + 1) }, callback)
     } catch (error) {
-      resume(Effect.fail(fail(method, String(error))))
+      resume(Effect.fail(fail(method, String(error), error)))
     }
   })
 
@@ -283,7 +286,7 @@ const fromPackage = <M>(options: {
   const attempt = <A>(run: () => Promise<A>) =>
     Effect.tryPromise({
       try: run,
-      catch: (error) => fail(name, error instanceof Error ? error.message : String(error))
+      catch: (error) => fail(name, error instanceof Error ? error.message : String(error), error)
     })
   return {
     id: options.id,
@@ -512,13 +515,13 @@ const fflateCompress = (
       stream.push(new Uint8Array(0), true)
       return out as ReadonlyArray<Uint8Array>
     },
-    catch: (error) => fail(name, String(error))
+    catch: (error) => fail(name, String(error), error)
   })
 
 // fflate silently truncates output that overflows a given buffer, so it decompresses into its own and the size is checked.
 const fflateDecompress = (name: string, run: (data: Uint8Array) => Uint8Array) => (data: Uint8Array, size: number) =>
   Effect.flatMap(
-    Effect.try({ try: () => run(data), catch: (error) => fail(name, String(error)) }),
+    Effect.try({ try: () => run(data), catch: (error) => fail(name, String(error), error) }),
     (result) =>
       result.length === size
         ? Effect.succeed(result)

@@ -136,7 +136,9 @@ export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCr
   signal: Schema.optional(Schema.String),
   /** The end of what the worker wrote to stderr (its last 8 KB), where a crash report usually is. */
   stderr: Schema.optional(Schema.String),
-  message: Schema.String
+  message: Schema.String,
+  /** The error underneath, when there is one (why a worker could not start, a worker's own error event). */
+  cause: Schema.optional(Schema.Unknown)
 }) {}
 
 /**
@@ -188,7 +190,9 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
  */
 export class RemoteFailure extends Schema.TaggedError<RemoteFailure>()("RemoteFailure", {
   reason: Schema.Literals(["Unreachable", "NoWorker", "Rejected", "MissingDependency"]),
-  message: Schema.String
+  message: Schema.String,
+  /** The error underneath, when there is one (the Redis client's, a module's import error). */
+  cause: Schema.optional(Schema.Unknown)
 }) {}
 
 /**

@@ -152,7 +152,8 @@ const ioError = (path: string, doing: string) => (error: unknown) => {
   return new PersistIOError({
     path,
     reason,
-    message: `cannot ${doing} ${path}: ${error instanceof Error ? error.message : String(error)}`
+    message: `cannot ${doing} ${path}: ${error instanceof Error ? error.message : String(error)}`,
+    cause: error
   })
 }
 

@@ -99,7 +99,9 @@ export class UnsupportedValue extends Schema.TaggedError<UnsupportedValue>()("Un
 export class PersistIOError extends Schema.TaggedError<PersistIOError>()("PersistIOError", {
   path: Schema.String,
   reason: Schema.Literals(["NotFound", "NoSpace", "ReadOnly", "PermissionDenied", "Other"]),
-  message: Schema.String
+  message: Schema.String,
+  /** The system's error underneath (its `code` and `syscall`). */
+  cause: Schema.optional(Schema.Unknown)
 }) {}
 
 /**

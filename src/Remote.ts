@@ -161,7 +161,8 @@ const readRegistry = (client: IORedis.Redis, prefix: string) =>
       if (lapsed.length > 0) await client.srem(`${prefix}workers`, ...lapsed)
       return entries.flatMap((entry) => (entry === null ? [] : parseEntry(entry)))
     },
-    catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `reading the workers: ${messageOf(error)}` })
+    catch: (error) =>
+      new RemoteFailure({ reason: "Unreachable", message: `reading the workers: ${messageOf(error)}`, cause: error })
   })
 
 /** The prefix of every Redis key of queue `name` that is not BullMQ's own: drivers, workers and status share it. */
@@ -356,7 +357,8 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
     const request = <A>(what: string, run: () => Promise<A>) =>
       Effect.tryPromise({
         try: run,
-        catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `${what}: ${messageOf(error)}` })
+        catch: (error) =>
+          new RemoteFailure({ reason: "Unreachable", message: `${what}: ${messageOf(error)}`, cause: error })
       })
     const prefix = keyPrefix(name)
 
@@ -761,7 +763,7 @@ export const monitor = (
           } satisfies Status
         },
         catch: (error) =>
-          new RemoteFailure({ reason: "Unreachable", message: `reading the queue: ${messageOf(error)}` })
+          new RemoteFailure({ reason: "Unreachable", message: `reading the queue: ${messageOf(error)}`, cause: error })
       })
     })
   })
@@ -848,7 +850,8 @@ export const layerWorker = (
     for (const url of urls) {
       yield* Effect.tryPromise({
         try: () => import(url),
-        catch: (error) => new RemoteFailure({ reason: "Rejected", message: `cannot load ${url}: ${messageOf(error)}` })
+        catch: (error) =>
+          new RemoteFailure({ reason: "Rejected", message: `cannot load ${url}: ${messageOf(error)}`, cause: error })
       })
     }
     // Tasks by name, from the given modules only.
@@ -878,7 +881,7 @@ export const layerWorker = (
           if (buffer === undefined) {
             const bytes = yield* Effect.tryPromise({
               try: () => client.getBuffer(key),
-              catch: (error) => new RemoteFailure({ reason: "Unreachable", message: messageOf(error) })
+              catch: (error) => new RemoteFailure({ reason: "Unreachable", message: messageOf(error), cause: error })
             })
             if (bytes === null) {
               return yield* new RemoteFailure({
@@ -982,7 +985,8 @@ export const layerWorker = (
     })
     yield* Effect.tryPromise({
       try: () => subscriber.subscribe(`${prefix}cancel`, `${prefix}release`),
-      catch: (error) => new RemoteFailure({ reason: "Unreachable", message: `cannot subscribe: ${messageOf(error)}` })
+      catch: (error) =>
+        new RemoteFailure({ reason: "Unreachable", message: `cannot subscribe: ${messageOf(error)}`, cause: error })
     })
     // Set when this worker stops: batches it was running go back to the queue for another worker.
     let stopping = false
@@ -1055,7 +1059,11 @@ export const layerWorker = (
     yield* Effect.tryPromise({
       try: () => bullWorker.waitUntilReady(),
       catch: (error) =>
-        new RemoteFailure({ reason: "Unreachable", message: `the worker cannot start: ${messageOf(error)}` })
+        new RemoteFailure({
+          reason: "Unreachable",
+          message: `the worker cannot start: ${messageOf(error)}`,
+          cause: error
+        })
     })
     // In the registry while it runs, renewed on the Clock: drivers size their maps by the threads connected.
     const info: WorkerInfo = {

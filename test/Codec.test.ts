@@ -471,6 +471,9 @@ describe("Compression", () => {
         }
         const garbage = yield* Effect.flip(compressor.decompress(new Uint8Array(64).fill(0xab), 100))
         assert.instanceOf(garbage, Compression.CompressionError, compressor.name)
+        if (["zstd", "gzip", "zlib", "brotli"].includes(compressor.name)) {
+          assert.isDefined((garbage as Compression.CompressionError).cause, `${compressor.name}: its own error is kept`)
+        }
         assert.isTrue(PersistError.isPersistError(garbage), "a compressor's error is one of the family")
       }
     }))

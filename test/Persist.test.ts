@@ -280,6 +280,7 @@ describe("Persist", () => {
         const error = yield* Effect.flip(Persist.dump({ walk: new Float64Array(200_000).fill(1) }, file))
         assert.instanceOf(error, PersistError.PersistIOError)
         assert.strictEqual((error as PersistError.PersistIOError).reason, "NoSpace")
+        assert.strictEqual(((error as PersistError.PersistIOError).cause as { code?: string }).code, "ENOSPC")
         assert.deepStrictEqual(Fs.readdirSync(dir), ["big.bin"], "only the earlier dump")
         assert.deepStrictEqual(Fs.readFileSync(file), before, "the earlier dump is intact")
         assert.deepStrictEqual(yield* Persist.load(file), { small: [1, 2, 3] })

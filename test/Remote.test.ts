@@ -669,6 +669,7 @@ describe.skipIf(!hasRedis)("effect-joblib status", () => {
         )
         assert.instanceOf(unreachable, ParallelError.RemoteFailure)
         assert.strictEqual((unreachable as ParallelError.RemoteFailure).reason, "Unreachable")
+        assert.instanceOf((unreachable as ParallelError.RemoteFailure).cause, Error, "the client's error is kept")
         assert.notInclude(unreachable.message, "s3cret")
         const out = ChildProcess.spawnSync(process.execPath, [
           NodePath.join(import.meta.dirname, "..", "src", "bin.ts"),

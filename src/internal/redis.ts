@@ -20,6 +20,8 @@ export const shownUrl = (url: string) => {
 export interface ConnectFailure {
   readonly reason: "MissingDependency" | "Unreachable"
   readonly message: string
+  /** The client's error, when it could not connect. */
+  readonly cause?: unknown
 }
 
 export interface ConnectOptions {
@@ -71,7 +73,8 @@ export const connectRedis = (
         reason: "Unreachable",
         message: `cannot reach Redis at ${shownUrl(options.url)}: ${
           error instanceof Error ? error.message : String(error)
-        }`
+        }`,
+        cause: error
       })
     })
     return client

@@ -404,7 +404,11 @@ export class Slot {
     try {
       live = this.ensure()
     } catch (error) {
-      const crashed = new WorkerCrashed({ worker: -1, message: `cannot start a worker: ${String(error)}` })
+      const crashed = new WorkerCrashed({
+        worker: -1,
+        message: `cannot start a worker: ${String(error)}`,
+        cause: error
+      })
       return Deferred.doneUnsafe(pending.done, Exit.fail(crashed))
     }
     const id = nextBatchId++

@@ -31,7 +31,13 @@ const WireError = Schema.Union([
   RemoteFailure
 ])
 
-export const encodeError: (error: ParallelError) => unknown = Schema.encodeSync(WireError)
+const encodeWire = Schema.encodeSync(WireError)
+
+/** The error as it crosses: without its `cause`, which need not survive a trip through Redis (or clone). */
+export const encodeError = (error: ParallelError): unknown => {
+  const { cause: _, ...encoded } = encodeWire(error) as { readonly cause?: unknown }
+  return encoded
+}
 
 /** The typed error sent; what is not one becomes a `RemoteFailure` naming it. */
 export const decodeError = (encoded: unknown): ParallelError => {

@@ -51,7 +51,12 @@ export const open = (
       Effect.tryPromise({
         try: run,
         catch: (error) =>
-          new StoreError({ store, operation, message: error instanceof Error ? error.message : String(error) })
+          new StoreError({
+            store,
+            operation,
+            message: error instanceof Error ? error.message : String(error),
+            cause: error
+          })
       })
     /** Runs a pipeline or transaction; its commands report errors in their replies, not by rejecting. */
     const exec = (operation: string, run: () => Promise<Array<[Error | null, unknown]> | null>) =>
@@ -60,7 +65,7 @@ export const open = (
           ? new Error("the transaction was aborted")
           : replies.find(([error]) => error)?.[0]
         return failed
-          ? Effect.fail(new StoreError({ store, operation, message: failed.message }))
+          ? Effect.fail(new StoreError({ store, operation, message: failed.message, cause: failed }))
           : Effect.succeed((replies ?? []).map(([, reply]) => reply))
       })
     const client = yield* connectRedis({
@@ -75,7 +80,8 @@ export const open = (
         new StoreError({
           store,
           operation: failure.reason === "Unreachable" ? "connect" : "open",
-          message: failure.message
+          message: failure.message,
+          cause: failure.cause
         })
       )
     )
