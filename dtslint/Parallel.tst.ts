@@ -139,3 +139,9 @@ describe("Backend.make", () => {
     })
   })
 })
+
+describe("Backend.Backend", () => {
+  it("shows a name and a worker count, and nothing of the engine", () => {
+    expect<keyof Backend.Backend>().type.toBe<"name" | "workers">()
+  })
+})

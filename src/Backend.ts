@@ -48,7 +48,8 @@ export type Outcome<A, E> = Internal.Outcome<A, E>
 
 /**
  * The backend service: a name and how many batches it runs at once. Its engine
- * side (`prepare`) is internal: build one with a layer constructor or {@link make}.
+ * side is internal and not part of this type: build one with a layer
+ * constructor or {@link make}.
  *
  * **Example** (Reading which backend a map would use)
  *
@@ -62,7 +63,11 @@ export type Outcome<A, E> = Internal.Outcome<A, E>
  * @category models
  * @since 0.1.0
  */
-export interface Backend extends Engine.Backend {}
+export interface Backend {
+  readonly name: string
+  /** How many batches it runs at once. */
+  readonly workers: number
+}
 
 /**
  * The backend a map uses; sequential unless a Layer provides another.
@@ -99,7 +104,7 @@ export const Backend: Context.Reference<Backend> = Context.Reference<Backend>("e
  * @category models
  * @since 0.2.0
  */
-export type Prefer = Engine.Prefer
+export type Prefer = "threads" | "processes"
 
 /**
  * One batch, as a custom backend ({@link make}) sees it.
@@ -428,7 +433,7 @@ export const layerAuto = (options?: AutoOptions): Layer.Layer<never, InvalidOpti
       select,
       prepare: (work, items, options) =>
         Effect.flatMap(select(fallback), (backend) => backend.prepare(work, items, options))
-    } satisfies Backend
+    } satisfies Engine.Backend
   }))
 
 /**

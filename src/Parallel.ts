@@ -18,12 +18,13 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { Backend } from "./Backend.ts"
-import type { Backend as BackendShape, Prefer } from "./Backend.ts"
+import type { Prefer } from "./Backend.ts"
 import * as Batching from "./Batching.ts"
 import * as Options from "./internal/options.ts"
 import * as Engine from "./internal/parallel/engine.ts"
 import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
 import { exitsOf } from "./internal/parallel/outcome.ts"
+import { type Backend as BackendShape, engineOf } from "./internal/parallel/runner.ts"
 import * as Internal from "./internal/parallel/work.ts"
 import type { InvalidOptions, ParallelError, TaskTimeout, WorkerCrashed } from "./ParallelError.ts"
 import * as Progress from "./Progress.ts"
@@ -237,7 +238,7 @@ const resolve = Effect.fnUntraced(function*(where: string, options: StreamOption
 /** The backend for a map: the provided one, or the one a hint-aware backend picks for `prefer`. */
 const backendFor = (options: StreamOptions | undefined): Effect.Effect<BackendShape, InvalidOptions> =>
   Effect.gen(function*() {
-    const backend = yield* Backend
+    const backend = engineOf(yield* Backend)
     return options?.prefer !== undefined && backend.select !== undefined
       ? yield* backend.select(options.prefer)
       : backend
@@ -586,5 +587,5 @@ export const stream: {
  */
 export const validateOptions = (options: StreamOptions): Effect.Effect<void, InvalidOptions> =>
   Effect.gen(function*() {
-    yield* resolve("Parallel", options, yield* Backend)
+    yield* resolve("Parallel", options, engineOf(yield* Backend))
   })

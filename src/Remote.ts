@@ -43,7 +43,7 @@ import { makeSettled, makeSlotCounts } from "./internal/parallel/outcome.ts"
 import type { Shipment } from "./internal/parallel/pool.ts"
 import { makeThreads, transportRun } from "./internal/parallel/pools.ts"
 import * as Protocol from "./internal/parallel/protocol.ts"
-import type { Runner } from "./internal/parallel/runner.ts"
+import type { Backend as EngineBackend, Runner } from "./internal/parallel/runner.ts"
 import { countBuffers, Sharer } from "./internal/parallel/share.ts"
 import { shippedAs, type Work } from "./internal/parallel/work.ts"
 import { mapBuffers, reviveRefs } from "./internal/parallel/workerRuntime.js"
@@ -556,7 +556,7 @@ export const layer = (rawOptions: Options): Layer.Layer<never, RemoteFailure | I
       })
 
     const batchStates = new Map<string, WeakMap<object, unknown>>()
-    const backend: Backend.Backend = {
+    const backend: EngineBackend = {
       name: "remote",
       /** The capacity connected now (at least 1), within `slots`. */
       get workers() {

@@ -69,6 +69,12 @@ export interface Runner<I, A, E> {
 /** Which implementation a map would rather run on, for a hint-aware backend. */
 export type Prefer = "threads" | "processes"
 
+/**
+ * The engine side of a `Backend` service: every Backend Layer provides an object of this shape, whose public
+ * type shows only its name and workers.
+ */
+export const engineOf = (backend: { readonly name: string; readonly workers: number }): Backend => backend as Backend
+
 /** The backend service's shape (public as `Backend.Backend`). */
 export interface Backend {
   readonly name: string
