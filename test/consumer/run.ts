@@ -21,10 +21,10 @@ const node = process.execPath
 
 let passed = 0
 let failed = 0
-const check = (name: string, body: () => void) => {
+const check = async (name: string, body: () => void | Promise<void>) => {
   const started = performance.now()
   try {
-    body()
+    await body()
     passed++
     console.log(`ok   ${name} (${Math.round(performance.now() - started)} ms)`)
   } catch (error) {
@@ -46,22 +46,8 @@ const installNode = (major: number) => {
   return Path.join(prefix, "node_modules/.bin/node")
 }
 
-/** {@link check} for a body that waits. */
-const checkAsync = async (name: string, body: () => Promise<void>) => {
-  const started = performance.now()
-  try {
-    await body()
-    passed++
-    console.log(`ok   ${name} (${Math.round(performance.now() - started)} ms)`)
-  } catch (error) {
-    failed++
-    const output = error as { stdout?: string; stderr?: string; message?: string }
-    console.log(`FAIL ${name}\n${output.message}\n${output.stdout ?? ""}${output.stderr ?? ""}`)
-  }
-}
-
 console.log(`consumer project: ${app}`)
-check("npm pack builds and packs dist/, README, LICENSE and CHANGELOG", () => {
+await check("npm pack builds and packs dist/, README, LICENSE and CHANGELOG", () => {
   const files = new Set(pack(root))
   for (const file of ["dist/index.js", "dist/index.d.ts", "dist/index.d.ts.map", "dist/index.js.map", "dist/bin.js"]) {
     assert.ok(files.has(file), `the tarball lacks ${file}`)
@@ -70,7 +56,7 @@ check("npm pack builds and packs dist/, README, LICENSE and CHANGELOG", () => {
   assert.ok(Fs.readFileSync(Path.join(repo, "dist/bin.js"), "utf8").startsWith("#!/usr/bin/env node"))
 })
 
-check("the tarball installs into a fresh project without bullmq or ioredis", () => {
+await check("the tarball installs into a fresh project without bullmq or ioredis", () => {
   Fs.cpSync(project, app, { recursive: true })
   installProject(root, app, ["typescript", "esbuild", "vitest", "@types/node", "tstyche"])
   // (`redis` may be there: it is a peer of @effect/platform-node's, not of this package's.)
@@ -81,23 +67,23 @@ check("the tarball installs into a fresh project without bullmq or ioredis", () 
 
 const expected = { threads: [1, 4, 9, 16], processes: [1, 8, 27], inline: [1, 2, 3] }
 
-check("plain JavaScript (ESM) on threads, Node 24", () => {
+await check("plain JavaScript (ESM) on threads, Node 24", () => {
   const out = JSON.parse(run(node, ["plain.mjs"]))
   assert.deepStrictEqual(out.task, [1, 2, 3])
   assert.deepStrictEqual(out.inline, [2, 3, 4])
   assert.match(out.node, /^24\./)
 })
 
-check("TypeScript run by Node 24, with Tasks on threads and processes", () => {
+await check("TypeScript run by Node 24, with Tasks on threads and processes", () => {
   assert.deepStrictEqual(JSON.parse(run(node, ["app.ts"])), expected)
 })
 
-check("the app compiled by tsc (strict, skipLibCheck false) with no error from the package", () => {
+await check("the app compiled by tsc (strict, skipLibCheck false) with no error from the package", () => {
   run(node, [Path.join(app, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"])
   assert.deepStrictEqual(JSON.parse(run(node, ["out/app.js"])), expected)
 })
 
-check("an esbuild single-file bundle, run where no node_modules can be found", () => {
+await check("an esbuild single-file bundle, run where no node_modules can be found", () => {
   const bundleDir = Path.join(root, "bundle-only")
   Fs.mkdirSync(bundleDir)
   const outfile = Path.join(bundleDir, "app.mjs")
@@ -113,17 +99,17 @@ check("an esbuild single-file bundle, run where no node_modules can be found", (
   assert.deepStrictEqual(JSON.parse(run(node, [outfile], bundleDir)), expected)
 })
 
-check("the consumer's vitest swaps sequential, threads and processes with the consumer's Task", () => {
+await check("the consumer's vitest swaps sequential, threads and processes with the consumer's Task", () => {
   const out = run(node, [Path.join(app, "node_modules/vitest/vitest.mjs"), "run"])
   assert.match(out, /Tests\s+(?:\S+\s+)?4 passed/)
 })
 
-check("the consumer's tstyche: Cache.memoize's Schemas are typed against the function's result", () => {
+await check("the consumer's tstyche: Cache.memoize's Schemas are typed against the function's result", () => {
   const out = run(node, [Path.join(app, "node_modules/tstyche/dist/bin.js")])
   assert.match(out, /Tests:\s+2 passed/)
 })
 
-check(
+await check(
   "Remote, Store.layerRedis (also from Config), lz4 and xz without their packages: typed errors naming what to install",
   () => {
     const out = JSON.parse(run(node, ["optional.mjs"]))
@@ -143,14 +129,14 @@ check(
   }
 )
 
-check("npx effect-joblib --help, and cache <dir> stats", () => {
+await check("npx effect-joblib --help, and cache <dir> stats", () => {
   assert.match(run("npx", ["--no-install", "effect-joblib", "--help"]), /cache/)
   const dir = Path.join(app, "cache-dir")
   assert.deepStrictEqual(JSON.parse(run(node, ["cache.mjs", dir])), { value: 42 })
   assert.match(run("npx", ["--no-install", "effect-joblib", "cache", dir, "stats"]), /\b1 entr/)
 })
 
-check("npx effect-joblib --version is package.json's; status reads REDIS_URL when --redis is absent", () => {
+await check("npx effect-joblib --version is package.json's; status reads REDIS_URL when --redis is absent", () => {
   const { version } = JSON.parse(Fs.readFileSync(Path.join(repo, "package.json"), "utf8"))
   assert.equal(run("npx", ["--no-install", "effect-joblib", "--version"]).trim(), `effect-joblib v${version}`)
   // Past the flags (REDIS_URL stands for --redis), it stops at the missing optional package, with one line.
@@ -164,7 +150,7 @@ check("npx effect-joblib --version is package.json's; status reads REDIS_URL whe
   assert.doesNotMatch(status.stderr, /s3cret|Missing required flag/)
 })
 
-check("the CLI on Node 20 says which Node it needs, and exits 1", () => {
+await check("the CLI on Node 20 says which Node it needs, and exits 1", () => {
   const node20 = installNode(20)
   const out = spawnSync(node20, [Path.join(app, "node_modules/effect-joblib/dist/bin.js"), "--help"], {
     cwd: app,
@@ -176,7 +162,7 @@ check("the CLI on Node 20 says which Node it needs, and exits 1", () => {
   assert.match(out.stderr.trim(), /^effect-joblib needs Node 22\.19 or later \(or Node 24\); this is Node v20\./)
 })
 
-await checkAsync(
+await check(
   "the consumer's @effect/vitest: the same bodies under TestClock on sequential, threads, processes and Remote; two reporters joined with Layer.mergeAll",
   async () => {
     const clockApp = Path.join(root, "clock")
@@ -198,7 +184,7 @@ await checkAsync(
   }
 )
 
-check("plain JavaScript on Node 22, installed into the project", () => {
+await check("plain JavaScript on Node 22, installed into the project", () => {
   const node22 = installNode(22)
   const version = run(node22, ["--version"]).trim()
   assert.match(version, /^v22\./)
