@@ -20,8 +20,9 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
+import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
@@ -966,9 +967,11 @@ export const layerWorker = (
         return { result, progress }
       })
 
-    // Batches running here, so that a cancel from the driver can interrupt them; and cancels of batches that
-    // were not running when they came, so that one taken from the queue at that moment does not start.
-    const running = new Map<string, Fiber.Fiber<Omit<Extract<Reply, { result: unknown }>, "id">, ParallelError>>()
+    // Batches running here, by id, as fibers of this layer's scope and context, so that a cancel from the driver
+    // can interrupt them and closing the layer interrupts what is left; and cancels of batches that were not
+    // running when they came, so that one taken from the queue at that moment does not start.
+    const running = yield* FiberMap.make<string, Omit<Extract<Reply, { result: unknown }>, "id">, ParallelError>()
+    const runBatchHere = yield* FiberMap.runtime(running)<never>()
     const cancelledEarly = new Set<string>()
     const subscriber = yield* connect(options.redis, options.timeout ?? 5000, true)
     subscriber.on("message", (channel: string, payload: string) => {
@@ -976,8 +979,8 @@ export const layerWorker = (
         for (const key of buffers.keys()) if (key.startsWith(payload)) buffers.delete(key)
         return
       }
-      const fiber = running.get(payload)
-      if (fiber !== undefined) return void Effect.runFork(Fiber.interrupt(fiber))
+      const fiber = FiberMap.getUnsafe(running, payload)
+      if (Option.isSome(fiber)) return void fiber.value.interruptUnsafe()
       // Not running here (yet): this worker may have taken the job and not started it. Kept, bounded: every
       // worker hears every cancel, most of them for batches it never gets.
       cancelledEarly.add(payload)
@@ -1001,9 +1004,10 @@ export const layerWorker = (
       const message = readWire(BatchMessage, bytes)
       if (Result.isFailure(message)) return rejected(`the batch ${id} is malformed: ${message.failure}`)
       if (cancelledEarly.delete(id)) return "interrupted"
-      const fiber = Effect.runFork(runBatch(message.success))
-      running.set(id, fiber)
-      const exit = await Effect.runPromise(Fiber.await(fiber)).finally(() => running.delete(id))
+      const fiber = runBatchHere(id, runBatch(message.success))
+      const exit = await new Promise<Exit.Exit<Omit<Extract<Reply, { result: unknown }>, "id">, ParallelError>>(
+        (resolve) => fiber.addObserver(resolve)
+      )
       if (Exit.isSuccess(exit)) return { id, ...exit.value }
       if (Cause.hasInterruptsOnly(exit.cause)) return "interrupted"
       const failure = exit.cause.reasons.find(Cause.isFailReason)
@@ -1050,7 +1054,7 @@ export const layerWorker = (
         Effect.andThen(
           Effect.suspend(() => {
             stopping = true
-            return Effect.forEach([...running.values()], Fiber.interrupt, { discard: true })
+            return FiberMap.clear(running)
           }),
           closing(() => worker.close())
         )
