@@ -151,18 +151,25 @@ export const layer = (options?: CacheOptions): Layer.Layer<Cache, InvalidCacheOp
         )
       )
     }
-    return {
-      store: yield* Effect.service(Store.Store),
-      onStoreError: parsed.onStoreError ?? "fail",
-      lockTimeout: Options.toMillis(parsed.lockTimeout ?? "10 minutes"),
-      pollInterval: Options.toMillis(parsed.pollInterval ?? 50),
-      compress: parsed.compress,
-      shared: parsed.shared ?? false,
-      verbose: parsed.verbose ?? 0,
-      disabled: false,
-      started: performance.now()
-    }
+    return makeShape(yield* Effect.service(Store.Store), parsed, false)
   }))
+
+/** A cache's service over `store`, with its options' defaults; `disabled` computes every call. */
+const makeShape = (
+  store: Store.Shape,
+  options: typeof CacheOptionsSchema.CacheOptions.Type,
+  disabled: boolean
+): Shape => ({
+  store,
+  onStoreError: options.onStoreError ?? "fail",
+  lockTimeout: Options.toMillis(options.lockTimeout ?? "10 minutes"),
+  pollInterval: Options.toMillis(options.pollInterval ?? 50),
+  compress: options.compress,
+  shared: options.shared ?? false,
+  verbose: options.verbose ?? 0,
+  disabled,
+  started: performance.now()
+})
 
 /** A cache over a store: the options both take, checked as one, then split between them. */
 const layerOver = (
@@ -265,17 +272,10 @@ export const layerMemory = (options?: CacheOptions & Store.StoreOptions): Layer.
  * @category layers
  * @since 0.5.0
  */
-export const layerNone: Layer.Layer<Cache> = Layer.sync(Cache)(() => ({
-  store: Store.make(MemoryStore.make()),
-  onStoreError: "fail",
-  lockTimeout: 0,
-  pollInterval: 0,
-  compress: undefined,
-  shared: false,
-  verbose: 0,
-  disabled: true,
-  started: performance.now()
-}))
+export const layerNone: Layer.Layer<Cache> = Layer.sync(Cache)(() =>
+  // Shelved results only, kept in memory: no lock is waited for.
+  makeShape(Store.make(MemoryStore.make()), { lockTimeout: 0, pollInterval: 0 }, true)
+)
 
 /**
  * Options of {@link memoize}.
