@@ -407,17 +407,23 @@ const withStore = <A>(
   cache.onStoreError === "fail" ? operation : operation.pipe(
     Effect.catchTag("StoreError", (error) =>
       Effect.as(
-        stateOf(cache).warned.has("store")
-          ? Effect.void
-          : Effect.andThen(
-            Effect.sync(() => stateOf(cache).warned.add("store")),
-            Effect.logWarning(
-              `effect-joblib cache: the ${error.store} store failed (${error.message}); computing without caching`
-            )
-          ),
+        warnOnce(
+          cache,
+          "store",
+          `effect-joblib cache: the ${error.store} store failed (${error.message}); computing without caching`
+        ),
         fallback
       ))
   )
+
+/** Logs `message` as a warning the first time `cache` meets `flag`, and never again. */
+const warnOnce = (cache: Shape, flag: string, message: string): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const warned = stateOf(cache).warned
+    if (warned.has(flag)) return Effect.void
+    warned.add(flag)
+    return Effect.logWarning(message)
+  })
 
 type Found<A, E> = { readonly _tag: "Value"; readonly value: A } | { readonly _tag: "Failure"; readonly error: E }
 
@@ -664,9 +670,10 @@ export const memoize = <
       const current = yield* sourceHash
       const seen = stateOf(cache).sources.get(name)
       if (seen === undefined) stateOf(cache).sources.set(name, current)
-      else if (seen !== current && !stateOf(cache).warned.has(`collision:${name}`)) {
-        stateOf(cache).warned.add(`collision:${name}`)
-        yield* Effect.logWarning(
+      else if (seen !== current) {
+        yield* warnOnce(
+          cache,
+          `collision:${name}`,
           `effect-joblib cache: two different functions are memoized under the name "${name}"; ` +
             `give them distinct names, or their results may be mixed up`
         )
@@ -699,12 +706,8 @@ export const memoize = <
     if (options?.onUnstorable !== "warn") {
       return Effect.succeed(new Unstorable({ function: name, message, cause: error }))
     }
-    const flag = `unstorable:${name}`
     return Effect.as(
-      stateOf(cache).warned.has(flag) ? Effect.void : Effect.andThen(
-        Effect.sync(() => stateOf(cache).warned.add(flag)),
-        Effect.logWarning(`effect-joblib cache: ${message}; returning it uncached`)
-      ),
+      warnOnce(cache, `unstorable:${name}`, `effect-joblib cache: ${message}; returning it uncached`),
       undefined
     )
   }

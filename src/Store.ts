@@ -16,7 +16,7 @@
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -26,6 +26,7 @@ import * as FileSystemStore from "./internal/cache/store/fileSystem.ts"
 import * as MemoryStore from "./internal/cache/store/memory.ts"
 import * as RedisStore from "./internal/cache/store/redis.ts"
 import * as SqliteStore from "./internal/cache/store/sqlite.ts"
+import * as Options from "./internal/options.ts"
 
 /**
  * What a store records about an entry.
@@ -153,7 +154,7 @@ export class Store extends Context.Service<Store, Shape>()("effect-joblib/Store"
 export const overLimits = (entries: ReadonlyArray<Meta>, limits: Limits, now: number): Array<string> => {
   const evict: Array<string> = []
   const kept: Array<Meta> = []
-  const maxAge = limits.maxAge === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(limits.maxAge))
+  const maxAge = limits.maxAge === undefined ? undefined : Options.toMillis(limits.maxAge)
   for (const meta of entries) {
     if (maxAge !== undefined && now - meta.accessed > maxAge) evict.push(meta.key)
     else kept.push(meta)

@@ -352,11 +352,9 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
             // Held: take it over only if its holder died or it expired, and only the lock judged so.
             const holder = readLockFile(path)
             if (holder === "missing") continue
-            if (holder !== "unreadable" && released.delete(holder.token)) {
-              if (!breakLock(path, holder.token, now)) return undefined
-              continue
-            }
-            if (holder !== "unreadable" && !staleLock(holder, now)) return undefined
+            // A lock this process released but could not delete is as free as a stale one.
+            const free = holder === "unreadable" || released.delete(holder.token) || staleLock(holder, now)
+            if (!free) return undefined
             if (!breakLock(path, holder === "unreadable" ? undefined : holder.token, now)) return undefined
           }
           return undefined

@@ -14,6 +14,7 @@ import type * as NodeSqlite from "node:sqlite"
 import { StoreError } from "../../../CacheError.ts"
 import type { Entry, Limits, Meta, Primitives } from "../../../Store.ts"
 import { writeFileAtomicallySync } from "../../atomicFile.ts"
+import * as Options from "../../options.ts"
 import { AccessLog } from "../accessLog.ts"
 import {
   alive,
@@ -182,7 +183,7 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
     }
     const enforceSql = (limits: Limits, now: number) => {
       if (limits.maxAge !== undefined) {
-        const before = now - Duration.toMillis(Duration.fromInputUnsafe(limits.maxAge))
+        const before = now - Options.toMillis(limits.maxAge)
         for (const row of statements.expired.all(before) as Array<{ file: string | null }>) {
           dropBlob(row.file)
         }
