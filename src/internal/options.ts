@@ -58,7 +58,12 @@ export const Jobs = Schema.Int.check(
   Schema.makeFilter((n: number) => n !== 0 || "0 workers cannot run anything; use -1 for all CPUs")
 )
 
-export const resolveJobs = (option: string, n: number): Effect.Effect<number, InvalidOptions> => {
+export const resolveJobs = (
+  option: string,
+  n: number,
+  /** How the message names the option, `Backend.layerThreads: option "workers"` say; default its name. */
+  label: string = option
+): Effect.Effect<number, InvalidOptions> => {
   if (n > 0) return Effect.succeed(n)
   const cpus = Cpus.available()
   const resolved = cpus + 1 + n
@@ -67,7 +72,7 @@ export const resolveJobs = (option: string, n: number): Effect.Effect<number, In
     : Effect.fail(
       new InvalidOptions({
         option,
-        message: `${option}: ${n} asks for ${resolved} workers on a machine with ${cpus} CPUs; use -1 for all CPUs`
+        message: `${label}: ${n} asks for ${resolved} workers on a machine with ${cpus} CPUs; use -1 for all CPUs`
       })
     )
 }

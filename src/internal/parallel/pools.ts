@@ -202,9 +202,7 @@ interface Named {
 /** Parses the options every pool has, resolving the worker count against the CPU budget. */
 const resolvePool = Effect.fnUntraced(function*(parsed: PoolSettings, named: Named) {
   const { where, option } = named
-  const requested = yield* Options.resolveJobs(`${where}: option "${option}"`, parsed.workers ?? -1).pipe(
-    Effect.mapError((error) => new InvalidOptions({ option, message: error.message }))
-  )
+  const requested = yield* Options.resolveJobs(option, parsed.workers ?? -1, `${where}: option "${option}"`)
   const cpus = Cpus.available()
   if (requested > OVERSUBSCRIBED * cpus && parsed.oversubscribe !== true) {
     return yield* new InvalidOptions({
