@@ -244,6 +244,9 @@ const SPARE_PER = 8
 const onServerTime = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.provideService(effect, Clock.Clock, Clock.Clock.defaultValue())
 
+/** What a batch that ran on a worker answers, before its id is added. */
+type Answered = Omit<Extract<Reply, { result: unknown }>, "id">
+
 /** Cancels a worker keeps of batches not running on it when they came (most are for other workers). */
 const CANCELS_KEPT = 4096
 
@@ -970,7 +973,7 @@ export const layerWorker = (
     // Batches running here, by id, as fibers of this layer's scope and context, so that a cancel from the driver
     // can interrupt them and closing the layer interrupts what is left; and cancels of batches that were not
     // running when they came, so that one taken from the queue at that moment does not start.
-    const running = yield* FiberMap.make<string, Omit<Extract<Reply, { result: unknown }>, "id">, ParallelError>()
+    const running = yield* FiberMap.make<string, Answered, ParallelError>()
     const runBatchHere = yield* FiberMap.runtime(running)<never>()
     const cancelledEarly = new Set<string>()
     const subscriber = yield* connect(options.redis, options.timeout ?? 5000, true)
@@ -1005,7 +1008,7 @@ export const layerWorker = (
       if (Result.isFailure(message)) return rejected(`the batch ${id} is malformed: ${message.failure}`)
       if (cancelledEarly.delete(id)) return "interrupted"
       const fiber = runBatchHere(id, runBatch(message.success))
-      const exit = await new Promise<Exit.Exit<Omit<Extract<Reply, { result: unknown }>, "id">, ParallelError>>(
+      const exit = await new Promise<Exit.Exit<Answered, ParallelError>>(
         (resolve) => fiber.addObserver(resolve)
       )
       if (Exit.isSuccess(exit)) return { id, ...exit.value }
