@@ -22,6 +22,7 @@ import type { ParallelError, TaskTimeout } from "../../ParallelError.ts"
 import type { Outcome } from "./outcome.ts"
 import type { Runner, RunOptions } from "./runner.ts"
 import { estimateBytes } from "./sizeEstimate.ts"
+import { leastBusy } from "./slots.ts"
 
 /** A lazy, buffered puller over any input. */
 export interface Source<I, E> {
@@ -343,9 +344,7 @@ const drive = <I, A, E, EI, RI>(
     const reserved = Array.from({ length: runner.slots }, () => 0)
     const busy = (slot: number) => runner.outstanding(slot) + reserved[slot]!
     const acquireSlot: Effect.Effect<number> = Effect.suspend(() => {
-      let best = slots[0]!
-      const usable = Math.min(slots.length, concurrency())
-      for (let i = 1; i < usable; i++) if (busy(slots[i]!) < busy(best)) best = slots[i]!
+      const best = slots[leastBusy(Math.min(slots.length, concurrency()), (i) => busy(slots[i]!))]!
       // Until a batch has finished, how long one takes is unknown: one per worker, so that nothing queues
       // behind a batch that turns out long while another worker idles.
       const capacity = batchMillis === 0 || batchMillis > PIPELINE_MAX_MILLIS ? 1 : 2
