@@ -12,26 +12,25 @@
  * @stability unstable
  * @since 0.3.0
  */
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Result from "effect/Result"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import * as Util from "node:util"
 import { EntryNotFound, InvalidCacheOptions, InvalidMemoize, StoreError, Unstorable } from "./CacheError.ts"
 import * as Codec from "./Codec.ts"
-import * as Hashing from "./Hashing.ts"
 import * as CacheOptionsSchema from "./internal/cache/cacheOptions.ts"
+import * as Memo from "./internal/cache/memoize/definition.ts"
+import { makeKeyer } from "./internal/cache/memoize/key.ts"
+import { makeLookup } from "./internal/cache/memoize/lookup.ts"
+import { makeMiss } from "./internal/cache/memoize/singleFlight.ts"
+import { makeSourceCheck } from "./internal/cache/memoize/source.ts"
+import { logHit } from "./internal/cache/memoize/verbose.ts"
+import * as Service from "./internal/cache/service.ts"
 import * as MemoryStore from "./internal/cache/store/memory.ts"
 import { callerUrl } from "./internal/caller.ts"
-import * as Options from "./internal/options.ts"
-import { parameterNames } from "./internal/parallel/closure.ts"
 import * as Store from "./Store.ts"
 import * as Task from "./Task.ts"
 
@@ -71,41 +70,25 @@ export interface CacheOptions {
   readonly verbose?: number | undefined
 }
 
-interface Shape {
-  readonly store: Store.Shape
-  readonly onStoreError: "fail" | "compute"
-  readonly lockTimeout: number
-  readonly pollInterval: number
-  readonly compress: Codec.CompressOption | undefined
-  readonly shared: boolean
-  readonly verbose: number
-  /** Computes every call and stores nothing but shelved results ({@link layerNone}). */
-  readonly disabled: boolean
-  /** When the cache was built (performance.now()), for joblib's time since the Memory was made. */
-  readonly started: number
-}
-
-/** What a cache keeps while it runs: private to this module, not part of the service. */
-interface State {
-  /** Computations running in this process, by key. */
-  readonly inflight: Map<string, Deferred.Deferred<Exit.Exit<unknown, unknown>>>
-  /** Source hashes seen per function name, to warn about collisions and invalidate once. */
-  readonly sources: Map<string, string>
-  /** Warnings already given, so that each is given once. */
-  readonly warned: Set<string>
-}
-
-const states = new WeakMap<Shape, State>()
-
-/** The running state of `cache`, made on first use. */
-const stateOf = (cache: Shape): State => {
-  let state = states.get(cache)
-  if (state === undefined) {
-    state = { inflight: new Map(), sources: new Map(), warned: new Set() }
-    states.set(cache, state)
-  }
-  return state
-}
+/**
+ * The cache service: its settings, and the operations the memoize pipeline runs on its store (reads and writes
+ * that follow `onStoreError`, the lock, the in-process single flight and the once-only warnings). Build one
+ * with {@link make}, or a Layer with {@link layer}.
+ *
+ * **Example** (What a cache holds)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-joblib"
+ *
+ * const functions = Effect.flatMap(Cache.Cache, (cache: Cache.Shape) =>
+ *   Effect.map(cache.list, (metas) => new Set(metas.map((meta) => meta.function))))
+ * ```
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export interface Shape extends Service.CacheShape {}
 
 /**
  * The cache service.
@@ -141,35 +124,44 @@ export class Cache extends Context.Service<Cache, Shape>()("effect-joblib/Cache"
  * @since 0.3.0
  */
 export const layer = (options?: CacheOptions): Layer.Layer<Cache, InvalidCacheOptions, Store.Store> =>
-  Layer.effect(Cache)(Effect.gen(function*() {
-    const parsed = yield* CacheOptionsSchema.parse(CacheOptionsSchema.CacheOptions, "Cache.layer", options)
+  Layer.effect(Cache)(Effect.flatMap(Effect.service(Store.Store), (store) => makeAt("Cache.layer", store, options)))
+
+/**
+ * A cache over `store`: its options checked, with their defaults. {@link layer} provides one over the
+ * `Store` service.
+ *
+ * **Example** (A cache of one's own)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache, Store } from "effect-joblib"
+ *
+ * const square = Cache.memoize((x: number) => x * x, { name: "square" })
+ * const program = Effect.gen(function*() {
+ *   const cache = yield* Cache.make(yield* Store.Store, { verbose: 1 })
+ *   return yield* square(3).pipe(Effect.provideService(Cache.Cache, cache))
+ * }).pipe(Effect.provide(Store.layerMemory()))
+ * ```
+ *
+ * @category constructors
+ * @since 0.6.0
+ */
+export const make = (store: Store.Shape, options?: CacheOptions): Effect.Effect<Shape, InvalidCacheOptions> =>
+  makeAt("Cache.make", store, options)
+
+const makeAt = (where: string, store: Store.Shape, options: CacheOptions | undefined) =>
+  Effect.gen(function*() {
+    const parsed = yield* CacheOptionsSchema.parse(CacheOptionsSchema.CacheOptions, where, options)
     if (parsed.compress !== undefined) {
       // An unknown method or a level out of range is refused now, not at the first store.
       yield* Codec.make().encode(null, { compress: parsed.compress }).pipe(
         Effect.mapError((error) =>
-          new InvalidCacheOptions({ option: "compress", message: `Cache.layer: ${error.message}` })
+          new InvalidCacheOptions({ option: "compress", message: `${where}: ${error.message}` })
         )
       )
     }
-    return makeShape(yield* Effect.service(Store.Store), parsed, false)
-  }))
-
-/** A cache's service over `store`, with its options' defaults; `disabled` computes every call. */
-const makeShape = (
-  store: Store.Shape,
-  options: typeof CacheOptionsSchema.CacheOptions.Type,
-  disabled: boolean
-): Shape => ({
-  store,
-  onStoreError: options.onStoreError ?? "fail",
-  lockTimeout: Options.toMillis(options.lockTimeout ?? "10 minutes"),
-  pollInterval: Options.toMillis(options.pollInterval ?? 50),
-  compress: options.compress,
-  shared: options.shared ?? false,
-  verbose: options.verbose ?? 0,
-  disabled,
-  started: performance.now()
-})
+    return Service.makeCache(store, parsed, false)
+  })
 
 /** A cache over a store: the options both take, checked as one, then split between them. */
 const layerOver = (
@@ -274,7 +266,7 @@ export const layerMemory = (options?: CacheOptions & Store.StoreOptions): Layer.
  */
 export const layerNone: Layer.Layer<Cache> = Layer.sync(Cache)(() =>
   // Shelved results only, kept in memory: no lock is waited for.
-  makeShape(Store.make(MemoryStore.make()), { lockTimeout: 0, pollInterval: 0 }, true)
+  Service.makeCache(Store.make(MemoryStore.make()), { lockTimeout: 0, pollInterval: 0 }, true)
 )
 
 /**
@@ -375,92 +367,6 @@ export interface Memoized<Args extends ReadonlyArray<unknown>, A, E, R> {
   readonly name: string
 }
 
-/** Sets `path` (dot-separated, below a parameter) to undefined in a copy of `value`. */
-const without = (value: unknown, path: ReadonlyArray<string>): unknown => {
-  if (path.length === 0) return undefined
-  if (value === null || typeof value !== "object") return value
-  const [head, ...rest] = path
-  const copy: Record<string, unknown> = Array.isArray(value) ? [...value] as any : { ...(value as object) }
-  if (head! in copy) copy[head!] = without(copy[head!], rest)
-  return copy
-}
-
-const shortRepr = (args: ReadonlyArray<unknown>) => {
-  const text = args.map((arg) => Util.inspect(arg, { depth: 2, breakLength: Infinity, maxArrayLength: 4 })).join(", ")
-  return text.length > 120 ? `${text.slice(0, 119)}…` : text
-}
-
-/** joblib's `format_time`: seconds and minutes, one decimal each. */
-const formatTime = (millis: number) => `${(millis / 1000).toFixed(1)}s, ${(millis / 60_000).toFixed(1)}min`
-
-/** joblib's closing line: the message pushed to column 80 by underscores. */
-const rightAligned = (message: string) => "_".repeat(Math.max(0, 80 - message.length)) + message
-
-const encodeOptions = (cache: Shape) => (cache.compress === undefined ? undefined : { compress: cache.compress })
-
-/** The cache of the current context, with store failures handled as configured. */
-const withStore = <A>(
-  cache: Shape,
-  operation: Effect.Effect<A, StoreError>,
-  fallback: A
-): Effect.Effect<A, StoreError> =>
-  cache.onStoreError === "fail" ? operation : operation.pipe(
-    Effect.catchTag("StoreError", (error) =>
-      Effect.as(
-        warnOnce(
-          cache,
-          "store",
-          `effect-joblib cache: the ${error.store} store failed (${error.message}); computing without caching`
-        ),
-        fallback
-      ))
-  )
-
-/** Logs `message` as a warning the first time `cache` meets `flag`, and never again. */
-const warnOnce = (cache: Shape, flag: string, message: string): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const warned = stateOf(cache).warned
-    if (warned.has(flag)) return Effect.void
-    warned.add(flag)
-    return Effect.logWarning(message)
-  })
-
-type Found<A, E> = { readonly _tag: "Value"; readonly value: A } | { readonly _tag: "Failure"; readonly error: E }
-
-/** Keys remembered per memoized function, at most. */
-const RECENT_KEYS = 10_000
-
-/**
- * An exact text of arguments that are all primitives (distinct arguments, distinct texts: numbers in their
- * shortest round-trip form with -0 apart, strings length-prefixed), or undefined for any other argument.
- */
-const primitiveSignature = (args: ReadonlyArray<unknown>): string | undefined => {
-  let signature = ""
-  for (const arg of args) {
-    switch (typeof arg) {
-      case "number":
-        signature += Object.is(arg, -0) ? "n-0;" : `n${arg};`
-        break
-      case "string":
-        signature += `s${arg.length}:${arg};`
-        break
-      case "boolean":
-        signature += arg ? "t;" : "f;"
-        break
-      case "bigint":
-        signature += `b${arg};`
-        break
-      case "undefined":
-        signature += "u;"
-        break
-      default:
-        if (arg !== null) return undefined
-        signature += "z;"
-    }
-  }
-  return signature
-}
-
 /** A memoized function whose options were refused: every call fails with why; it stored nothing to clear. */
 const refusing = <Args extends ReadonlyArray<unknown>, A, E, R>(
   name: string,
@@ -511,362 +417,40 @@ export const memoize = <
 ): Memoized<Args, A, E, R> => {
   const invalid = CacheOptionsSchema.parseMemoize("Cache.memoize", options)
   if (invalid !== undefined) return refusing(options?.name ?? fn.name, invalid)
-  const name = options?.name ?? fn.name
-  const source = options?.source ?? fn.toString()
-  const version = options?.version ?? ""
-  const ttl = options?.timeToLive === undefined
-    ? undefined
-    : Duration.toMillis(Duration.fromInputUnsafe(options.timeToLive))
-  const cacheFailures = options?.cacheFailures !== undefined && options.cacheFailures !== false
-  const failureTtl = typeof options?.cacheFailures === "object" && options.cacheFailures.timeToLive !== undefined
-    ? Duration.toMillis(Duration.fromInputUnsafe(options.cacheFailures.timeToLive))
-    : ttl
-  const checkSource = options?.invalidateOnSourceChange !== false
-  const verboseOf = (cache: Shape) => options?.verbose ?? cache.verbose
-  const valueCodec = options?.success === undefined ? Codec.make() : Codec.make(options.success)
-  const failureCodec = options?.failure === undefined ? Codec.make() : Codec.make(options.failure)
-  // Ignored arguments: a parameter name, optionally followed by a path into that argument.
-  let ignored: Effect.Effect<
-    ReadonlyArray<{ readonly index: number; readonly path: ReadonlyArray<string> }>,
-    InvalidMemoize
-  >
-  const ignore = options?.ignore ?? []
-  if (ignore.length === 0) ignored = Effect.succeed([])
-  else {
-    const params = parameterNames(fn)
-    const resolved: Array<{ index: number; path: Array<string> }> = []
-    let problem: string | undefined
-    for (const entry of ignore) {
-      const [param, ...path] = entry.split(".")
-      const index = params?.indexOf(param!) ?? -1
-      if (index < 0) {
-        problem = `cannot ignore "${entry}": ${name || "the function"} has no parameter "${param}"` +
-          (params === undefined ? " that can be read from its source" : ` (it has ${params.join(", ") || "none"})`)
-        break
-      }
-      resolved.push({ index, path })
-    }
-    ignored = problem === undefined ? Effect.succeed(resolved) : Effect.fail(new InvalidMemoize({ message: problem }))
-  }
-  // Computed once, on first use (the hasher loads asynchronously); read synchronously after.
-  let sourceKey: string | undefined
-  const sourceHash: Effect.Effect<string> = Effect.suspend(() =>
-    sourceKey !== undefined
-      ? Effect.succeed(sourceKey)
-      : Effect.map(Effect.orDie(Hashing.hash(source)), (hash) => (sourceKey = hash))
-  )
-
-  const unnamed = new InvalidMemoize({
-    message: `an anonymous function needs a name to be memoized: Cache.memoize(fn, { name: "myFunction" })`
-  })
-  // Keys of recent calls whose arguments are all primitives, by an exact text of those arguments: on a hit,
-  // hashing them would cost more than the rest of the lookup.
-  const recentKeys = new Map<string, string>()
-  const hashArgs = (args: ReadonlyArray<unknown>) => {
-    // f(x) and f(x, undefined) are the same call.
-    const keyed = args.length > 0 && args.at(-1) === undefined ? args.slice(0, -1) : args
-    const signature = primitiveSignature(keyed)
-    const known = signature === undefined ? undefined : recentKeys.get(signature)
-    if (known !== undefined) return Effect.succeed(known)
-    return Hashing.hash({ function: name, version, args: keyed }).pipe(
-      Effect.map((key) => {
-        if (signature !== undefined) {
-          if (recentKeys.size >= RECENT_KEYS) recentKeys.clear()
-          recentKeys.set(signature, key)
-        }
-        return key
-      }),
-      Effect.mapError((error) =>
-        new InvalidMemoize({ message: `the arguments of ${name} cannot be hashed: ${error.message}` })
-      )
-    )
-  }
-  const keyOf = (args: Args): Effect.Effect<string, InvalidMemoize> => {
-    if (name === "") return Effect.fail(unnamed)
-    if (ignore.length === 0) return hashArgs(args)
-    return Effect.flatMap(ignored, (paths) => {
-      const keyed: Array<unknown> = [...args]
-      for (const { index, path } of paths) keyed[index] = without(keyed[index], path)
-      return hashArgs(keyed)
-    })
-  }
-
-  /** A damaged entry is a miss: one warning naming the function, the key and the damage; then it goes. */
-  const damaged = (cache: Shape, key: string, reason: string) =>
-    Effect.logWarning(`effect-joblib cache: the entry ${key} of ${name} is damaged (${reason}); recomputing it`).pipe(
-      Effect.andThen(Effect.ignore(cache.store.remove(key))),
-      Effect.as(undefined)
-    )
-
-  /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
-  const decodeEntry = (cache: Shape, key: string, entry: Store.Entry) =>
-    Effect.matchEffect(
-      entry.meta.failure === true
-        ? failureCodec.decode(entry.data)
-        : valueCodec.decode(entry.data, cache.shared ? { shared: true } : undefined),
-      {
-        onFailure: (error) => damaged(cache, key, error.message),
-        onSuccess: (decoded): Effect.Effect<Found<A, E>> =>
-          Effect.succeed(
-            entry.meta.failure === true
-              ? { _tag: "Failure", error: decoded as E }
-              : { _tag: "Value", value: decoded as A }
+  const definition = Memo.define(fn, options)
+  const keyOf = makeKeyer(definition)
+  const source = makeSourceCheck(definition)
+  const lookup = makeLookup(definition, source)
+  const miss = makeMiss(definition, source, lookup)
+  const { name } = definition
+  type Failure = E | StoreError | InvalidMemoize | Unstorable
+  /** Key, then lookup, then a hit or a single computation; a forced call skips the lookup. */
+  const run = (args: Args, force: boolean): Effect.Effect<A, Failure, R | Cache> =>
+    Effect.flatMap(Effect.service(Cache), (cache) => {
+      if (cache.disabled) return Memo.call(definition, args)
+      const verbose = (definition.verbose ?? cache.settings.verbose) > 1
+      const hitOrMiss = (key: string): Effect.Effect<Memo.Found<A, E>, Failure, R> => {
+        if (force) return miss(cache, key, args, true)
+        if (!verbose) {
+          return Effect.flatMap(
+            lookup(cache, key),
+            (hit) => hit === undefined ? miss(cache, key, args, false) : Effect.succeed(hit)
           )
-      }
-    )
-
-  /** Checks an entry's freshness and source, then decodes it. A chain, not a generator: this is the hit path. */
-  const checked = (
-    cache: Shape,
-    key: string,
-    entry: Store.Entry
-  ): Effect.Effect<Found<A, E> | undefined, StoreError> => {
-    const meta = entry.meta
-    if (options?.validate !== undefined && !options.validate(meta)) return Effect.succeed(undefined)
-    if (checkSource && meta.source !== undefined && meta.source !== sourceKey) {
-      return Effect.flatMap(sourceHash, (current) =>
-        meta.source === current
-          ? checked(cache, key, entry)
-          : Effect.as(invalidate(cache), undefined))
-    }
-    if (meta.expires !== undefined) {
-      return Effect.flatMap(
-        Clock.currentTimeMillis,
-        (now) => meta.expires! < now ? Effect.succeed(undefined) : decodeEntry(cache, key, entry)
-      )
-    }
-    return decodeEntry(cache, key, entry)
-  }
-
-  /** Reads and checks an entry: undefined for a miss, never a damaged or stale entry. */
-  const lookup = (cache: Shape, key: string): Effect.Effect<Found<A, E> | undefined, StoreError> =>
-    Effect.flatMap(
-      withStore(
-        cache,
-        Effect.catchTag(cache.store.get(key), "EntryDamaged", (error) => damaged(cache, key, error.message)),
-        undefined
-      ),
-      (entry) => (entry === undefined ? Effect.succeed(undefined) : checked(cache, key, entry))
-    )
-
-  /** Drops this function's entries stored by another source, once per process. */
-  const invalidate = (cache: Shape) =>
-    Effect.gen(function*() {
-      const current = yield* sourceHash
-      const flag = `source:${name}:${current}`
-      if (stateOf(cache).warned.has(flag)) return
-      stateOf(cache).warned.add(flag)
-      const stale = (yield* withStore(cache, cache.store.list, [])).filter((meta) =>
-        meta.function === name && meta.source !== undefined && meta.source !== current
-      )
-      yield* Effect.forEach(stale, (meta) => Effect.ignore(cache.store.remove(meta.key)), { discard: true })
-      yield* Effect.logInfo(
-        `effect-joblib cache: the source of ${name} changed; ${stale.length} cached entries were invalidated`
-      )
-    })
-
-  const notifyIdentity = (cache: Shape) =>
-    sourceKey !== undefined && stateOf(cache).sources.get(name) === sourceKey ? Effect.void : Effect.gen(function*() {
-      const current = yield* sourceHash
-      const seen = stateOf(cache).sources.get(name)
-      if (seen === undefined) stateOf(cache).sources.set(name, current)
-      else if (seen !== current) {
-        yield* warnOnce(
-          cache,
-          `collision:${name}`,
-          `effect-joblib cache: two different functions are memoized under the name "${name}"; ` +
-            `give them distinct names, or their results may be mixed up`
-        )
-      }
-    })
-
-  const fromFound = (found: Found<A, E>): Effect.Effect<A, E> =>
-    found._tag === "Value" ? Effect.succeed(found.value) : Effect.fail(found.error)
-
-  const compute = (args: Args) =>
-    Effect.suspend(() => {
-      const out = fn(...args)
-      if (Effect.isEffect(out)) return out
-      if (out !== null && typeof out === "object" && typeof (out as PromiseLike<A>).then === "function") {
-        return Effect.promise(() => out as PromiseLike<A>)
-      }
-      return Effect.succeed(out as A)
-    })
-
-  /**
-   * What a result or failure that cannot be encoded becomes: `Unstorable` for the call to fail with, or (with
-   * `onUnstorable: "warn"`) undefined after one warning line per function.
-   */
-  const unstorable = (cache: Shape, what: "result" | "failure", error: { readonly message: string }) => {
-    const schema = what === "result" ? "success" : "failure"
-    const message = `the ${what} of ${name} cannot be stored: ${error.message}` +
-      ((what === "result" ? options?.success : options?.failure) === undefined
-        ? ` (give its Schema: Cache.memoize(${name || "fn"}, { ${schema}: TheSchema }))`
-        : "")
-    if (options?.onUnstorable !== "warn") {
-      return Effect.succeed(new Unstorable({ function: name, message, cause: error }))
-    }
-    return Effect.as(
-      warnOnce(cache, `unstorable:${name}`, `effect-joblib cache: ${message}; returning it uncached`),
-      undefined
-    )
-  }
-
-  /** Computes under the key's lock and stores the outcome. */
-  const computeAndStore = (
-    cache: Shape,
-    key: string,
-    args: Args,
-    force: boolean
-  ): Effect.Effect<Exit.Exit<Found<A, E>, E | Unstorable>, StoreError, R> =>
-    Effect.gen(function*() {
-      // Another process may be computing it: wait for its lock or its result, polling on the Clock. The caller
-      // has just looked for the result, so the first attempt only tries the lock.
-      type Acquired = { readonly lock: Store.Lock } | { readonly found: Found<A, E> } | undefined
-      let polled = false
-      const takeLock: Effect.Effect<Acquired, StoreError> = Effect.map(
-        withStore(cache, cache.store.lock(key, cache.lockTimeout), { release: Effect.void }),
-        (lock) => (lock === undefined ? undefined : { lock })
-      )
-      const attempt = Effect.suspend((): Effect.Effect<Acquired, StoreError> => {
-        const look = polled && !force
-        polled = true
-        return look
-          ? Effect.flatMap(lookup(cache, key), (found) => (found === undefined ? takeLock : Effect.succeed({ found })))
-          : takeLock
-      })
-      const acquired = yield* Effect.repeat(attempt, {
-        schedule: Schedule.spaced(cache.pollInterval),
-        until: (outcome) => outcome !== undefined
-      })
-      if ("found" in acquired!) return Exit.succeed(acquired.found)
-      const lock = acquired!.lock
-      return yield* Effect.gen(function*() {
-        if (!force) {
-          const found = yield* lookup(cache, key)
-          if (found !== undefined) return Exit.succeed(found)
-        }
-        const verbose = verboseOf(cache)
-        if (verbose > 0) {
-          yield* Effect.logInfo("_".repeat(80))
-          yield* Effect.logInfo(`[Memory] Calling ${name}...`)
-          yield* Effect.logInfo(`${name}(${shortRepr(args)})`)
         }
         const started = performance.now()
-        const exit = yield* Effect.exit(compute(args))
-        const duration = performance.now() - started
-        const failure = Exit.isFailure(exit) ? exit.cause.reasons.find(Cause.isFailReason) : undefined
-        const store = (data: ReadonlyArray<Uint8Array>, isFailure: boolean, lifetime: number | undefined) =>
-          Effect.gen(function*() {
-            const now = yield* Clock.currentTimeMillis
-            yield* withStore(
-              cache,
-              cache.store.put({
-                meta: {
-                  key,
-                  function: name,
-                  size: data.reduce((sum, part) => sum + part.length, 0),
-                  duration,
-                  created: now,
-                  accessed: now,
-                  input: shortRepr(args),
-                  version,
-                  source: yield* sourceHash,
-                  expires: lifetime === undefined ? undefined : now + lifetime,
-                  failure: isFailure || undefined
-                },
-                data
-              }),
-              undefined
-            )
-          })
-        if (Exit.isSuccess(exit)) {
-          // In parts: the filesystem store writes them without joining them first.
-          const data = yield* Effect.result(valueCodec.encodeParts(exit.value as never, encodeOptions(cache)))
-          if (Result.isSuccess(data)) yield* store(data.success, false, ttl)
-          else {
-            const refused = yield* unstorable(cache, "result", data.failure)
-            if (refused !== undefined) return Exit.fail(refused)
-          }
-          if (verbose > 0) yield* Effect.logInfo(rightAligned(`${name} - ${formatTime(performance.now() - started)}`))
-          return Exit.succeed<Found<A, E>>({ _tag: "Value", value: exit.value })
-        }
-        if (failure !== undefined && cacheFailures) {
-          const data = yield* Effect.result(failureCodec.encodeParts(failure.error as never, encodeOptions(cache)))
-          if (Result.isSuccess(data)) yield* store(data.success, true, failureTtl)
-          else {
-            const refused = yield* unstorable(cache, "failure", data.failure)
-            if (refused !== undefined) return Exit.fail(refused)
-          }
-        }
-        return exit as Exit.Exit<never, E>
-      }).pipe(Effect.ensuring(lock.release))
-    })
-
-  const run = (args: Args, force: boolean): Effect.Effect<A, E | StoreError | InvalidMemoize | Unstorable, R | Cache> =>
-    Effect.flatMap(
-      Effect.service(Cache),
-      (cache) =>
-        cache.disabled ? compute(args) : Effect.andThen(notifyIdentity(cache), keyOf(args)).pipe(
-          Effect.flatMap((key) =>
-            force
-              ? miss(cache, key, args, force)
-              : verboseOf(cache) > 1
-              ? loggedLookup(cache, key, args, force)
-              : Effect.flatMap(
-                lookup(cache, key),
-                (found) => found !== undefined ? fromFound(found) : miss(cache, key, args, force)
-              )
-          )
-        )
-    )
-
-  /** A lookup that logs a hit as joblib's `verbose` does. */
-  const loggedLookup = (cache: Shape, key: string, args: Args, force: boolean) =>
-    Effect.gen(function*() {
-      const started = performance.now()
-      const found = yield* lookup(cache, key)
-      if (found === undefined) return yield* miss(cache, key, args, force)
-      const since = formatTime(performance.now() - cache.started)
-      yield* Effect.logInfo(`[Memory]${since.padEnd(16)}: Loading ${name}...`)
-      if (verboseOf(cache) > 4) {
-        yield* Effect.logInfo(rightAligned(`${name} cache loaded - ${formatTime(performance.now() - started)}`))
+        return Effect.flatMap(lookup(cache, key), (hit) =>
+          hit === undefined
+            ? miss(cache, key, args, false)
+            : Effect.as(
+              logHit(name, cache.settings.started, started, definition.verbose ?? cache.settings.verbose),
+              hit
+            ))
       }
-      return yield* fromFound(found)
-    })
-
-  const miss = (cache: Shape, key: string, args: Args, force: boolean) =>
-    Effect.gen(function*() {
-      // One computation per key in this process: later callers wait for it.
-      const running = stateOf(cache).inflight.get(key)
-      if (running !== undefined && !force) {
-        const exit = yield* Deferred.await(running)
-        if (!(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))) {
-          return yield* (exit as Exit.Exit<Found<A, E>, E | StoreError | Unstorable>).pipe(Effect.flatMap(fromFound))
-        }
-        return yield* run(args, force) // the computing fiber was interrupted: try again
-      }
-      const deferred = Deferred.makeUnsafe<Exit.Exit<unknown, unknown>>()
-      stateOf(cache).inflight.set(key, deferred)
-      // The outcome, with a store failure folded in: waiting fibers get exactly what this one gets.
-      const outcome = yield* computeAndStore(cache, key, args, force).pipe(
-        Effect.exit,
-        Effect.map((exit): Exit.Exit<Found<A, E>, E | StoreError | Unstorable> =>
-          Exit.isSuccess(exit) ? exit.value : Exit.failCause(exit.cause)
-        ),
-        Effect.onExit((done) =>
-          Effect.sync(() => {
-            if (stateOf(cache).inflight.get(key) === deferred) stateOf(cache).inflight.delete(key)
-            Deferred.doneUnsafe(
-              deferred,
-              Effect.succeed(Exit.isSuccess(done) ? done.value : done) as Effect.Effect<Exit.Exit<unknown, unknown>>
-            )
-          })
-        )
+      return Effect.andThen(source.notice(cache), keyOf(args)).pipe(
+        Effect.flatMap(hitOrMiss),
+        Effect.flatMap(Memo.fromFound)
       )
-      return yield* Effect.flatMap(outcome, fromFound)
-    }) as Effect.Effect<A, E | StoreError | InvalidMemoize | Unstorable, R | Cache>
-
+    })
   const memoized = ((...args: Args) => run(args, false)) as Memoized<Args, A, E, R>
   Object.defineProperty(memoized, "name", { value: name })
   return Object.assign(memoized, {
@@ -883,13 +467,7 @@ export const memoize = <
           const shelved: Shelved<A> = { _tag: "Shelved", key, function: name }
           // Caching off: the result is still stored, so that the reference can be read.
           return cache.disabled
-            ? Effect.as(
-              Effect.flatMap(
-                Effect.flatten(computeAndStore(cache, key, args, true)),
-                fromFound
-              ),
-              shelved
-            )
+            ? Effect.as(Effect.flatMap(miss(cache, key, args, true), Memo.fromFound), shelved)
             : Effect.as(run(args, false), shelved)
         })),
     clear: Effect.gen(function*() {
