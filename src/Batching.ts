@@ -11,6 +11,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import { autoStep } from "./internal/parallel/sizing.ts"
 
 /**
  * A finished batch: how many items it held and how long it ran, in milliseconds.
@@ -31,11 +32,6 @@ export interface Observation {
  */
 export type BatchSize = Schedule.Schedule<number, Observation>
 
-/** Batches finishing faster than this grow (joblib's `MIN_IDEAL_BATCH_DURATION`). */
-const MIN_IDEAL = 200
-/** Batches slower than this shrink (joblib's `MAX_IDEAL_BATCH_DURATION`). */
-const MAX_IDEAL = 2000
-
 /**
  * joblib's `batch_size="auto"`: starts at 1, grows (at most doubling) while
  * batches finish in under about 0.2 s, and shrinks when they take over 2 s.
@@ -52,24 +48,7 @@ const MAX_IDEAL = 2000
  * @category constructors
  * @since 0.1.0
  */
-export const auto: BatchSize = Schedule.fromStep(Effect.sync(() => {
-  let size = 1
-  let smoothed = 0
-  return (_now: number, input: Observation) => {
-    if (input.size === size && input.duration >= 0) {
-      smoothed = smoothed === 0 ? input.duration : 0.8 * smoothed + 0.2 * input.duration
-      const old = size
-      if (smoothed > 0 && smoothed < MIN_IDEAL) {
-        const ideal = Math.floor((old * MIN_IDEAL) / smoothed) * 2
-        size = Math.max(1, Math.min(2 * old, ideal))
-      } else if (smoothed > MAX_IDEAL && old >= 2) {
-        size = Math.max(1, 2 * Math.floor((old * MIN_IDEAL) / smoothed))
-      }
-      if (size !== old) smoothed = 0
-    }
-    return Effect.succeed([size, Duration.zero] as [number, Duration.Duration])
-  }
-}))
+export const auto: BatchSize = Schedule.fromStep(Effect.sync(autoStep))
 
 /**
  * Always the same batch size.

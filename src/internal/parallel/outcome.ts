@@ -141,3 +141,7 @@ export const makeSlotCounts = (slots: number) => {
       })
   }
 }
+
+/** How many items a batch's outcome holds. */
+export const sizeOf = <A, E>(outcome: Outcome<A, E>): number =>
+  outcome._tag === "Values" ? outcome.values.length : outcome.exits.length
