@@ -148,9 +148,34 @@ export class Unstorable extends Schema.TaggedError<Unstorable>()("Unstorable", {
 }) {}
 
 /**
+ * Every error the cache adds to a memoized function's own, as one Schema: its type and its guard derive from
+ * it, and a memoized Task's workers send these across with it.
+ *
+ * @category schemas
+ * @since 0.6.0
+ */
+export const CacheError = Schema.Union([StoreError, EntryNotFound, InvalidMemoize, Unstorable])
+
+/**
  * Every error the cache adds to a memoized function's own.
  *
  * @category models
  * @since 0.3.0
  */
-export type CacheError = StoreError | EntryNotFound | InvalidMemoize | Unstorable
+export type CacheError = typeof CacheError.Type
+
+/**
+ * Tells whether a value is one of the {@link CacheError}s.
+ *
+ * **Example** (Guarding a failure)
+ *
+ * ```ts
+ * import { CacheError } from "effect-joblib"
+ *
+ * CacheError.isCacheError(new CacheError.InvalidMemoize({ message: "no name" })) // true
+ * ```
+ *
+ * @category guards
+ * @since 0.6.0
+ */
+export const isCacheError: (u: unknown) => u is CacheError = Schema.is(CacheError)

@@ -6,7 +6,6 @@
  * @stability unstable
  * @since 0.1.0
  */
-import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 
 /**
@@ -196,29 +195,38 @@ export class RemoteFailure extends Schema.TaggedError<RemoteFailure>()("RemoteFa
 }) {}
 
 /**
+ * Every error that `Parallel.map` adds to the task's own error type, as one Schema: its type, its guard and
+ * the form it takes across a worker boundary all derive from it, so a new error is one more member here.
+ *
+ * **Example** (Decoding an error a worker sent)
+ *
+ * ```ts
+ * import { Schema } from "effect"
+ * import { ParallelError } from "effect-joblib"
+ *
+ * const error = Schema.decodeUnknownSync(ParallelError.ParallelError)({ _tag: "InvalidOptions", option: "x", message: "…" })
+ * ```
+ *
+ * @category schemas
+ * @since 0.6.0
+ */
+export const ParallelError = Schema.Union([
+  InvalidOptions,
+  UnshippableFunction,
+  TaskNotFound,
+  TaskModuleError,
+  WorkerCrashed,
+  TaskTimeout,
+  RemoteFailure
+])
+
+/**
  * Every error that `Parallel.map` adds to the task's own error type.
  *
  * @category models
  * @since 0.1.0
  */
-export type ParallelError =
-  | InvalidOptions
-  | UnshippableFunction
-  | TaskNotFound
-  | TaskModuleError
-  | WorkerCrashed
-  | TaskTimeout
-  | RemoteFailure
-
-const tags = new Set([
-  "InvalidOptions",
-  "UnshippableFunction",
-  "TaskNotFound",
-  "TaskModuleError",
-  "WorkerCrashed",
-  "TaskTimeout",
-  "RemoteFailure"
-])
+export type ParallelError = typeof ParallelError.Type
 
 /**
  * Tells whether a value is one of the {@link ParallelError}s.
@@ -234,5 +242,4 @@ const tags = new Set([
  * @category guards
  * @since 0.1.0
  */
-export const isParallelError = (u: unknown): u is ParallelError =>
-  Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && tags.has(u._tag) && u instanceof Error
+export const isParallelError: (u: unknown) => u is ParallelError = Schema.is(ParallelError)

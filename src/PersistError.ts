@@ -6,9 +6,8 @@
  * @stability unstable
  * @since 0.1.0
  */
-import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import type * as Compression from "./Compression.ts"
+import * as Compression from "./Compression.ts"
 
 /**
  * The bytes do not start with the effect-joblib magic number: not a dump, or not one of ours.
@@ -116,12 +115,42 @@ export class InvalidPersistOptions extends Schema.TaggedError<InvalidPersistOpti
 }) {}
 
 /**
+ * Every error of decoding a dump, as one Schema.
+ *
+ * @category schemas
+ * @since 0.6.0
+ */
+export const DecodeError = Schema.Union([
+  BadMagic,
+  UnsupportedVersion,
+  UnknownCompression,
+  Truncated,
+  Corrupted,
+  SchemaMismatch
+])
+
+/**
  * Every error of decoding a dump.
  *
  * @category models
  * @since 0.1.0
  */
-export type DecodeError = BadMagic | UnsupportedVersion | UnknownCompression | Truncated | Corrupted | SchemaMismatch
+export type DecodeError = typeof DecodeError.Type
+
+/**
+ * Every error of `Codec` and `Persist`, the compressors' included, as one Schema: its type and its guard
+ * derive from it, so a new error is one more member here.
+ *
+ * @category schemas
+ * @since 0.6.0
+ */
+export const PersistError = Schema.Union([
+  ...DecodeError.members,
+  UnsupportedValue,
+  PersistIOError,
+  InvalidPersistOptions,
+  Compression.CompressionError
+])
 
 /**
  * Every error of `Codec` and `Persist`, the compressors' included.
@@ -129,25 +158,7 @@ export type DecodeError = BadMagic | UnsupportedVersion | UnknownCompression | T
  * @category models
  * @since 0.1.0
  */
-export type PersistError =
-  | DecodeError
-  | UnsupportedValue
-  | PersistIOError
-  | InvalidPersistOptions
-  | Compression.CompressionError
-
-const tags = new Set([
-  "BadMagic",
-  "UnsupportedVersion",
-  "UnknownCompression",
-  "Truncated",
-  "Corrupted",
-  "SchemaMismatch",
-  "UnsupportedValue",
-  "PersistIOError",
-  "InvalidPersistOptions",
-  "CompressionError"
-])
+export type PersistError = typeof PersistError.Type
 
 /**
  * Tells whether a value is one of the {@link PersistError}s.
@@ -163,5 +174,4 @@ const tags = new Set([
  * @category guards
  * @since 0.1.0
  */
-export const isPersistError = (u: unknown): u is PersistError =>
-  Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && tags.has(u._tag) && u instanceof Error
+export const isPersistError: (u: unknown) => u is PersistError = Schema.is(PersistError)

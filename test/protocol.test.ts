@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Schema } from "effect"
 import { Worker } from "node:worker_threads"
+import { CacheError, Compression, ParallelError, PersistError } from "../src/index.ts"
 import * as Protocol from "../src/internal/parallel/protocol.ts"
 import { CANCEL, makeRuntime, Status, workerSource } from "../src/internal/parallel/workerRuntime.js"
 
@@ -269,5 +270,35 @@ describe("the batch protocol's Schemas", () => {
     assert.throws(() => toWorker({ _: "run", id: -1, key: 0, items: [], start: 0, failFast: true }), /id/)
     assert.throws(() => fromWorker({ _: "done", id: 1, values: [], interrupted: false, memory: 0 }), /duration/)
     assert.throws(() => defect({ name: "Error", message: 1, stack: undefined }), /message/)
+  })
+})
+
+describe("error families", () => {
+  it("each family's guard and wire form derive from its Schema union: every member crosses, a look-alike does not", () => {
+    const samples: ReadonlyArray<ParallelError.ParallelError> = [
+      new ParallelError.InvalidOptions({ option: "batchSize", message: "0" }),
+      new ParallelError.UnshippableFunction({ function: "f", identifiers: ["x"], message: "captures x" }),
+      new ParallelError.TaskNotFound({ task: "T", module: "m", message: "no T" }),
+      new ParallelError.TaskModuleError({ module: "m", reason: "TestFile", message: "broken" }),
+      new ParallelError.WorkerCrashed({ worker: 3, message: "exit 1", cause: new Error("beneath") }),
+      new ParallelError.TaskTimeout({ index: 2, timeout: 10, elapsed: 12, message: "slow" }),
+      new ParallelError.RemoteFailure({ reason: "Rejected", message: "no", cause: new Error("beneath") })
+    ]
+    // Every member of the union is sampled, so a new error added to the union is a new case here.
+    assert.deepStrictEqual(
+      samples.map((error) => error._tag).sort(),
+      ParallelError.ParallelError.members.map((member) => member.identifier).sort()
+    )
+    for (const error of samples) {
+      assert.isTrue(ParallelError.isParallelError(error), error._tag)
+      const crossed = Protocol.decodeError(structuredClone(Protocol.encodeError(error)))
+      assert.strictEqual(crossed._tag, error._tag)
+      assert.strictEqual(Object.getPrototypeOf(crossed), Object.getPrototypeOf(error))
+      assert.notProperty(crossed, "cause")
+    }
+    assert.isFalse(ParallelError.isParallelError({ _tag: "InvalidOptions", option: "x", message: "y" }))
+    assert.isTrue(PersistError.isPersistError(new Compression.CompressionError({ method: "gzip", message: "bad" })))
+    assert.isFalse(PersistError.isPersistError(new ParallelError.InvalidOptions({ option: "x", message: "y" })))
+    assert.isTrue(CacheError.isCacheError(new CacheError.Unstorable({ function: "f", message: "class" })))
   })
 })

@@ -9,29 +9,10 @@
  */
 
 import * as Schema from "effect/Schema"
-import {
-  InvalidOptions,
-  type ParallelError,
-  RemoteFailure,
-  TaskModuleError,
-  TaskNotFound,
-  TaskTimeout,
-  UnshippableFunction,
-  WorkerCrashed
-} from "../../ParallelError.ts"
+import { ParallelError, RemoteFailure } from "../../ParallelError.ts"
 
-/** Every typed error of a batch, as it crosses a transport that carries data only (a Redis queue): the same class on both sides. */
-const WireError = Schema.Union([
-  InvalidOptions,
-  UnshippableFunction,
-  TaskNotFound,
-  TaskModuleError,
-  WorkerCrashed,
-  TaskTimeout,
-  RemoteFailure
-])
-
-const encodeWire = Schema.encodeSync(WireError)
+/** Every typed error of a batch crosses a transport that carries data only (a Redis queue) as its family's Schema encodes it. */
+const encodeWire = Schema.encodeSync(ParallelError)
 
 /** The error as it crosses: without its `cause`, which need not survive a trip through Redis (or clone). */
 export const encodeError = (error: ParallelError): unknown => {
@@ -41,7 +22,7 @@ export const encodeError = (error: ParallelError): unknown => {
 
 /** The typed error sent; what is not one becomes a `RemoteFailure` naming it. */
 export const decodeError = (encoded: unknown): ParallelError => {
-  const decoded = Schema.decodeUnknownExit(WireError)(encoded)
+  const decoded = Schema.decodeUnknownExit(ParallelError)(encoded)
   if (decoded._tag === "Success") return decoded.value
   const text = typeof encoded === "string" ? encoded : JSON.stringify(encoded) ?? String(encoded)
   return new RemoteFailure({ reason: "Rejected", message: `a worker failed the batch with ${text}` })
