@@ -19,7 +19,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Options from "./internal/options.ts"
 import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
-import { makeInProcess } from "./internal/parallel/local.ts"
+import { type LocalBatch, makeInProcess } from "./internal/parallel/local.ts"
 import type * as Internal from "./internal/parallel/outcome.ts"
 import * as Pools from "./internal/parallel/pools.ts"
 import type * as Engine from "./internal/parallel/runner.ts"
@@ -112,19 +112,7 @@ export type Prefer = "threads" | "processes"
  * @category models
  * @since 0.5.0
  */
-export interface Batch {
-  /** What runs: a Task's name, or the function's. */
-  readonly label: string
-  /** Input index of the first item. */
-  readonly start: number
-  /** The items, as the map received them. */
-  readonly items: ReadonlyArray<unknown>
-  /**
-   * Runs the batch in this process with the map's options (timeout, fail-fast, progress), as the
-   * sequential backend does.
-   */
-  readonly runHere: Effect.Effect<Outcome<unknown, unknown>, ParallelError>
-}
+export interface Batch extends LocalBatch {}
 
 /**
  * What {@link make} needs: a name, how many batches run at once, and how one runs.

@@ -85,9 +85,16 @@ export const runLocal = <I, A, E>(
 
 /** One batch as a custom backend's `runBatch` sees it (public as `Backend.Batch`). */
 export interface LocalBatch {
+  /** What runs: a Task's name, or the function's. */
   readonly label: string
+  /** Input index of the first item. */
   readonly start: number
+  /** The items, as the map received them. */
   readonly items: ReadonlyArray<unknown>
+  /**
+   * Runs the batch in this process with the map's options (timeout, fail-fast, progress), as the
+   * sequential backend does.
+   */
   readonly runHere: Effect.Effect<Outcome<unknown, unknown>, ParallelError>
 }
 
