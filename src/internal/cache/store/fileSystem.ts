@@ -12,7 +12,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
 import type { StoreError } from "../../../CacheError.ts"
-import type { Entry, Meta, NewEntry, Primitives } from "../../../Store.ts"
+import type { Entry, Lock, Meta, NewEntry, Primitives } from "../../../Store.ts"
 import { writeFileAtomicallySync } from "../../atomicFile.ts"
 import { AccessLog } from "../accessLog.ts"
 import { alive, attempt, attemptRead, checkedEntry, Damaged, isMissing, kernelNow, parseMetaText } from "./shared.ts"
@@ -205,49 +205,53 @@ const breakLock = (path: string, token: string | undefined, now: number): boolea
   }
 }
 
-const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primitives => {
-  const root = NodePath.resolve(directory)
-  Fs.mkdirSync(root, { recursive: true })
-  const ignore = NodePath.join(root, ".gitignore")
-  if (!Fs.existsSync(ignore)) writeFileAtomicallySync(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
-  const store = "filesystem"
-  const readMeta = (path: string, key: string): Meta | undefined => {
-    const fd = openIfExists(path)
-    if (fd === undefined) return undefined
-    try {
-      const head = Buffer.alloc(12)
-      if (Fs.readSync(fd, head, 0, 12, 0) < 12 || !ENTRY_MAGIC.equals(head.subarray(0, 8))) return undefined
-      const metaLength = head.readUInt32LE(8)
-      const metaBytes = Buffer.alloc(metaLength)
-      if (Fs.readSync(fd, metaBytes, 0, metaLength, 12) < metaLength) return undefined
-      const meta = JSON.parse(metaBytes.toString("utf8")) as Meta
-      const { size, mtimeMs } = Fs.fstatSync(fd)
-      if (meta.key !== key || 12 + metaLength + meta.size !== size) return undefined
-      return { ...meta, accessed: Math.max(Math.floor(mtimeMs), accesses.lastSeen(path) ?? 0) }
-    } catch {
-      return undefined
-    } finally {
-      Fs.closeSync(fd)
-    }
+const store = "filesystem"
+
+/** An entry's metadata from the head of its file, with its last access: undefined if it is not a whole entry of `key`. */
+const readMeta = (path: string, key: string, accesses: AccessLog<string>): Meta | undefined => {
+  const fd = openIfExists(path)
+  if (fd === undefined) return undefined
+  try {
+    const head = Buffer.alloc(12)
+    if (Fs.readSync(fd, head, 0, 12, 0) < 12 || !ENTRY_MAGIC.equals(head.subarray(0, 8))) return undefined
+    const metaLength = head.readUInt32LE(8)
+    const metaBytes = Buffer.alloc(metaLength)
+    if (Fs.readSync(fd, metaBytes, 0, metaLength, 12) < metaLength) return undefined
+    const meta = JSON.parse(metaBytes.toString("utf8")) as Meta
+    const { size, mtimeMs } = Fs.fstatSync(fd)
+    if (meta.key !== key || 12 + metaLength + meta.size !== size) return undefined
+    return { ...meta, accessed: Math.max(Math.floor(mtimeMs), accesses.lastSeen(path) ?? 0) }
+  } catch {
+    return undefined
+  } finally {
+    Fs.closeSync(fd)
   }
-  const keyOf = (file: string) => file.slice(0, -".entry".length).replaceAll("_", ":")
-  const walk = (visit: (path: string, file: string) => void) => {
-    for (const a of Fs.readdirSync(root)) {
-      if (a.startsWith(".") || !Fs.statSync(NodePath.join(root, a)).isDirectory()) continue
-      for (const b of Fs.readdirSync(NodePath.join(root, a))) {
-        const dir = NodePath.join(root, a, b)
-        for (const file of Fs.readdirSync(dir)) {
-          if (file.endsWith(".entry")) visit(NodePath.join(dir, file), file)
-        }
+}
+
+const keyOfFile = (file: string) => file.slice(0, -".entry".length).replaceAll("_", ":")
+
+/** Visits every entry file under `root`, two directory levels down. */
+const walkEntries = (root: string, visit: (path: string, file: string) => void) => {
+  for (const a of Fs.readdirSync(root)) {
+    if (a.startsWith(".") || !Fs.statSync(NodePath.join(root, a)).isDirectory()) continue
+    for (const b of Fs.readdirSync(NodePath.join(root, a))) {
+      const dir = NodePath.join(root, a, b)
+      for (const file of Fs.readdirSync(dir)) {
+        if (file.endsWith(".entry")) visit(NodePath.join(dir, file), file)
       }
     }
   }
-  // Small entries read lately, with the identity of the file they came from: while a `stat` shows the same
-  // file (entries are replaced by rename, so a new entry is a new inode with a new ctime), a hit is one system
-  // call instead of three. Handed out as copies, so that a caller mutating its result changes nothing here.
+}
+
+/**
+ * Small entries read lately, with the identity of the file they came from: while a `stat` shows the same file
+ * (entries are replaced by rename, so a new entry is a new inode with a new ctime), a hit is one system call
+ * instead of three. Handed out as copies, so that a caller mutating its result changes nothing here.
+ */
+const makeRecentEntries = () => {
   const recent = new Map<string, { readonly file: FileIdentity; readonly entry: Entry }>()
   let recentBytes = 0
-  const forgetRecent = (path: string) => {
+  const forget = (path: string) => {
     const known = recent.get(path)
     if (known === undefined) return
     recent.delete(path)
@@ -261,7 +265,7 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
     recentBytes += entry.data.length
     for (const [oldest] of recent) {
       if (recent.size <= RECENT_ENTRIES && recentBytes <= RECENT_BYTES) break
-      forgetRecent(oldest)
+      forget(oldest)
     }
     return true
   }
@@ -272,31 +276,74 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
     if (entry === undefined || !remember(path, read.file, entry)) return entry
     return { meta: entry.meta, data: entry.data.slice() }
   }
-  const shape: Primitives = {
+  /** The entry of `key` in `path`: the one remembered while its file is the same, or read afresh. */
+  const read = (path: string, key: string): Entry | undefined => {
+    const known = recent.get(path)
+    if (known === undefined) return readFresh(path, key)
+    const stat = Fs.statSync(path, { throwIfNoEntry: false })
+    if (stat === undefined) {
+      forget(path)
+      return undefined
+    }
+    if (sameFile(stat, known.file)) return { meta: known.entry.meta, data: known.entry.data.slice() }
+    forget(path)
+    return readFresh(path, key)
+  }
+  const clear = () => {
+    recent.clear()
+    recentBytes = 0
+  }
+  return { read, forget, clear }
+}
+
+/**
+ * Takes the lock file of `key`, or undefined while another holds it. A lock whose holder died or expired is
+ * taken over, and only the lock judged so; a lock this process released but could not delete is as free.
+ */
+const takeLock = (root: string, key: string, ttl: Duration.Input, now: number): Lock | undefined => {
+  if (released.size > 0) retryReleases()
+  const path = `${entryPath(root, key)}.lock`
+  Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
+  const token = Crypto.randomUUID()
+  const body = lockBody(token, now + Duration.toMillis(ttl))
+  for (let tries = 0; tries < 2; tries++) {
+    if (createLockFile(path, token, body)) {
+      return {
+        // A release that fails is remembered: this process's later calls take the lock as free.
+        release: attempt(store, "unlock", () => {
+          const held = readLockFile(path)
+          if (typeof held === "object" && held.token === token) Fs.rmSync(path, { force: true })
+        }).pipe(Effect.catch(() => Effect.sync(() => void released.set(token, path))))
+      }
+    }
+    const holder = readLockFile(path)
+    if (holder === "missing") continue
+    const free = holder === "unreadable" || released.delete(holder.token) || staleLock(holder, now)
+    if (!free) return undefined
+    if (!breakLock(path, holder === "unreadable" ? undefined : holder.token, now)) return undefined
+  }
+  return undefined
+}
+
+const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primitives => {
+  const root = NodePath.resolve(directory)
+  Fs.mkdirSync(root, { recursive: true })
+  const ignore = NodePath.join(root, ".gitignore")
+  if (!Fs.existsSync(ignore)) writeFileAtomicallySync(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
+  const recent = makeRecentEntries()
+  return {
     name: store,
     get: (key) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         attemptRead(store, key, () => {
           if (released.size > 0) retryReleases()
           const path = entryPath(root, key)
-          let entry: Entry | undefined
-          const known = recent.get(path)
-          if (known !== undefined) {
-            const stat = Fs.statSync(path, { throwIfNoEntry: false })
-            if (stat === undefined) forgetRecent(path)
-            else if (sameFile(stat, known.file)) entry = { meta: known.entry.meta, data: known.entry.data.slice() }
-            else {
-              forgetRecent(path)
-              entry = readFresh(path, key)
-            }
-          } else {
-            entry = readFresh(path, key)
-          }
+          const entry = recent.read(path, key)
           if (entry === undefined) return undefined
           accesses.seen(path, now)
           return { meta: { ...entry.meta, accessed: now }, data: entry.data }
         })),
-    meta: (key) => attempt(store, "meta", () => readMeta(entryPath(root, key), key)),
+    meta: (key) => attempt(store, "meta", () => readMeta(entryPath(root, key), key, accesses)),
     put: (entry) =>
       attempt(store, "put", () => {
         const path = entryPath(root, entry.meta.key)
@@ -308,7 +355,7 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
       attempt(store, "remove", () => {
         const path = entryPath(root, key)
         accesses.forget(path)
-        forgetRecent(path)
+        recent.forget(path)
         try {
           Fs.unlinkSync(path)
           return true
@@ -319,8 +366,8 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
       }),
     list: attempt(store, "list", () => {
       const out: Array<Meta> = []
-      walk((path, file) => {
-        const meta = readMeta(path, keyOf(file))
+      walkEntries(root, (path, file) => {
+        const meta = readMeta(path, keyOfFile(file), accesses)
         if (meta !== undefined) out.push(meta)
       })
       return out
@@ -328,39 +375,14 @@ const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primiti
     clear: attempt(store, "clear", () => {
       accesses.forgetAll()
       recent.clear()
-      recentBytes = 0
-      walk((path) => Fs.rmSync(path, { force: true }))
+      walkEntries(root, (path) => Fs.rmSync(path, { force: true }))
     }),
     lock: (key, ttl) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        attempt(store, "lock", () => {
-          if (released.size > 0) retryReleases()
-          const path = `${entryPath(root, key)}.lock`
-          Fs.mkdirSync(NodePath.dirname(path), { recursive: true })
-          const token = Crypto.randomUUID()
-          const body = lockBody(token, now + Duration.toMillis(ttl))
-          for (let tries = 0; tries < 2; tries++) {
-            if (createLockFile(path, token, body)) {
-              return {
-                // A release that fails is remembered: this process's later calls take the lock as free.
-                release: attempt(store, "unlock", () => {
-                  const held = readLockFile(path)
-                  if (typeof held === "object" && held.token === token) Fs.rmSync(path, { force: true })
-                }).pipe(Effect.catch(() => Effect.sync(() => void released.set(token, path))))
-              }
-            }
-            // Held: take it over only if its holder died or it expired, and only the lock judged so.
-            const holder = readLockFile(path)
-            if (holder === "missing") continue
-            // A lock this process released but could not delete is as free as a stale one.
-            const free = holder === "unreadable" || released.delete(holder.token) || staleLock(holder, now)
-            if (!free) return undefined
-            if (!breakLock(path, holder === "unreadable" ? undefined : holder.token, now)) return undefined
-          }
-          return undefined
-        }))
+      Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => attempt(store, "lock", () => takeLock(root, key, ttl, now))
+      )
   }
-  return shape
 }
 
 /** Opens the store in `directory`, creating it; access times are flushed when the scope closes. */

@@ -38,44 +38,41 @@ return 1`
  */
 const released = new Map<string, string>()
 
-/** Connects to the server at `url`, for the life of the scope. */
-export const open = (
-  url: string,
-  options: { readonly prefix?: string | undefined; readonly timeout?: number | undefined }
-): Effect.Effect<Primitives, StoreError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const store = "redis"
-    const prefix = options.prefix ?? "effect-joblib:"
-    const timeout = options.timeout ?? 2000
-    const request = <A>(operation: string, run: () => Promise<A>) =>
-      Effect.tryPromise({
-        try: run,
-        catch: (error) =>
-          new StoreError({
-            store,
-            operation,
-            message: error instanceof Error ? error.message : String(error),
-            cause: error
-          })
+const store = "redis"
+
+/** A command whose failure is a `StoreError` of `operation`, keeping the client's error as its cause. */
+const request = <A>(operation: string, run: () => Promise<A>) =>
+  Effect.tryPromise({
+    try: run,
+    catch: (error) =>
+      new StoreError({
+        store,
+        operation,
+        message: error instanceof Error ? error.message : String(error),
+        cause: error
       })
-    /** Runs a pipeline or transaction; its commands report errors in their replies, not by rejecting. */
-    const exec = (operation: string, run: () => Promise<Array<[Error | null, unknown]> | null>) =>
-      Effect.flatMap(request(operation, run), (replies) => {
-        const failed = replies === null
-          ? new Error("the transaction was aborted")
-          : replies.find(([error]) => error)?.[0]
-        return failed
-          ? Effect.fail(new StoreError({ store, operation, message: failed.message, cause: failed }))
-          : Effect.succeed((replies ?? []).map(([, reply]) => reply))
-      })
-    const client = yield* connectRedis({
-      url,
-      feature: "Store.layerRedis",
-      install: "ioredis",
-      timeout,
-      mode: "failFast",
-      commandTimeout: true
-    }).pipe(
+  })
+
+/** Runs a pipeline or transaction; its commands report errors in their replies, not by rejecting. */
+const exec = (operation: string, run: () => Promise<Array<[Error | null, unknown]> | null>) =>
+  Effect.flatMap(request(operation, run), (replies) => {
+    const failed = replies === null ? new Error("the transaction was aborted") : replies.find(([error]) => error)?.[0]
+    return failed
+      ? Effect.fail(new StoreError({ store, operation, message: failed.message, cause: failed }))
+      : Effect.succeed((replies ?? []).map(([, reply]) => reply))
+  })
+
+/** A client for the life of the scope, whose commands time out rather than wait for a server that is away. */
+const connect = (url: string, timeout: number) =>
+  connectRedis({
+    url,
+    feature: "Store.layerRedis",
+    install: "ioredis",
+    timeout,
+    mode: "failFast",
+    commandTimeout: true
+  })
+    .pipe(
       Effect.mapError((failure) =>
         new StoreError({
           store,
@@ -85,28 +82,66 @@ export const open = (
         })
       )
     )
-    /** Deletes the locks this process could not delete before, where they are still its own. */
-    const retryReleases = Effect.suspend(() =>
-      Effect.forEach(
-        [...released].filter(([lockKey]) => lockKey.startsWith(prefix)),
-        ([lockKey, value]) =>
-          request("unlock", () => client.eval(unlockScript, 1, lockKey, value)).pipe(
-            Effect.andThen(Effect.sync(() => released.delete(lockKey))),
-            Effect.ignore
-          ),
-        { discard: true }
-      )
+
+type Client = Effect.Success<ReturnType<typeof connect>>
+
+/** An entry from its hash's fields: undefined for none, `Damaged` for a hash that lacks a field or fails its check. */
+const parseEntry = (key: string, fields: Record<string, Buffer> | null): Entry | undefined => {
+  if (fields === null) return undefined
+  if (fields.meta === undefined || fields.data === undefined) {
+    throw new Damaged(`the entry lacks its ${fields.meta === undefined ? "metadata" : "data"}`)
+  }
+  const meta = parseMetaText(fields.meta.toString("utf8"))
+  return checkedEntry(meta, new Uint8Array(fields.data.buffer, fields.data.byteOffset, fields.data.length), key)
+}
+
+/** Locks as keys holding a token and an expiry on the caller's Clock, taken and released by script. */
+const makeLocking = (client: Client, prefix: string) => {
+  /** Deletes the locks this process could not delete before, where they are still its own. */
+  const retryReleases = Effect.suspend(() =>
+    Effect.forEach(
+      [...released].filter(([lockKey]) => lockKey.startsWith(prefix)),
+      ([lockKey, value]) =>
+        request("unlock", () => client.eval(unlockScript, 1, lockKey, value)).pipe(
+          Effect.andThen(Effect.sync(() => released.delete(lockKey))),
+          Effect.ignore
+        ),
+      { discard: true }
     )
+  )
+  const lock: Primitives["lock"] = (key, lifetime) =>
+    Effect.gen(function*() {
+      const ttl = Math.max(1, Math.ceil(Duration.toMillis(lifetime)))
+      const now = yield* Clock.currentTimeMillis
+      const lockKey = `${prefix}lock:${key}`
+      const value = `${Crypto.randomUUID()} ${now + ttl}`
+      // A release that fails is remembered: this process's next call for the key takes the lock as free.
+      const release = request("unlock", () => client.eval(unlockScript, 1, lockKey, value)).pipe(
+        Effect.catch(() => Effect.sync(() => void released.set(lockKey, value)))
+      )
+      const mine = released.get(lockKey) ?? ""
+      const taken = yield* request("lock", () => client.eval(lockScript, 1, lockKey, value, ttl, now, mine)).pipe(
+        // A server that paused may still run the lock once it resumes: the release, sent after it on the
+        // same connection, runs after it, so that no lock is left behind by a call that gave up.
+        Effect.tapError(() => release)
+      )
+      if (taken === 1 && mine !== "") released.delete(lockKey)
+      return taken === 1 ? { release } : undefined
+    })
+  return { lock, retryReleases }
+}
+
+/** Connects to the server at `url`, for the life of the scope. */
+export const open = (
+  url: string,
+  options: { readonly prefix?: string | undefined; readonly timeout?: number | undefined }
+): Effect.Effect<Primitives, StoreError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const prefix = options.prefix ?? "effect-joblib:"
+    const client = yield* connect(url, options.timeout ?? 2000)
+    const { lock, retryReleases } = makeLocking(client, prefix)
     const entryKey = (key: string) => `${prefix}entry:${key}`
     const accessKey = `${prefix}access`
-    const parse = (key: string, fields: Record<string, Buffer> | null): Entry | undefined => {
-      if (fields === null) return undefined
-      if (fields.meta === undefined || fields.data === undefined) {
-        throw new Damaged(`the entry lacks its ${fields.meta === undefined ? "metadata" : "data"}`)
-      }
-      const meta = parseMetaText(fields.meta.toString("utf8"))
-      return checkedEntry(meta, new Uint8Array(fields.data.buffer, fields.data.byteOffset, fields.data.length), key)
-    }
     const metaOf = Effect.fnUntraced(function*(keys: ReadonlyArray<string>) {
       if (keys.length === 0) return [] as Array<Meta>
       const pipeline = client.pipeline()
@@ -125,7 +160,7 @@ export const open = (
       })
       return out
     })
-    const shape: Primitives = {
+    return {
       name: store,
       get: (key) =>
         Effect.gen(function*() {
@@ -139,7 +174,7 @@ export const open = (
           const entry = yield* attemptRead(
             store,
             key,
-            () => parse(key, fields && Object.keys(fields).length > 0 ? fields : null)
+            () => parseEntry(key, fields && Object.keys(fields).length > 0 ? fields : null)
           )
           return entry === undefined ? undefined : { meta: { ...entry.meta, accessed: now }, data: entry.data }
         }),
@@ -147,13 +182,7 @@ export const open = (
       put: (entry) =>
         exec("put", () =>
           client.multi()
-            .hset(
-              entryKey(entry.meta.key),
-              "meta",
-              JSON.stringify(entry.meta),
-              "data",
-              toBuffer(joined(entry.data))
-            )
+            .hset(entryKey(entry.meta.key), "meta", JSON.stringify(entry.meta), "data", toBuffer(joined(entry.data)))
             .zadd(accessKey, String(entry.meta.accessed), entry.meta.key)
             .exec()),
       remove: (key) =>
@@ -170,25 +199,6 @@ export const open = (
         }
         yield* request("clear", () => client.del(accessKey))
       }),
-      lock: (key, lifetime) =>
-        Effect.gen(function*() {
-          const ttl = Math.max(1, Math.ceil(Duration.toMillis(lifetime)))
-          const now = yield* Clock.currentTimeMillis
-          const lockKey = `${prefix}lock:${key}`
-          const value = `${Crypto.randomUUID()} ${now + ttl}`
-          // A release that fails is remembered: this process's next call for the key takes the lock as free.
-          const release = request("unlock", () => client.eval(unlockScript, 1, lockKey, value)).pipe(
-            Effect.catch(() => Effect.sync(() => void released.set(lockKey, value)))
-          )
-          const mine = released.get(lockKey) ?? ""
-          const taken = yield* request("lock", () => client.eval(lockScript, 1, lockKey, value, ttl, now, mine)).pipe(
-            // A server that paused may still run the lock once it resumes: the release, sent after it on the
-            // same connection, runs after it, so that no lock is left behind by a call that gave up.
-            Effect.tapError(() => release)
-          )
-          if (taken === 1 && mine !== "") released.delete(lockKey)
-          return taken === 1 ? { release } : undefined
-        })
-    }
-    return shape
+      lock
+    } satisfies Primitives
   })

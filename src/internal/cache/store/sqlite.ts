@@ -12,7 +12,7 @@ import * as Os from "node:os"
 import * as NodePath from "node:path"
 import type * as NodeSqlite from "node:sqlite"
 import { StoreError } from "../../../CacheError.ts"
-import type { Entry, Limits, Meta, Primitives } from "../../../Store.ts"
+import type { Entry, Limits, Meta, NewEntry, Primitives } from "../../../Store.ts"
 import { writeFileAtomicallySync } from "../../atomicFile.ts"
 import * as Options from "../../options.ts"
 import { AccessLog } from "../accessLog.ts"
@@ -71,10 +71,11 @@ const prepareSchema = (db: NodeSqlite.DatabaseSync) => {
   addColumn("locks", "host", "TEXT")
 }
 
-/** Opens (or creates) the database `file`; access records are flushed when the scope closes. */
-export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.Scope> =>
+const store = "sqlite"
+
+/** The database `file` for the life of the scope, with its schema set up. */
+const openDatabase = (file: string) =>
   Effect.gen(function*() {
-    const store = "sqlite"
     const sqlite = process.getBuiltinModule("node:sqlite") as typeof NodeSqlite | undefined
     if (sqlite === undefined) {
       return yield* new StoreError({
@@ -84,7 +85,7 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
       })
     }
     const { DatabaseSync } = sqlite
-    const db = yield* Effect.acquireRelease(
+    return yield* Effect.acquireRelease(
       attempt(store, "open", () => {
         if (file !== ":memory:") Fs.mkdirSync(NodePath.dirname(NodePath.resolve(file)), { recursive: true })
         const db = new DatabaseSync(file, { timeout: 5000 })
@@ -100,79 +101,192 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
       // On a full disk the close's checkpoint may fail: typed and ignored, never a defect.
       (db) => Effect.ignore(attempt(store, "close", () => db.close()))
     )
-    const statements = yield* attempt(store, "open", () => ({
-      get: db.prepare("SELECT meta, data, file FROM entries WHERE key = ?"),
-      meta: db.prepare("SELECT meta, accessed FROM entries WHERE key = ?"),
-      fileOf: db.prepare("SELECT file FROM entries WHERE key = ?"),
-      files: db.prepare("SELECT file FROM entries WHERE file IS NOT NULL"),
-      put: db.prepare(
-        "INSERT OR REPLACE INTO entries (key, meta, data, size, accessed, file) VALUES (?, ?, ?, ?, ?, ?)"
-      ),
-      touch: db.prepare("UPDATE entries SET accessed = ? WHERE key = ? AND accessed < ?"),
-      remove: db.prepare("DELETE FROM entries WHERE key = ? RETURNING file"),
-      list: db.prepare("SELECT meta, accessed FROM entries"),
-      totals: db.prepare("SELECT count(*) AS items, coalesce(sum(size), 0) AS bytes FROM entries"),
-      oldest: db.prepare("SELECT key, size FROM entries ORDER BY accessed LIMIT ?"),
-      expired: db.prepare("DELETE FROM entries WHERE accessed < ? RETURNING file"),
-      clear: db.prepare("DELETE FROM entries"),
-      lock: db.prepare(
-        "INSERT INTO locks (key, token, expires, pid, host) VALUES (?, ?, ?, ?, ?) " +
-          "ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires = excluded.expires, pid = excluded.pid, " +
-          "host = excluded.host WHERE locks.expires < ?"
-      ),
-      holder: db.prepare("SELECT token, pid, host FROM locks WHERE key = ?"),
-      // Takes over the lock `token` held: one caller wins, since the first changes the token.
-      takeOver: db.prepare("UPDATE locks SET token = ?, expires = ?, pid = ?, host = ? WHERE key = ? AND token = ?"),
-      unlock: db.prepare("DELETE FROM locks WHERE key = ? AND token = ?"),
-      unlockToken: db.prepare("DELETE FROM locks WHERE token = ?")
-    }))
-    // Big blobs live in files beside the database, named in the row: SQLite would write each twice (its log,
-    // then the database), and measures external files as faster from about 100 KB
-    // (https://www.sqlite.org/intern-v-extern-blob.html). The rows still say which entries exist.
-    const blobs = file === ":memory:" ? undefined : `${NodePath.resolve(file)}.blobs`
-    const dropBlob = (name: string | null | undefined) => {
-      if (name != null && blobs !== undefined) Fs.rmSync(NodePath.join(blobs, name), { force: true })
-    }
-    const readBlob = (name: string): Uint8Array | undefined => {
+  })
+
+/** Every statement the store runs, prepared once. */
+const prepareStatements = (db: NodeSqlite.DatabaseSync) => ({
+  get: db.prepare("SELECT meta, data, file FROM entries WHERE key = ?"),
+  meta: db.prepare("SELECT meta, accessed FROM entries WHERE key = ?"),
+  fileOf: db.prepare("SELECT file FROM entries WHERE key = ?"),
+  files: db.prepare("SELECT file FROM entries WHERE file IS NOT NULL"),
+  put: db.prepare(
+    "INSERT OR REPLACE INTO entries (key, meta, data, size, accessed, file) VALUES (?, ?, ?, ?, ?, ?)"
+  ),
+  touch: db.prepare("UPDATE entries SET accessed = ? WHERE key = ? AND accessed < ?"),
+  remove: db.prepare("DELETE FROM entries WHERE key = ? RETURNING file"),
+  list: db.prepare("SELECT meta, accessed FROM entries"),
+  totals: db.prepare("SELECT count(*) AS items, coalesce(sum(size), 0) AS bytes FROM entries"),
+  oldest: db.prepare("SELECT key, size FROM entries ORDER BY accessed LIMIT ?"),
+  expired: db.prepare("DELETE FROM entries WHERE accessed < ? RETURNING file"),
+  clear: db.prepare("DELETE FROM entries"),
+  lock: db.prepare(
+    "INSERT INTO locks (key, token, expires, pid, host) VALUES (?, ?, ?, ?, ?) " +
+      "ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires = excluded.expires, pid = excluded.pid, " +
+      "host = excluded.host WHERE locks.expires < ?"
+  ),
+  holder: db.prepare("SELECT token, pid, host FROM locks WHERE key = ?"),
+  // Takes over the lock `token` held: one caller wins, since the first changes the token.
+  takeOver: db.prepare("UPDATE locks SET token = ?, expires = ?, pid = ?, host = ? WHERE key = ? AND token = ?"),
+  unlock: db.prepare("DELETE FROM locks WHERE key = ? AND token = ?"),
+  unlockToken: db.prepare("DELETE FROM locks WHERE token = ?")
+})
+
+type Statements = ReturnType<typeof prepareStatements>
+
+/**
+ * Big blobs live in files beside the database, named in the row: SQLite would write each twice (its log, then
+ * the database), and measures external files as faster from about 100 KB
+ * (https://www.sqlite.org/intern-v-extern-blob.html). The rows still say which entries exist.
+ */
+const makeBlobs = (file: string) => {
+  const dir = file === ":memory:" ? undefined : `${NodePath.resolve(file)}.blobs`
+  return {
+    dir,
+    /** Writes a blob of `size` bytes to a file of its own, if it is big enough; its name, or null. */
+    write: (key: string, parts: ReadonlyArray<Uint8Array>, size: number): string | null => {
+      if (dir === undefined || size < EXTERNAL_BYTES) return null
+      Fs.mkdirSync(dir, { recursive: true })
+      const name = `${key.replaceAll(":", "_")}.${Crypto.randomBytes(8).toString("hex")}`
+      writeFileAtomicallySync(NodePath.join(dir, name), parts)
+      return name
+    },
+    drop: (name: string | null | undefined) => {
+      if (name != null && dir !== undefined) Fs.rmSync(NodePath.join(dir, name), { force: true })
+    },
+    read: (name: string): Uint8Array | undefined => {
       try {
-        const bytes = Fs.readFileSync(NodePath.join(blobs!, name))
+        const bytes = Fs.readFileSync(NodePath.join(dir!, name))
         return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length)
       } catch (error) {
         if (isMissing(error)) return undefined
         throw error
       }
+    },
+    clear: () => {
+      if (dir === undefined || !Fs.existsSync(dir)) return
+      for (const name of Fs.readdirSync(dir)) Fs.rmSync(NodePath.join(dir, name), { force: true })
     }
-    // Files a crash left behind (written but never named by a row, or unnamed but not yet removed) go when a
-    // store opens, once old enough that no writer can still be about to name them. At most once per
-    // `ORPHAN_AGE` across processes (a marker file's time says when), so that opening a big cache in every
-    // worker does not walk its files each time.
-    if (blobs !== undefined && Fs.existsSync(blobs)) {
-      yield* attempt(store, "open", () => {
-        const marker = NodePath.join(blobs, ".swept")
-        const before = kernelNow() - ORPHAN_AGE
-        if ((Fs.statSync(marker, { throwIfNoEntry: false })?.mtimeMs ?? 0) >= before) return
-        Fs.writeFileSync(marker, "")
-        const named = new Set((statements.files.all() as Array<{ file: string }>).map((row) => row.file))
-        for (const name of Fs.readdirSync(blobs)) {
-          if (name.startsWith(".") || named.has(name)) continue
-          const path = NodePath.join(blobs, name)
-          const stat = Fs.statSync(path, { throwIfNoEntry: false })
-          if (stat !== undefined && stat.mtimeMs < before) Fs.rmSync(path, { force: true })
-        }
-      })
+  }
+}
+
+type Blobs = ReturnType<typeof makeBlobs>
+
+/**
+ * Removes blob files a crash left behind (written but never named by a row, or unnamed but not yet removed),
+ * once old enough that no writer can still be about to name them. At most once per `ORPHAN_AGE` across
+ * processes (a marker file's time says when), so that opening a big cache in every worker does not walk its
+ * files each time.
+ */
+const sweepOrphans = (blobs: Blobs, statements: Statements) =>
+  attempt(store, "open", () => {
+    const dir = blobs.dir
+    if (dir === undefined || !Fs.existsSync(dir)) return
+    const marker = NodePath.join(dir, ".swept")
+    const before = kernelNow() - ORPHAN_AGE
+    if ((Fs.statSync(marker, { throwIfNoEntry: false })?.mtimeMs ?? 0) >= before) return
+    Fs.writeFileSync(marker, "")
+    const named = new Set((statements.files.all() as Array<{ file: string }>).map((row) => row.file))
+    for (const name of Fs.readdirSync(dir)) {
+      if (name.startsWith(".") || named.has(name)) continue
+      const path = NodePath.join(dir, name)
+      const stat = Fs.statSync(path, { throwIfNoEntry: false })
+      if (stat !== undefined && stat.mtimeMs < before) Fs.rmSync(path, { force: true })
     }
-    const accesses = new AccessLog<string>((batch) => {
-      db.exec("BEGIN")
+  })
+
+/**
+ * The lock operation: a row naming its holder's token, process and host. A holder whose process is gone on this
+ * host, or a lock this process released but could not delete (a full disk), is taken over at once.
+ */
+const makeLocking = (statements: Statements, database: string) => {
+  /** Deletes the locks this process could not delete before, now that it may. */
+  const retryReleases = () => {
+    for (const [token, owner] of released) {
+      if (owner !== database) continue
       try {
-        for (const [key, at] of batch) statements.touch.run(at, key, at)
-        db.exec("COMMIT")
-      } catch (error) {
-        db.exec("ROLLBACK")
-        throw error
-      }
-    })
+        statements.unlockToken.run(token)
+        released.delete(token)
+      } catch {}
+    }
+  }
+  const lock: Primitives["lock"] = (key, lifetime) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      attempt(store, "lock", () => {
+        if (released.size > 0) retryReleases()
+        const ttl = Duration.toMillis(lifetime)
+        const token = Crypto.randomUUID()
+        const host = Os.hostname()
+        // A release that fails is remembered: this process's later calls take the lock as free, rather than wait
+        // out its ttl behind a holder that is this very process.
+        const release = {
+          release: attempt(store, "unlock", () => statements.unlock.run(key, token)).pipe(
+            Effect.catch(() => Effect.sync(() => void released.set(token, database)))
+          )
+        }
+        if (statements.lock.run(key, token, now + ttl, process.pid, host, now).changes > 0) return release
+        const holder = statements.holder.get(key) as
+          | { token: string; pid: number | null; host: string | null }
+          | undefined
+        if (holder === undefined) return undefined
+        const free = released.delete(holder.token) ||
+          (holder.pid !== null && holder.host === host && !alive(holder.pid))
+        if (!free) return undefined
+        const taken = statements.takeOver.run(token, now + ttl, process.pid, host, key, holder.token).changes > 0
+        return taken ? release : undefined
+      }))
+  return { lock, retryReleases }
+}
+
+/** Records of access, written in batches in one transaction rather than on every hit. */
+const makeAccessLog = (db: NodeSqlite.DatabaseSync, statements: Statements) =>
+  new AccessLog<string>((batch) => {
+    db.exec("BEGIN")
+    try {
+      for (const [key, at] of batch) statements.touch.run(at, key, at)
+      db.exec("COMMIT")
+    } catch (error) {
+      db.exec("ROLLBACK")
+      throw error
+    }
+  })
+
+/** The limits applied in SQL, from the totals and the exact access order, rather than by listing every entry. */
+const enforceInSql = (
+  statements: Statements,
+  blobs: Blobs,
+  accesses: AccessLog<string>,
+  remove: (key: string) => boolean
+) =>
+(limits: Limits, now: number) => {
+  if (limits.maxAge !== undefined) {
+    const before = now - Options.toMillis(limits.maxAge)
+    for (const row of statements.expired.all(before) as Array<{ file: string | null }>) blobs.drop(row.file)
+  }
+  const { items, bytes } = statements.totals.get() as { items: number; bytes: number }
+  let overItems = limits.maxItems === undefined ? 0 : items - limits.maxItems
+  let overBytes = limits.maxBytes === undefined ? 0 : bytes - limits.maxBytes
+  if (overItems <= 0 && overBytes <= 0) return
+  accesses.flush(true)
+  const rows = statements.oldest.all(Math.max(overItems, 64)) as Array<{ key: string; size: number }>
+  for (const row of rows) {
+    if (overItems <= 0 && overBytes <= 0) break
+    remove(row.key)
+    overItems--
+    overBytes -= row.size
+  }
+}
+
+/** Opens (or creates) the database `file`; access records are flushed when the scope closes. */
+export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const db = yield* openDatabase(file)
+    const statements = yield* attempt(store, "open", () => prepareStatements(db))
+    const blobs = makeBlobs(file)
+    yield* sweepOrphans(blobs, statements)
+    const accesses = makeAccessLog(db, statements)
     // Best effort, and typed: a flush on a full disk must not become a defect as the store closes.
     yield* Effect.addFinalizer(() => Effect.ignore(attempt(store, "flush", () => accesses.flush())))
+    const { lock, retryReleases } = makeLocking(statements, NodePath.resolve(file))
     const parseMeta = (row: { meta: string; accessed: number }): Meta | undefined => {
       try {
         const meta = JSON.parse(row.meta) as Meta
@@ -181,54 +295,46 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
         return undefined
       }
     }
-    const enforceSql = (limits: Limits, now: number) => {
-      if (limits.maxAge !== undefined) {
-        const before = now - Options.toMillis(limits.maxAge)
-        for (const row of statements.expired.all(before) as Array<{ file: string | null }>) {
-          dropBlob(row.file)
-        }
-      }
-      const { items, bytes } = statements.totals.get() as { items: number; bytes: number }
-      let overItems = limits.maxItems === undefined ? 0 : items - limits.maxItems
-      let overBytes = limits.maxBytes === undefined ? 0 : bytes - limits.maxBytes
-      if (overItems <= 0 && overBytes <= 0) return
-      accesses.flush(true)
-      const rows = statements.oldest.all(Math.max(overItems, 64)) as Array<{ key: string; size: number }>
-      for (const row of rows) {
-        if (overItems <= 0 && overBytes <= 0) break
-        remove(row.key)
-        overItems--
-        overBytes -= row.size
-      }
-    }
     const remove = (key: string) => {
       accesses.forget(key)
       const rows = statements.remove.all(key) as Array<{ file: string | null }>
-      for (const row of rows) dropBlob(row.file)
+      for (const row of rows) blobs.drop(row.file)
       return rows.length > 0
     }
+    const missing = Symbol("missing")
     /** The entry of `key`; undefined without a row; `missing` when its row names a data file that is gone. */
     const read = (key: string): Entry | undefined | typeof missing => {
       const row = statements.get.get(key) as { meta: string; data: Uint8Array; file: string | null } | undefined
       if (row === undefined) return undefined
       const meta = parseMetaText(row.meta)
-      const data = row.file === null ? row.data : readBlob(row.file)
+      const data = row.file === null ? row.data : blobs.read(row.file)
       if (data === undefined) return missing
       return checkedEntry(meta, data, key)
     }
-    const missing = Symbol("missing")
-    const database = NodePath.resolve(file)
-    /** Deletes the locks this process could not delete before, now that it may. */
-    const retryReleases = () => {
-      for (const [token, owner] of released) {
-        if (owner !== database) continue
-        try {
-          statements.unlockToken.run(token)
-          released.delete(token)
-        } catch {}
+    const put = (entry: NewEntry) => {
+      const meta = entry.meta
+      const parts = entry.data instanceof Uint8Array ? [entry.data] : entry.data
+      const size = parts.reduce((sum, part) => sum + part.length, 0)
+      const name = blobs.write(meta.key, parts, size)
+      const old = (statements.fileOf.get(meta.key) as { file: string | null } | undefined)?.file
+      try {
+        statements.put.run(
+          meta.key,
+          JSON.stringify(meta),
+          name === null ? joined(parts) : new Uint8Array(0),
+          size,
+          meta.accessed,
+          name
+        )
+      } catch (error) {
+        blobs.drop(name)
+        throw error
       }
+      if (old !== name) blobs.drop(old)
+      accesses.stores(meta.key, meta.accessed)
     }
-    const shape: Primitives = {
+    const enforce = enforceInSql(statements, blobs, accesses, remove)
+    return {
       name: store,
       get: (key) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -247,37 +353,9 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
           const row = statements.meta.get(key) as { meta: string; accessed: number } | undefined
           return row === undefined ? undefined : parseMeta(row)
         }),
-      put: (entry) =>
-        attempt(store, "put", () => {
-          const meta = entry.meta
-          const parts = entry.data instanceof Uint8Array ? [entry.data] : entry.data
-          const size = parts.reduce((sum, part) => sum + part.length, 0)
-          let name: string | null = null
-          if (blobs !== undefined && size >= EXTERNAL_BYTES) {
-            Fs.mkdirSync(blobs, { recursive: true })
-            name = `${meta.key.replaceAll(":", "_")}.${Crypto.randomBytes(8).toString("hex")}`
-            writeFileAtomicallySync(NodePath.join(blobs, name), parts)
-          }
-          const old = (statements.fileOf.get(meta.key) as { file: string | null } | undefined)?.file
-          try {
-            statements.put.run(
-              meta.key,
-              JSON.stringify(meta),
-              name === null ? joined(parts) : new Uint8Array(0),
-              size,
-              meta.accessed,
-              name
-            )
-          } catch (error) {
-            dropBlob(name)
-            throw error
-          }
-          if (old !== name) dropBlob(old)
-          accesses.stores(meta.key, meta.accessed)
-        }),
-      // In SQL, from the totals and the exact access order, rather than by listing every entry.
+      put: (entry) => attempt(store, "put", () => put(entry)),
       enforce: (limits) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => attempt(store, "put", () => enforceSql(limits, now))),
+        Effect.flatMap(Clock.currentTimeMillis, (now) => attempt(store, "put", () => enforce(limits, now))),
       remove: (key) => attempt(store, "remove", () => remove(key)),
       list: attempt(store, "list", () => {
         const out: Array<Meta> = []
@@ -290,37 +368,8 @@ export const open = (file: string): Effect.Effect<Primitives, StoreError, Scope.
       clear: attempt(store, "clear", () => {
         statements.clear.run()
         accesses.forgetAll()
-        if (blobs !== undefined && Fs.existsSync(blobs)) {
-          for (const name of Fs.readdirSync(blobs)) Fs.rmSync(NodePath.join(blobs, name), { force: true })
-        }
+        blobs.clear()
       }),
-      lock: (key, lifetime) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          attempt(store, "lock", () => {
-            if (released.size > 0) retryReleases()
-            const ttl = Duration.toMillis(lifetime)
-            const token = Crypto.randomUUID()
-            const host = Os.hostname()
-            // A release that fails (a full disk) is remembered: this process's later calls take the lock as free,
-            // rather than wait out its ttl behind a holder that is this very process.
-            const release = {
-              release: attempt(store, "unlock", () => statements.unlock.run(key, token)).pipe(
-                Effect.catch(() => Effect.sync(() => void released.set(token, database)))
-              )
-            }
-            if (statements.lock.run(key, token, now + ttl, process.pid, host, now).changes > 0) return release
-            // Held and not expired: a holder whose process is gone on this host, or a lock this process released
-            // but could not delete, is taken over at once.
-            const holder = statements.holder.get(key) as
-              | { token: string; pid: number | null; host: string | null }
-              | undefined
-            if (holder === undefined) return undefined
-            const free = released.delete(holder.token) ||
-              (holder.pid !== null && holder.host === host && !alive(holder.pid))
-            if (!free) return undefined
-            const taken = statements.takeOver.run(token, now + ttl, process.pid, host, key, holder.token).changes > 0
-            return taken ? release : undefined
-          }))
-    }
-    return shape
+      lock
+    } satisfies Primitives
   })
