@@ -24,7 +24,9 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
     })),
   // R4 alone (remote runs it too).
   scale: () => import("./remote-scale.ts"),
-  package: () => import("./package.ts")
+  package: () => import("./package.ts"),
+  // This tree against another checkout (AB_BASE), on P1–P4, R1 and C1.
+  ab: () => import("./ab.ts")
 }
 
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites)
