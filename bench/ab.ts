@@ -9,11 +9,12 @@ import { Effect, Exit, Layer, Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
+import type * as ThisLibrary from "../src/index.ts"
 import { startRedis } from "../test/redisServer.ts"
 import { interleaved } from "./harness.ts"
 import { parallelInputs, sum } from "./workloads.ts"
 
-type Library = typeof import("../src/index.ts")
+type Library = typeof ThisLibrary
 
 const WORKERS = 2
 
