@@ -424,32 +424,31 @@ export const memoize = <
   const miss = makeMiss(definition, source, lookup)
   const { name } = definition
   type Failure = E | StoreError | InvalidMemoize | Unstorable
+  /** A hit logged as joblib's `verbose` does, above 1. */
+  const loggedHit = (cache: Shape, key: string, args: Args) => {
+    const started = performance.now()
+    return Effect.flatMap(lookup(cache, key), (hit) =>
+      hit === undefined
+        ? Effect.flatMap(miss(cache, key, args, false), Memo.fromFound)
+        : Effect.andThen(
+          logHit(name, cache.settings.started, started, definition.verbose ?? cache.settings.verbose),
+          Memo.fromFound(hit)
+        ))
+  }
   /** Key, then lookup, then a hit or a single computation; a forced call skips the lookup. */
   const run = (args: Args, force: boolean): Effect.Effect<A, Failure, R | Cache> =>
     Effect.flatMap(Effect.service(Cache), (cache) => {
       if (cache.disabled) return Memo.call(definition, args)
-      const verbose = (definition.verbose ?? cache.settings.verbose) > 1
-      const hitOrMiss = (key: string): Effect.Effect<Memo.Found<A, E>, Failure, R> => {
-        if (force) return miss(cache, key, args, true)
-        if (!verbose) {
-          return Effect.flatMap(
-            lookup(cache, key),
-            (hit) => hit === undefined ? miss(cache, key, args, false) : Effect.succeed(hit)
-          )
-        }
-        const started = performance.now()
-        return Effect.flatMap(lookup(cache, key), (hit) =>
-          hit === undefined
-            ? miss(cache, key, args, false)
-            : Effect.as(
-              logHit(name, cache.settings.started, started, definition.verbose ?? cache.settings.verbose),
-              hit
-            ))
-      }
-      return Effect.andThen(source.notice(cache), keyOf(args)).pipe(
-        Effect.flatMap(hitOrMiss),
-        Effect.flatMap(Memo.fromFound)
-      )
+      return Effect.andThen(source.notice(cache), keyOf(args)).pipe(Effect.flatMap((key) => {
+        if (force) return Effect.flatMap(miss(cache, key, args, true), Memo.fromFound)
+        if ((definition.verbose ?? cache.settings.verbose) > 1) return loggedHit(cache, key, args)
+        // The hit path: a chain, with nothing more than the lookup and its result.
+        return Effect.flatMap(
+          lookup(cache, key),
+          (hit) =>
+            hit === undefined ? Effect.flatMap(miss(cache, key, args, false), Memo.fromFound) : Memo.fromFound(hit)
+        )
+      }))
     })
   const memoized = ((...args: Args) => run(args, false)) as Memoized<Args, A, E, R>
   Object.defineProperty(memoized, "name", { value: name })
