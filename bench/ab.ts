@@ -4,6 +4,7 @@
  * machine noise hits both alike. Prints each workload's medians and the ratio this ÷ base.
  *
  * The base checkout needs `node_modules` (a symlink to this one's will do): both trees then share one `effect`.
+ * `AB_ONLY=P1,P2` runs only those workloads.
  */
 import { Effect, Exit, Layer, Scope } from "effect"
 import * as Fs from "node:fs"
@@ -83,7 +84,9 @@ export const run = async () => {
   const rounds: Record<string, number> = { P1: 15, P2: 7, P3: 7, P4: 9, R1: 7, C1: 15 }
   const rows = []
   try {
+    const only = process.env.AB_ONLY?.split(",")
     for (const name of ["P1", "P2", "P3", "P4", "R1", "C1"] as const) {
+      if (only !== undefined && !only.includes(name)) continue
       const [ms1, ms2] = await interleaved(rounds[name]!, [a[name], b[name]])
       rows.push({ workload: name, base: ms1!, this: ms2!, ratio: ms2! / ms1! })
     }

@@ -74,9 +74,11 @@ export interface MapOptions<M extends Mode = Mode, E = any> {
   /** `"auto"` (default, joblib's rule), a fixed size, or a Schedule from `Batching`. */
   readonly batchSize?: "auto" | number | Batching.BatchSize | undefined
   /**
-   * Batches in flight at most; bounds how far the input is read ahead. Default `2 * concurrency`. With
-   * automatic batching, at most this many items are pulled before the first result, as joblib's
-   * `pre_dispatch` counts them.
+   * joblib's `pre_dispatch`: batches formed ahead of the results, running or waiting for a worker. They wait
+   * centrally, assigned to no worker, and each goes to the first worker that frees up. Bounds how far the
+   * input is read ahead. Default `2 * concurrency`; with one worker, items are pulled one batch at a time, as
+   * joblib's `n_jobs=1` does. With automatic batching, at most this many items are pulled before the first
+   * result.
    */
   readonly preDispatch?: number | undefined
   readonly mode?: M | undefined

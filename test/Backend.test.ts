@@ -17,7 +17,8 @@ suite("Backend.layerSequential (default)", Backend.layerSequential(), {
 suite("Backend.layerSequential({ concurrency: 4 })", Backend.layerSequential({ concurrency: 4 }), {
   isolated: false,
   sharedMemory: true,
-  workers: 4
+  workers: 4,
+  sized: (workers) => Backend.layerSequential({ concurrency: workers })
 })
 // A custom backend that runs every batch here, counting them: it passes the same conformance suite.
 const customBatches = { count: 0 }
@@ -28,13 +29,24 @@ suite(
     workers: 2,
     runBatch: (batch) => Effect.andThen(Effect.sync(() => customBatches.count++), batch.runHere)
   }),
-  { isolated: false, sharedMemory: true, workers: 2 }
+  {
+    isolated: false,
+    sharedMemory: true,
+    workers: 2,
+    sized: (workers) => Backend.make({ name: "counting", workers, runBatch: (batch) => batch.runHere })
+  }
 )
-suite("Backend.layerThreads", Backend.layerThreads({ workers: 2 }), { isolated: true, sharedMemory: true, workers: 2 })
+suite("Backend.layerThreads", Backend.layerThreads({ workers: 2 }), {
+  isolated: true,
+  sharedMemory: true,
+  workers: 2,
+  sized: (workers) => Backend.layerThreads({ workers })
+})
 suite("Backend.layerProcesses", Backend.layerProcesses({ workers: 2 }), {
   isolated: true,
   sharedMemory: false,
-  workers: 2
+  workers: 2,
+  sized: (workers) => Backend.layerProcesses({ workers })
 })
 
 describe("inline functions and Effects", () => {

@@ -35,6 +35,8 @@ export interface Capabilities {
    * the caller's TestClock's to shorten or lengthen.
    */
   readonly timeoutsOnWorkerClock?: boolean | undefined
+  /** The same backend with `workers` workers, for the scheduling cases run at several sizes. */
+  readonly sized?: ((workers: number) => Layer.Layer<never, unknown>) | undefined
 }
 
 /** Waits `ms` of real time, whatever Clock the caller has: for a worker to get on with its part. */
@@ -860,5 +862,66 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
             assert.strictEqual((error as ParallelError.InvalidOptions).option, option)
           }
         }))
+    })
+    describe("scheduling, as joblib's", () => {
+      /** Item 1 takes a second, the others nothing; a timer leaves the thread free, so in-process backends run several. */
+      const slowOne = (x: number) => new Promise<number>((resolve) => setTimeout(() => resolve(x), x === 1 ? 1000 : 0))
+      const range = (n: number) => Array.from({ length: n }, (_, i) => i)
+
+      for (const workers of [2, 4, 8]) {
+        // joblib's test_parallel_unordered_generator_returns_fastest_first, on a cold pool then a warm one (after an
+        // unrelated map taught it a batch size): no result waits behind the slow task while a worker is idle.
+        it.effect.skipIf(capabilities.sized === undefined)(
+          `test_parallel_unordered_generator_returns_fastest_first: ${workers} workers, cold and warm`,
+          () =>
+            Effect.gen(function*() {
+              const fastestFirst = Parallel.stream(range(10), slowOne, { ordered: false }).pipe(
+                Stream.map(({ index }) => index),
+                Stream.runCollect
+              )
+              const cold = yield* fastestFirst.pipe(Effect.provide(capabilities.sized!(workers)))
+              assert.strictEqual(cold.at(-1), 1, `cold: ${cold.join(",")}`)
+              const warm = yield* Effect.andThen(Parallel.map(range(1000), (x) => x), fastestFirst).pipe(
+                Effect.provide(capabilities.sized!(workers))
+              )
+              assert.strictEqual(warm.at(-1), 1, `warm: ${warm.join(",")}`)
+            }),
+          60_000
+        )
+      }
+
+      /** The producer's pulls and the batches' completions, in the order they happened, for a map of 6 slow items. */
+      const pullsBeforeFirstResult = (options: Parallel.MapOptions) =>
+        Effect.gen(function*() {
+          const log: Array<string> = []
+          function* producer() {
+            for (let i = 0; i < 6; i++) {
+              log.push(`Produced ${i}`)
+              yield i
+            }
+          }
+          const out = yield* Parallel.map(
+            producer(),
+            (x: number) => new Promise<number>((resolve) => setTimeout(() => resolve(x), 100)),
+            { batchSize: 1, concurrency: 2, ...options }
+          ).pipe(
+            Effect.provideService(CurrentObserver, { dispatched: () => {}, completed: () => void log.push("Consumed") })
+          )
+          assert.deepStrictEqual(out, range(6))
+          assert.strictEqual(log.filter((line) => line.startsWith("Produced")).length, 6)
+          return log.slice(0, log.indexOf("Consumed")).length
+        })
+
+      // joblib's test_dispatch_multiprocessing: only 3 tasks are pre-dispatched out of 6; the 4th is produced only
+      // after one of the first 3 has completed. Pre-dispatched batches wait centrally, assigned to no worker.
+      it.effect.skipIf(capabilities.workers < 2)(
+        "test_dispatch_multiprocessing: pre_dispatch=3 pulls 3 ahead",
+        () =>
+          Effect.gen(function*() {
+            assert.strictEqual(yield* pullsBeforeFirstResult({ preDispatch: 3 }), 3)
+            // The default, 2 * n_jobs, pulls 4.
+            assert.strictEqual(yield* pullsBeforeFirstResult({}), 4)
+          })
+      )
     })
   })

@@ -20,10 +20,10 @@ afterAll(() => server?.stop())
 const tasks = new URL("./fixtures/tasks.ts", import.meta.url).href
 
 /** A driver and one worker on `queue`. */
-const setup = (queue: string, allowInline = true) =>
+const setup = (queue: string, allowInline = true, threads = 2) =>
   Layer.merge(
-    Remote.layer({ redis: Redacted.make(server!.url), queue, noWorkerTimeout: "5 seconds", slots: 2 }),
-    Remote.layerWorker({ redis: server!.url, queue, modules: [tasks], concurrency: 2, allowInline })
+    Remote.layer({ redis: Redacted.make(server!.url), queue, noWorkerTimeout: "5 seconds", slots: threads }),
+    Remote.layerWorker({ redis: server!.url, queue, modules: [tasks], concurrency: threads, allowInline })
   )
 
 describe.skipIf(!hasRedis)("Backend: Remote", () => {
@@ -401,7 +401,8 @@ if (hasRedis) {
     sharedMemory: false,
     workers: 2,
     batchTargetMillis: 1000,
-    timeoutsOnWorkerClock: true
+    timeoutsOnWorkerClock: true,
+    sized: (workers) => setup(`conformance-${workers}`, true, workers)
   })
 }
 

@@ -68,3 +68,35 @@ describe("joblib's Parallel examples, n_jobs=1", () => {
       assert.deepStrictEqual(i, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
     }))
 })
+
+describe("joblib's test_parallel.py, ported", () => {
+  // test_dispatch_one_job: with one job and no backend, a generator is consumed as an iterator: each batch is
+  // produced, then consumed, before the next is produced.
+  for (
+    const [batchSize, expected] of [
+      [1, [0, 1, 2, 3, 4, 5].flatMap((i) => [`Produced ${i}`, `Consumed ${i}`])],
+      [4, [
+        ...[0, 1, 2, 3].map((i) => `Produced ${i}`),
+        ...[0, 1, 2, 3].map((i) => `Consumed ${i}`),
+        "Produced 4",
+        "Produced 5",
+        "Consumed 4",
+        "Consumed 5"
+      ]]
+    ] as const
+  ) {
+    it.effect(`test_dispatch_one_job: batch_size=${batchSize}`, () =>
+      Effect.gen(function*() {
+        const queue: Array<string> = []
+        function* producer() {
+          for (let i = 0; i < 6; i++) {
+            queue.push(`Produced ${i}`)
+            yield i
+          }
+        }
+        yield* Parallel.map(producer(), (x) => void queue.push(`Consumed ${x}`), { batchSize })
+        assert.deepStrictEqual(queue, expected)
+        assert.strictEqual(queue.length, 12)
+      }))
+  }
+})

@@ -1,7 +1,8 @@
 /**
  * The dispatch loop behind `Parallel.map` and `Parallel.stream`: pulls input
- * lazily, cuts it into batches sized by a Schedule, keeps at most `preDispatch`
- * batches in flight, and emits results in input order or as they complete.
+ * lazily, cuts it into batches sized by a Schedule up to `preDispatch` batches
+ * ahead, hands each to the first worker that frees up, and emits results in
+ * input order or as they complete.
  */
 import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -9,6 +10,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
+import * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -115,9 +117,9 @@ const makeLimits = <I, A, E>(runner: Runner<I, A, E>, options: EngineOptions) =>
     ? () => options.concurrency
     : () => Math.max(1, Math.min(options.given?.concurrency ?? runner.slots, runner.slots, capacity()))
   const followsCapacity = capacity !== undefined
-  const preDispatch = followsCapacity && !options.given?.preDispatch
-    ? () => 2 * concurrency()
-    : () => options.preDispatch
+  const given = followsCapacity && !options.given?.preDispatch ? () => 2 * concurrency() : () => options.preDispatch
+  // One worker runs the items as they come, as joblib's n_jobs=1: nothing is pulled ahead of the running one.
+  const preDispatch = () => (concurrency() === 1 ? 1 : given())
   return { concurrency, followsCapacity, preDispatch }
 }
 
@@ -149,8 +151,7 @@ const drive = <I, A, E, EI, RI>(
     const slots = makeSlotPicker(runner, {
       concurrency: options.concurrency,
       followsCapacity: limits.followsCapacity,
-      usable: limits.concurrency,
-      depth: sizing.depth
+      usable: limits.concurrency
     })
     // Set on the first failure; the dispatcher checks it, since a synchronous backend may not yield to let it be interrupted.
     let stopped = false
@@ -191,8 +192,12 @@ const drive = <I, A, E, EI, RI>(
         Effect.matchCauseEffect({ onFailure: fail, onSuccess: (outcome) => finish(start, items.length, outcome) })
       )
 
+    // Pre-dispatch as joblib queues it: batches are formed up to `preDispatch` ahead and wait here, in input
+    // order, assigned to no worker; each goes to the first worker that frees up, so that none waits behind a
+    // running batch while another worker idles.
+    const formed = yield* Queue.make<{ readonly start: number; readonly items: Array<I> }, Cause.Done>()
     let next = 0
-    const dispatch = Effect.gen(function*() {
+    const produce = Effect.gen(function*() {
       while (!stopped) {
         if (preDispatch !== limits.preDispatch()) {
           preDispatch = limits.preDispatch()
@@ -200,26 +205,31 @@ const drive = <I, A, E, EI, RI>(
         }
         yield* permits.take(1)
         if (stopped) return
-        // Pull scheduling: a batch is formed only once a worker can start it, so it takes the batch size
-        // that the batches finished meanwhile taught, and waits nowhere but here.
-        const slot = yield* slots.acquire
-        if (stopped) return
         const count = yield* sizing.nextBatch(source, next, preDispatch, limits.concurrency())
         if (source.done()) observers.total(next + source.buffered())
         const items = source.take(count)
         if (items.length === 0) {
-          slots.unreserve(slot)
           observers.notify((o) => o.exhausted?.())
           yield* permits.release(1)
           return
         }
         const start = next
         next += items.length
-        observers.notify((o) => o.dispatched(start, items.length, slot))
-        yield* FiberSet.run(fibers, runBatch(start, items, slot))
+        yield* Queue.offer(formed, { start, items })
+      }
+    }).pipe(Effect.ensuring(Queue.end(formed)))
+    const dispatch = Effect.gen(function*() {
+      while (!stopped) {
+        const batch = yield* Queue.take(formed).pipe(Pull.catchDone(() => Effect.succeed(undefined)))
+        if (batch === undefined || stopped) return
+        const slot = yield* slots.acquire
+        if (stopped) return
+        observers.notify((o) => o.dispatched(batch.start, batch.items.length, slot))
+        yield* FiberSet.run(fibers, runBatch(batch.start, batch.items, slot))
       }
     })
     // In-flight batches left at a failure are interrupted when the caller's scope closes.
+    yield* Effect.forkScoped(Effect.catchCause(produce, fail))
     yield* Effect.forkScoped(
       dispatch.pipe(
         Effect.catchCause(fail),

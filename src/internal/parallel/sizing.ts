@@ -51,9 +51,6 @@ const MIN_TAIL_MILLIS = 10
 /** Tasks below `minBatchMillis / RAMP_ITEMS` jump to the backend's least batch instead of ramping. */
 const RAMP_ITEMS = 100
 
-/** Batches longer than this are not pipelined behind one another on a worker. */
-const PIPELINE_MAX_MILLIS = 5
-
 /**
  * The most items one batch holds, whatever the batching policy asks: tiny tasks would otherwise grow
  * batches to millions of items, and a stream's memory with them. At this size a batch of the tiniest task
@@ -182,14 +179,5 @@ export const makeSizing = Effect.fnUntraced(function*<I, A, E>(runner: Runner<I,
       return Math.min(batch, Math.max(1, pullCap))
     })
 
-  return {
-    observe,
-    nextBatch,
-    /**
-     * Batches one worker may hold. Short batches are pipelined (two per worker) to hide the round trip; long
-     * ones go one per worker, so that no batch waits behind another while a worker idles. Until a batch has
-     * finished, how long one takes is unknown: one per worker.
-     */
-    depth: () => (batchMillis === 0 || batchMillis > PIPELINE_MAX_MILLIS ? 1 : 2)
-  }
+  return { observe, nextBatch }
 })

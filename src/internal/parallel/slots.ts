@@ -20,8 +20,9 @@ export const leastBusy = (usable: number, busy: (index: number) => number, from 
 
 /**
  * The slots one map dispatches to: the least busy ones when it starts (all of them when the backend's changing
- * capacity decides how many), each taking at most `depth()` batches at a time. A batch given a slot is
- * reserved until its fiber starts and the runner counts it.
+ * capacity decides how many). A slot takes a batch only once it is free, so that no batch waits behind another
+ * on a busy worker while one idles. A batch given a slot is reserved until its fiber starts and the runner
+ * counts it.
  */
 export const makeSlotPicker = (
   runner: Runner<any, any, any>,
@@ -29,7 +30,6 @@ export const makeSlotPicker = (
     readonly concurrency: number
     readonly followsCapacity: boolean
     readonly usable: () => number
-    readonly depth: () => number
   }
 ) => {
   const slots = Array.from({ length: runner.slots }, (_, i) => i)
@@ -39,7 +39,7 @@ export const makeSlotPicker = (
   const busy = (slot: number) => runner.outstanding(slot) + reserved[slot]!
   const acquire: Effect.Effect<number> = Effect.suspend(() => {
     const best = slots[leastBusy(Math.min(slots.length, options.usable()), (i) => busy(slots[i]!))]!
-    if (busy(best) >= options.depth()) return Effect.andThen(runner.settled, acquire)
+    if (busy(best) >= 1) return Effect.andThen(runner.settled, acquire)
     reserved[best]!++
     return Effect.succeed(best)
   })
