@@ -234,8 +234,12 @@ export interface PoolOptions {
    * Inside a worker the count is capped by the CPU budget that worker was given.
    */
   readonly workers?: number | undefined
-  /** Arrays and buffers from this many bytes are shared instead of copied per task (joblib's `max_nbytes`). Default 1 MB. */
-  readonly maxBytes?: number | undefined
+  /**
+   * Arrays and buffers from this many bytes are shared instead of copied per task (joblib's `max_nbytes`): a
+   * count, or a size as joblib writes it, `"1M"` (K, M and G are powers of 1024). `null` shares none, as
+   * joblib's `max_nbytes=None`. Default `"1M"`.
+   */
+  readonly maxBytes?: number | `${number}${"K" | "M" | "G"}` | null | undefined
   /**
    * How long a cancelled or timed-out task may take to stop before its worker is terminated and replaced.
    * Default 100 millis: cooperative tasks stop well within it, and a stuck one costs little more.

@@ -21,6 +21,7 @@ import { Backend } from "./Backend.ts"
 import type { Prefer } from "./Backend.ts"
 import * as Batching from "./Batching.ts"
 import * as Options from "./internal/options.ts"
+import * as Cpus from "./internal/parallel/cpus.ts"
 import * as Engine from "./internal/parallel/engine.ts"
 import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
 import { exitsOf } from "./internal/parallel/outcome.ts"
@@ -78,9 +79,10 @@ export interface MapOptions<M extends Mode = Mode, E = any> {
    * centrally, assigned to no worker, and each goes to the first worker that frees up. Bounds how far the
    * input is read ahead. Default `2 * concurrency`; with one worker, items are pulled one batch at a time, as
    * joblib's `n_jobs=1` does. With automatic batching, at most this many items are pulled before the first
-   * result.
+   * result. joblib's expressions work too: `"2*n_jobs"`, `"n_jobs"`, `"1.5*n_jobs"` (rounded up) follow
+   * the map's concurrency, and `"all"` forms every batch at once.
    */
-  readonly preDispatch?: number | undefined
+  readonly preDispatch?: PreDispatch | undefined
   readonly mode?: M | undefined
   /**
    * Per-task time limit, counted from the moment the task starts running in its worker (start to close;
@@ -110,6 +112,36 @@ export interface MapOptions<M extends Mode = Mode, E = any> {
    */
   readonly transfer?: boolean | undefined
 }
+
+/**
+ * joblib's `pre_dispatch`: a count of batches, a multiple of the map's concurrency (`"2*n_jobs"`,
+ * `"n_jobs"`), or `"all"`.
+ *
+ * **Example** (joblib's pre_dispatch='3*n_jobs')
+ *
+ * ```ts
+ * import { Parallel } from "effect-joblib"
+ *
+ * const program = Parallel.map([1, 2, 3], (x) => x + 1, { preDispatch: "3*n_jobs" })
+ * ```
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type PreDispatch = number | "all" | "n_jobs" | `${number}*n_jobs`
+
+const PreDispatchSchema = Schema.Union([
+  Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  Schema.Literals(["all", "n_jobs"]),
+  Schema.TemplateLiteral([Schema.Number, "*n_jobs"]).check(
+    Schema.makeFilter((expression: string) =>
+      Number.parseFloat(expression) > 0 || "a multiple of n_jobs is positive, as \"2*n_jobs\""
+    )
+  )
+])
+
+/** Batches formed ahead for `"all"`: every one. */
+const ALL = Number.MAX_SAFE_INTEGER
 
 /**
  * The failures `retry` may re-run.
@@ -179,7 +211,7 @@ const OptionsSchema = Schema.Struct({
       expected: "a Schedule from Batching"
     })
   ])),
-  preDispatch: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  preDispatch: Schema.optional(PreDispatchSchema),
   mode: Schema.optional(Schema.Literals(["failFast", "exit", "result"])),
   ordered: Schema.optional(Schema.Boolean),
   timeout: Schema.optional(Options.PositiveDuration),
@@ -203,6 +235,14 @@ const OptionsSchema = Schema.Struct({
 
 const always = () => true
 
+/** A count of batches, or a multiple of the concurrency that follows it as the map's concurrency changes. */
+const preDispatchOf = (given: PreDispatch | undefined, concurrency: number) => {
+  if (typeof given === "number") return { preDispatch: given, preDispatchPerWorker: undefined }
+  if (given === "all") return { preDispatch: ALL, preDispatchPerWorker: undefined }
+  const perWorker = given === undefined ? 2 : given === "n_jobs" ? 1 : Number.parseFloat(given)
+  return { preDispatch: Math.max(1, Math.ceil(perWorker * concurrency)), preDispatchPerWorker: perWorker }
+}
+
 const resolve = Effect.fnUntraced(function*(where: string, options: StreamOptions | undefined, backend: BackendShape) {
   const parsed = yield* Options.parse(OptionsSchema, where, options)
   const requested = parsed.concurrency === undefined
@@ -213,11 +253,8 @@ const resolve = Effect.fnUntraced(function*(where: string, options: StreamOption
   const mode = parsed.mode ?? "failFast"
   return {
     concurrency,
-    preDispatch: parsed.preDispatch ?? 2 * concurrency,
-    given: {
-      concurrency: parsed.concurrency === undefined ? undefined : requested,
-      preDispatch: parsed.preDispatch !== undefined
-    },
+    ...preDispatchOf(parsed.preDispatch, concurrency),
+    given: { concurrency: parsed.concurrency === undefined ? undefined : requested },
     batchSize: batchSize === "auto"
       ? Batching.auto
       : typeof batchSize === "number"
@@ -590,4 +627,44 @@ export const stream: {
 export const validateOptions = (options: StreamOptions): Effect.Effect<void, InvalidOptions> =>
   Effect.gen(function*() {
     yield* resolve("Parallel", options, engineOf(yield* Backend))
+  })
+
+/**
+ * The CPUs this process may use, as joblib's `cpu_count()`: the machine's, capped by a cgroup CPU quota (a
+ * container's limit) and, inside a worker, by the share of the CPUs that worker was given.
+ *
+ * **Example** (Sizing a pool by hand)
+ *
+ * ```ts
+ * import { Backend, Parallel } from "effect-joblib"
+ *
+ * const layer = Backend.layerThreads({ workers: Math.max(1, Parallel.cpuCount() - 1) })
+ * ```
+ *
+ * @category utilities
+ * @since 0.6.0
+ */
+export const cpuCount = (): number => Cpus.available()
+
+/**
+ * How many workers a map asking for `concurrency` would use on the provided backend, as joblib's
+ * `effective_n_jobs`: n_jobs rules (`-1` every CPU, `-2` all but one), capped by the backend's size. Without
+ * `concurrency`, the backend's size; `0` is an `InvalidOptions`.
+ *
+ * **Example** (What n_jobs=-1 gives here)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Backend, Parallel } from "effect-joblib"
+ *
+ * const workers = Parallel.effectiveConcurrency(-1).pipe(Effect.provide(Backend.layerThreads()))
+ * ```
+ *
+ * @category utilities
+ * @since 0.6.0
+ */
+export const effectiveConcurrency = (concurrency?: number): Effect.Effect<number, InvalidOptions> =>
+  Effect.gen(function*() {
+    const resolved = yield* resolve("Parallel.effectiveConcurrency", { concurrency }, engineOf(yield* Backend))
+    return resolved.concurrency
   })

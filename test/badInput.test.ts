@@ -20,6 +20,8 @@ const cases: ReadonlyArray<Case> = [
   ["Parallel.map: concurrency 0", map({ concurrency: 0 }), "InvalidOptions", "concurrency"],
   ["Parallel.map: batchSize 0", map({ batchSize: 0 }), "InvalidOptions", "batchSize"],
   ["Parallel.map: preDispatch -1", map({ preDispatch: -1 }), "InvalidOptions", "preDispatch"],
+  ["Parallel.map: preDispatch \"-2*n_jobs\"", map({ preDispatch: "-2*n_jobs" }), "InvalidOptions", "preDispatch"],
+  ["Parallel.map: preDispatch \"2*workers\"", map({ preDispatch: "2*workers" }), "InvalidOptions", "preDispatch"],
   ["Parallel.map: an unknown mode", map({ mode: "lenient" }), "InvalidOptions", "mode"],
   ["Parallel.map: a timeout that is no duration", map({ timeout: "soon" }), "InvalidOptions", "timeout"],
   // Duration reads NaN as zero, which would time every task out.

@@ -45,6 +45,7 @@ const elasticRunner = () => {
 const options = (given: EngineOptions["given"]): EngineOptions => ({
   concurrency: 2,
   preDispatch: 4,
+  preDispatchPerWorker: 2,
   given,
   batchSize: Batching.fixed(1),
   splitTail: false,
@@ -78,14 +79,14 @@ const run = (given: EngineOptions["given"]) =>
 describe("a runner's changing capacity", () => {
   it.live("a map keeps the capacity busy and grows with it", () =>
     Effect.gen(function*() {
-      const { after, before } = yield* run({ concurrency: undefined, preDispatch: false })
+      const { after, before } = yield* run({ concurrency: undefined })
       assert.strictEqual(before, 2)
       assert.strictEqual(after, 5)
     }))
 
   it.live("a concurrency asked for caps it, without freezing it at the capacity the map started with", () =>
     Effect.gen(function*() {
-      const { after, before } = yield* run({ concurrency: 3, preDispatch: false })
+      const { after, before } = yield* run({ concurrency: 3 })
       assert.strictEqual(before, 2)
       assert.strictEqual(after, 3)
     }))

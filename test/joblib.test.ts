@@ -3,6 +3,7 @@
  */
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Stream } from "effect"
+import * as Os from "node:os"
 import { Backend, Parallel } from "../src/index.ts"
 
 layer(Backend.layerThreads({ workers: 2 }), { excludeTestServices: true })("joblib's Parallel examples", (it) => {
@@ -99,4 +100,71 @@ describe("joblib's test_parallel.py, ported", () => {
         assert.strictEqual(queue.length, 12)
       }))
   }
+})
+
+describe("the options joblib users write", () => {
+  const producedBeforeFirstResult = (preDispatch: Parallel.PreDispatch) =>
+    Effect.gen(function*() {
+      let produced = 0
+      let atFirst = -1
+      function* producer() {
+        for (let i = 0; i < 40; i++) {
+          produced++
+          yield i
+        }
+      }
+      yield* Parallel.stream(
+        producer(),
+        (x: number) => new Promise<number>((resolve) => setTimeout(() => resolve(x), 20)),
+        { batchSize: 1, preDispatch }
+      ).pipe(
+        Stream.runForEach(() => Effect.sync(() => void (atFirst < 0 && (atFirst = produced)))),
+        Effect.provide(Backend.layerSequential({ concurrency: 2 }))
+      )
+      return atFirst
+    })
+
+  it.effect("preDispatch takes joblib's expressions: \"2*n_jobs\", \"n_jobs\", \"1.5*n_jobs\" and \"all\"", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* producedBeforeFirstResult("2*n_jobs"), 4)
+      assert.strictEqual(yield* producedBeforeFirstResult("n_jobs"), 2)
+      assert.strictEqual(yield* producedBeforeFirstResult("1.5*n_jobs"), 3)
+      assert.strictEqual(yield* producedBeforeFirstResult("all"), 40)
+      assert.strictEqual(yield* producedBeforeFirstResult(3), 3)
+    }))
+
+  it.effect("maxBytes takes \"1M\"-style sizes and null, as joblib's max_nbytes", () =>
+    Effect.gen(function*() {
+      const big = new Float64Array(40_000) // 320 KB
+      const sharedUnder = (maxBytes: Backend.PoolOptions["maxBytes"]) =>
+        Parallel.map([big, big], (array) => array.buffer instanceof SharedArrayBuffer).pipe(
+          Effect.provide(Backend.layerThreads({ workers: 2, maxBytes }))
+        )
+      assert.deepStrictEqual(yield* sharedUnder("256K"), [true, true])
+      assert.deepStrictEqual(yield* sharedUnder("1M"), [false, false])
+      assert.deepStrictEqual(yield* sharedUnder(0.25 * 1024 * 1024), [true, true])
+      assert.deepStrictEqual(yield* sharedUnder(null), [false, false])
+      const bad = yield* Effect.flip(sharedUnder("1T" as never))
+      assert.strictEqual(bad._tag, "InvalidOptions")
+      assert.include(bad.message, "maxBytes")
+    }))
+
+  it.effect("cpuCount and effectiveConcurrency, as joblib's cpu_count and effective_n_jobs", () =>
+    Effect.gen(function*() {
+      const cpus = Parallel.cpuCount()
+      assert.isAtLeast(cpus, 1)
+      assert.isAtMost(cpus, Os.availableParallelism())
+      const threads = (n?: number) =>
+        Parallel.effectiveConcurrency(n).pipe(
+          Effect.provide(Backend.layerThreads({ workers: 16, oversubscribe: true }))
+        )
+      assert.strictEqual(yield* threads(-1), Math.min(16, cpus))
+      assert.strictEqual(yield* threads(3), 3)
+      assert.strictEqual(yield* threads(), 16)
+      assert.strictEqual(yield* threads(100), 16)
+      // The sequential backend runs one at a time, as joblib's effective_n_jobs says for n_jobs=1.
+      assert.strictEqual(yield* Parallel.effectiveConcurrency(4), 1)
+      const zero = yield* Effect.flip(Parallel.effectiveConcurrency(0))
+      assert.strictEqual(zero._tag, "InvalidOptions")
+    }))
 })

@@ -58,7 +58,9 @@ export interface EngineOptions {
    * concurrency up to the capacity connected (within the concurrency asked for), and `preDispatch` twice that
    * (unless asked for).
    */
-  readonly given?: { readonly concurrency: number | undefined; readonly preDispatch: boolean } | undefined
+  readonly given?: { readonly concurrency: number | undefined } | undefined
+  /** When set, `preDispatch` is this many batches per slot the map uses, following its concurrency as it changes. */
+  readonly preDispatchPerWorker?: number | undefined
   readonly batchSize: Schedule.Schedule<number, Observation>
   /** Apply joblib's rule of splitting the tail of the input finely, for auto batching. */
   readonly splitTail: boolean
@@ -117,7 +119,10 @@ const makeLimits = <I, A, E>(runner: Runner<I, A, E>, options: EngineOptions) =>
     ? () => options.concurrency
     : () => Math.max(1, Math.min(options.given?.concurrency ?? runner.slots, runner.slots, capacity()))
   const followsCapacity = capacity !== undefined
-  const given = followsCapacity && !options.given?.preDispatch ? () => 2 * concurrency() : () => options.preDispatch
+  const perWorker = options.preDispatchPerWorker
+  const given = perWorker === undefined
+    ? () => options.preDispatch
+    : () => Math.max(1, Math.ceil(perWorker * concurrency()))
   // One worker runs the items as they come, as joblib's n_jobs=1: nothing is pulled ahead of the running one.
   const preDispatch = () => (concurrency() === 1 ? 1 : given())
   return { concurrency, followsCapacity, preDispatch }

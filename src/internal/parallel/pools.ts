@@ -19,7 +19,13 @@ import type { Work } from "./work.ts"
 
 const PoolOptionsFields = {
   workers: Schema.optional(Options.Jobs),
-  maxBytes: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  maxBytes: Schema.optional(Schema.Union([
+    Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+    Schema.TemplateLiteral([Schema.Number, Schema.Literals(["K", "M", "G"])]).check(
+      Schema.makeFilter((size: string) => Number.parseFloat(size) > 0 || "a size is positive, as \"1M\"")
+    ),
+    Schema.Null
+  ])),
   interruptGrace: Schema.optional(Options.DurationInput),
   memoryLimitMb: Schema.optional(Options.Positive),
   execArgv: Schema.optional(Schema.Array(Schema.String)),
@@ -79,6 +85,16 @@ interface Named {
   readonly option: string
 }
 
+const UNITS = { K: 1024, M: 1024 ** 2, G: 1024 ** 3 } as const
+
+/** joblib's `max_nbytes`: a count, a size such as `"1M"` (powers of 1024, as joblib's), or null for none shared. */
+const bytesOf = (given: number | `${number}${"K" | "M" | "G"}` | null | undefined): number => {
+  if (given === undefined) return 1024 * 1024
+  if (given === null) return Infinity
+  if (typeof given === "number") return given
+  return Math.ceil(Number.parseFloat(given) * UNITS[given.at(-1) as keyof typeof UNITS])
+}
+
 /** Parses the options every pool has, resolving the worker count against the CPU budget. */
 const resolvePool = Effect.fnUntraced(function*(parsed: PoolSettings, named: Named) {
   const { where, option } = named
@@ -97,7 +113,7 @@ const resolvePool = Effect.fnUntraced(function*(parsed: PoolSettings, named: Nam
   const workers = budget === undefined ? requested : Math.min(requested, budget)
   return {
     workers,
-    maxBytes: parsed.maxBytes ?? 1024 * 1024,
+    maxBytes: bytesOf(parsed.maxBytes),
     grace: Duration.toMillis(Duration.fromInputUnsafe(parsed.interruptGrace ?? 100)),
     memoryLimit: parsed.memoryLimitMb === undefined ? undefined : parsed.memoryLimitMb * 1024 * 1024,
     forwardStderr: parsed.stderr !== "capture",
