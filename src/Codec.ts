@@ -257,6 +257,20 @@ const layoutBody = (structure: Uint8Array, sections: ReadonlyArray<Section>) => 
   return { parts, bodyBytes: offset }
 }
 
+/** The methods that run here, then each that does not with what would add it. */
+const describeMethods = (compressors: ReadonlyArray<Compression.Compressor>) =>
+  Effect.map(
+    Effect.forEach(compressors, (c) =>
+      Effect.map(c.unavailable ?? Effect.succeed(undefined), (why) => [c.name, why] as const)),
+    (found) => {
+      const runnable = found.filter(([, why]) =>
+        why === undefined
+      ).map(([name]) => name)
+      const missing = found.filter(([, why]) => why !== undefined).map(([name, why]) => `${name} ${why}`)
+      return `available here: ${runnable.join(", ")}` + (missing.length > 0 ? `; not here: ${missing.join("; ")}` : "")
+    }
+  )
+
 const resolveCompression = (
   option: CompressOption | undefined,
   set: Compression.Compression["Service"]
@@ -274,14 +288,13 @@ const resolveCompression = (
     : option
   const compressor = set.compressors.find((c) => c.name === name)
   if (compressor === undefined) {
-    return Effect.fail(
-      new InvalidPersistOptions({
-        option: "compress",
-        message: `option "compress": unknown compression method "${name}"; available: ${
-          set.compressors.map((c) => c.name).join(", ")
-        }`
-      })
-    )
+    return Effect.flatMap(describeMethods(set.compressors), (methods) =>
+      Effect.fail(
+        new InvalidPersistOptions({
+          option: "compress",
+          message: `option "compress": unknown compression method "${name}"; ${methods}`
+        })
+      ))
   }
   const chosen = level ?? compressor.levels.default
   if (!Number.isInteger(chosen) || chosen < compressor.levels.min || chosen > compressor.levels.max) {

@@ -96,6 +96,11 @@ export interface Compressor {
    * `CompressionError`. Returns a buffer of its own, so that no copy is needed after.
    */
   readonly decompress: (data: Uint8Array, size: number) => Effect.Effect<Uint8Array, CompressionError>
+  /**
+   * Why it cannot run here, if it cannot: what would add it (the optional package to install). Absent or
+   * `undefined` for a compressor that always runs. Messages that list the methods available read it.
+   */
+  readonly unavailable?: Effect.Effect<string | undefined> | undefined
 }
 
 /**
@@ -293,6 +298,10 @@ const fromPackage = <M>(options: {
     name,
     extensions: options.extensions,
     levels: options.levels,
+    unavailable: Effect.match(load, {
+      onFailure: () => `needs the package ${packageName}`,
+      onSuccess: () => undefined
+    }),
     compress: (parts, level) => Effect.flatMap(load, (m) => attempt(() => options.compress(m, parts, level))),
     decompress: (data, size) =>
       Effect.flatMap(
@@ -342,8 +351,11 @@ const cut = (parts: ReadonlyArray<Uint8Array>, size: number): Array<Uint8Array> 
 }
 
 /**
- * lz4 through the optional package `lz4-napi` (Rust's lz4_flex, prebuilt): joblib's fast method. It has one
- * level, 0. Dumps whose path ends in `.lz4` use it. The body is cut into 1 MB blocks compressed
+ * lz4 through the optional package `lz4-napi` (Rust's lz4_flex, prebuilt): joblib's fast method. It takes
+ * joblib's levels, 0–16 (`lz4.frame`'s `compression_level`), so that `["lz4", 3]` works as it does there; but
+ * lz4_flex has one mode, lz4's fast one, and no high-compression (HC) mode, so every level writes the same
+ * bytes (joblib's levels from 3 on would use HC: a smaller file, written several times slower). Dumps whose
+ * path ends in `.lz4` use it. The body is cut into 1 MB blocks compressed
  * independently and at once on the thread pool: a count, each block's raw and compressed lengths (u32),
  * then the lz4_flex blocks.
  *
@@ -354,7 +366,7 @@ export const lz4: Compressor = fromPackage<Lz4Module>({
   id: Ids.lz4,
   name: "lz4",
   extensions: [".lz4"],
-  levels: { min: 0, max: 0, default: 0 },
+  levels: { min: 0, max: 16, default: 0 },
   packageName: "lz4-napi",
   compress: async (m, parts) => {
     const blocks = cut(parts, LZ4_BLOCK)
@@ -498,7 +510,8 @@ export const bz2: Compressor = (() => {
     extensions: [".bz2"],
     levels: { min: 1, max: 9, default: 9 },
     compress: () => unavailable,
-    decompress: () => unavailable
+    decompress: () => unavailable,
+    unavailable: Effect.succeed("no well-kept package compresses it; provide one with Compression.layerWith")
   }
 })()
 
@@ -647,9 +660,12 @@ const additions = makeAdditive<{ readonly compressor: Compressor; readonly asDef
 )
 
 /**
- * Adds a compressor to those in use (the provided set, or Node's native one).
- * A compressor with the id or name of an existing one replaces it, and a dump
- * whose path ends in one of its extensions uses it.
+ * Adds a compressor to those in use (the provided set, or Node's native one),
+ * as joblib's `register_compressor`; a dump whose path ends in one of its
+ * extensions uses it. One with the name or id of a built-in method replaces it
+ * only with `force: true`, as joblib's `register_compressor(…, force=True)`;
+ * without it, building the Layer fails with a `CompressionError` naming the
+ * method.
  *
  * **Example** (A custom compressor)
  *
@@ -673,5 +689,19 @@ const additions = makeAdditive<{ readonly compressor: Compressor; readonly asDef
  */
 export const layerWith = (
   compressor: Compressor,
-  options?: { readonly asDefault?: boolean | undefined }
-): Layer.Layer<never> => additions.layer(Effect.succeed({ compressor, asDefault: options?.asDefault === true }))
+  options?: { readonly asDefault?: boolean | undefined; readonly force?: boolean | undefined }
+): Layer.Layer<never, CompressionError> =>
+  additions.layer(Effect.suspend(() => {
+    const builtIn = Object.entries(Ids).find(([name, id]) => name === compressor.name || id === compressor.id)
+    if (builtIn !== undefined && options?.force !== true) {
+      const [name, id] = builtIn
+      return Effect.fail(
+        fail(
+          compressor.name,
+          `a compressor named "${compressor.name}" (id ${compressor.id}) would replace the built-in ${name} (id ${id}); ` +
+            `pass { force: true } to replace it, or give it a name and an id of its own (128–255)`
+        )
+      )
+    }
+    return Effect.succeed({ compressor, asDefault: options?.asDefault === true })
+  }))

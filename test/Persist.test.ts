@@ -189,6 +189,57 @@ describe("Persist", () => {
         assert.instanceOf(yield* Effect.flip(Persist.load(file)), PersistError.UnknownCompression)
       }))
 
+    it.effect("register_compressor: replacing a built-in method needs force, as joblib's", () =>
+      Effect.gen(function*() {
+        const mine: Compression.Compressor = { ...Compression.gzip, compress: Compression.zlib.compress }
+        const refused = yield* Effect.flip(
+          Persist.dump([1], Path.join(yield* tempDir, "x.gz")).pipe(Effect.provide(Compression.layerWith(mine)))
+        )
+        assert.instanceOf(refused, Compression.CompressionError)
+        assert.include(refused.message, "built-in gzip")
+        assert.include(refused.message, "force: true")
+        // An id of a built-in under a new name is refused too.
+        const sameId = yield* Effect.flip(
+          Persist.dump([1], Path.join(yield* tempDir, "y.gz")).pipe(
+            Effect.provide(Compression.layerWith({ ...mine, name: "mine" }))
+          )
+        )
+        assert.include(sameId.message, "built-in gzip")
+      }))
+
+    it.effect("lz4 takes joblib's levels, 0–16, and refuses others", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        for (const level of [0, 3, 16]) {
+          const file = Path.join(dir, `x${level}.lz4`)
+          yield* Persist.dump([1, 2, 3], file, { compress: ["lz4", level] })
+          assert.deepStrictEqual(yield* Persist.load(file), [1, 2, 3])
+        }
+        const refused = yield* Effect.flip(Persist.dump([1], Path.join(dir, "y.lz4"), { compress: ["lz4", 17] }))
+        assert.include(refused.message, "lz4 levels are 0–16, got 17")
+      }))
+
+    it.effect("an unknown method's message lists what runs here, and what would add the rest", () =>
+      Effect.gen(function*() {
+        const absent: Compression.Compressor = {
+          ...Compression.gzip,
+          id: 210,
+          name: "absent",
+          extensions: [],
+          unavailable: Effect.succeed("needs the package absent-napi")
+        }
+        const refused = yield* Effect.flip(
+          Persist.dump([1], Path.join(yield* tempDir, "x.bin"), { compress: "zip" as never }).pipe(
+            Effect.provide(Compression.layerWith(absent))
+          )
+        )
+        assert.include(refused.message, "unknown compression method \"zip\"")
+        assert.include(refused.message, "available here: zstd, gzip, zlib, brotli, lz4, xz, lzma;")
+        assert.include(refused.message, "bz2 no well-kept package compresses it")
+        assert.include(refused.message, "absent needs the package absent-napi")
+        assert.notInclude(refused.message.split(";")[0]!, "bz2")
+      }))
+
     it.effect("an lz4 compressor given through layerWith replaces the built-in one on .lz4", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
@@ -198,7 +249,7 @@ describe("Persist", () => {
           compress: (parts, level) => Effect.andThen(Effect.sync(() => used++), Compression.lz4.compress(parts, level))
         }
         const file = Path.join(dir, "x.lz4")
-        yield* Persist.dump([1, 2, 3], file).pipe(Effect.provide(Compression.layerWith(mine)))
+        yield* Persist.dump([1, 2, 3], file).pipe(Effect.provide(Compression.layerWith(mine, { force: true })))
         assert.strictEqual(used, 1)
         assert.deepStrictEqual(yield* Persist.load(file), [1, 2, 3])
       }))
@@ -263,8 +314,8 @@ describe("Persist", () => {
     it.effect("levels outside a method's range are refused", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
-        const lz4 = yield* Effect.flip(Persist.dump([1], Path.join(dir, "a"), { compress: ["lz4", 3] }))
-        assert.include(lz4.message, "lz4 levels are 0–0")
+        const lz4 = yield* Effect.flip(Persist.dump([1], Path.join(dir, "a"), { compress: ["lz4", 20] }))
+        assert.include(lz4.message, "lz4 levels are 0–16, got 20")
         const xz = yield* Effect.flip(Persist.dump([1], Path.join(dir, "b"), { compress: ["xz", 10] }))
         assert.include(xz.message, "xz levels are 0–9")
       }))
