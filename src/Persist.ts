@@ -287,6 +287,8 @@ const collect = <E, R>(stream: Stream.Stream<Uint8Array, E, R>, shared: boolean)
 /**
  * Writes a value to a file or a Sink. Plain data needs no Schema; with
  * `schema`, class instances round-trip and the value is validated on load.
+ * Returns the files written, as joblib's `dump` returns its filenames: the
+ * one file (big arrays included), or none for a Sink.
  *
  * **Example** (joblib's `dump` with compression)
  *
@@ -322,7 +324,7 @@ export const dump: {
     options?: DumpOptions<S>
   ): (
     value: [S] extends [never] ? unknown : S["Type"]
-  ) => Effect.Effect<void, DumpError | E, R>
+  ) => Effect.Effect<ReadonlyArray<string>, DumpError | E, R>
   /**
    * Writes a value to a file or a Sink.
    *
@@ -338,7 +340,7 @@ export const dump: {
     value: [S] extends [never] ? unknown : S["Type"],
     target: Target<E, R>,
     options?: DumpOptions<S>
-  ): Effect.Effect<void, DumpError | E, R>
+  ): Effect.Effect<ReadonlyArray<string>, DumpError | E, R>
 } = dual(
   (args) => args.length >= 2 && (typeof args[1] === "string" || Sink.isSink(args[1])),
   <E, R>(value: unknown, target: Target<E, R>, rawOptions?: DumpOptions<Schema.Top>) =>
@@ -349,10 +351,13 @@ export const dump: {
       const codec = options?.schema === undefined ? Codec.make() : Codec.make(options.schema)
       if (typeof target === "string") {
         const { parts, seal } = yield* codec.encodeUnsealed(value, { compress })
-        return yield* writeAtomically(target, parts, seal, options?.fsync === true)
+        yield* writeAtomically(target, parts, seal, options?.fsync === true)
+        // As joblib's dump, the files written: one, whatever the value holds.
+        return [target] as ReadonlyArray<string>
       }
       const parts = yield* codec.encodeParts(value, { compress })
-      return yield* Stream.run(Stream.fromIterable(parts), target).pipe(Effect.asVoid)
+      yield* Stream.run(Stream.fromIterable(parts), target)
+      return [] as ReadonlyArray<string>
     }).pipe(Effect.withSpan("Persist.dump"))
 )
 

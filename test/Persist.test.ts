@@ -31,7 +31,8 @@ describe("Persist", () => {
         Effect.gen(function*() {
           const dir = yield* tempDir
           const file = Path.join(dir, name)
-          yield* Persist.dump(joblibExample(), file, options)
+          // As joblib's dump, it returns the files it wrote.
+          assert.deepStrictEqual(yield* Persist.dump(joblibExample(), file, options), [file])
           assert.strictEqual((yield* headerOf(file)).compression, method)
           assert.deepStrictEqual(yield* Persist.load(file), joblibExample())
           assert.deepStrictEqual(Fs.readdirSync(dir), [name], "no temporary file is left")
@@ -42,7 +43,7 @@ describe("Persist", () => {
       Effect.gen(function*() {
         const chunks: Array<Uint8Array> = []
         const sink = Sink.forEach((chunk: Uint8Array) => Effect.sync(() => void chunks.push(chunk)))
-        yield* Persist.dump(joblibExample(), sink, { compress: 3 })
+        assert.deepStrictEqual(yield* Persist.dump(joblibExample(), sink, { compress: 3 }), [], "no file written")
         assert.isAbove(chunks.length, 1)
         // Re-chunk into odd sizes, as a network stream would.
         const all = Codec.concat(chunks)
