@@ -425,30 +425,35 @@ export const memoize = <
   const { name } = definition
   type Failure = E | StoreError | InvalidMemoize | Unstorable
   /** A hit logged as joblib's `verbose` does, above 1. */
-  const loggedHit = (cache: Shape, key: string, args: Args) => {
+  const loggedHit = (cache: Shape, key: string, identity: string, args: Args) => {
     const started = performance.now()
-    return Effect.flatMap(lookup(cache, key), (hit) =>
+    return Effect.flatMap(lookup(cache, key, identity), (hit) =>
       hit === undefined
-        ? Effect.flatMap(miss(cache, key, args, false), Memo.fromFound)
+        ? Effect.flatMap(miss(cache, key, identity, args, false), Memo.fromFound)
         : Effect.andThen(
           logHit(name, cache.settings.started, started, definition.verbose ?? cache.settings.verbose),
           Memo.fromFound(hit)
         ))
   }
+  /** The call's key in `cache`, and the name its entries go under there. */
+  const keyIn = (cache: Shape, args: Args) =>
+    Effect.flatMap(
+      source.identity(cache),
+      (identity) => Effect.map(keyOf(args, identity), (key) => ({ key, identity }))
+    )
   /** Key, then lookup, then a hit or a single computation; a forced call skips the lookup. */
   const run = (args: Args, force: boolean): Effect.Effect<A, Failure, R | Cache> =>
     Effect.flatMap(Effect.service(Cache), (cache) => {
       if (cache.disabled) return Memo.call(definition, args)
-      return Effect.andThen(source.notice(cache), keyOf(args)).pipe(Effect.flatMap((key) => {
-        if (force) return Effect.flatMap(miss(cache, key, args, true), Memo.fromFound)
-        if ((definition.verbose ?? cache.settings.verbose) > 1) return loggedHit(cache, key, args)
+      return Effect.flatMap(keyIn(cache, args), ({ identity, key }) => {
+        if (force) return Effect.flatMap(miss(cache, key, identity, args, true), Memo.fromFound)
+        if ((definition.verbose ?? cache.settings.verbose) > 1) return loggedHit(cache, key, identity, args)
         // The hit path: a chain, with nothing more than the lookup and its result.
-        return Effect.flatMap(
-          lookup(cache, key),
-          (hit) =>
-            hit === undefined ? Effect.flatMap(miss(cache, key, args, false), Memo.fromFound) : Memo.fromFound(hit)
-        )
-      }))
+        return Effect.flatMap(lookup(cache, key, identity), (hit) =>
+          hit === undefined
+            ? Effect.flatMap(miss(cache, key, identity, args, false), Memo.fromFound)
+            : Memo.fromFound(hit))
+      })
     })
   const memoized = ((...args: Args) => run(args, false)) as Memoized<Args, A, E, R>
   Object.defineProperty(memoized, "name", { value: name })
@@ -458,24 +463,26 @@ export const memoize = <
       Effect.gen(function*() {
         const cache = yield* Effect.service(Cache)
         if (cache.disabled) return false
-        return (yield* lookup(cache, yield* keyOf(args))) !== undefined
+        const { identity, key } = yield* keyIn(cache, args)
+        return (yield* lookup(cache, key, identity)) !== undefined
       }),
     shelve: (...args: Args) =>
       Effect.flatMap(Effect.service(Cache), (cache) =>
-        Effect.flatMap(keyOf(args), (key) => {
-          const shelved: Shelved<A> = { _tag: "Shelved", key, function: name }
+        Effect.flatMap(keyIn(cache, args), ({ identity, key }) => {
+          const shelved: Shelved<A> = { _tag: "Shelved", key, function: identity }
           // Caching off: the result is still stored, so that the reference can be read.
           return cache.disabled
-            ? Effect.as(Effect.flatMap(miss(cache, key, args, true), Memo.fromFound), shelved)
+            ? Effect.as(Effect.flatMap(miss(cache, key, identity, args, true), Memo.fromFound), shelved)
             : Effect.as(run(args, false), shelved)
         })),
     clear: Effect.gen(function*() {
       const cache = yield* Effect.service(Cache)
-      const mine = (yield* cache.store.list).filter((meta) => meta.function === name)
+      const identity = yield* source.identity(cache)
+      const mine = (yield* cache.store.list).filter((meta) => meta.function === identity)
       for (const meta of mine) yield* cache.store.remove(meta.key)
       return mine.length
     }),
-    key: (...args: Args) => keyOf(args)
+    key: (...args: Args) => keyOf(args, name)
   })
 }
 

@@ -176,11 +176,11 @@ describe("Cache behaviour", () => {
     }).pipe(Effect.provide(Cache.layerMemory()))
   })
 
-  it.effect("a changed source invalidates the old entries once, and a shared name is warned about", () =>
+  it.effect("a changed source invalidates the old entries once, in the next session over the same store", () =>
     Effect.gen(function*() {
-      const store = Store.layerMemory()
-      const cache = Cache.layer().pipe(Layer.provide(store))
-      const context = yield* Layer.build(cache)
+      const store = yield* Layer.build(Store.layerMemory())
+      // Each session is a cache of its own over the store, as each process would have.
+      const session = () => Layer.build(Cache.layer().pipe(Layer.provide(Layer.succeedContext(store))))
       let calls = 0
       const v1 = Cache.memoize((x: number) => {
         calls++
@@ -190,22 +190,49 @@ describe("Cache behaviour", () => {
         calls++
         return x + 2
       }, { name: "evolving" })
-      const { value, lines } = yield* logged(
-        Effect.gen(function*() {
-          yield* v1(1)
-          yield* v1(2)
-          yield* v1(1)
-          const changed = yield* v2(1)
-          return changed
-        }).pipe(Effect.provide(context))
-      )
+      yield* Effect.all([v1(1), v1(2), v1(1)]).pipe(Effect.provide(yield* session()))
+      const next = yield* session()
+      const { value, lines } = yield* logged(v2(1).pipe(Effect.provide(next)))
       assert.strictEqual(value, 3, "the new source's result, not the old entry")
       assert.strictEqual(calls, 3)
-      assert.isTrue(lines.some((line) => line.includes("two different functions are memoized under the name")))
       assert.isTrue(lines.some((line) => line.includes("the source of evolving changed; 2 cached entries")))
       const versionOnly = Cache.memoize((x: number) => x + 3, { name: "evolving", invalidateOnSourceChange: false })
-      assert.strictEqual(yield* versionOnly(1).pipe(Effect.provide(context)), 3, "version-only control keeps entries")
+      assert.strictEqual(yield* versionOnly(1).pipe(Effect.provide(next)), 3, "version-only control keeps entries")
     }))
+
+  // joblib's documented gotcha: two functions named func in one session. After each has run once, neither
+  // recomputes ("No recomputation so far"), and joblib warns once of the collision.
+  for (
+    const [storeName, layerOf] of [
+      ["filesystem", (dir: string) => Cache.layerFileSystem(dir)],
+      ["sqlite", (dir: string) => Cache.layerSqlite(`${dir}/cache.sqlite`)]
+    ] as const
+  ) {
+    it.effect(`name collisions in one session keep both functions' entries, with one warning (${storeName})`, () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "collision-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+        const runs: Array<string> = []
+        const func = Cache.memoize(function func(x: number) {
+          runs.push(`Running func(${x})`)
+          return x
+        })
+        const func2 = func
+        const different = Cache.memoize(function func(x: number) {
+          runs.push(`Running a different func(${x})`)
+          return -x
+        })
+        const { value, lines } = yield* logged(
+          Effect.all([different(1), func2(1), different(1), func2(1), different(1), func2(1)]).pipe(
+            Effect.provide(layerOf(dir))
+          )
+        )
+        assert.deepStrictEqual(value, [-1, 1, -1, 1, -1, 1])
+        assert.deepStrictEqual(runs, ["Running a different func(1)", "Running func(1)"], "no recomputation so far")
+        assert.strictEqual(lines.filter((line) => line.includes("two different functions are memoized")).length, 1)
+        assert.isFalse(lines.some((line) => line.includes("entries were invalidated")))
+      }))
+  }
 
   it.effect("a damaged entry is a miss: recomputed, replaced, with a warning naming the key", () => {
     let calls = 0

@@ -82,17 +82,18 @@ const resolveIgnored = (
 /** The keyer of a memoized function. */
 export const makeKeyer = <Args extends ReadonlyArray<unknown>>(
   definition: Definition<Args, any, any, any>
-): (args: Args) => Effect.Effect<string, InvalidMemoize> => {
+): (args: Args, identity: string) => Effect.Effect<string, InvalidMemoize> => {
   const { name, version } = definition
   const ignored = resolveIgnored(definition)
   const recentKeys = new Map<string, string>()
-  const hashArgs = (args: ReadonlyArray<unknown>) => {
+  const hashArgs = (args: ReadonlyArray<unknown>, identity: string) => {
     // f(x) and f(x, undefined) are the same call.
     const keyed = args.length > 0 && args.at(-1) === undefined ? args.slice(0, -1) : args
-    const signature = primitiveSignature(keyed)
+    // Recent keys are remembered under the function's own name only: a colliding one hashes each time.
+    const signature = identity === name ? primitiveSignature(keyed) : undefined
     const known = signature === undefined ? undefined : recentKeys.get(signature)
     if (known !== undefined) return Effect.succeed(known)
-    return Hashing.hash({ function: name, version, args: keyed }).pipe(
+    return Hashing.hash({ function: identity, version, args: keyed }).pipe(
       Effect.map((key) => {
         if (signature !== undefined) {
           if (recentKeys.size >= RECENT_KEYS) recentKeys.clear()
@@ -108,13 +109,13 @@ export const makeKeyer = <Args extends ReadonlyArray<unknown>>(
   const unnamed = new InvalidMemoize({
     message: `an anonymous function needs a name to be memoized: Cache.memoize(fn, { name: "myFunction" })`
   })
-  return (args) => {
+  return (args, identity) => {
     if (name === "") return Effect.fail(unnamed)
-    if (definition.ignore.length === 0) return hashArgs(args)
+    if (definition.ignore.length === 0) return hashArgs(args, identity)
     return Effect.flatMap(ignored, (paths) => {
       const keyed: Array<unknown> = [...args]
       for (const { index, path } of paths) keyed[index] = without(keyed[index], path)
-      return hashArgs(keyed)
+      return hashArgs(keyed, identity)
     })
   }
 }

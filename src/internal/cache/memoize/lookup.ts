@@ -10,7 +10,11 @@ import type { CacheShape } from "../service.ts"
 import type { Definition, Found } from "./definition.ts"
 import type { SourceCheck } from "./source.ts"
 
-export type Lookup<A, E> = (cache: CacheShape, key: string) => Effect.Effect<Found<A, E> | undefined, StoreError>
+export type Lookup<A, E> = (
+  cache: CacheShape,
+  key: string,
+  identity: string
+) => Effect.Effect<Found<A, E> | undefined, StoreError>
 
 export const makeLookup = <A, E>(definition: Definition<any, A, E, any>, source: SourceCheck): Lookup<A, E> => {
   const { name } = definition
@@ -32,6 +36,7 @@ export const makeLookup = <A, E>(definition: Definition<any, A, E, any>, source:
   const checked = (
     cache: CacheShape,
     key: string,
+    identity: string,
     entry: Store.Entry
   ): Effect.Effect<Found<A, E> | undefined, StoreError> => {
     const meta = entry.meta
@@ -39,8 +44,8 @@ export const makeLookup = <A, E>(definition: Definition<any, A, E, any>, source:
     if (definition.checkSource && meta.source !== undefined && meta.source !== source.known()) {
       return Effect.flatMap(source.hash, (current) =>
         meta.source === current
-          ? checked(cache, key, entry)
-          : Effect.as(source.invalidate(cache), undefined))
+          ? checked(cache, key, identity, entry)
+          : Effect.as(source.invalidate(cache, identity), undefined))
     }
     if (meta.expires !== undefined) {
       return Effect.flatMap(
@@ -50,9 +55,9 @@ export const makeLookup = <A, E>(definition: Definition<any, A, E, any>, source:
     }
     return decode(cache, key, entry)
   }
-  return (cache, key) =>
+  return (cache, key, identity) =>
     Effect.flatMap(
       cache.read(key, name),
-      (entry) => (entry === undefined ? Effect.succeed(undefined) : checked(cache, key, entry))
+      (entry) => (entry === undefined ? Effect.succeed(undefined) : checked(cache, key, identity, entry))
     )
 }

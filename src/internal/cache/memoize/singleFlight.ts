@@ -23,7 +23,7 @@ type Acquired<A, E> = { readonly lock: Store.Lock } | { readonly found: Found<A,
  * Waits for `key`'s lock, or for another process's result under it. The caller has just looked for the
  * result, so the first attempt only tries the lock; `force` never takes another's result.
  */
-const acquire = <A, E>(cache: CacheShape, lookup: Lookup<A, E>, key: string, force: boolean) => {
+const acquire = <A, E>(cache: CacheShape, lookup: Lookup<A, E>, key: string, identity: string, force: boolean) => {
   let polled = false
   const takeLock = Effect.map(
     cache.lock(key),
@@ -34,7 +34,7 @@ const acquire = <A, E>(cache: CacheShape, lookup: Lookup<A, E>, key: string, for
     polled = true
     return look
       ? Effect.flatMap(
-        lookup(cache, key),
+        lookup(cache, key, identity),
         (found): Effect.Effect<Acquired<A, E> | undefined, StoreError> =>
           found === undefined ? takeLock : Effect.succeed({ found })
       )
@@ -77,7 +77,7 @@ const makeWriter = <Args extends ReadonlyArray<unknown>, A, E>(
   /** Encodes and stores `value`; fails with `Unstorable` if it cannot be encoded (unless warned of). */
   return (
     cache: CacheShape,
-    entry: { readonly key: string; readonly args: Args; readonly duration: number },
+    entry: { readonly key: string; readonly identity: string; readonly args: Args; readonly duration: number },
     outcome: { readonly failure: false; readonly value: A } | { readonly failure: true; readonly value: E }
   ): Effect.Effect<void, StoreError | Unstorable> =>
     Effect.gen(function*() {
@@ -94,7 +94,7 @@ const makeWriter = <Args extends ReadonlyArray<unknown>, A, E>(
       yield* cache.write({
         meta: {
           key: entry.key,
-          function: name,
+          function: entry.identity,
           size: data.success.reduce((sum, part) => sum + part.length, 0),
           duration: entry.duration,
           created: now,
@@ -113,6 +113,7 @@ const makeWriter = <Args extends ReadonlyArray<unknown>, A, E>(
 export type Miss<Args, A, E, R> = (
   cache: CacheShape,
   key: string,
+  identity: string,
   args: Args,
   force: boolean
 ) => Effect.Effect<Found<A, E>, E | StoreError | Unstorable, R>
@@ -125,7 +126,7 @@ export const makeMiss = <Args extends ReadonlyArray<unknown>, A, E, R>(
 ): Miss<Args, A, E, R> => {
   const { name } = definition
   const write = makeWriter(definition, source)
-  const compute = (cache: CacheShape, key: string, args: Args) =>
+  const compute = (cache: CacheShape, key: string, identity: string, args: Args) =>
     Effect.gen(function*() {
       const verbose = definition.verbose ?? cache.settings.verbose
       if (verbose > 0) yield* logCalling(name, args)
@@ -133,24 +134,28 @@ export const makeMiss = <Args extends ReadonlyArray<unknown>, A, E, R>(
       const exit = yield* Effect.exit(call(definition, args))
       const duration = performance.now() - started
       if (Exit.isSuccess(exit)) {
-        yield* write(cache, { key, args, duration }, { failure: false, value: exit.value })
+        yield* write(cache, { key, identity, args, duration }, { failure: false, value: exit.value })
         if (verbose > 0) yield* logComputed(name, started)
         return { _tag: "Value", value: exit.value } as Found<A, E>
       }
       const failure = exit.cause.reasons.find(Cause.isFailReason)
       if (failure !== undefined && definition.cacheFailures) {
-        yield* write(cache, { key, args, duration }, { failure: true, value: failure.error })
+        yield* write(cache, { key, identity, args, duration }, { failure: true, value: failure.error })
       }
       return yield* (exit as Exit.Exit<never, E>)
     })
-  const underLock = (cache: CacheShape, key: string, args: Args, force: boolean) =>
-    Effect.flatMap(acquire(cache, lookup, key, force), (acquired) => {
+  const underLock = (cache: CacheShape, key: string, identity: string, args: Args, force: boolean) =>
+    Effect.flatMap(acquire(cache, lookup, key, identity, force), (acquired) => {
       if ("found" in acquired) return Effect.succeed(acquired.found)
       // Looked for again under the lock: its last holder may have stored it meanwhile.
-      const found = force ? Effect.succeed(undefined) : lookup(cache, key)
-      return Effect.flatMap(found, (hit) => hit !== undefined ? Effect.succeed(hit) : compute(cache, key, args)).pipe(
+      const found = force ? Effect.succeed(undefined) : lookup(cache, key, identity)
+      return Effect.flatMap(
+        found,
+        (hit) => hit !== undefined ? Effect.succeed(hit) : compute(cache, key, identity, args)
+      ).pipe(
         Effect.ensuring(acquired.lock.release)
       )
     })
-  return (cache, key, args, force) => cache.singleFlight(key, underLock(cache, key, args, force), force)
+  return (cache, key, identity, args, force) =>
+    cache.singleFlight(key, underLock(cache, key, identity, args, force), force)
 }

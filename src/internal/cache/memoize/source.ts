@@ -14,10 +14,14 @@ export interface SourceCheck {
   readonly hash: Effect.Effect<string>
   /** The hash once known, read synchronously on the hit path. */
   readonly known: () => string | undefined
-  /** Warns once if another function was memoized under this name in this cache. */
-  readonly notice: (cache: CacheShape) => Effect.Effect<void>
-  /** Drops this function's entries stored by another source, once per process. */
-  readonly invalidate: (cache: CacheShape) => Effect.Effect<void, StoreError>
+  /**
+   * The name this function's entries go under in `cache`: its own, unless another function of another source
+   * was memoized under that name in this cache first (joblib's name collision in one session). Then both keep
+   * their entries, this one's under its name and its source's hash, and one warning names the collision.
+   */
+  readonly identity: (cache: CacheShape) => Effect.Effect<string>
+  /** Drops the entries stored under `identity` by another source, once per process. */
+  readonly invalidate: (cache: CacheShape, identity: string) => Effect.Effect<void, StoreError>
 }
 
 export const makeSourceCheck = (definition: Definition<any, any, any, any>): SourceCheck => {
@@ -31,22 +35,29 @@ export const makeSourceCheck = (definition: Definition<any, any, any, any>): Sou
   return {
     hash,
     known: () => known,
-    notice: (cache) =>
-      known !== undefined && cache.sourceOf(name, known) === known ? Effect.void : Effect.flatMap(
-        hash,
-        (current) =>
-          cache.sourceOf(name, current) === current ? Effect.void : cache.warnOnce(
+    identity: (cache) => {
+      // Relying on `version` alone, the source never tells two functions apart.
+      if (!definition.checkSource) return Effect.succeed(name)
+      if (known !== undefined && cache.sourceOf(name, known) === known) return Effect.succeed(name)
+      return Effect.flatMap(hash, (current) => {
+        if (cache.sourceOf(name, current) === current) return Effect.succeed(name)
+        return Effect.as(
+          cache.warnOnce(
             `collision:${name}`,
-            `effect-joblib cache: two different functions are memoized under the name "${name}"; ` +
-              `give them distinct names, or their results may be mixed up`
-          )
-      ),
-    invalidate: (cache) =>
+            `effect-joblib cache: two different functions are memoized under the name "${name}" (joblib's name ` +
+              `collision); each keeps its own entries in this process, but in a new one only the first to run ` +
+              `keeps them: give them distinct names`
+          ),
+          `${name}@${current.slice(0, 12)}`
+        )
+      })
+    },
+    invalidate: (cache, identity) =>
       Effect.gen(function*() {
         const current = yield* hash
-        if (!cache.firstTime(`source:${name}:${current}`)) return
+        if (!cache.firstTime(`source:${identity}:${current}`)) return
         const stale = (yield* cache.list).filter((meta) =>
-          meta.function === name && meta.source !== undefined && meta.source !== current
+          meta.function === identity && meta.source !== undefined && meta.source !== current
         )
         yield* Effect.forEach(stale, (meta) => Effect.ignore(cache.remove(meta.key)), { discard: true })
         yield* Effect.logInfo(
