@@ -145,3 +145,27 @@ describe("Backend.Backend", () => {
     expect<keyof Backend.Backend>().type.toBe<"name" | "workers">()
   })
 })
+
+describe("Parallel.all", () => {
+  it("types its results per position for a tuple of calls, and as a union for an array", () => {
+    const Fit = Task.make("Fit", {
+      payload: Schema.Tuple([Schema.Number, Schema.Number]),
+      success: Schema.Number,
+      run: ([x, y]) => x * y
+    })
+    const Label = Task.make("Label", { payload: Schema.Number, success: Schema.String, error: Negative, run: String })
+    expect(Fit(1, 2)).type.toBe<Task.Call<readonly [number, number], number, never>>()
+    expect(Fit).type.not.toBeCallableWith(1)
+    expect(Label).type.not.toBeCallableWith("1")
+    expect(Parallel.all([Fit(1, 2), Label(3)])).type.toBe<
+      Effect.Effect<[number, string], Negative | ParallelError.ParallelError>
+    >()
+    const calls = [Fit(1, 2), Label(3)] as Array<Task.Call<any, number, never> | Task.Call<any, string, Negative>>
+    expect(Parallel.all(calls)).type.toBe<
+      Effect.Effect<Array<number | string>, Negative | ParallelError.ParallelError>
+    >()
+    expect(Parallel.all([Label(3)], { mode: "result" })).type.toBe<
+      Effect.Effect<[Result.Result<string, Negative | ParallelError.TaskTimeout>], ParallelError.ParallelError>
+    >()
+  })
+})

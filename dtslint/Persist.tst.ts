@@ -15,9 +15,11 @@ describe("Persist", () => {
   })
 
   it("dump, data-first and data-last, checks the value against the Schema", () => {
-    expect(Persist.dump({ any: "thing" }, "/tmp/x")).type.toBe<Effect.Effect<void, Persist.DumpError>>()
+    expect(Persist.dump({ any: "thing" }, "/tmp/x")).type.toBe<
+      Effect.Effect<ReadonlyArray<string>, Persist.DumpError>
+    >()
     expect(pipe(new Point({ x: 1 }), Persist.dump("/tmp/x", { schema: Point }))).type.toBe<
-      Effect.Effect<void, Persist.DumpError>
+      Effect.Effect<ReadonlyArray<string>, Persist.DumpError>
     >()
     expect(Persist.dump).type.not.toBeCallableWith("not a point", "/tmp/x", { schema: Point })
   })

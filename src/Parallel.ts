@@ -27,7 +27,7 @@ import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
 import { exitsOf } from "./internal/parallel/outcome.ts"
 import { type Backend as BackendShape, engineOf } from "./internal/parallel/runner.ts"
 import * as Internal from "./internal/parallel/work.ts"
-import type { InvalidOptions, ParallelError, TaskTimeout, WorkerCrashed } from "./ParallelError.ts"
+import { InvalidOptions, type ParallelError, type TaskTimeout, type WorkerCrashed } from "./ParallelError.ts"
 import * as Progress from "./Progress.ts"
 import * as Task from "./Task.ts"
 
@@ -39,7 +39,16 @@ import * as Task from "./Task.ts"
  * @category models
  * @since 0.1.0
  */
-export type Work<I, A, E> = Task.Task<I, A, E> | ((item: I, index: number) => A | PromiseLike<A>)
+export type Work<I, A, E> = TaskWork<I, A, E> | ((item: I, index: number) => A | PromiseLike<A>)
+
+/**
+ * A Task as a map's work: its members without its call signature (a Task is also a function, its own call),
+ * so that an inline function beside it in {@link Work} gets its parameter's type from the map's input.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type TaskWork<I, A, E> = { readonly [K in keyof Task.Task<I, A, E>]: Task.Task<I, A, E>[K] }
 
 /**
  * The items of a map: an Iterable, an AsyncIterable or a Stream. They are pulled lazily.
@@ -668,3 +677,90 @@ export const effectiveConcurrency = (concurrency?: number): Effect.Effect<number
     const resolved = yield* resolve("Parallel.effectiveConcurrency", { concurrency }, engineOf(yield* Backend))
     return resolved.concurrency
   })
+
+/**
+ * The results of {@link all}, position by position: a tuple of calls gives a tuple, an array a union.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type AllOut<Calls extends ReadonlyArray<Task.Call<any, any, any>>, M extends Mode> = {
+  -readonly [K in keyof Calls]: Calls[K] extends Task.Call<any, infer A, infer E> ? Out<A, E, M> : never
+}
+
+/**
+ * The typed errors of the tasks that {@link all} calls.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type CallError<Calls extends ReadonlyArray<Task.Call<any, any, any>>> = Calls[number] extends
+  Task.Call<any, any, infer E> ? E : never
+
+/**
+ * Runs calls of several Tasks, each with its own payload, as joblib's
+ * `Parallel()(delayed(f)(a, b) for …)` with different functions in one call, and
+ * collects their results in input order, typed per position as `Effect.all`'s.
+ *
+ * The calls of each Task run as one {@link map} of that Task, all at once on the
+ * provided backend: the same batching (each Task's batch size learned on its
+ * own), progress (one map per Task), failure modes and options. The first
+ * failure fails the whole call and interrupts the rest.
+ *
+ * **Example** (Fitting and scoring in one call)
+ *
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Parallel, Task } from "effect-joblib"
+ *
+ * export const Fit = Task.make("Fit", {
+ *   payload: Schema.Tuple([Schema.Number, Schema.Number]),
+ *   success: Schema.Number,
+ *   run: ([x, y]) => x * y
+ * })
+ * export const Label = Task.make("Label", { payload: Schema.Number, success: Schema.String, run: (n) => `#${n}` })
+ *
+ * // [number, string, number]
+ * const program = Parallel.all([Fit(2, 3), Label(7), Fit(4, 5)])
+ * ```
+ *
+ * @category combinators
+ * @since 0.6.0
+ */
+export const all = <
+  const Calls extends ReadonlyArray<Task.Call<any, any, any>>,
+  M extends Mode = "failFast"
+>(
+  calls: Calls,
+  options?: MapOptions<M, NoInfer<CallError<Calls>>>
+): Effect.Effect<AllOut<Calls, M>, Err<CallError<Calls>, M> | ParallelError> =>
+  Effect.gen(function*() {
+    const groups = new Map<
+      Task.Task<any, any, any>,
+      { readonly at: Array<number>; readonly payloads: Array<unknown> }
+    >()
+    for (const [i, call] of Array.from(calls as ReadonlyArray<unknown>).entries()) {
+      if (!Task.isCall(call)) {
+        return yield* new InvalidOptions({
+          option: "calls",
+          message: `Parallel.all: item ${i} is not a call of a Task (as SquareRoot(4)), got ${
+            call === null ? "null" : typeof call
+          }`
+        })
+      }
+      const group = groups.get(call.task) ?? groups.set(call.task, { at: [], payloads: [] }).get(call.task)!
+      group.at.push(i)
+      group.payloads.push(call.payload)
+    }
+    const out: Array<unknown> = []
+    out.length = calls.length
+    yield* Effect.forEach(
+      groups,
+      ([task, { at, payloads }]) =>
+        Effect.map(map(payloads, task, options as MapOptions<M, any>), (values) => {
+          for (let j = 0; j < at.length; j++) out[at[j]!] = values[j]
+        }),
+      { concurrency: "unbounded", discard: true }
+    )
+    return out as AllOut<Calls, M>
+  }) as Effect.Effect<AllOut<Calls, M>, Err<CallError<Calls>, M> | ParallelError>

@@ -31,6 +31,11 @@ export const TypeId = "~effect-joblib/Task" as const
  * @since 0.1.0
  */
 export interface Task<in out Payload, in out A, in out E = never> extends Pipeable {
+  /**
+   * A call of the task, as joblib's `delayed(f)(a, b)`: the task's arguments, for {@link Parallel.all}. A
+   * tuple payload is called with its elements (`Fit(x, y)`), any other with the payload itself.
+   */
+  (...args: Args<Payload>): Call<Payload, A, E>
   readonly [TypeId]: typeof TypeId
   readonly name: string
   /** The `file:` URL of the module that defined the task; workers import it. */
@@ -41,6 +46,53 @@ export interface Task<in out Payload, in out A, in out E = never> extends Pipeab
   readonly run: (payload: Payload) => Effect.Effect<A, E, any> | A
   readonly layer: Layer.Layer<any, unknown> | undefined
 }
+
+/**
+ * How a task with payload `Payload` is called: a tuple payload with its elements, any other as one argument.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type Args<Payload> = Payload extends readonly [unknown, ...Array<unknown>] ? Payload : [payload: Payload]
+
+/**
+ * One call of a task with its payload: what `Parallel.all` runs, as joblib's `delayed(f)(…)`.
+ *
+ * **Example** (Calls of two tasks)
+ *
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Task } from "effect-joblib"
+ *
+ * const Fit = Task.make("Fit", {
+ *   payload: Schema.Tuple([Schema.Number, Schema.Number]),
+ *   success: Schema.Number,
+ *   run: ([x, y]) => x * y
+ * })
+ * const call: Task.Call<readonly [number, number], number, never> = Fit(2, 3)
+ * ```
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export interface Call<out Payload, out A, out E> {
+  readonly _tag: "Call"
+  readonly task: Task<any, any, any>
+  readonly payload: Payload
+  /** Phantom: what the call succeeds with. */
+  readonly "~A"?: (() => A) | undefined
+  /** Phantom: what the call fails with. */
+  readonly "~E"?: (() => E) | undefined
+}
+
+/**
+ * Tells whether a value is a {@link Call}.
+ *
+ * @category guards
+ * @since 0.6.0
+ */
+export const isCall = (u: unknown): u is Call<unknown, unknown, unknown> =>
+  Predicate.hasProperty(u, "_tag") && u._tag === "Call" && Predicate.hasProperty(u, "task") && isTask(u.task)
 
 /**
  * The options of {@link make}. `layer` is required exactly when `run` needs services.
@@ -69,12 +121,13 @@ const keyOf = (url: string, name: string) => `${url}#${name}`
 
 TaskLoader.install()
 
-const TaskProto = {
+// A task is a function, so that `Fit(x, y)` is its call; the prototype keeps Function's own members.
+const TaskProto = Object.setPrototypeOf({
   [TypeId]: TypeId,
   pipe() {
     return pipeArguments(this, arguments)
   }
-}
+}, Function.prototype)
 
 /**
  * Defines a task. Its name must be unique within its module.
@@ -107,14 +160,21 @@ export const make = <P extends Schema.Top, S extends Schema.Top, F extends Schem
   if (url === undefined) {
     throw new globalThis.Error(`Task.make("${name}"): cannot tell the defining module; pass { url: import.meta.url }`)
   }
-  const task: Task<P["Type"], S["Type"], F["Type"]> = Object.assign(Object.create(TaskProto), {
-    name,
-    url,
-    payload: options.payload,
-    success: options.success,
-    error: options.error ?? Schema.Never,
-    run: options.run,
-    layer: options.layer
+  const isTuple = Schema.isSchema(options.payload) && options.payload.ast._tag === "Arrays" &&
+    options.payload.ast.rest.length === 0
+  const task = function(...args: ReadonlyArray<unknown>) {
+    return { _tag: "Call", task, payload: isTuple ? args : args[0] }
+  } as unknown as Task<P["Type"], S["Type"], F["Type"]>
+  Object.setPrototypeOf(task, TaskProto)
+  const value = (v: unknown) => ({ value: v, enumerable: true })
+  Object.defineProperties(task, {
+    name: value(name),
+    url: value(url),
+    payload: value(options.payload),
+    success: value(options.success),
+    error: value(options.error ?? Schema.Never),
+    run: value(options.run),
+    layer: value(options.layer)
   })
   const key = keyOf(url, name)
   const site = frame === undefined ? undefined : `${frame.url}:${frame.line}:${frame.column}`

@@ -8,9 +8,11 @@ import { Cache, Parallel, ParallelError, Progress } from "../src/index.ts"
 import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { CurrentObserver, type Observer } from "../src/internal/parallel/engine.ts"
 import {
+  Fit,
   Flake,
   Flaky,
   InterruptsItself,
+  Label,
   Mirror,
   Negative,
   Point,
@@ -923,5 +925,36 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
             assert.strictEqual(yield* pullsBeforeFirstResult({}), 4)
           })
       )
+    })
+    describe("calls of several tasks, as joblib's delayed", () => {
+      it.effect("Parallel.all runs calls of several Tasks with their own payloads, in input order", () =>
+        Effect.gen(function*() {
+          const out = yield* Parallel.all([
+            Fit(2, 3),
+            Label({ n: 7, prefix: "#" }),
+            SquareRoot(16),
+            Fit(4, 5),
+            Label({ n: 8, prefix: "n" })
+          ])
+          assert.deepStrictEqual(out, [6, "#7", 4, 20, "n8"])
+          // Many calls: each Task's calls are batched as its map's would be.
+          const many = Array.from({ length: 300 }, (_, i) => i % 3 === 0 ? Fit(i, 2) : SquareRoot(i * i))
+          assert.deepStrictEqual(
+            yield* Parallel.all(many),
+            Array.from({ length: 300 }, (_, i) => i % 3 === 0 ? 2 * i : i)
+          )
+        }))
+
+      it.effect("Parallel.all fails fast with a task's typed error, or reports every call in \"result\" mode", () =>
+        Effect.gen(function*() {
+          const calls = [Fit(1, 2), Label({ n: -1, prefix: "#" }), SquareRoot(-4), Fit(3, 3)] as const
+          const error = yield* Effect.flip(Parallel.all(calls))
+          assert.instanceOf(error, Negative)
+          const results = yield* Parallel.all(calls, { mode: "result" })
+          assert.deepStrictEqual(results.map((r) => r._tag), ["Success", "Failure", "Failure", "Success"])
+          const refused = yield* Effect.flip(Parallel.all([Fit(1, 2), 3 as never]))
+          assert.strictEqual(refused._tag, "InvalidOptions")
+          assert.include(refused.message, "item 1 is not a call of a Task")
+        }))
     })
   })
