@@ -208,7 +208,7 @@ describe("Cache behaviour", () => {
       ["sqlite", (dir: string) => Cache.layerSqlite(`${dir}/cache.sqlite`)]
     ] as const
   ) {
-    it.effect(`name collisions in one session keep both functions' entries, with one warning (${storeName})`, () =>
+    it.effect(`test_memory_name_collision: both functions keep their entries, with one warning (${storeName})`, () =>
       Effect.gen(function*() {
         const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "collision-"))
         yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))

@@ -190,7 +190,7 @@ describe("Persist", () => {
         assert.instanceOf(yield* Effect.flip(Persist.load(file)), PersistError.UnknownCompression)
       }))
 
-    it.effect("register_compressor: replacing a built-in method needs force, as joblib's", () =>
+    it.effect("test_register_compressor_already_registered: replacing a built-in method needs force", () =>
       Effect.gen(function*() {
         const mine: Compression.Compressor = { ...Compression.gzip, compress: Compression.zlib.compress }
         const refused = yield* Effect.flip(
@@ -208,7 +208,7 @@ describe("Persist", () => {
         assert.include(sameId.message, "built-in gzip")
       }))
 
-    it.effect("lz4 takes joblib's levels, 0–16, and refuses others", () =>
+    it.effect("test_lz4_compression: lz4 takes joblib's levels, 0–16, and refuses others", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
         for (const level of [0, 3, 16]) {

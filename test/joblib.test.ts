@@ -149,7 +149,7 @@ describe("the options joblib users write", () => {
       assert.include(bad.message, "maxBytes")
     }))
 
-  it.effect("cpuCount and effectiveConcurrency, as joblib's cpu_count and effective_n_jobs", () =>
+  it.effect("test_effective_n_jobs: cpuCount and effectiveConcurrency, as joblib's cpu_count and effective_n_jobs", () =>
     Effect.gen(function*() {
       const cpus = Parallel.cpuCount()
       assert.isAtLeast(cpus, 1)
