@@ -357,7 +357,8 @@ const track = (
     },
     total: (n) => void (total = n),
     exhausted: () => void (exhausted = true),
-    progress: (index, data) => emit({ ...snapshot(), _tag: "TaskProgress", index, data })
+    progress: (index, data) => emit({ ...snapshot(), _tag: "TaskProgress", index, data }),
+    retried: (start, size, reason) => emit({ ...snapshot(), _tag: "BatchRetried", start, size, reason })
   }
   return {
     observer,

@@ -12,7 +12,7 @@
  */
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
-import type * as Schema from "effect/Schema"
+import * as Schema from "effect/Schema"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
@@ -23,7 +23,7 @@ import { writeFileAtomically } from "./internal/atomicFile.ts"
 import { acquireStepHasher, releaseStepHasher, rememberDigest } from "./internal/codec/hashers.ts"
 import * as PersistOptions from "./internal/codec/persistOptions.ts"
 import {
-  type DecodeError,
+  DecodeError,
   InvalidPersistOptions,
   PersistIOError,
   type SchemaMismatch,
@@ -427,5 +427,16 @@ export const load: {
       })
     }
     const codec = schema === undefined ? Codec.make() : Codec.make(schema)
-    return yield* codec.decode(bytes, { shared, verify: options?.verify })
+    const decoded = codec.decode(bytes, { shared, verify: options?.verify })
+    return yield* typeof source === "string" ? Effect.mapError(decoded, naming(source)) : decoded
   }).pipe(Effect.withSpan("Persist.load"))
+
+const isDecodeError = Schema.is(DecodeError)
+const encodeDecodeError = Schema.encodeSync(DecodeError)
+const decodeDecodeError = Schema.decodeUnknownSync(DecodeError)
+
+/** A file's decode error, naming the file: which dump is damaged is the first thing its reader needs. */
+const naming = (path: string) => <E>(error: E): E =>
+  isDecodeError(error) && !error.message.includes(path)
+    ? decodeDecodeError({ ...encodeDecodeError(error), message: `${path}: ${error.message}` }) as E
+    : error

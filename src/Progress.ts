@@ -75,6 +75,17 @@ export type Event =
     /** Items of the batch that failed. */
     readonly failed: number
   }
+  /**
+   * A batch, or one item of it, runs again: its worker died and the Remote queue moved it to another
+   * (`"stalled"`), its worker crashed and the map's `retry` runs it on a replacement (`"crashed"`), or `retry`
+   * runs a failed item again (`"failed"`, `size` 1).
+   */
+  | Snapshot & {
+    readonly _tag: "BatchRetried"
+    readonly start: number
+    readonly size: number
+    readonly reason: "stalled" | "crashed" | "failed"
+  }
   /** A running task reported progress of its own with {@link report}. */
   | Snapshot & { readonly _tag: "TaskProgress"; readonly index: number; readonly data: unknown }
   | Snapshot & { readonly _tag: "Failed"; readonly reason: string }

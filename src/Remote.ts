@@ -112,14 +112,17 @@ const WorkerOptionsSchema = Schema.Struct({
 /**
  * A backend that sends batches to remote workers through a BullMQ queue on
  * Redis. `Parallel.map` code does not change; only the provided Layer does.
+ * Workers run the Tasks of the modules they were given; an inline function
+ * runs only on a worker started with `allowInline`.
  *
  * **Example** (Spreading a map over machines)
  *
  * ```ts
  * import { Effect, Redacted } from "effect"
  * import { Parallel, Remote } from "effect-joblib"
+ * import { Square } from "./tasks.ts"
  *
- * const program = Parallel.map([1, 2, 3], (x) => x * 2).pipe(
+ * const program = Parallel.map([1, 2, 3], Square).pipe(
  *   Effect.provide(Remote.layer({ redis: Redacted.make("redis://127.0.0.1:6379/0") }))
  * )
  * ```

@@ -3,7 +3,7 @@ import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, 
 import { TestClock } from "effect/testing"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
-import { Backend, Parallel, ParallelError, Task } from "../src/index.ts"
+import { Backend, Parallel, ParallelError, Progress, Task } from "../src/index.ts"
 import * as Cpus from "../src/internal/parallel/cpus.ts"
 import { workerSource } from "../src/internal/parallel/workerRuntime.js"
 import { suite } from "./BackendSuite.ts"
@@ -163,10 +163,15 @@ describe("Backend.make", () => {
       const crashed = yield* Effect.flip(Parallel.map([1, 2], (x: number) => x).pipe(Effect.provide(layer)))
       assert.instanceOf(crashed, ParallelError.WorkerCrashed)
       failures = 1
+      const events: Array<string> = []
       const retried = yield* Parallel.map([1, 2], (x: number) => x, { retry: Schedule.recurs(2) }).pipe(
-        Effect.provide(layer)
+        Effect.provide(layer),
+        Effect.provideService(Progress.Progress, (event) => {
+          if (event._tag === "BatchRetried") events.push(`${event.reason} ${event.size}`)
+        })
       )
       assert.deepStrictEqual(retried, [1, 2])
+      assert.deepStrictEqual(events, ["crashed 1"], "the crashed batch's re-run is a Progress event")
     }))
 
   it.effect("bad options are InvalidOptions; a runBatch that returns no Outcome is a defect naming the backend", () =>

@@ -777,8 +777,15 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
         Effect.gen(function*() {
           const key = `retry-${Math.random()}`
           const items = [0, 1, 2, 3].map((i) => ({ key: `${key}-${i}`, failures: i === 2 ? 2 : 0 }))
-          const attempts = yield* Parallel.map(items, Flaky, { retry: Schedule.recurs(3), batchSize: 2 })
+          const retried: Array<string> = []
+          const attempts = yield* Parallel.map(items, Flaky, { retry: Schedule.recurs(3), batchSize: 2 }).pipe(
+            Effect.provideService(Progress.Progress, (event) => {
+              if (event._tag === "BatchRetried") retried.push(`${event.reason} ${event.start}+${event.size}`)
+            })
+          )
           assert.deepStrictEqual(attempts, [1, 1, 3, 1])
+          // Each re-run is a Progress event: item 2 ran twice more.
+          assert.deepStrictEqual(retried, ["failed 2+1", "failed 2+1"])
           const tooFew = yield* Effect.flip(
             Parallel.map([{ key: `${key}-x`, failures: 5 }], Flaky, { retry: Schedule.recurs(1) })
           )

@@ -423,11 +423,12 @@ const workerProcesses = (queue: string, flags: ReadonlyArray<ReadonlyArray<strin
 /** A map of `count` × 200 ms sleeps, one per batch, forked; `completed` counts finished batches. */
 const forkSleeps = (queue: string, count: number) =>
   Effect.gen(function*() {
-    const state = { completed: 0 }
+    const state = { completed: 0, retried: [] as Array<string> }
     const fiber = yield* Effect.forkChild(
       Parallel.map(Array.from({ length: count }, () => 200), Sleep, { batchSize: 1 }).pipe(
         Effect.provideService(Progress.Progress, (event) => {
           if (event._tag === "BatchCompleted") state.completed++
+          if (event._tag === "BatchRetried") state.retried.push(`${event.reason} ${event.start}+${event.size}`)
         }),
         Effect.provide(Remote.layer({ redis: server!.url, queue, slots: 4, noWorkerTimeout: "20 seconds" }))
       )
@@ -436,7 +437,7 @@ const forkSleeps = (queue: string, count: number) =>
       Effect.gen(function*() {
         while (state.completed < n && fiber.pollUnsafe() === undefined) yield* Effect.sleep(20)
       })
-    return { fiber, reached }
+    return { fiber, reached, state }
   })
 
 describe.skipIf(!hasRedis)("Remote: worker processes started by the command line", () => {
@@ -446,11 +447,14 @@ describe.skipIf(!hasRedis)("Remote: worker processes started by the command line
       Effect.gen(function*() {
         const queue = `processes-${process.pid}`
         const [killed] = yield* workerProcesses(queue, [[], []])
-        const { fiber, reached } = yield* forkSleeps(queue, 30)
+        const { fiber, reached, state } = yield* forkSleeps(queue, 30)
         yield* reached(6)
         killed!.kill("SIGKILL")
         assert.deepStrictEqual(yield* Fiber.join(fiber), Array.from({ length: 30 }, () => 200))
         assert.strictEqual(killed!.signalCode, "SIGKILL")
+        // The driver hears that the batch moved: a Progress event names it.
+        assert.isAtLeast(state.retried.length, 1, "a BatchRetried event")
+        assert.match(state.retried[0]!, /^stalled \d+\+1$/)
       }),
     60_000
   )
@@ -814,4 +818,76 @@ describe.skipIf(!hasRedis)("Remote: load", () => {
         assert.strictEqual(where.tunables, process.env.GLIBC_TUNABLES ?? "glibc.malloc.hugetlb=1")
       }
     }), 60_000)
+})
+
+describe.skipIf(!hasRedis)("Remote: a worker process says what it does", () => {
+  it.live(
+    "one line when it starts (queue, threads, server, modules), one when it hands batches back, one when it stops",
+    () =>
+      Effect.gen(function*() {
+        const queue = `lines-${process.pid}`
+        const worker = startWorkerProcess(server!.url, queue, { output: "pipe" })
+        let output = ""
+        worker.stdout!.on("data", (chunk) => void (output += chunk))
+        worker.stderr!.on("data", (chunk) => void (output += chunk))
+        yield* Effect.addFinalizer(() => Effect.sync(() => worker.kill("SIGKILL")))
+        for (let i = 0; i < 200 && !output.includes("serving queue"); i++) yield* Effect.sleep(50)
+        assert.include(output, `serving queue "${queue}" on 1 thread, 127.0.0.1:${server!.port}/0; tasks from `)
+        const fiber = yield* Effect.forkChild(
+          Parallel.map([3000, 3000], Sleep, { batchSize: 1 }).pipe(
+            Effect.provide(Remote.layer({ redis: server!.url, queue, slots: 1 }))
+          )
+        )
+        yield* Effect.sleep(1000)
+        const exited = new Promise<number | null>((resolve) => worker.once("exit", (code) => resolve(code)))
+        worker.kill("SIGTERM")
+        yield* Effect.promise(() => exited)
+        assert.match(output, /handing 1 running batch back to the queue/)
+        assert.match(output, /: stopped/)
+        const lines = output.split("\n").filter((line) => line.includes("effect-joblib worker"))
+        assert.strictEqual(lines.length, 3, output)
+        yield* Fiber.interrupt(fiber)
+      }),
+    30_000
+  )
+
+  it.live(
+    "under npx, a worker stops when npx is killed rather than run on as an orphan",
+    () =>
+      Effect.gen(function*() {
+        const queue = `npx-${process.pid}`
+        // npx's place: a parent that starts the worker as npx does (npm_command=exec), then dies by SIGKILL,
+        // passing nothing on.
+        const parent = ChildProcess.spawn(process.execPath, [
+          "-e",
+          `const { spawn } = require("node:child_process");
+           spawn(process.execPath, ${
+            JSON.stringify([
+              NodePath.join(import.meta.dirname, "..", "src", "bin.ts"),
+              "worker",
+              "--redis",
+              server!.url,
+              "--tasks",
+              tasks,
+              "--concurrency",
+              "1",
+              "--queue",
+              queue
+            ])
+          }, { stdio: "ignore", env: { ...process.env, npm_command: "exec" } });
+           setInterval(() => {}, 1000)`
+        ], { stdio: "ignore" })
+        yield* Effect.addFinalizer(() => Effect.sync(() => parent.kill("SIGKILL")))
+        const workers = () =>
+          Effect.map(Remote.status({ redis: server!.url, queue }), (status) => status.workers.length)
+        let connected = 0
+        for (let i = 0; i < 200 && connected === 0; i++) connected = yield* Effect.andThen(Effect.sleep(50), workers())
+        assert.strictEqual(connected, 1, "the worker connected")
+        parent.kill("SIGKILL")
+        let left = 1
+        for (let i = 0; i < 100 && left > 0; i++) left = yield* Effect.andThen(Effect.sleep(100), workers())
+        assert.strictEqual(left, 0, "the worker left the queue once its parent was gone")
+      }),
+    30_000
+  )
 })

@@ -43,6 +43,7 @@ describe("effect-joblib cache", () => {
       const ls = cli("cache", location, "ls")
       assert.strictEqual(ls.code, 0, ls.stderr)
       assert.strictEqual(ls.stdout.split("\n").filter((line) => line.startsWith("payload")).length, 3)
+      assert.match(ls.stdout.split("\n")[0]!, /^function\s+size\s+computed\s+last used\s+key\s+input$/, "a header")
       assert.include(ls.stdout, "3 entries")
       const stats = cli("cache", location, "stats")
       assert.match(stats.stdout, /^3 entries, [\d.]+ kB/)
@@ -57,6 +58,16 @@ describe("effect-joblib cache", () => {
       assert.match(cli("cache", location, "stats").stdout, /^0 entries/)
     }, 30_000)
   }
+
+  it("a file given as a cache directory is one line saying so", () => {
+    const file = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-cli-file-")), "notadir")
+    Fs.writeFileSync(file, "x")
+    const out = cli("cache", file, "ls")
+    assert.strictEqual(out.code, 1)
+    assert.match(out.stderr.trim(), /^effect-joblib: [^\n]+$/, out.stderr)
+    assert.include(out.stderr, "is a file, not a cache directory")
+    assert.strictEqual(out.stderr.split("EEXIST").length, 1, "no system error repeated")
+  })
 
   it("a missing cache is an error, not a new empty cache", () => {
     const out = cli("cache", Path.join(Os.tmpdir(), "no-such-cache-dir-ejl"), "ls")

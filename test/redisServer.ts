@@ -82,6 +82,8 @@ export const startWorkerProcess = (
     readonly flags?: ReadonlyArray<string>
     /** Threads. Default 1. */
     readonly concurrency?: number
+    /** Pipe the worker's stdout and stderr, to read its lines; by default stdout is ignored. */
+    readonly output?: "pipe" | undefined
   }
 ) =>
   ChildProcess.spawn(process.execPath, [
@@ -97,4 +99,7 @@ export const startWorkerProcess = (
     queue,
     ...(options?.allowInline === true ? ["--allow-inline"] : []),
     ...(options?.flags ?? [])
-  ], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...options?.env } })
+  ], {
+    stdio: options?.output === "pipe" ? ["ignore", "pipe", "pipe"] : ["ignore", "ignore", "inherit"],
+    env: { ...process.env, ...options?.env }
+  })

@@ -101,6 +101,19 @@ const cache = Command.make("cache", {
       switch (config.action) {
         case "ls": {
           const entries = [...yield* Cache.entries].sort((a, b) => b.accessed - a.accessed)
+          if (entries.length > 0) {
+            yield* Console.log(
+              [
+                "function".padEnd(20),
+                "size".padStart(10),
+                "computed".padStart(10),
+                "last used".padEnd(24),
+                "key",
+                "input"
+              ]
+                .join("  ")
+            )
+          }
           for (const meta of entries) {
             yield* Console.log(
               [
@@ -261,8 +274,22 @@ export const version = (): string =>
   (JSON.parse(Fs.readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string })
     .version
 
+/**
+ * Under npx, a worker stops when npx does: killing npx does not pass its signal on, and would leave the worker
+ * running with no parent. Elsewhere a worker outlives its parent (a shell that started it in the background,
+ * say), as a service should.
+ */
+const followNpx = () => {
+  if (process.env.npm_command !== "exec") return
+  const parent = process.ppid
+  setInterval(() => {
+    if (process.ppid !== parent) process.kill(process.pid, "SIGTERM")
+  }, 1000).unref()
+}
+
 /** Runs the command line on `process.argv`. */
 export const main = () => {
+  if (process.argv[2] === "worker") followNpx()
   // A worker moves big batches for as long as it runs: it restarts itself once with huge pages for them.
   if (process.argv[2] === "worker" && reexecWithHugePages()) return
   followParent()

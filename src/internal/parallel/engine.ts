@@ -42,6 +42,12 @@ export interface Observer {
   readonly exhausted?: (() => void) | undefined
   /** A running task reported `data` with `Progress.report`. */
   readonly progress?: ((index: number, data: unknown) => void) | undefined
+  /**
+   * A batch (or one item of it) runs again: its worker died and a Remote queue moved it to another
+   * (`"stalled"`), its worker crashed and `retry` runs it on a replacement (`"crashed"`), or `retry` runs a
+   * failed item again (`"failed"`).
+   */
+  readonly retried?: ((start: number, size: number, reason: "stalled" | "crashed" | "failed") => void) | undefined
 }
 
 export const CurrentObserver = Context.Reference<Observer | undefined>("effect-joblib/internal/Observer", {
@@ -105,6 +111,11 @@ const makeNotifier = Effect.gen(function*() {
     onProgress: () =>
       observers.some((o) => o.progress !== undefined)
         ? (index: number, data: unknown) => notify((o) => o.progress?.(index, data))
+        : undefined,
+    retried: () =>
+      observers.some((o) => o.retried !== undefined)
+        ? (start: number, size: number, reason: "stalled" | "crashed" | "failed") =>
+          notify((o) => o.retried?.(start, size, reason))
         : undefined
   }
 })
@@ -180,12 +191,16 @@ const drive = <I, A, E, EI, RI>(
         observers.notify((o) => o.completed(start, size, outcome.duration, failed))
         return Effect.andThen(sizing.observe(size, outcome), deliver(start, outcome))
       })
+    const retried = observers.retried()
     const runBatch = (start: number, items: Array<I>, slot: number) =>
-      tracing.withinBatchSpan(runOptions, start, (batchOptions) => {
+      tracing.withinBatchSpan(runOptions, start, (spanned) => {
         slots.unreserve(slot)
+        const batchOptions = retried === undefined
+          ? spanned
+          : { ...spanned, onMoved: () => retried(start, items.length, "stalled") }
         return options.retry === undefined
           ? runner.run(slot, items, start, batchOptions)
-          : retryBatch(runner, slot, items, start, batchOptions, options.retry)
+          : retryBatch(runner, slot, items, start, batchOptions, options.retry, retried)
       }).pipe(
         // A child of the map's span: a trace shows map → batch → task, with where each batch ran.
         Effect.withSpan(

@@ -57,6 +57,8 @@ export interface Shipment {
   readonly parent: RunOptions["parent"]
   /** What a task reports, by index in the batch. */
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
+  /** Told when the batch lost its worker and went to another. */
+  readonly onMoved?: (() => void) | undefined
 }
 
 /** A shipment for a pool's worker: which work it runs, by key (and spec, the first time a worker sees the key). */

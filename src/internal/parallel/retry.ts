@@ -33,9 +33,16 @@ export const retryBatch = <I, A, E>(
   items: ReadonlyArray<I>,
   start: number,
   runOptions: RunOptions,
-  policy: RetryPolicy
-): Effect.Effect<Outcome<A, E>, ParallelError> =>
-  runner.run(slot, items, start, runOptions).pipe(
+  policy: RetryPolicy,
+  /** Told of each re-run: the batch's, after its worker crashed, or an item's, after it failed. */
+  retried?: ((start: number, size: number, reason: "crashed" | "failed") => void) | undefined
+): Effect.Effect<Outcome<A, E>, ParallelError> => {
+  let runs = 0
+  const runWhole = Effect.suspend(() => {
+    if (runs++ > 0) retried?.(start, items.length, "crashed")
+    return runner.run(slot, items, start, runOptions)
+  })
+  return runWhole.pipe(
     Effect.retry({
       schedule: policy.schedule,
       while: (error: ParallelError) => error._tag === "WorkerCrashed" && policy.while(error)
@@ -46,7 +53,10 @@ export const retryBatch = <I, A, E>(
       const retryItem = (i: number, exit: Attempt): Effect.Effect<Attempt, ParallelError> => {
         // The batch's own run was the first attempt: the schedule sees that failure before any re-run.
         let first = true
-        const rerun = runner.run(slot, [items[i]!], start + i, runOptions).pipe(
+        const rerun = Effect.suspend(() => {
+          retried?.(start + i, 1, "failed")
+          return runner.run(slot, [items[i]!], start + i, runOptions)
+        }).pipe(
           Effect.map((single): Attempt =>
             single._tag === "Values" ? Exit.succeed(single.values[0]!) : single.exits[0] ?? exit
           )
@@ -78,3 +88,4 @@ export const retryBatch = <I, A, E>(
       }).pipe(Effect.map((exits) => ({ _tag: "Exits" as const, exits, duration: outcome.duration })))
     })
   )
+}

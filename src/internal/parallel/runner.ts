@@ -16,6 +16,8 @@ export interface RunOptions {
   readonly timeout: number | undefined
   /** Receives what a running task reports with `Progress.report`, with the item's input index. */
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
+  /** Told when the batch lost its worker and went to another (a Remote batch that stalled). */
+  readonly onMoved?: (() => void) | undefined
   /** Report when each item started and ended (`Outcome.timings`), for a tracer's task spans. */
   readonly timings?: boolean | undefined
   /** The batch's span: a Task's own spans become its children, and its logs carry its ids, wherever it runs. */

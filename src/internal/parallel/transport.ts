@@ -50,7 +50,8 @@ export const transportRun = <I, A, E>(
         transfer: sharer.takeTransfer(),
         timings: options.timings,
         parent: options.parent,
-        onProgress: onProgress === undefined ? undefined : (index, data) => onProgress(start + index, data)
+        onProgress: onProgress === undefined ? undefined : (index, data) => onProgress(start + index, data),
+        onMoved: options.onMoved
       })
     })
   const run = (

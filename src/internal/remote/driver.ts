@@ -58,7 +58,12 @@ interface Connected {
 }
 
 /** Sends one batch through the queue and waits for its worker's raw results. */
-const send = (at: Connected, message: BatchMessage, onProgress: Shipment["onProgress"]) =>
+const send = (
+  at: Connected,
+  message: BatchMessage,
+  onProgress: Shipment["onProgress"],
+  onMoved: Shipment["onMoved"]
+) =>
   Effect.flatMap(Clock.currentTimeMillis, (now) => {
     const lost = at.lost()
     if (lost !== undefined) return Effect.fail(lost)
@@ -95,6 +100,7 @@ const send = (at: Connected, message: BatchMessage, onProgress: Shipment["onProg
         Effect.flatMap((reply) => {
           if ("error" in reply) return Effect.fail(Protocol.decodeError(reply.error))
           for (const [index, data] of reply.progress) onProgress?.(index, data)
+          if ((reply.stalled ?? 0) > 0) onMoved?.()
           return Effect.succeed(reply.result)
         })
       )
@@ -151,16 +157,21 @@ const prepareMap = <I, A, E>(
       sharer,
       (_slot, shipment) =>
         Effect.flatMap(upload(shipment.refs), (refs) =>
-          send(at, {
-            spec,
-            items: shipment.items,
-            start: shipment.start,
-            failFast: shipment.failFast,
-            timeout: shipment.timeout,
-            timings: shipment.timings === true ? true : undefined,
-            parent: shipment.parent,
-            refs
-          }, shipment.onProgress)),
+          send(
+            at,
+            {
+              spec,
+              items: shipment.items,
+              start: shipment.start,
+              failFast: shipment.failFast,
+              timeout: shipment.timeout,
+              timings: shipment.timings === true ? true : undefined,
+              parent: shipment.parent,
+              refs
+            },
+            shipment.onProgress,
+            shipment.onMoved
+          )),
       () => "remote worker"
     )
     const { cap } = options

@@ -35,7 +35,9 @@ export const Reply = Schema.Union([
     id: Schema.String,
     result: Protocol.Encoded,
     /** What the batch's tasks reported with `Progress.report`: index in the batch, data. */
-    progress: Schema.Array(Schema.Tuple([Schema.Int, Schema.Unknown]))
+    progress: Schema.Array(Schema.Tuple([Schema.Int, Schema.Unknown])),
+    /** How often the batch lost its worker before this one ran it (BullMQ's stalled count). */
+    stalled: Schema.optional(Schema.Int)
   }),
   Schema.Struct({ id: Schema.String, error: Schema.Unknown })
 ])

@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberMap from "effect/FiberMap"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -239,6 +240,16 @@ const sendReply = (client: IORedis.Redis, keys: Keys, data: JobData, reply: Repl
     .hincrby(keys.done(second), "batches", 1).expire(keys.done(second), STATS_SECONDS).exec()
 }
 
+/** The server as a worker's lines name it: host, port and database, never the credentials. */
+const serverOf = (redis: RedisUrl) => {
+  try {
+    const url = new URL(Redacted.isRedacted(redis) ? Redacted.value(redis) : redis)
+    return `${url.hostname}:${url.port || "6379"}${url.pathname === "/" ? "" : url.pathname}`
+  } catch {
+    return "the Redis server"
+  }
+}
+
 /** Serves the queue for the life of the scope. */
 export const runWorker = (
   options: WorkerOptions
@@ -247,6 +258,9 @@ export const runWorker = (
     // Per-second counters and the registry's start time are read from the layer's Clock.
     const clock = yield* Clock.Clock
     const keys = keysOf(options.name)
+    const id = `${Os.hostname()}:${process.pid}:${Crypto.randomUUID().slice(0, 8)}`
+    // The worker says what it does: it started, it hands batches back, it stopped (the last finalizer to run).
+    yield* Effect.addFinalizer(() => Effect.logInfo(`effect-joblib worker ${id}: stopped`))
     const urls = options.modules.map((module) =>
       module.startsWith("file:") ? module : Url.pathToFileURL(NodePath.resolve(module)).href
     )
@@ -300,7 +314,8 @@ export const runWorker = (
             await job.moveToWait(token)
             throw new WaitingError()
           }
-          await sendReply(client, keys, decoded.success, reply, Math.floor(clock.currentTimeMillisUnsafe() / 1000))
+          const moved = "result" in reply && job.stalledCounter > 0 ? { ...reply, stalled: job.stalledCounter } : reply
+          await sendReply(client, keys, decoded.success, moved, Math.floor(clock.currentTimeMillisUnsafe() / 1000))
         }, {
           connection: client,
           // One batch per thread: drivers keep as many in flight as the threads connected, so a batch waits in
@@ -315,21 +330,34 @@ export const runWorker = (
       // Batches still running are interrupted and handed back to the queue, then the worker closes.
       (worker) =>
         Effect.andThen(
-          Effect.suspend(() => {
-            stopping = true
-            return FiberMap.clear(running)
-          }),
+          Effect.flatMap(Effect.sync(() => (stopping = true)).pipe(Effect.andThen(FiberMap.size(running))), (handing) =>
+            Effect.andThen(
+              handing === 0 ? Effect.void : Effect.logInfo(
+                `effect-joblib worker ${id}: stopping; handing ${handing} running batch${
+                  handing === 1 ? "" : "es"
+                } back to the queue`
+              ),
+              FiberMap.clear(running)
+            )),
           closing(() => worker.close())
         )
     )
     bullWorker.on("error", () => {})
-    yield* request("the worker cannot start", () => bullWorker.waitUntilReady())
+    yield* request("the worker cannot start", () =>
+      bullWorker.waitUntilReady())
     // In the registry while it runs: drivers size their maps by the threads connected.
     yield* joinRegistry(client, keys, {
-      id: `${Os.hostname()}:${process.pid}:${Crypto.randomUUID().slice(0, 8)}`,
+      id,
       host: Os.hostname(),
       pid: process.pid,
       threads: pool.slots.length,
       started: clock.currentTimeMillisUnsafe()
     })
+    yield* Effect.logInfo(
+      `effect-joblib worker ${id}: serving queue "${options.name}" on ${pool.slots.length} thread${
+        pool.slots.length === 1 ? "" : "s"
+      }, ${serverOf(options.redis)}; tasks from ${options.modules.join(", ") || "no module"}${
+        options.allowInline ? "; inline functions allowed" : ""
+      }`
+    )
   })

@@ -327,6 +327,10 @@ const takeLock = (root: string, key: string, ttl: Duration.Input, now: number): 
 
 const makeFileSystem = (directory: string, accesses: AccessLog<string>): Primitives => {
   const root = NodePath.resolve(directory)
+  const existing = Fs.statSync(root, { throwIfNoEntry: false })
+  if (existing !== undefined && !existing.isDirectory()) {
+    throw new Error(`${root} is a file, not a cache directory (a SQLite cache ends in .sqlite or .db)`)
+  }
   Fs.mkdirSync(root, { recursive: true })
   const ignore = NodePath.join(root, ".gitignore")
   if (!Fs.existsSync(ignore)) writeFileAtomicallySync(ignore, [Buffer.from("# Created by effect-joblib\n*\n")])
