@@ -16,7 +16,8 @@ import * as Schema from "effect/Schema"
  * import { Effect } from "effect"
  * import { CacheError } from "effect-joblib"
  *
- * const recover = Effect.catchTag("StoreError", (e: CacheError.StoreError) => Effect.succeed(e.store))
+ * declare const program: Effect.Effect<unknown, CacheError.StoreError>
+ * const recovered = program.pipe(Effect.catchTag("StoreError", (e: CacheError.StoreError) => Effect.succeed(e.store)))
  * ```
  *
  * @category errors
@@ -70,7 +71,8 @@ export class InvalidCacheOptions extends Schema.TaggedError<InvalidCacheOptions>
  * import { Effect } from "effect"
  * import { CacheError } from "effect-joblib"
  *
- * const recover = Effect.catchTag("EntryDamaged", (e: CacheError.EntryDamaged) => Effect.succeed(e.key))
+ * declare const program: Effect.Effect<unknown, CacheError.EntryDamaged>
+ * const recovered = program.pipe(Effect.catchTag("EntryDamaged", (e: CacheError.EntryDamaged) => Effect.succeed(e.key)))
  * ```
  *
  * @category errors
@@ -92,7 +94,8 @@ export class EntryDamaged extends Schema.TaggedError<EntryDamaged>()("EntryDamag
  * import { Effect } from "effect"
  * import { CacheError } from "effect-joblib"
  *
- * const recover = Effect.catchTag("EntryNotFound", (e: CacheError.EntryNotFound) => Effect.succeed(e.key))
+ * declare const program: Effect.Effect<unknown, CacheError.EntryNotFound>
+ * const recovered = program.pipe(Effect.catchTag("EntryNotFound", (e: CacheError.EntryNotFound) => Effect.succeed(e.key)))
  * ```
  *
  * @category errors
@@ -113,7 +116,8 @@ export class EntryNotFound extends Schema.TaggedError<EntryNotFound>()("EntryNot
  * import { Effect } from "effect"
  * import { CacheError } from "effect-joblib"
  *
- * const recover = Effect.catchTag("InvalidMemoize", (e: CacheError.InvalidMemoize) => Effect.succeed(e.message))
+ * declare const program: Effect.Effect<unknown, CacheError.InvalidMemoize>
+ * const recovered = program.pipe(Effect.catchTag("InvalidMemoize", (e: CacheError.InvalidMemoize) => Effect.succeed(e.message)))
  * ```
  *
  * @category errors
@@ -135,7 +139,8 @@ export class InvalidMemoize extends Schema.TaggedError<InvalidMemoize>()("Invali
  * import { Effect } from "effect"
  * import { CacheError } from "effect-joblib"
  *
- * const explain = Effect.catchTag("Unstorable", (e: CacheError.Unstorable) => Effect.succeed(e.message))
+ * declare const program: Effect.Effect<unknown, CacheError.Unstorable>
+ * const explained = program.pipe(Effect.catchTag("Unstorable", (e: CacheError.Unstorable) => Effect.succeed(e.message)))
  * ```
  *
  * @category errors

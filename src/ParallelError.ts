@@ -66,7 +66,8 @@ export class UnshippableFunction extends Schema.TaggedError<UnshippableFunction>
  * import { Effect } from "effect"
  * import { ParallelError } from "effect-joblib"
  *
- * const recover = Effect.catchTag("TaskNotFound", (e: ParallelError.TaskNotFound) => Effect.succeed(e.task))
+ * declare const program: Effect.Effect<unknown, ParallelError.TaskNotFound>
+ * const recovered = program.pipe(Effect.catchTag("TaskNotFound", (e: ParallelError.TaskNotFound) => Effect.succeed(e.task)))
  * ```
  *
  * @category errors
@@ -97,7 +98,8 @@ export class TaskNotFound extends Schema.TaggedError<TaskNotFound>()("TaskNotFou
  * import { Effect } from "effect"
  * import { ParallelError } from "effect-joblib"
  *
- * const recover = Effect.catchTag("TaskModuleError", (e: ParallelError.TaskModuleError) => Effect.succeed(e.module))
+ * declare const program: Effect.Effect<unknown, ParallelError.TaskModuleError>
+ * const recovered = program.pipe(Effect.catchTag("TaskModuleError", (e: ParallelError.TaskModuleError) => Effect.succeed(e.module)))
  * ```
  *
  * @category errors
@@ -121,8 +123,9 @@ export class TaskModuleError extends Schema.TaggedError<TaskModuleError>()("Task
  * import { Effect } from "effect"
  * import { ParallelError } from "effect-joblib"
  *
- * const recover = Effect.catchTag("WorkerCrashed", (e: ParallelError.WorkerCrashed) =>
- *   Effect.succeed(e.exitCode)
+ * declare const program: Effect.Effect<number, ParallelError.WorkerCrashed>
+ * const recovered = program.pipe(
+ *   Effect.catchTag("WorkerCrashed", (e: ParallelError.WorkerCrashed) => Effect.succeed(e.exitCode))
  * )
  * ```
  *
@@ -181,7 +184,8 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
  * import { Effect } from "effect"
  * import { ParallelError } from "effect-joblib"
  *
- * const recover = Effect.catchTag("RemoteFailure", (e: ParallelError.RemoteFailure) => Effect.succeed(e.reason))
+ * declare const program: Effect.Effect<unknown, ParallelError.RemoteFailure>
+ * const recovered = program.pipe(Effect.catchTag("RemoteFailure", (e: ParallelError.RemoteFailure) => Effect.succeed(e.reason)))
  * ```
  *
  * @category errors
