@@ -20,10 +20,9 @@ import * as Scope from "effect/Scope"
 import * as Options from "./internal/options.ts"
 import { checkNotImportingTaskModule } from "./internal/parallel/guard.ts"
 import { type LocalBatch, makeInProcess } from "./internal/parallel/local.ts"
-import type * as Internal from "./internal/parallel/outcome.ts"
 import * as Pools from "./internal/parallel/pools.ts"
 import type * as Engine from "./internal/parallel/runner.ts"
-import type { InvalidOptions, ParallelError, TaskModuleError } from "./ParallelError.ts"
+import type { InvalidOptions, ParallelError, TaskModuleError, TaskTimeout } from "./ParallelError.ts"
 
 /**
  * The outcome of one batch and how long it took in milliseconds. When every
@@ -44,7 +43,19 @@ import type { InvalidOptions, ParallelError, TaskModuleError } from "./ParallelE
  * @category models
  * @since 0.1.0
  */
-export type Outcome<A, E> = Internal.Outcome<A, E>
+export type Outcome<A, E> =
+  | {
+    readonly _tag: "Values"
+    readonly values: ReadonlyArray<A>
+    readonly duration: number
+    readonly timings?: ReadonlyArray<number> | undefined
+  }
+  | {
+    readonly _tag: "Exits"
+    readonly exits: ReadonlyArray<Exit.Exit<A, E | TaskTimeout>>
+    readonly duration: number
+    readonly timings?: ReadonlyArray<number> | undefined
+  }
 
 /**
  * The backend service: a name and how many batches it runs at once. Its engine

@@ -13,7 +13,11 @@ import type * as Store from "../../Store.ts"
 import * as Options from "../options.ts"
 import type * as CacheOptions from "./cacheOptions.ts"
 
-/** A cache's settings, with their defaults. */
+/**
+ * A cache's settings, with their defaults (public as `Cache.Shape`'s `settings`).
+ *
+ * @inline
+ */
 export interface Settings {
   readonly onStoreError: "fail" | "compute"
   /** Milliseconds a computation holds its key's lock against other processes. */

@@ -8,23 +8,9 @@ import type { Encoded, SerializedCause, SerializedDefect } from "./protocol.ts"
 import { identity, type Work } from "./work.ts"
 import { Status } from "./workerRuntime.js"
 
-/**
- * The outcome of one batch: its `values` when every item succeeded, otherwise an `Exit` per item that ran
- * (fail-fast batches stop at their first failure). Public as `Backend.Outcome`.
- */
-export type Outcome<A, E> =
-  | {
-    readonly _tag: "Values"
-    readonly values: ReadonlyArray<A>
-    readonly duration: number
-    readonly timings?: ReadonlyArray<number> | undefined
-  }
-  | {
-    readonly _tag: "Exits"
-    readonly exits: ReadonlyArray<Exit.Exit<A, E | TaskTimeout>>
-    readonly duration: number
-    readonly timings?: ReadonlyArray<number> | undefined
-  }
+/** The outcome of one batch: defined, with its docs, where it is public (`Backend.Outcome`). */
+export type { Outcome } from "../../Backend.ts"
+import type { Outcome } from "../../Backend.ts"
 
 export const timedOut = (index: number, timeout: number, elapsed: number) =>
   new TaskTimeout({

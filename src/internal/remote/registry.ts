@@ -11,7 +11,11 @@ import type * as IORedis from "ioredis"
 import { closing, onServerTime, request } from "./connection.ts"
 import type { Keys } from "./keys.ts"
 
-/** A connected worker, as its entry says. */
+/**
+ * A connected worker, as its entry says (public as `Remote.WorkerInfo`).
+ *
+ * @inline
+ */
 export interface WorkerInfo {
   readonly id: string
   readonly host: string
