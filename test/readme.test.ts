@@ -1,7 +1,8 @@
 /**
  * The README's TypeScript blocks as doc tests: each block is a complete program, typechecked with the
- * project's settings and run; `<!-- output: … -->` before a block is what it must print, and
- * `<!-- doctest: redis -->` gives it a Redis server of its own.
+ * project's settings and run; `<!-- output: … -->` before a block is what it must print (besides the Effect
+ * logger's timestamped lines, such as a Remote worker's), and `<!-- doctest: redis -->` gives it a Redis server
+ * of its own.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -75,7 +76,8 @@ describe("README", () => {
           Fs.rmSync(cwd, { recursive: true, force: true })
         })))
         assert.strictEqual(code, 0, stderr)
-        assert.strictEqual(stdout.trim().replace(/\s+/g, " "), block.output!.replace(/\s+/g, " "))
+        const printed = stdout.split("\n").filter((line) => !/^\[\d\d:\d\d:\d\d\.\d{3}\] [A-Z]+ /.test(line)).join("\n")
+        assert.strictEqual(printed.trim().replace(/\s+/g, " "), block.output!.replace(/\s+/g, " "))
       }))
   })
 })

@@ -53,6 +53,12 @@ await check("npm pack builds and packs dist/, README, LICENSE and CHANGELOG", ()
     assert.ok(files.has(file), `the tarball lacks ${file}`)
   }
   for (const file of ["README.md", "LICENSE", "CHANGELOG.md", "package.json"]) assert.ok(files.has(file), file)
+  // Every file the README links to is in the tarball, so that its links resolve where a user reads it.
+  const readme = Fs.readFileSync(Path.join(repo, "README.md"), "utf8")
+  for (const [, target] of readme.matchAll(/\]\(((?!https?:|#)[^)#]+)(?:#[^)]*)?\)/g)) {
+    const file = target!.replace(/^\.\//, "")
+    assert.ok(files.has(file) || [...files].some((packed) => packed.startsWith(`${file}/`)), `README links ${file}`)
+  }
   assert.ok(Fs.readFileSync(Path.join(repo, "dist/bin.js"), "utf8").startsWith("#!/usr/bin/env node"))
 })
 
