@@ -22,8 +22,8 @@ import type * as Scope from "effect/Scope"
 import * as Backend from "./Backend.ts"
 import * as OptionParsing from "./internal/options.ts"
 import { makeDriver } from "./internal/remote/driver.ts"
-import * as Monitor from "./internal/remote/monitor.ts"
-import type * as Registry from "./internal/remote/registry.ts"
+import { makeMonitor } from "./internal/remote/monitor.ts"
+import type * as RemoteTypes from "./internal/remote/types.ts"
 import { runWorker } from "./internal/remote/worker.ts"
 import type { InvalidOptions, RemoteFailure, TaskModuleError } from "./ParallelError.ts"
 
@@ -49,7 +49,7 @@ const MAX_SLOTS = 1024
  * @category models
  * @since 0.5.0
  */
-export interface WorkerInfo extends Registry.WorkerInfo {}
+export interface WorkerInfo extends RemoteTypes.WorkerInfo {}
 
 /**
  * Options of {@link layer}.
@@ -183,7 +183,7 @@ export interface StatusOptions {
  * @category models
  * @since 0.5.0
  */
-export interface Status extends Monitor.Status {}
+export interface Status extends RemoteTypes.Status {}
 
 const StatusOptionsSchema = Schema.Struct({
   redis: RedisUrl,
@@ -219,7 +219,7 @@ export const monitor = (
   Effect.flatMap(
     OptionParsing.parse(StatusOptionsSchema, "Remote.status", rawOptions),
     (options) =>
-      Monitor.makeMonitor({
+      makeMonitor({
         redis: options.redis,
         name: options.queue ?? "effect-joblib",
         timeout: options.timeout ?? 5000

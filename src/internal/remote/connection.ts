@@ -12,7 +12,8 @@ import { importOptional } from "../optional.ts"
 import { connectRedis } from "../redis.ts"
 import { messageOf } from "./wire.ts"
 
-export type RedisUrl = string | Redacted.Redacted<string>
+export type { RedisUrl } from "./types.ts"
+import type { RedisUrl } from "./types.ts"
 
 /** A Redis connection for the life of the scope; `blocking` ones (for BullMQ's workers and events) wait instead of failing. */
 export const connect = (redis: RedisUrl, timeout: number, blocking: boolean) =>

@@ -6,28 +6,13 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { RemoteFailure } from "../../ParallelError.ts"
-import { connect, openQueue, type RedisUrl, request } from "./connection.ts"
+import { connect, openQueue, request } from "./connection.ts"
 import { keysOf } from "./keys.ts"
-import { readRegistry, threadsOf, type WorkerInfo } from "./registry.ts"
+import { readRegistry, threadsOf } from "./registry.ts"
+import type { RedisUrl } from "./types.ts"
+import type { Status } from "./types.ts"
 
-/** A queue's state at one moment. */
-export interface Status {
-  readonly queue: string
-  /** The workers connected, from the registry they renew. */
-  readonly workers: ReadonlyArray<WorkerInfo>
-  /** Their threads: the batches they run at once. */
-  readonly capacity: number
-  /** Batches waiting for a worker. */
-  readonly waiting: number
-  /** Batches running on a worker. */
-  readonly running: number
-  /** Running batches whose worker stopped renewing their lock: they go back to the queue at the next check. */
-  readonly stalled: number
-  /** Batches the queue gave up on (kept an hour). */
-  readonly failed: number
-  /** Finished per second, over the last minute. */
-  readonly throughput: { readonly items: number; readonly batches: number }
-}
+export type { Status } from "./types.ts"
 
 /** Connects to queue `name` for the life of the scope; the effect returned reads its status each time it runs. */
 export const makeMonitor = (

@@ -11,20 +11,8 @@ import type * as IORedis from "ioredis"
 import { closing, onServerTime, request } from "./connection.ts"
 import type { Keys } from "./keys.ts"
 
-/**
- * A connected worker, as its entry says (public as `Remote.WorkerInfo`).
- *
- * @inline
- */
-export interface WorkerInfo {
-  readonly id: string
-  readonly host: string
-  readonly pid: number
-  /** Batches it runs at once: its threads. */
-  readonly threads: number
-  /** Epoch milliseconds. */
-  readonly started: number
-}
+export type { WorkerInfo } from "./types.ts"
+import type { WorkerInfo } from "./types.ts"
 
 /** A worker renews its entry this often; an entry not renewed within `WORKER_TTL` lapses. */
 const HEARTBEAT_MILLIS = 1000

@@ -11,7 +11,7 @@ import * as Crypto from "node:crypto"
 import { StoreError } from "../../../CacheError.ts"
 import type { Entry, Meta, Primitives } from "../../../Store.ts"
 import { connectRedis } from "../../redis.ts"
-import { attemptRead, checkedEntry, Damaged, joined, parseMetaText } from "./shared.ts"
+import { attemptRead, checkedEntry, Damaged, joined, parseMetaText, storeError } from "./shared.ts"
 
 const toBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
 
@@ -42,16 +42,7 @@ const store = "redis"
 
 /** A command whose failure is a `StoreError` of `operation`, keeping the client's error as its cause. */
 const request = <A>(operation: string, run: () => Promise<A>) =>
-  Effect.tryPromise({
-    try: run,
-    catch: (error) =>
-      new StoreError({
-        store,
-        operation,
-        message: error instanceof Error ? error.message : String(error),
-        cause: error
-      })
-  })
+  Effect.tryPromise({ try: run, catch: storeError(store, operation) })
 
 /** Runs a pipeline or transaction; its commands report errors in their replies, not by rejecting. */
 const exec = (operation: string, run: () => Promise<Array<[Error | null, unknown]> | null>) =>

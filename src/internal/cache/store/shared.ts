@@ -3,18 +3,13 @@ import * as Effect from "effect/Effect"
 import { EntryDamaged, StoreError } from "../../../CacheError.ts"
 import type { Entry, Meta, NewEntry } from "../../../Store.ts"
 
+/** What a store's failed operation becomes: a StoreError naming the store and the operation, with its cause. */
+export const storeError = (store: string, operation: string) => (error: unknown) =>
+  new StoreError({ store, operation, message: error instanceof Error ? error.message : String(error), cause: error })
+
 /** Runs synchronous store code, turning a throw into a StoreError. */
 export const attempt = <A>(store: string, operation: string, run: () => A) =>
-  Effect.try({
-    try: run,
-    catch: (error) =>
-      new StoreError({
-        store,
-        operation,
-        message: error instanceof Error ? error.message : String(error),
-        cause: error
-      })
-  })
+  Effect.try({ try: run, catch: storeError(store, operation) })
 
 /** Thrown by a store's readers when what it holds under a key cannot be read back whole. */
 export class Damaged extends Error {}
