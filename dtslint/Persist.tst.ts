@@ -63,3 +63,17 @@ describe("compression method names", () => {
     expect(Persist.dump).type.not.toBeCallableWith([1], "/tmp/x", { compress: ["ztsd", 3] as const })
   })
 })
+
+describe("Codec.typedArray", () => {
+  it("types a field as the typed array of its kind, over any buffer", () => {
+    const Embedding = Schema.Struct({ vector: Codec.typedArray(Float64Array), ids: Codec.typedArray(BigInt64Array) })
+    expect<typeof Embedding.Type>().type.toBe<
+      { readonly vector: Float64Array<ArrayBufferLike>; readonly ids: BigInt64Array<ArrayBufferLike> }
+    >()
+    expect(Persist.dump).type.not.toBeCallableWith(
+      { vector: new Float32Array(2), ids: new BigInt64Array(1) },
+      "/tmp/x",
+      { schema: Embedding }
+    )
+  })
+})

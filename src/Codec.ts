@@ -658,3 +658,66 @@ export const encode = <A>(codec: Codec<A>, value: A, options?: EncodeOptions) =>
  * @since 0.1.0
  */
 export const decode = <A>(codec: Codec<A>, bytes: Uint8Array, options?: DecodeOptions) => codec.decode(bytes, options)
+
+/**
+ * The typed-array constructors a Schema field can name with {@link typedArray}.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type TypedArrayConstructor =
+  | Int8ArrayConstructor
+  | Uint8ArrayConstructor
+  | Uint8ClampedArrayConstructor
+  | Int16ArrayConstructor
+  | Uint16ArrayConstructor
+  | Int32ArrayConstructor
+  | Uint32ArrayConstructor
+  | Float32ArrayConstructor
+  | Float64ArrayConstructor
+  | BigInt64ArrayConstructor
+  | BigUint64ArrayConstructor
+
+/**
+ * A Schema field holding a typed array of one kind, over any buffer (a `SharedArrayBuffer` after a
+ * `shared` load included). The codec stores it as a raw, aligned section of the dump, and loads it back
+ * without a copy; a value of another kind fails with a `SchemaMismatch` that names the kind and the field.
+ *
+ * **Example** (A record with a vector)
+ *
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Codec, Persist } from "effect-joblib"
+ *
+ * const Embedding = Schema.Struct({ id: Schema.String, vector: Codec.typedArray(Float64Array) })
+ *
+ * const program = Persist.dump({ id: "a", vector: new Float64Array(1024) }, "/tmp/a.bin", { schema: Embedding }).pipe(
+ *   Effect.andThen(Persist.load("/tmp/a.bin", Embedding)),
+ *   Effect.map((embedding) => embedding.vector.length) // 1024
+ * )
+ * ```
+ *
+ * @category schemas
+ * @since 0.6.0
+ */
+export const typedArray = <C extends TypedArrayConstructor>(
+  constructor: C
+): Schema.declare<InstanceType<C> extends { readonly [Symbol.toStringTag]: infer Kind } ? TypedArrayOf<Kind> : never> =>
+  Schema.declare(
+    (u: unknown): u is any => u instanceof constructor,
+    { identifier: constructor.name, expected: `a ${constructor.name}`, title: constructor.name }
+  )
+
+/** A typed array of the kind named `Kind`, over any buffer. */
+type TypedArrayOf<Kind> = Kind extends "Int8Array" ? Int8Array<ArrayBufferLike>
+  : Kind extends "Uint8Array" ? Uint8Array<ArrayBufferLike>
+  : Kind extends "Uint8ClampedArray" ? Uint8ClampedArray<ArrayBufferLike>
+  : Kind extends "Int16Array" ? Int16Array<ArrayBufferLike>
+  : Kind extends "Uint16Array" ? Uint16Array<ArrayBufferLike>
+  : Kind extends "Int32Array" ? Int32Array<ArrayBufferLike>
+  : Kind extends "Uint32Array" ? Uint32Array<ArrayBufferLike>
+  : Kind extends "Float32Array" ? Float32Array<ArrayBufferLike>
+  : Kind extends "Float64Array" ? Float64Array<ArrayBufferLike>
+  : Kind extends "BigInt64Array" ? BigInt64Array<ArrayBufferLike>
+  : Kind extends "BigUint64Array" ? BigUint64Array<ArrayBufferLike>
+  : never

@@ -97,6 +97,40 @@ describe("Codec", () => {
   })
 
   describe("schema mode", () => {
+    it.effect("Codec.typedArray fields of every kind keep raw, aligned sections, read back in place", () =>
+      Effect.gen(function*() {
+        const kinds = [
+          Int8Array,
+          Uint8Array,
+          Uint8ClampedArray,
+          Int16Array,
+          Uint16Array,
+          Int32Array,
+          Uint32Array,
+          Float32Array,
+          Float64Array,
+          BigInt64Array,
+          BigUint64Array
+        ] as const
+        for (const kind of kinds) {
+          const Row = Schema.Struct({ name: Schema.String, data: Codec.typedArray(kind) })
+          const codec = Codec.make(Row)
+          const data = new kind(1000)
+          const value = { name: kind.name, data } as typeof Row.Type
+          const bytes = yield* codec.encode(value)
+          const back = yield* codec.decode(bytes)
+          assert.isTrue(back.data instanceof kind, kind.name)
+          assert.deepStrictEqual(back.data, data, kind.name)
+          assert.strictEqual(back.data.byteOffset % kind.BYTES_PER_ELEMENT, 0, `${kind.name} aligned`)
+          assert.strictEqual(back.data.buffer, bytes.buffer, `${kind.name} read in place, not copied`)
+        }
+        const Row = Schema.Struct({ vector: Codec.typedArray(Float64Array) })
+        const wrong = yield* Effect.flip(Codec.make(Row).encode({ vector: new Float32Array(2) } as never))
+        assert.instanceOf(wrong, PersistError.SchemaMismatch)
+        assert.include(wrong.message, "Float64Array")
+        assert.include(wrong.message, "vector")
+      }))
+
     it.effect("class instances, Dates and bytes round-trip through their Schema", () =>
       Effect.gen(function*() {
         const shapes = Codec.make(Schema.Array(Shape))
