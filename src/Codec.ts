@@ -708,8 +708,22 @@ export const typedArray = <C extends TypedArrayConstructor>(
     { identifier: constructor.name, expected: `a ${constructor.name}`, title: constructor.name }
   )
 
-/** A typed array of the kind named `Kind`, over any buffer. */
-type TypedArrayOf<Kind> = Kind extends "Int8Array" ? Int8Array<ArrayBufferLike>
+/**
+ * The typed array of the kind named `Kind` (its `Symbol.toStringTag`), over any buffer: what a
+ * {@link typedArray} field holds.
+ *
+ * **Example** (The type of a Float64Array field)
+ *
+ * ```ts
+ * import type { Codec } from "effect-joblib"
+ *
+ * const vector: Codec.TypedArrayOf<"Float64Array"> = new Float64Array(new SharedArrayBuffer(16))
+ * ```
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export type TypedArrayOf<Kind> = Kind extends "Int8Array" ? Int8Array<ArrayBufferLike>
   : Kind extends "Uint8Array" ? Uint8Array<ArrayBufferLike>
   : Kind extends "Uint8ClampedArray" ? Uint8ClampedArray<ArrayBufferLike>
   : Kind extends "Int16Array" ? Int16Array<ArrayBufferLike>
