@@ -11,7 +11,15 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   // Maps interrupted in quick succession, against piscina's aborted tasks.
   interrupt: () => import("./interrupt.ts"),
   processes: () => import("./processes.ts"),
-  persist: () => import("./persist.ts"),
+  persist: () =>
+    Promise.all([import("./persist.ts"), import("./persist-schema.ts")]).then(([persist, schema]) => ({
+      run: async () => {
+        await persist.run()
+        await schema.run()
+      }
+    })),
+  // The Schema table alone (persist runs it too).
+  schema: () => import("./persist-schema.ts"),
   hash: () => import("./hash.ts"),
   cache: () => import("./cache.ts"),
   remote: () =>
