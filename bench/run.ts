@@ -18,6 +18,8 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
         await schema.run()
       }
     })),
+  // D1's load levers, each against the load as it is.
+  d1: () => import("./d1-levers.ts"),
   // The Schema table alone (persist runs it too).
   schema: () => import("./persist-schema.ts"),
   hash: () => import("./hash.ts"),
