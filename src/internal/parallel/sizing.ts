@@ -82,12 +82,10 @@ export interface SizingOptions {
 
 /** A map's batch sizing, started from what a warm backend remembers of the same work. */
 export const makeSizing = Effect.fnUntraced(function*<I, A, E>(runner: Runner<I, A, E>, options: SizingOptions) {
-  let warm = runner.batchState?.get(options.batchSize) as Warm | undefined
-  if (warm === undefined) {
-    warm = { step: yield* Schedule.toStep(options.batchSize), perItemMillis: 0, batchMillis: 0 }
-    runner.batchState?.set(options.batchSize, warm)
-  }
-  const remembered = warm
+  const known = runner.batchState?.get(options.batchSize) as Warm | undefined
+  const remembered: Warm = known ??
+    { step: yield* Schedule.toStep(options.batchSize), perItemMillis: 0, batchMillis: 0 }
+  if (known === undefined) runner.batchState?.set(options.batchSize, remembered)
   const nextSize = (observation: Observation, current: number) =>
     remembered.step(0, observation).pipe(
       Effect.map(([size]) => Math.max(1, Math.min(MAX_BATCH_ITEMS, Math.floor(size)))),

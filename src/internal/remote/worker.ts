@@ -329,22 +329,22 @@ export const runWorker = (
       ),
       // Batches still running are interrupted and handed back to the queue, then the worker closes.
       (worker) =>
-        Effect.andThen(
-          Effect.flatMap(Effect.sync(() => (stopping = true)).pipe(Effect.andThen(FiberMap.size(running))), (handing) =>
-            Effect.andThen(
-              handing === 0 ? Effect.void : Effect.logInfo(
-                `effect-joblib worker ${id}: stopping; handing ${handing} running batch${
-                  handing === 1 ? "" : "es"
-                } back to the queue`
-              ),
-              FiberMap.clear(running)
-            )),
-          closing(() => worker.close())
-        )
+        Effect.gen(function*() {
+          stopping = true
+          const handing = yield* FiberMap.size(running)
+          if (handing > 0) {
+            yield* Effect.logInfo(
+              `effect-joblib worker ${id}: stopping; handing ${handing} running batch${
+                handing === 1 ? "" : "es"
+              } back to the queue`
+            )
+          }
+          yield* FiberMap.clear(running)
+          yield* closing(() => worker.close())
+        })
     )
     bullWorker.on("error", () => {})
-    yield* request("the worker cannot start", () =>
-      bullWorker.waitUntilReady())
+    yield* request("the worker cannot start", () => bullWorker.waitUntilReady())
     // In the registry while it runs: drivers size their maps by the threads connected.
     yield* joinRegistry(client, keys, {
       id,
