@@ -20,15 +20,22 @@ export const measure = async (runs: number, f: () => Promise<unknown> | unknown,
   return median(times)
 }
 
-/** Runs each of `fs` once per round, in turn, after one untimed round; returns each one's median in ms. */
+/**
+ * Runs each of `fs` once per round, in turn, after one untimed round; returns each one's median in ms.
+ * With `collect` (and node's `--expose-gc`, which `npm run bench` passes), the heap is collected before
+ * each run, so that a run building many objects does not leave its garbage to the next one's clock.
+ */
 export const interleaved = async (
   rounds: number,
-  fs: ReadonlyArray<() => Promise<unknown> | unknown>
+  fs: ReadonlyArray<() => Promise<unknown> | unknown>,
+  options?: { readonly collect?: boolean }
 ): Promise<Array<number>> => {
   for (const f of fs) await f()
   const times = fs.map((): Array<number> => [])
+  const collect = options?.collect === true ? (globalThis as { gc?: () => void }).gc : undefined
   for (let round = 0; round < rounds; round++) {
     for (const [i, f] of fs.entries()) {
+      collect?.()
       const start = now()
       await f()
       times[i]!.push(now() - start)

@@ -13,8 +13,11 @@
  * raw section aligned to 64 bytes, so that decoding returns views over the
  * bytes read, with no per-element work and no copy.
  *
- * **Schema mode.** Values are encoded with the Schema first (so classes,
- * Dates, brands and transformations round-trip) and validated when decoded.
+ * **Schema mode.** The Schema is compiled once into a writer and a reader that
+ * validate as they go (so classes, Dates, Options, brands and transformations
+ * round-trip, and a mismatch names its path); a transformation whose getters
+ * are not plain functions runs Effect's Schema pass for its own node only.
+ * The bytes are the Schema's encoded form in the schemaless encoding.
  * Compatible changes to a Schema: adding optional fields, removing fields
  * (extra data is ignored), widening a literal or a union. Incompatible:
  * renaming a field, changing a field's type, adding a required field; these
@@ -29,6 +32,8 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
 import * as Compression from "./Compression.ts"
+import { type Compiled, compileSchema, TYPED_ARRAY_ANNOTATION } from "./internal/codec/compiled/compile.ts"
+import { Mismatch } from "./internal/codec/compiled/node.ts"
 import { digestParts, knownDigest, xxh128, xxh64 } from "./internal/codec/hashers.ts"
 import * as PersistOptions from "./internal/codec/persistOptions.ts"
 import {
@@ -309,36 +314,35 @@ const resolveCompression = (
   return Effect.succeed({ compressor, level: chosen })
 }
 
-const schemaIssue = (error: Schema.SchemaError): SchemaMismatch => {
-  const path = /\n\s+at (\[.*\])\s*$/m.exec(error.message)?.[1] ?? "the root"
-  return new SchemaMismatch({
-    path,
-    message: `the data does not match the Schema at ${path}: ${error.message.split("\n")[0]}`
+/** A value or data that does not fit the Schema, as the typed error. */
+const schemaMismatch = (error: Mismatch): SchemaMismatch =>
+  new SchemaMismatch({
+    path: error.where,
+    message: `the data does not match the Schema at ${error.where}: ${error.detail}`
   })
-}
 
+/** Writes the structure, with the compiled Schema's writer or the schemaless one. */
 const toStructure = (
-  value: unknown
-): Effect.Effect<{ structure: Uint8Array; sections: Array<Section> }, UnsupportedValue> =>
+  value: unknown,
+  compiled: Compiled | undefined
+): Effect.Effect<{ structure: Uint8Array; sections: Array<Section> }, UnsupportedValue | SchemaMismatch> =>
   Effect.try({
     try: () => {
       const encoder = new Encoder({ sectionBytes: SECTION_BYTES, canonical: false })
-      encoder.value(value)
+      if (compiled === undefined) encoder.value(value)
+      else compiled.write(encoder, value)
       return { structure: encoder.result(), sections: encoder.sections }
     },
     catch: (error) =>
-      error instanceof Unsupported
+      error instanceof Mismatch
+        ? schemaMismatch(error)
+        : error instanceof Unsupported
         ? new UnsupportedValue({ path: formatPath(error.path), message: error.message })
         : new UnsupportedValue({ path: "the root", message: String(error) })
   })
 
-const encodeUnsealed = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
+const encodeUnsealed = <A>(schema: Schema.Codec<A, unknown> | undefined, compiled: Compiled | undefined) =>
   Effect.fnUntraced(function*(value: A, options?: EncodeOptions) {
-    const plain = schema === undefined
-      ? value
-      : yield* Schema.encodeUnknownEffect(schema as Schema.Codec<A, unknown, never, never>)(value).pipe(
-        Effect.mapError(schemaIssue)
-      )
     const parsed = options === undefined ? undefined : yield* PersistOptions.parse(
       PersistOptions.EncodeOptions,
       "Codec.encode",
@@ -346,7 +350,7 @@ const encodeUnsealed = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
     )
     const set = yield* Compression.current
     const compression = yield* resolveCompression(parsed?.compress, set)
-    const { structure, sections } = yield* toStructure(plain)
+    const { structure, sections } = yield* toStructure(value, compiled)
     const body = layoutBody(structure, sections)
     const stored = compression === undefined
       ? body.parts
@@ -377,9 +381,18 @@ const encodeUnsealed = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
     return { parts: [header, ...stored] as ReadonlyArray<Uint8Array>, seal }
   })
 
-const encodeParts = <A>(schema: Schema.Codec<A, unknown> | undefined) => (value: A, options?: EncodeOptions) =>
+const encodeParts = <A>(
+  unsealed: (
+    value: A,
+    options?: EncodeOptions
+  ) => Effect.Effect<
+    { readonly parts: ReadonlyArray<Uint8Array>; readonly seal: () => Uint8Array },
+    UnsupportedValue | SchemaMismatch | InvalidPersistOptions | Compression.CompressionError
+  >
+) =>
+(value: A, options?: EncodeOptions) =>
   Effect.map(
-    encodeUnsealed(schema)(value, options),
+    unsealed(value, options),
     ({ parts, seal }) => [...parts, seal()] as ReadonlyArray<Uint8Array>
   )
 
@@ -458,8 +471,11 @@ export const readHeader = (
 
 const corrupted = (message: string) => new Corrupted({ message })
 
-/** Splits the body into structure and sections and decodes the value. */
-const decodeBody = (body: Uint8Array): Effect.Effect<unknown, Corrupted> =>
+/** Splits the body into structure and sections and decodes the value, with the compiled Schema's reader if any. */
+const decodeBody = (
+  body: Uint8Array,
+  compiled: Compiled | undefined
+): Effect.Effect<unknown, Corrupted | SchemaMismatch> =>
   Effect.try({
     try: () => {
       if (body.length < 16) throw new Malformed("the body is shorter than its head")
@@ -487,14 +503,17 @@ const decodeBody = (body: Uint8Array): Effect.Effect<unknown, Corrupted> =>
         if (section === undefined || section.kind !== kind) throw new Malformed(`bad section reference ${index}`)
         return binaryFrom(kind, body.subarray(section.offset, section.offset + section.length))
       })
-      const value = decoder.value()
+      const value = compiled === undefined ? decoder.value() : compiled.read(decoder)
       if (decoder.pos !== structureBytes) throw new Malformed("the structure has trailing bytes")
       return value
     },
-    catch: (error) => corrupted(error instanceof Malformed ? `malformed dump: ${error.message}` : String(error))
+    catch: (error) =>
+      error instanceof Mismatch
+        ? schemaMismatch(error)
+        : corrupted(error instanceof Malformed ? `malformed dump: ${error.message}` : String(error))
   })
 
-const decodeBytes = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
+const decodeBytes = <A>(compiled: Compiled | undefined) =>
   Effect.fnUntraced(function*(bytes: Uint8Array, rawOptions?: DecodeOptions) {
     const options = rawOptions === undefined
       ? undefined
@@ -548,11 +567,7 @@ const decodeBytes = <A>(schema: Schema.Codec<A, unknown> | undefined) =>
     }
     // Typed arrays are views over the body: bytes handed over at an unaligned offset are copied once.
     if (body.byteOffset % 8 !== 0) body = body.slice()
-    const plain = yield* decodeBody(body)
-    if (schema === undefined) return plain as A
-    return yield* Schema.decodeUnknownEffect(schema as Schema.Codec<A, unknown, never, never>)(plain).pipe(
-      Effect.mapError(schemaIssue)
-    )
+    return (yield* decodeBody(body, compiled)) as A
   })
 
 /**
@@ -584,13 +599,15 @@ export const make: {
   <S extends Schema.Top>(schema: S): Codec<S["Type"]>
 } = <S extends Schema.Top>(schema?: S): Codec<any> => {
   const codec = schema as Schema.Codec<any, unknown> | undefined
-  const parts = encodeParts(codec)
+  const compiled = schema === undefined ? undefined : compileSchema(schema)
+  const unsealed = encodeUnsealed(codec, compiled)
+  const parts = encodeParts(unsealed)
   return {
     schema: codec,
     encodeParts: parts,
-    encodeUnsealed: encodeUnsealed(codec),
+    encodeUnsealed: unsealed,
     encode: (value, options) => Effect.map(parts(value, options), concat),
-    decode: decodeBytes(codec)
+    decode: decodeBytes(compiled)
   }
 }
 
@@ -705,7 +722,12 @@ export const typedArray = <C extends TypedArrayConstructor>(
 ): Schema.declare<InstanceType<C> extends { readonly [Symbol.toStringTag]: infer Kind } ? TypedArrayOf<Kind> : never> =>
   Schema.declare(
     (u: unknown): u is any => u instanceof constructor,
-    { identifier: constructor.name, expected: `a ${constructor.name}`, title: constructor.name }
+    {
+      identifier: constructor.name,
+      expected: `a ${constructor.name}`,
+      title: constructor.name,
+      [TYPED_ARRAY_ANNOTATION]: constructor
+    }
   )
 
 /**

@@ -66,9 +66,17 @@ describe("Codec", () => {
       Effect.gen(function*() {
         // oxlint-disable-next-line no-sparse-arrays
         const sparse = [1, , 3]
-        const back = (yield* roundTrip({ sparse, zero: -0 })) as { sparse: Array<number>; zero: number }
+        // oxlint-disable-next-line no-sparse-arrays
+        const trailing = [1, 2, ,]
+        const back = (yield* roundTrip({ sparse, trailing, zero: -0 })) as {
+          sparse: Array<number>
+          trailing: Array<number>
+          zero: number
+        }
         assert.isFalse(1 in back.sparse)
         assert.strictEqual(back.sparse.length, 3)
+        assert.strictEqual(back.trailing.length, 3, "a trailing hole keeps the length")
+        assert.isFalse(2 in back.trailing)
         assert.isTrue(Object.is(back.zero, -0))
       }))
   })

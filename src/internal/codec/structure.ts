@@ -197,19 +197,9 @@ type RecordWriter = (encoder: Encoder, value: object, keys: ReadonlyArray<string
  * Keys are written as JSON string literals (see {@link recordReader}); `keys[k]` names the key in error paths.
  */
 const recordWriter = (keys: ReadonlyArray<string>): RecordWriter | undefined => {
-  if (!canGenerate || keys.length === 0 || keys.length > RECORD_MAX_KEYS) return undefined
+  if (keys.length === 0 || keys.length > RECORD_MAX_KEYS) return undefined
   const steps = keys.map((key, k) => `k = ${k}; e.value(v[${JSON.stringify(key)}]);`).join(" ")
-  try {
-    return new Function(
-      "e",
-      "v",
-      "keys",
-      `let k = 0; try { ${steps} } catch (error) { throw e.failedAt(error, keys[k]) }`
-    ) as RecordWriter
-  } catch {
-    canGenerate = false
-    return undefined
-  }
+  return generate(["e", "v", "keys"], `let k = 0; try { ${steps} } catch (error) { throw e.failedAt(error, keys[k]) }`)
 }
 
 /** The part of a value that goes to a raw section. */
@@ -237,6 +227,8 @@ export class Encoder {
   private shapeCount = 0
   private lastKeys: ReadonlyArray<string> = []
   private lastShape: ShapeNode | undefined
+  /** Shapes a compiled Schema writer declared, by its keys array: one lookup per record, no key walk. */
+  private declared = new Map<ReadonlyArray<string>, number>()
   private seen = new Set<object>()
   readonly options: EncodeOptions
   /** In canonical mode, called with the structure bytes so far and then each big binary value. */
@@ -259,6 +251,7 @@ export class Encoder {
       this.lastKeys = []
       this.lastShape = undefined
     }
+    if (this.declared.size > 0) this.declared = new Map()
     this.depth = 0
     if (this.seen.size > 0) this.seen = new Set()
     // A buffer grown by a huge value is not kept.
@@ -396,7 +389,12 @@ export class Encoder {
     this.rawString(s)
   }
 
-  private binary(value: object, kind: number) {
+  /** A Date's time (the caller has checked it is a Date). */
+  date(time: number) {
+    this.float64(Tag.Date, time)
+  }
+
+  binary(value: object, kind: number) {
     const bytes = bytesOf(value)
     if (this.options.canonical) {
       // Element type and length are part of the identity; the bytes go straight to the hash.
@@ -429,7 +427,7 @@ export class Encoder {
     this.pos += bytes.byteLength
   }
 
-  private objectKeys(keys: ReadonlyArray<string>) {
+  objectKeys(keys: ReadonlyArray<string>) {
     if (this.options.canonical) {
       this.byte(Tag.Object)
       this.varint(keys.length)
@@ -459,6 +457,23 @@ export class Encoder {
     for (const key of keys) this.string(key)
   }
 
+  /**
+   * Opens an object of a shape a compiled Schema writer knows: `keys` is that writer's own array, so the
+   * shape's id is found by identity. The values follow, in the order of `keys`.
+   */
+  declaredShape(keys: ReadonlyArray<string>) {
+    const id = this.declared.get(keys)
+    if (id !== undefined) {
+      this.byte(Tag.ObjectRef)
+      return this.varint(id)
+    }
+    this.declared.set(keys, this.shapeCount)
+    this.byte(Tag.Object)
+    this.varint(keys.length)
+    for (const key of keys) this.string(key)
+    this.shapeCount++
+  }
+
   /** Adds `key` to the path of an encoding error raised below it; returns the error to rethrow. */
   failedAt(error: unknown, key: string): unknown {
     if (error instanceof Unsupported) error.at(key)
@@ -485,7 +500,7 @@ export class Encoder {
     }
   }
 
-  private bigint(value: bigint) {
+  bigint(value: bigint) {
     this.byte(Tag.BigInt)
     const negative = value < 0n
     // Through hex text, which V8 converts in linear time: shifting a byte at a time is quadratic.
@@ -512,7 +527,7 @@ export class Encoder {
   // Cycles: plain nesting is cheap to follow; only past CHECK_DEPTH are visited containers remembered.
   private depth = 0
 
-  private enter(value: object) {
+  enter(value: object) {
     if (++this.depth > MAX_NESTING) {
       this.depth--
       throw new Unsupported(`a value nested deeper than ${MAX_NESTING} levels, the most a dump holds`, [])
@@ -523,7 +538,7 @@ export class Encoder {
     }
   }
 
-  private leave(value: object) {
+  leave(value: object) {
     if (this.depth-- > CHECK_DEPTH) this.seen.delete(value)
   }
 
@@ -642,7 +657,7 @@ const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
 const RECORD_AFTER_USES = 8
 
 /** Shapes with more keys than this are read key by key: a literal that large buys little. */
-const RECORD_MAX_KEYS = 64
+export const RECORD_MAX_KEYS = 64
 
 type RecordReader = (decoder: { value(): unknown }) => Record<string, unknown>
 
@@ -651,6 +666,20 @@ type RecordReader = (decoder: { value(): unknown }) => Record<string, unknown>
  * shape is then read key by key.
  */
 let canGenerate = true
+
+/**
+ * A function made from source, or undefined where code generation is not allowed. Callers build `body`
+ * from keys written as JSON string literals and from nothing else in the data.
+ */
+export const generate = <F>(parameters: ReadonlyArray<string>, body: string): F | undefined => {
+  if (!canGenerate) return undefined
+  try {
+    return new Function(...parameters, body) as F
+  } catch {
+    canGenerate = false
+    return undefined
+  }
+}
 
 /**
  * A reader for objects of one shape: one object literal with the shape's keys, each value read in order,
@@ -662,16 +691,62 @@ let canGenerate = true
  * key is not generated, since in a literal that key would set the prototype.
  */
 export const recordReader = (keys: ReadonlyArray<string>): RecordReader | undefined => {
-  if (!canGenerate || keys.length === 0 || keys.length > RECORD_MAX_KEYS || keys.includes("__proto__")) {
-    return undefined
+  if (keys.length === 0 || keys.length > RECORD_MAX_KEYS || keys.includes("__proto__")) return undefined
+  return generate(["d"], `return { ${keys.map((key) => `${JSON.stringify(key)}: d.value()`).join(", ")} }`)
+}
+
+/**
+ * An array about to be filled with `length` values, preallocated: growing one by push would copy it
+ * again and again, and leave a small one with room for 17 (which the young generation then copies on
+ * every scavenge). A large one is made packed, which structured clone copies faster.
+ */
+export const arrayOf = (length: number): Array<unknown> =>
+  // oxlint-disable-next-line no-new-array -- the length, on purpose: exactly that much room, no elements yet
+  length > 64 ? Array.from({ length }) : new Array<unknown>(length)
+
+const char = String.fromCharCode
+
+/**
+ * An ASCII string of at most 16 bytes, by `String.fromCharCode` with one argument per byte: about 3× faster
+ * here than appending a character at a time (which makes a string per character) or a native slice.
+ */
+const asciiShort = (b: Uint8Array, at: number, length: number): string => {
+  switch (length) {
+    case 0:
+      return ""
+    case 1:
+      return char(b[at]!)
+    case 2:
+      return char(b[at]!, b[at + 1]!)
+    case 3:
+      return char(b[at]!, b[at + 1]!, b[at + 2]!)
+    case 4:
+      return char(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!)
+    case 5:
+      return char(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!, b[at + 4]!)
+    case 6:
+      return char(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!, b[at + 4]!, b[at + 5]!)
+    case 7:
+      return char(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!, b[at + 4]!, b[at + 5]!, b[at + 6]!)
+    case 8:
+      return char(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!, b[at + 4]!, b[at + 5]!, b[at + 6]!, b[at + 7]!)
+    default:
+      return asciiShort(b, at, 8) + asciiShort(b, at + 8, length - 8)
   }
-  const body = `return { ${keys.map((key) => `${JSON.stringify(key)}: d.value()`).join(", ")} }`
-  try {
-    return new Function("d", body) as RecordReader
-  } catch {
-    canGenerate = false
-    return undefined
-  }
+}
+
+/** A reader's position and what it had interned there. */
+export interface Mark {
+  readonly pos: number
+  readonly strings: number
+  readonly shapes: number
+}
+
+/** Sets a decoded key: a `__proto__` key must stay data, never become the prototype. */
+export const setKey = (out: Record<string, unknown>, key: string, value: unknown) => {
+  if (key === "__proto__") {
+    Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
+  } else out[key] = value
 }
 
 /** Reads a structure; `section(i, kind)` returns the value of raw section `i`. */
@@ -684,20 +759,98 @@ export class Decoder {
   private readonly shapeUses: Array<number> = []
   private readonly records: Array<RecordReader | undefined> = []
   readonly buf: Uint8Array
+  /** The same bytes as a Buffer, whose native `latin1Slice` reads longer ASCII strings fastest. */
+  private readonly latin1: Buffer & { latin1Slice(start: number, end: number): string }
   private readonly section: (index: number, kind: number) => unknown
   private depth = 0
 
   constructor(buf: Uint8Array, section: (index: number, kind: number) => unknown) {
     this.buf = buf
+    this.latin1 = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength) as Decoder["latin1"]
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
     this.section = section
+  }
+
+  /**
+   * What a compiled node keeps for shape `id` in this decoder (its reader for the shape), found by the
+   * node's `owner` object: one slot per shape, and a map for the rare shape that two nodes read.
+   */
+  perShape(owner: object, id: number): unknown {
+    if (this.shapeOwners[id] === owner) return this.shapeValues[id]
+    return this.others.get(owner)?.[id]
+  }
+
+  setPerShape(owner: object, id: number, value: unknown) {
+    if (this.shapeOwners[id] === undefined) {
+      this.shapeOwners[id] = owner
+      this.shapeValues[id] = value
+      return
+    }
+    let values = this.others.get(owner)
+    if (values === undefined) this.others.set(owner, values = [])
+    values[id] = value
+  }
+  private readonly shapeOwners: Array<object | undefined> = []
+  private readonly shapeValues: Array<unknown> = []
+  private readonly others = new Map<object, Array<unknown>>()
+
+  /** The keys of shape `id`, which {@link shapeId} returned. */
+  keysOf(id: number): ReadonlyArray<string> {
+    return this.shapes[id]!
+  }
+
+  /** Reads the shape of an object (tag `Object` or `ObjectRef`), registering a new one; returns its id. */
+  shapeId(tag: number): number {
+    if (tag === Tag.ObjectRef) {
+      const id = this.varint()
+      if (this.shapes[id] === undefined) throw new Malformed(`unknown object shape ${id}`)
+      return id
+    }
+    const n = this.count()
+    const fresh: Array<string> = []
+    // Keys are internalized once per shape: stores with internalized keys are much faster.
+    for (let i = 0; i < n; i++) fresh.push(Object.keys({ [this.string(this.byte())]: 0 })[0]!)
+    this.shapes.push(fresh)
+    this.shapeUses.push(1)
+    return this.shapes.length - 1
+  }
+
+  /** Where the reader is, so that a compiled union can try a member and go back. */
+  mark(): Mark {
+    return { pos: this.pos, strings: this.strings.length, shapes: this.shapes.length }
+  }
+
+  /** Goes back to `mark`, forgetting the strings and shapes read since: they will be read again. */
+  rollback(mark: Mark) {
+    this.pos = mark.pos
+    this.strings.length = mark.strings
+    this.shapes.length = mark.shapes
+    this.shapeUses.length = mark.shapes
+    if (this.records.length > mark.shapes) this.records.length = mark.shapes
+    if (this.shapeOwners.length > mark.shapes) {
+      this.shapeOwners.length = mark.shapes
+      this.shapeValues.length = mark.shapes
+      for (const values of this.others.values()) if (values.length > mark.shapes) values.length = mark.shapes
+    }
+  }
+
+  /** Counts one more level of nesting (for recursive Schemas), failing past {@link MAX_NESTING}. */
+  enter() {
+    if (++this.depth > MAX_NESTING) {
+      this.depth--
+      throw new Malformed(`containers nested deeper than ${MAX_NESTING} levels`)
+    }
+  }
+
+  leave() {
+    this.depth--
   }
 
   private need(n: number) {
     if (this.pos + n > this.buf.length) throw new Malformed(`structure ends early at byte ${this.pos}`)
   }
 
-  private byte(): number {
+  byte(): number {
     this.need(1)
     return this.buf[this.pos++]!
   }
@@ -720,15 +873,9 @@ export class Decoder {
     const start = this.pos
     this.pos += length
     if (length < 48) {
-      let s = ""
-      for (let i = start; i < start + length; i++) {
-        const c = this.buf[i]!
-        if (c >= 0x80) {
-          return this.utf8(start, length)
-        }
-        s += String.fromCharCode(c)
-      }
-      return s
+      const buf = this.buf
+      for (let i = start; i < start + length; i++) if (buf[i]! >= 0x80) return this.utf8(start, length)
+      return length <= 16 ? asciiShort(buf, start, length) : this.latin1.latin1Slice(start, start + length)
     }
     return this.utf8(start, length)
   }
@@ -741,7 +888,7 @@ export class Decoder {
     }
   }
 
-  private string(tag: number): string {
+  string(tag: number): string {
     if (tag === Tag.String16) {
       const length = this.count()
       this.need(length * 2)
@@ -762,7 +909,7 @@ export class Decoder {
     return s
   }
 
-  private count(): number {
+  count(): number {
     const n = this.varint()
     // Every element takes at least one byte: a longer count is corrupt, not a reason to allocate.
     if (n > this.buf.length - this.pos) throw new Malformed(`count ${n} exceeds the data left at byte ${this.pos}`)
@@ -842,56 +989,36 @@ export class Decoder {
   }
 
   private container(tag: number): unknown {
-    if (++this.depth > MAX_NESTING) {
-      this.depth--
-      throw new Malformed(`containers nested deeper than ${MAX_NESTING} levels`)
-    }
+    this.enter()
     try {
       switch (tag) {
         case Tag.Array: {
           const length = this.count()
-          // Preallocated (and packed, which structured clone copies faster): push growth costs repeated copies.
-          const out: Array<unknown> = Array.from({ length })
+          const out = arrayOf(length)
           for (let i = 0; i < length; i++) {
             if (this.buf[this.pos] === Tag.Hole) {
               this.pos++
               delete out[i]
             } else out[i] = this.value()
           }
+          // A trailing hole was never assigned.
+          out.length = length
           return out
         }
         case Tag.Object:
         case Tag.ObjectRef: {
-          let keys: ReadonlyArray<string>
+          const id = this.shapeId(tag)
+          const keys = this.shapes[id]!
           if (tag === Tag.ObjectRef) {
-            const id = this.varint()
-            const shape = this.shapes[id]
-            if (shape === undefined) throw new Malformed(`unknown object shape ${id}`)
             const uses = ++this.shapeUses[id]!
             if (uses >= RECORD_AFTER_USES) {
               let read = this.records[id]
-              if (read === undefined && uses === RECORD_AFTER_USES) read = this.records[id] = recordReader(shape)
+              if (read === undefined && uses === RECORD_AFTER_USES) read = this.records[id] = recordReader(keys)
               if (read !== undefined) return read(this)
             }
-            keys = shape
-          } else {
-            const n = this.count()
-            const fresh: Array<string> = []
-            // Keys are internalized once per shape: stores with internalized keys are much faster.
-            for (let i = 0; i < n; i++) fresh.push(Object.keys({ [this.string(this.byte())]: 0 })[0]!)
-            this.shapes.push(fresh)
-            this.shapeUses.push(1)
-            keys = fresh
           }
           const out: Record<string, unknown> = {}
-          for (let i = 0; i < keys.length; i++) {
-            const key = keys[i]!
-            const value = this.value()
-            // A `__proto__` key must stay data, never become the prototype.
-            if (key === "__proto__") {
-              Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
-            } else out[key] = value
-          }
+          for (let i = 0; i < keys.length; i++) setKey(out, keys[i]!, this.value())
           return out
         }
         case Tag.Map: {

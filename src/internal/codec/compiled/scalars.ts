@@ -1,0 +1,128 @@
+/**
+ * Leaf nodes: keywords, literals, Dates and binary values. Each reads with the schemaless decoder's own
+ * `value()` (the tags are the same) and checks the type of what it got.
+ */
+import { binaryKind, type Decoder, type Encoder, Tag } from "../structure.ts"
+import { expectedButGot, type Node } from "./node.ts"
+
+const anyTag = () => true
+const isNumberTag = (tag: number) =>
+  tag < 0x80 || tag === Tag.Float64 || tag === Tag.Int8 || tag === Tag.Int16 || tag === Tag.Int32
+const isStringTag = (tag: number) => tag === Tag.String || tag === Tag.StringRef || tag === Tag.String16
+
+/** A leaf whose values `is` recognises and `write` writes; read back with the schemaless reader. */
+const leaf = (
+  expected: string,
+  is: (value: unknown) => boolean,
+  starts: (tag: number) => boolean,
+  write: (encoder: Encoder, value: any) => void
+): Node => ({
+  expected,
+  is,
+  starts,
+  write: (encoder, value) => {
+    if (!is(value)) throw expectedButGot(expected, value)
+    write(encoder, value)
+  },
+  read: (decoder) => {
+    const value = decoder.value()
+    if (!is(value)) throw expectedButGot(expected, value)
+    return value
+  }
+})
+
+export const string: Node = {
+  expected: "a string",
+  is: (value) => typeof value === "string",
+  starts: isStringTag,
+  write: (encoder, value) => {
+    if (typeof value !== "string") throw expectedButGot("a string", value)
+    encoder.string(value)
+  },
+  read: (decoder) => {
+    const tag = decoder.byte()
+    if (isStringTag(tag)) return decoder.string(tag)
+    decoder.pos--
+    throw expectedButGot("a string", decoder.value())
+  }
+}
+
+export const number: Node = {
+  expected: "a number",
+  is: (value) => typeof value === "number",
+  starts: isNumberTag,
+  write: (encoder, value) => {
+    if (typeof value !== "number") throw expectedButGot("a number", value)
+    encoder.number(value)
+  },
+  read: (decoder) => {
+    const value = decoder.value()
+    if (typeof value !== "number") throw expectedButGot("a number", value)
+    return value
+  }
+}
+
+export const boolean = leaf(
+  "a boolean",
+  (value) => typeof value === "boolean",
+  (tag) => tag === Tag.True || tag === Tag.False,
+  (encoder, value: boolean) => encoder.byte(value ? Tag.True : Tag.False)
+)
+
+export const bigint = leaf(
+  "a bigint",
+  (value) => typeof value === "bigint",
+  (tag) => tag === Tag.BigInt,
+  (encoder, value: bigint) => encoder.bigint(value)
+)
+
+export const null_ = leaf("null", (value) => value === null, (tag) => tag === Tag.Null, (e) => e.byte(Tag.Null))
+
+export const undefined_ = leaf(
+  "undefined",
+  (value) => value === undefined,
+  (tag) => tag === Tag.Undefined,
+  (e) => e.byte(Tag.Undefined)
+)
+
+/** `Schema.Unknown` and `Schema.Any`: anything the schemaless codec takes. */
+export const unknown: Node = {
+  expected: "anything",
+  is: () => true,
+  starts: anyTag,
+  write: (encoder, value) => encoder.value(value),
+  read: (decoder) => decoder.value()
+}
+
+/** Literals, literal unions and enums: one of a few primitive values. */
+export const oneOf = (values: ReadonlyArray<unknown>): Node => {
+  const set = new Set(values)
+  const is = values.length === 1 ? (value: unknown) => value === values[0] : (value: unknown) => set.has(value)
+  const expected = values.map((value) => typeof value === "bigint" ? `${value}n` : JSON.stringify(value)).join(" | ")
+  return leaf(expected, is, anyTag, (encoder, value) => encoder.value(value))
+}
+
+/** `Schema.Date`: a valid Date, written as its time. */
+export const date = leaf(
+  "a valid Date",
+  (value) => value instanceof Date && !Number.isNaN(value.getTime()),
+  (tag) => tag === Tag.Date,
+  (encoder, value: Date) => encoder.date(value.getTime())
+)
+
+/**
+ * A typed array or buffer of one binary kind: a raw, aligned section when large, read back in place.
+ * `is` is the Schema's own guard (an `instanceof`); the kind names the section.
+ */
+export const binary = (expected: string, is: (value: unknown) => boolean): Node =>
+  leaf(
+    expected,
+    is,
+    (tag) => tag === Tag.Section || tag === Tag.InlineBinary,
+    (encoder: Encoder, value: object) => encoder.binary(value, binaryKind(value)!)
+  )
+
+/** Reads and discards one value: a field the Schema no longer has. */
+export const skip = (decoder: Decoder) => {
+  decoder.value()
+}
