@@ -75,12 +75,23 @@ export const run = async () => {
     worker.postMessage({ done: true })
     return digest
   }
+  const rereader = new Worker(new URL("./workers/hash-file.mjs", import.meta.url))
+  await new Promise((resolve) => rereader.once("message", resolve))
+  /** Reads into fresh (unshared) memory while the worker reads the file again, into its own buffer, and hashes it. */
+  const readHashingAgainElsewhere = async () => {
+    const digest = new Promise<string>((resolve) => rereader.once("message", resolve))
+    rereader.postMessage({ path: file, from: 0, to: size })
+    await readPieces(file, new Uint8Array(size))
+    return digest
+  }
   // The worker hashes what the main thread would: the same bytes give the same digest.
   hasher.init()
   hasher.update(resident)
   const expected = hasher.digest("hex")
   const elsewhere = await readHashingElsewhere()
   if (elsewhere !== expected) throw new Error(`the worker's digest ${elsewhere} is not ${expected}`)
+  const again = await readHashingAgainElsewhere()
+  if (again !== expected) throw new Error(`the re-reading worker's digest ${again} is not ${expected}`)
 
   const cases: ReadonlyArray<readonly [string, () => Promise<unknown> | unknown]> = [
     ["Persist.load, checksum on (as it is)", () => Effect.runPromise(Persist.load(file))],
@@ -93,7 +104,8 @@ export const run = async () => {
       return hasher.digest("binary")
     }],
     ["crc32 alone, resident bytes (node:zlib)", () => Zlib.crc32(resident)],
-    ["read into fresh shared memory, xxh64 on a second thread", readHashingElsewhere]
+    ["read into fresh shared memory, xxh64 on a second thread", readHashingElsewhere],
+    ["read into fresh memory, a second thread re-reads the file and hashes it", readHashingAgainElsewhere]
   ]
   const medians = await interleaved(9, cases.map(([, f]) => f))
   console.log(`\n### D1 levers: an 80 MB Float64Array, ${(size / 1e6).toFixed(1)} MB on disk\n`)
@@ -103,5 +115,6 @@ export const run = async () => {
     console.log(`| ${name} | ${medians[i]!.toFixed(1)} | ${(medians[i]! / medians[0]!).toFixed(2)} |`)
   })
   await worker.terminate()
+  await rereader.terminate()
   Fs.rmSync(dir, { recursive: true, force: true })
 }
