@@ -1,7 +1,8 @@
 /**
  * Where `Cache` keeps its entries. A store is a service provided by a Layer:
  * in memory, on the filesystem (the default for a cache with a directory),
- * in SQLite (for millions of entries), or in Redis (shared across machines).
+ * in SQLite (for millions of entries), in Redis (shared across machines), or
+ * in any Effect `KeyValueStore`.
  *
  * Every store writes atomically, records accesses itself (never from file
  * atimes) for LRU eviction, offers a lock per key so that concurrent callers
@@ -19,10 +20,12 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { KeyValueStore } from "effect/persistence"
 import * as Redacted from "effect/Redacted"
 import { type EntryDamaged, type InvalidCacheOptions, StoreError } from "./CacheError.ts"
 import * as CacheOptions from "./internal/cache/cacheOptions.ts"
 import * as FileSystemStore from "./internal/cache/store/fileSystem.ts"
+import * as KeyValueStoreStore from "./internal/cache/store/keyValue.ts"
 import * as MemoryStore from "./internal/cache/store/memory.ts"
 import * as RedisStore from "./internal/cache/store/redis.ts"
 import * as SqliteStore from "./internal/cache/store/sqlite.ts"
@@ -345,6 +348,65 @@ export const layerSqlite = (
     const file = yield* CacheOptions.location("Store.layerSqlite", "file", rawFile)
     const options = yield* CacheOptions.parse(CacheOptions.StoreOptions, "Store.layerSqlite", rawOptions)
     return make(yield* SqliteStore.open(file), options)
+  }))
+
+/**
+ * Options of {@link layerKeyValueStore}.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export interface KeyValueStoreOptions extends StoreOptions {
+  /** Prefix of every key the store writes, so that the cache can share a KeyValueStore. Default `"effect-joblib/"`. */
+  readonly prefix?: string | undefined
+}
+
+/**
+ * Keeps entries in whatever Effect `KeyValueStore` is provided: Effect's
+ * `layerMemory`, `layerFileSystem`, `layerSql` over a `SqlClient`, or browser
+ * storage. Each entry is one value holding its metadata and data together, so
+ * one `set` publishes both; a small metadata value beside it serves `list`
+ * and LRU eviction without reading the data.
+ *
+ * Its limits, from what a `KeyValueStore` offers:
+ * - **Single flight holds only within one process.** A `KeyValueStore` has no
+ *   atomic operation to take a lock with, so the store's locks live in this
+ *   process: two processes missing the same key may both compute it.
+ * - **Each read costs a write**: the entry's access time, which LRU eviction
+ *   (`limits`) goes by.
+ * - **Writes are as atomic as the `KeyValueStore`'s `set`**: Effect's
+ *   `layerFileSystem` writes a file in place, so a crash during a write can
+ *   leave a torn value (read back as damaged, then recomputed).
+ *
+ * Prefer {@link layerFileSystem} for a cache on disk: it writes through a
+ * temporary file and a rename, takes locks other processes see, and its
+ * `clear` removes only the cache's entries, where a `KeyValueStore` shared
+ * with other data is cleared here by the store's `prefix`.
+ *
+ * **Example** (A cache in a KeyValueStore)
+ *
+ * ```ts
+ * import { Layer } from "effect"
+ * import { KeyValueStore } from "effect/persistence"
+ * import { Store } from "effect-joblib"
+ *
+ * const layer = Store.layerKeyValueStore({ prefix: "pipeline/" }).pipe(Layer.provide(KeyValueStore.layerMemory))
+ * ```
+ *
+ * @category layers
+ * @since 0.6.0
+ */
+export const layerKeyValueStore = (
+  rawOptions?: KeyValueStoreOptions
+): Layer.Layer<Store, InvalidCacheOptions, KeyValueStore.KeyValueStore> =>
+  Layer.effect(Store)(Effect.gen(function*() {
+    const options = yield* CacheOptions.parse(
+      CacheOptions.KeyValueStoreOptions,
+      "Store.layerKeyValueStore",
+      rawOptions
+    )
+    const kv = yield* KeyValueStore.KeyValueStore
+    return make(KeyValueStoreStore.make(kv, options.prefix ?? "effect-joblib/"), options)
   }))
 
 /**

@@ -1,5 +1,7 @@
+import { NodeServices } from "@effect/platform-node"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Clock, Config, ConfigProvider, Context, Duration, Effect, Layer } from "effect"
+import { KeyValueStore } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -53,6 +55,18 @@ conformance("Store.layerMemory", (limits) => Store.layerMemory(limits && { limit
 conformance("Store.layerFileSystem", (limits) => Store.layerFileSystem(tmp(), limits && { limits }))
 conformance("Store.layerSqlite", (limits) => Store.layerSqlite(Path.join(tmp(), "cache.sqlite"), limits && { limits }))
 conformance("Store.make (a store of one's own)", ownStore)
+conformance(
+  "Store.layerKeyValueStore over KeyValueStore.layerMemory",
+  (limits) => Store.layerKeyValueStore(limits && { limits }).pipe(Layer.provide(KeyValueStore.layerMemory))
+)
+conformance(
+  "Store.layerKeyValueStore over KeyValueStore.layerFileSystem",
+  (limits) =>
+    Store.layerKeyValueStore(limits && { limits }).pipe(
+      Layer.provide(KeyValueStore.layerFileSystem(tmp())),
+      Layer.provide(NodeServices.layer)
+    )
+)
 /** Files anywhere under `dir` that a store must not leave: temp files, and lock or lock-claim files. */
 const strayFiles = (dir: string) =>
   Fs.existsSync(dir)
@@ -208,6 +222,46 @@ const files = (dir: string): Array<string> =>
   Fs.readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((entry) => entry.isFile())
     .map((entry) => Path.relative(dir, Path.join(entry.parentPath, entry.name)))
+
+describe("Store.layerKeyValueStore", () => {
+  const kvLayer = KeyValueStore.layerMemory
+  const put = (store: Store.Shape, key: string, text: string) => {
+    const data = new TextEncoder().encode(text)
+    return store.put({
+      meta: { key, function: "f", size: data.length, duration: 1, created: 0, accessed: 0, input: "()" },
+      data
+    })
+  }
+
+  it.effect("clear removes its prefix only; a torn value reads as damaged; a Cache memoizes into it", () =>
+    Effect.gen(function*() {
+      const kv = yield* KeyValueStore.KeyValueStore
+      yield* kv.set("someone-else", "theirs")
+      const store = yield* open(
+        Store.layerKeyValueStore({ prefix: "cache/" }).pipe(Layer.provide(Layer.succeed(
+          KeyValueStore.KeyValueStore,
+          kv
+        )))
+      )
+      yield* put(store, "xxh128:a", "one")
+      assert.strictEqual(new TextDecoder().decode((yield* store.get("xxh128:a"))!.data), "one")
+      // A write torn by a crash: the entry value cut short.
+      const whole = (yield* kv.getUint8Array("cache/e:xxh128:a"))!
+      yield* kv.set("cache/e:xxh128:a", whole.subarray(0, whole.length - 1))
+      const damaged = yield* Effect.flip(store.get("xxh128:a"))
+      assert.strictEqual(damaged._tag, "EntryDamaged")
+      yield* store.clear
+      assert.deepStrictEqual(yield* kv.keys, ["someone-else"])
+      let calls = 0
+      const square = (n: number) => Effect.sync(() => (calls++, n * n))
+      const cached = Cache.memoize(square, { name: "square" })
+      const results = yield* Effect.all([cached(4), cached(4)]).pipe(
+        Effect.provide(Cache.layer().pipe(Layer.provide(Layer.succeed(Store.Store, store))))
+      )
+      assert.deepStrictEqual(results, [16, 16])
+      assert.strictEqual(calls, 1)
+    }).pipe(Effect.provide(kvLayer), Effect.scoped))
+})
 
 describe("Store.overLimits", () => {
   it("picks expired entries, then the least recently used until under budget", () => {

@@ -22,6 +22,11 @@ export const Limits = Schema.Struct({
 
 export const StoreOptions = Schema.Struct({ limits: Schema.optional(Limits) })
 
+export const KeyValueStoreOptions = Schema.Struct({
+  ...StoreOptions.fields,
+  prefix: Schema.optional(Schema.String)
+})
+
 export const RedisOptions = Schema.Struct({
   ...StoreOptions.fields,
   prefix: Schema.optional(Schema.String),
