@@ -8,11 +8,21 @@ export const median = (xs: ReadonlyArray<number>) => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-/** Runs `f` `runs` times after `warmup` untimed runs; returns the median in ms. */
-export const measure = async (runs: number, f: () => Promise<unknown> | unknown, warmup = 1): Promise<number> => {
+/**
+ * Runs `f` `runs` times after `warmup` untimed runs; returns the median in ms. With `collect`, the heap is
+ * collected before each timed run (see {@link interleaved}).
+ */
+export const measure = async (
+  runs: number,
+  f: () => Promise<unknown> | unknown,
+  warmup = 1,
+  options?: { readonly collect?: boolean }
+): Promise<number> => {
   for (let i = 0; i < warmup; i++) await f()
   const times: Array<number> = []
+  const collect = options?.collect === true ? (globalThis as { gc?: () => void }).gc : undefined
   for (let i = 0; i < runs; i++) {
+    collect?.()
     const start = now()
     await f()
     times.push(now() - start)

@@ -35,6 +35,8 @@ const suites: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   // R4 alone (remote runs it too).
   scale: () => import("./remote-scale.ts"),
   package: () => import("./package.ts"),
+  // P1 and P2 with Progress.layerReport on and off, and a 100k-item map's report size.
+  report: () => import("./report.ts"),
   // This tree against another checkout (AB_BASE), on P1–P4, R1 and C1.
   ab: () => import("./ab.ts")
 }

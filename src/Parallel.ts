@@ -349,11 +349,11 @@ const track = (
       batches++
       emit({ ...snapshot(), _tag: "BatchDispatched", start, size, slot })
     },
-    completed: (start, size, duration, failed) => {
+    completed: (start, size, duration, failed, worker) => {
       completed += size
       tasksCompleted.updateUnsafe(size, context)
       taskDuration.updateUnsafe(duration / size, context)
-      emit({ ...snapshot(), _tag: "BatchCompleted", start, size, duration, failed })
+      emit({ ...snapshot(), _tag: "BatchCompleted", start, size, duration, failed, worker })
     },
     total: (n) => void (total = n),
     exhausted: () => void (exhausted = true),

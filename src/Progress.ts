@@ -10,14 +10,20 @@
  * @stability unstable
  * @since 0.2.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { makeAdditive } from "./internal/additive.ts"
 import { TaskReporter } from "./internal/parallel/report.ts"
+import { renderReport } from "./internal/progress/reportHtml.ts"
+import { record, type Timeline } from "./internal/progress/timeline.ts"
+import { InvalidOptions } from "./ParallelError.ts"
 
 /**
  * What every event says about its map at that moment.
@@ -74,6 +80,11 @@ export type Event =
     readonly duration: number
     /** Items of the batch that failed. */
     readonly failed: number
+    /**
+     * The worker that ran it: `"threads worker 2"`, `"processes worker 5"`, a Remote worker's
+     * `"<host> pid <pid> thread <n>"`, or `"slot <n>"` for a backend that does not say.
+     */
+    readonly worker: string
   }
   /**
    * A batch, or one item of it, runs again: its worker died and the Remote queue moved it to another
@@ -431,5 +442,110 @@ export const layerBar = (options?: BarOptions): Layer.Layer<never> =>
         case "Failed":
           return draw(event, true)
       }
+    }
+  }))
+
+/**
+ * Options of {@link layerReport}.
+ *
+ * @category models
+ * @since 0.6.0
+ */
+export interface ReportOptions {
+  /** How many maps the file keeps, the latest last. Default 20. */
+  readonly maxMaps?: number | undefined
+  /** Where the report's path is printed after each map, when it is a TTY and `CI` is not set. Default `process.stderr`. */
+  readonly stream?: NodeJS.WriteStream | undefined
+}
+
+/** What a report file holds, shared by every `layerReport` of that file in this process: one file per program. */
+const reports = new Map<
+  string,
+  { readonly running: Map<number, Timeline>; readonly ended: Array<Timeline>; last: Event | undefined }
+>()
+
+const reportOf = (file: string) => {
+  let report = reports.get(file)
+  if (report === undefined) reports.set(file, report = { running: new Map(), ended: [], last: undefined })
+  return report
+}
+
+/** Writes `html` to `path` through a temporary file and a rename, so that a reader never sees half a report. */
+const writeAtomically = (path: string, html: string) => {
+  const temporary = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
+  try {
+    Fs.writeFileSync(temporary, html)
+    Fs.renameSync(temporary, path)
+  } catch (error) {
+    Fs.rmSync(temporary, { force: true })
+    throw error
+  }
+}
+
+/**
+ * Writes a map's timeline as one self-contained HTML file (Dask's `performance_report`) each time a map
+ * ends: a Gantt chart of batches per worker over time (one lane per thread, process or Remote worker
+ * thread, named by host and pid), idle gaps, batch sizes, failures, retries and stalled Remote batches,
+ * throughput over time, and a summary (items, wall time, speedup over the summed task time, worker
+ * utilisation). The file holds the latest maps of the program, has no script and fetches nothing, so it
+ * opens anywhere. A TTY is told the file's path after each map. A directory that does not exist fails
+ * the layer; a write that fails later is logged as an error and the map goes on.
+ *
+ * **Example** (A report of a map)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Parallel, Progress } from "effect-joblib"
+ *
+ * const program = Parallel.map(Array.from({ length: 1000 }, (_, i) => i), (x) => x * x).pipe(
+ *   Effect.provide(Progress.layerReport("/tmp/squares-report.html"))
+ * )
+ * ```
+ *
+ * @category layers
+ * @since 0.6.0
+ */
+export const layerReport = (path: string, options?: ReportOptions): Layer.Layer<never, InvalidOptions> =>
+  stack(Effect.gen(function*() {
+    const file = Path.resolve(path)
+    const directory = Path.dirname(file)
+    if (!Fs.existsSync(directory) || !Fs.statSync(directory).isDirectory()) {
+      return yield* new InvalidOptions({
+        option: "path",
+        message: `Progress.layerReport: the directory of ${JSON.stringify(path)}, ${directory}, does not exist`
+      })
+    }
+    const maxMaps = options?.maxMaps ?? 20
+    if (!Number.isInteger(maxMaps) || maxMaps < 1) {
+      return yield* new InvalidOptions({
+        option: "maxMaps",
+        message: `Progress.layerReport: option "maxMaps" must be a whole number of at least 1, got ${maxMaps}`
+      })
+    }
+    const stream = options?.stream ?? process.stderr
+    const tell = stream.isTTY === true && !process.env.CI
+    const clock = yield* Clock.Clock
+    const context = yield* Effect.context<never>()
+    const shared = reportOf(file)
+    return (event: Event) => {
+      // The same event reaches every reporter: a file provided twice (nested, say) records it once.
+      if (event === shared.last) return
+      shared.last = event
+      const timeline = record(shared.running, event)
+      if (timeline === undefined) return
+      shared.running.delete(timeline.mapId)
+      const ended = shared.ended
+      ended.push(timeline)
+      while (ended.length > maxMaps) ended.shift()
+      try {
+        writeAtomically(file, renderReport(ended, new Date(clock.currentTimeMillisUnsafe()).toISOString()))
+      } catch (error) {
+        Effect.runForkWith(context)(
+          Effect.logError(`Progress.layerReport could not write ${file}: ${(error as Error).message}`)
+        )
+        return
+      }
+      // After every reporter has seen the event: a progress bar first draws its last line.
+      if (tell) process.nextTick(() => stream.write(`report: ${file}\n`))
     }
   }))

@@ -826,6 +826,10 @@ export const suite = (name: string, backend: Layer.Layer<never, unknown>, capabi
           // Each batch completes before the map finishes, and the ETA shrinks to 0 at the end.
           const completed = events.filter((event) => event._tag === "BatchCompleted")
           assert.strictEqual(completed.at(-1)!.eta, 0)
+          // Each batch names the worker that ran it, for a report's lanes.
+          for (const event of completed) {
+            assert.match(event.worker, /^(slot \d+|\w+ worker \S+|\S+ pid \d+ thread \d+)$/)
+          }
         }))
 
       it.effect("a failed map ends with a Failed event", () =>

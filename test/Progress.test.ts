@@ -144,6 +144,7 @@ describe("Progress", () => {
           size: 1,
           duration: 1,
           failed: 0,
+          worker: "slot 1",
           completed: k,
           dispatched: batches,
           batches,
@@ -204,6 +205,7 @@ describe("Progress", () => {
         size: 1,
         duration: 1,
         failed: 0,
+        worker: "slot 1",
         completed: 1,
         dispatched: 4,
         elapsed: 2000

@@ -34,8 +34,8 @@ export type { Input } from "./source.ts"
 /** Hooks into the dispatch loop, for progress reporting and tests. */
 export interface Observer {
   readonly dispatched: (start: number, size: number, slot: number) => void
-  /** `failed` items of the batch failed (after any retries). */
-  readonly completed: (start: number, size: number, duration: number, failed: number) => void
+  /** `failed` items of the batch failed (after any retries); `worker` ran it (its slot, when no one said). */
+  readonly completed: (start: number, size: number, duration: number, failed: number, worker: string) => void
   /** The input holds `total` items: known up front for an array, when the input ends otherwise. */
   readonly total?: ((total: number) => void) | undefined
   /** The dispatcher asked for more items and found none (joblib's iterator becoming None). */
@@ -181,23 +181,25 @@ const drive = <I, A, E, EI, RI>(
         return Effect.andThen(sink.fail(cause), Effect.sync(() => Deferred.doneUnsafe(finished, Effect.void)))
       })
     const deliver = makeReorder(sink.emit, permits, options.ordered)
-    const finish = (start: number, size: number, outcome: Outcome<A, E>) =>
+    const finish = (start: number, size: number, outcome: Outcome<A, E>, worker: string) =>
       Effect.suspend(() => {
-        if (options.failFast && outcome._tag === "Exits") {
-          const failed = outcome.exits.find(Exit.isFailure)
-          if (failed !== undefined) return fail(failed.cause)
-        }
         const failed = outcome._tag === "Exits" ? outcome.exits.filter(Exit.isFailure).length : 0
-        observers.notify((o) => o.completed(start, size, outcome.duration, failed))
+        // Reported before a failure stops the map: a report shows the batch that failed.
+        observers.notify((o) => o.completed(start, size, outcome.duration, failed, worker))
+        if (options.failFast && failed > 0) {
+          return fail((outcome as Extract<Outcome<A, E>, { _tag: "Exits" }>).exits.find(Exit.isFailure)!.cause)
+        }
         return Effect.andThen(sizing.observe(size, outcome), deliver(start, outcome))
       })
     const retried = observers.retried()
-    const runBatch = (start: number, items: Array<I>, slot: number) =>
-      tracing.withinBatchSpan(runOptions, start, (spanned) => {
+    const runBatch = (start: number, items: Array<I>, slot: number) => {
+      let worker = `slot ${slot + 1}`
+      const onRanBy = (name: string) => void (worker = name)
+      return tracing.withinBatchSpan(runOptions, start, (spanned) => {
         slots.unreserve(slot)
         const batchOptions = retried === undefined
-          ? spanned
-          : { ...spanned, onMoved: () => retried(start, items.length, "stalled") }
+          ? { ...spanned, onRanBy }
+          : { ...spanned, onRanBy, onMoved: () => retried(start, items.length, "stalled") }
         return options.retry === undefined
           ? runner.run(slot, items, start, batchOptions)
           : retryBatch(runner, slot, items, start, batchOptions, options.retry, retried)
@@ -209,8 +211,12 @@ const drive = <I, A, E, EI, RI>(
           // Every batch passes here: a stack trace would say nothing the map's span does not, at a cost per batch.
           { captureStackTrace: false }
         ),
-        Effect.matchCauseEffect({ onFailure: fail, onSuccess: (outcome) => finish(start, items.length, outcome) })
+        Effect.matchCauseEffect({
+          onFailure: fail,
+          onSuccess: (outcome) => finish(start, items.length, outcome, worker)
+        })
       )
+    }
 
     // Pre-dispatch as joblib queues it: batches are formed up to `preDispatch` ahead and wait here, in input
     // order, assigned to no worker; each goes to the first worker that frees up, so that none waits behind a

@@ -59,6 +59,8 @@ export interface Shipment {
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
   /** Told when the batch lost its worker and went to another. */
   readonly onMoved?: (() => void) | undefined
+  /** Told which worker ran the batch, when the transport learns it from the worker's reply (Remote). */
+  readonly onRanBy?: ((worker: string) => void) | undefined
 }
 
 /** A shipment for a pool's worker: which work it runs, by key (and spec, the first time a worker sees the key). */

@@ -18,6 +18,8 @@ export interface RunOptions {
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
   /** Told when the batch lost its worker and went to another (a Remote batch that stalled). */
   readonly onMoved?: (() => void) | undefined
+  /** Told which worker runs the batch ("threads worker 3", a Remote worker's host, pid and thread), for reports. */
+  readonly onRanBy?: ((worker: string) => void) | undefined
   /** Report when each item started and ended (`Outcome.timings`), for a tracer's task spans. */
   readonly timings?: boolean | undefined
   /** The batch's span: a Task's own spans become its children, and its logs carry its ids, wherever it runs. */

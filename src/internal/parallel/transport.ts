@@ -21,7 +21,9 @@ export const transportRun = <I, A, E>(
   work: Work<I, A, E>,
   sharer: Sharer,
   send: (slot: number, shipment: Shipment) => Effect.Effect<Encoded, ParallelError>,
-  describe: (slot: number) => string
+  describe: (slot: number) => string,
+  /** The transport tells `onRanBy` itself, from each reply. */
+  reportsWorker = false
 ) => {
   const ship = (slot: number, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
     Effect.suspend((): Effect.Effect<Encoded, ParallelError> => {
@@ -51,8 +53,16 @@ export const transportRun = <I, A, E>(
         timings: options.timings,
         parent: options.parent,
         onProgress: onProgress === undefined ? undefined : (index, data) => onProgress(start + index, data),
-        onMoved: options.onMoved
-      })
+        onMoved: options.onMoved,
+        onRanBy: options.onRanBy
+      }).pipe(
+        // The slot's worker (started by now), unless the transport learnt from the reply who ran it (Remote).
+        Effect.tap(() =>
+          Effect.sync(() => {
+            if (options.onRanBy !== undefined && !reportsWorker) options.onRanBy(describe(slot))
+          })
+        )
+      )
     })
   const run = (
     slot: number,

@@ -62,7 +62,8 @@ const send = (
   at: Connected,
   message: BatchMessage,
   onProgress: Shipment["onProgress"],
-  onMoved: Shipment["onMoved"]
+  onMoved: Shipment["onMoved"],
+  onRanBy: Shipment["onRanBy"]
 ) =>
   Effect.flatMap(Clock.currentTimeMillis, (now) => {
     const lost = at.lost()
@@ -101,6 +102,7 @@ const send = (
           if ("error" in reply) return Effect.fail(Protocol.decodeError(reply.error))
           for (const [index, data] of reply.progress) onProgress?.(index, data)
           if ((reply.stalled ?? 0) > 0) onMoved?.()
+          if (reply.worker !== undefined) onRanBy?.(reply.worker)
           return Effect.succeed(reply.result)
         })
       )
@@ -170,9 +172,11 @@ const prepareMap = <I, A, E>(
               refs
             },
             shipment.onProgress,
-            shipment.onMoved
+            shipment.onMoved,
+            shipment.onRanBy
           )),
-      () => "remote worker"
+      () => "remote worker",
+      true
     )
     const { cap } = options
     const { counted, outstanding, settled } = makeSlotCounts(cap)

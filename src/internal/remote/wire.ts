@@ -37,7 +37,9 @@ export const Reply = Schema.Union([
     /** What the batch's tasks reported with `Progress.report`: index in the batch, data. */
     progress: Schema.Array(Schema.Tuple([Schema.Int, Schema.Unknown])),
     /** How often the batch lost its worker before this one ran it (BullMQ's stalled count). */
-    stalled: Schema.optional(Schema.Int)
+    stalled: Schema.optional(Schema.Int),
+    /** Which worker ran it: host, pid and thread, for a map's report. */
+    worker: Schema.optional(Schema.String)
   }),
   Schema.Struct({ id: Schema.String, error: Schema.Unknown })
 ])

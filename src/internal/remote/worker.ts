@@ -171,7 +171,8 @@ const makeBatchRunner = (
   return (message: BatchMessage): Effect.Effect<Answered, ParallelError> =>
     Effect.gen(function*() {
       const { key, spec } = yield* resolve(message.spec)
-      const slot = slots[leastBusy(slots.length, (i) => slots[i]!.outstanding, nextSlot++)]!
+      const thread = leastBusy(slots.length, (i) => slots[i]!.outstanding, nextSlot++)
+      const slot = slots[thread]!
       const items = message.refs === undefined
         ? message.items
         : reviveRefs(message.items, yield* buffers.fetch(message.refs)) as ReadonlyArray<unknown>
@@ -192,7 +193,7 @@ const makeBatchRunner = (
         timings: message.timings,
         parent: message.parent
       })
-      return { result, progress }
+      return { result, progress, worker: `${Os.hostname()} pid ${process.pid} thread ${thread + 1}` }
     })
 }
 
