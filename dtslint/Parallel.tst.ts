@@ -1,4 +1,4 @@
-import { type Effect, type Exit, type Layer, pipe, type Result, Schedule, Schema, Stream } from "effect"
+import { type Effect, type Exit, Layer, pipe, type Result, Schedule, Schema, Stream } from "effect"
 import { describe, expect, it } from "tstyche"
 import { Backend, Parallel, type ParallelError, Task } from "../src/index.ts"
 
@@ -100,6 +100,15 @@ describe("Task.make", () => {
       url: "file:///t.ts"
     })
     expect(task).type.toBe<Task.Task<string, number, Negative>>()
+  })
+
+  it("takes a layer that provides no service (a tracer, say) when run needs none", () => {
+    expect(Task.make).type.toBeCallableWith("T", {
+      payload: Schema.String,
+      success: Schema.Number,
+      run: (s: string) => s.length,
+      layer: Layer.empty
+    })
   })
 
   it("requires a layer when run needs services", () => {

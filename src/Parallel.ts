@@ -299,6 +299,15 @@ const taskDuration = Metric.histogram("effect_joblib_task_duration_ms", {
   description: "Milliseconds per task in a worker (each batch's time over its size)",
   boundaries: Metric.exponentialBoundaries({ start: 0.01, factor: 4, count: 14 })
 })
+const batchesCompleted = Metric.counter("effect_joblib_batches_completed", {
+  description: "Batches finished by Parallel.map and Parallel.stream"
+})
+const batchesRetried = Metric.counter("effect_joblib_batches_retried", {
+  description: "Batches (or items) run again: moved off a lost Remote worker, after a crash, or by retry"
+})
+const mapWorkers = Metric.gauge("effect_joblib_workers", {
+  description: "Workers of the latest map to start: its concurrency on its backend"
+})
 const workerRestarts = Metric.counter("effect_joblib_worker_restarts", {
   description: "Workers started to replace one that crashed, timed out, or outgrew its memory limit"
 })
@@ -352,17 +361,22 @@ const track = (
     completed: (start, size, duration, failed, worker) => {
       completed += size
       tasksCompleted.updateUnsafe(size, context)
+      batchesCompleted.updateUnsafe(1, context)
       taskDuration.updateUnsafe(duration / size, context)
       emit({ ...snapshot(), _tag: "BatchCompleted", start, size, duration, failed, worker })
     },
     total: (n) => void (total = n),
     exhausted: () => void (exhausted = true),
     progress: (index, data) => emit({ ...snapshot(), _tag: "TaskProgress", index, data }),
-    retried: (start, size, reason) => emit({ ...snapshot(), _tag: "BatchRetried", start, size, reason })
+    retried: (start, size, reason) => {
+      batchesRetried.updateUnsafe(1, context)
+      emit({ ...snapshot(), _tag: "BatchRetried", start, size, reason })
+    }
   }
   return {
     observer,
-    started: Effect.sync(() =>
+    started: Effect.sync(() => {
+      mapWorkers.updateUnsafe(resolved.concurrency, context)
       emit({
         ...snapshot(),
         _tag: "Started",
@@ -370,7 +384,7 @@ const track = (
         backend: backend.name,
         preDispatch: resolved.preDispatch
       })
-    ),
+    }),
     finished: (exit: Exit.Exit<unknown, unknown>) =>
       Effect.sync(() => {
         workerRestarts.updateUnsafe(restarts() - restartsBefore, context)

@@ -95,7 +95,8 @@ export const isCall = (u: unknown): u is Call<unknown, unknown, unknown> =>
   Predicate.hasProperty(u, "_tag") && u._tag === "Call" && Predicate.hasProperty(u, "task") && isTask(u.task)
 
 /**
- * The options of {@link make}. `layer` is required exactly when `run` needs services.
+ * The options of {@link make}. `layer` is required exactly when `run` needs services; a task whose `run` needs
+ * none may still give one that sets up each worker, such as a tracer exporting its spans.
  *
  * @category models
  * @since 0.1.0
@@ -109,7 +110,9 @@ export type Options<P extends Schema.Top, S extends Schema.Top, F extends Schema
     /** The module URL, `import.meta.url`. Found from the call site when left out. */
     readonly url?: string | undefined
   }
-  & ([R] extends [never] ? { readonly layer?: undefined }
+  & ([R] extends [never]
+    // A layer providing no service its run names still sets up each worker: a tracer (OTLP), a logger.
+    ? { readonly layer?: Layer.Layer<never, unknown> | undefined }
     : { readonly layer: Layer.Layer<R, unknown> })
 
 const registryKey = Symbol.for("effect-joblib/Task/registry")

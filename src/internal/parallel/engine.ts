@@ -21,7 +21,7 @@ import type { ParallelError } from "../../ParallelError.ts"
 import type { Outcome } from "./outcome.ts"
 import { makeReorder } from "./reorder.ts"
 import { retryBatch, type RetryPolicy } from "./retry.ts"
-import type { Runner, RunOptions } from "./runner.ts"
+import type { Runner, RunOptions, WorkerRef } from "./runner.ts"
 import { makeSizing } from "./sizing.ts"
 import { makeSlotPicker } from "./slots.ts"
 import { type Input, makeSource } from "./source.ts"
@@ -181,11 +181,11 @@ const drive = <I, A, E, EI, RI>(
         return Effect.andThen(sink.fail(cause), Effect.sync(() => Deferred.doneUnsafe(finished, Effect.void)))
       })
     const deliver = makeReorder(sink.emit, permits, options.ordered)
-    const finish = (start: number, size: number, outcome: Outcome<A, E>, worker: string) =>
+    const finish = (start: number, size: number, outcome: Outcome<A, E>, worker: WorkerRef) =>
       Effect.suspend(() => {
         const failed = outcome._tag === "Exits" ? outcome.exits.filter(Exit.isFailure).length : 0
         // Reported before a failure stops the map: a report shows the batch that failed.
-        observers.notify((o) => o.completed(start, size, outcome.duration, failed, worker))
+        observers.notify((o) => o.completed(start, size, outcome.duration, failed, worker.name))
         if (options.failFast && failed > 0) {
           return fail((outcome as Extract<Outcome<A, E>, { _tag: "Exits" }>).exits.find(Exit.isFailure)!.cause)
         }
@@ -193,9 +193,9 @@ const drive = <I, A, E, EI, RI>(
       })
     const retried = observers.retried()
     const runBatch = (start: number, items: Array<I>, slot: number) => {
-      let worker = `slot ${slot + 1}`
-      const onRanBy = (name: string) => void (worker = name)
-      return tracing.withinBatchSpan(runOptions, start, (spanned) => {
+      let worker: WorkerRef = { name: `slot ${slot + 1}` }
+      const onRanBy = (ref: WorkerRef) => void (worker = ref)
+      return tracing.withinBatchSpan(runOptions, start, () => worker, (spanned) => {
         slots.unreserve(slot)
         const batchOptions = retried === undefined
           ? { ...spanned, onRanBy }

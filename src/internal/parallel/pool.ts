@@ -60,7 +60,7 @@ export interface Shipment {
   /** Told when the batch lost its worker and went to another. */
   readonly onMoved?: (() => void) | undefined
   /** Told which worker ran the batch, when the transport learns it from the worker's reply (Remote). */
-  readonly onRanBy?: ((worker: string) => void) | undefined
+  readonly onRanBy?: RunOptions["onRanBy"]
 }
 
 /** A shipment for a pool's worker: which work it runs, by key (and spec, the first time a worker sees the key). */

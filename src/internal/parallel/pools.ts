@@ -6,6 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as Os from "node:os"
 import { InvalidOptions } from "../../ParallelError.ts"
 import * as Options from "../options.ts"
 import * as Cpus from "./cpus.ts"
@@ -155,7 +156,12 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
           work,
           sharer,
           (index, shipment) => slots[index]!.run({ key, spec, ...shipment }),
-          (index) => `${config.name} worker ${slots[index]!.workerId}`
+          (index) => `${config.name} worker ${slots[index]!.workerId}`,
+          // An endpoint's id is its thread id in this process, or its child process's pid.
+          (index) =>
+            config.isolated
+              ? { host: Os.hostname(), pid: slots[index]!.workerId, thread: 0 }
+              : { host: Os.hostname(), pid: process.pid, thread: slots[index]!.workerId }
         )
         return {
           slots: slots.length,

@@ -8,6 +8,15 @@ import type { InvalidOptions, ParallelError } from "../../ParallelError.ts"
 import type { Outcome } from "./outcome.ts"
 import type { Work } from "./work.ts"
 
+/** A worker that ran a batch: its name ("threads worker 3", "<host> pid <pid> thread <n>"), and where it is. */
+export interface WorkerRef {
+  readonly name: string
+  readonly host?: string | undefined
+  readonly pid?: number | undefined
+  /** The thread within its process (0: the main thread). */
+  readonly thread?: number | undefined
+}
+
 /** How one batch runs. */
 export interface RunOptions {
   /** Stop the batch at its first failure. */
@@ -18,8 +27,8 @@ export interface RunOptions {
   readonly onProgress: ((index: number, data: unknown) => void) | undefined
   /** Told when the batch lost its worker and went to another (a Remote batch that stalled). */
   readonly onMoved?: (() => void) | undefined
-  /** Told which worker runs the batch ("threads worker 3", a Remote worker's host, pid and thread), for reports. */
-  readonly onRanBy?: ((worker: string) => void) | undefined
+  /** Told which worker ran the batch, for reports and span attributes. */
+  readonly onRanBy?: ((worker: WorkerRef) => void) | undefined
   /** Report when each item started and ended (`Outcome.timings`), for a tracer's task spans. */
   readonly timings?: boolean | undefined
   /** The batch's span: a Task's own spans become its children, and its logs carry its ids, wherever it runs. */

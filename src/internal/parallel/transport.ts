@@ -8,7 +8,7 @@ import { InvalidOptions, type ParallelError } from "../../ParallelError.ts"
 import { decode, exitsOf, type Outcome } from "./outcome.ts"
 import type { Shipment } from "./pool.ts"
 import type { Encoded } from "./protocol.ts"
-import type { RunOptions } from "./runner.ts"
+import type { RunOptions, WorkerRef } from "./runner.ts"
 import { MovedTwice, shareAll, type Sharer } from "./share.ts"
 import { identity, inlineEffect, type Work } from "./work.ts"
 import { Status } from "./workerRuntime.js"
@@ -22,8 +22,8 @@ export const transportRun = <I, A, E>(
   sharer: Sharer,
   send: (slot: number, shipment: Shipment) => Effect.Effect<Encoded, ParallelError>,
   describe: (slot: number) => string,
-  /** The transport tells `onRanBy` itself, from each reply. */
-  reportsWorker = false
+  /** Where the slot's worker is; `undefined` when the transport tells `onRanBy` itself, from each reply (Remote). */
+  whereIs: ((slot: number) => Omit<WorkerRef, "name">) | undefined
 ) => {
   const ship = (slot: number, items: ReadonlyArray<I>, start: number, options: RunOptions) =>
     Effect.suspend((): Effect.Effect<Encoded, ParallelError> => {
@@ -59,7 +59,9 @@ export const transportRun = <I, A, E>(
         // The slot's worker (started by now), unless the transport learnt from the reply who ran it (Remote).
         Effect.tap(() =>
           Effect.sync(() => {
-            if (options.onRanBy !== undefined && !reportsWorker) options.onRanBy(describe(slot))
+            if (options.onRanBy !== undefined && whereIs !== undefined) {
+              options.onRanBy({ name: describe(slot), ...whereIs(slot) })
+            }
           })
         )
       )

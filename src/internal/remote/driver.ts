@@ -102,7 +102,10 @@ const send = (
           if ("error" in reply) return Effect.fail(Protocol.decodeError(reply.error))
           for (const [index, data] of reply.progress) onProgress?.(index, data)
           if ((reply.stalled ?? 0) > 0) onMoved?.()
-          if (reply.worker !== undefined) onRanBy?.(reply.worker)
+          if (reply.worker !== undefined) {
+            const { host, pid, thread } = reply.worker
+            onRanBy?.({ name: `${host} pid ${pid} thread ${thread}`, host, pid, thread })
+          }
           return Effect.succeed(reply.result)
         })
       )
@@ -176,7 +179,7 @@ const prepareMap = <I, A, E>(
             shipment.onRanBy
           )),
       () => "remote worker",
-      true
+      undefined
     )
     const { cap } = options
     const { counted, outstanding, settled } = makeSlotCounts(cap)

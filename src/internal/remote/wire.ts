@@ -38,8 +38,8 @@ export const Reply = Schema.Union([
     progress: Schema.Array(Schema.Tuple([Schema.Int, Schema.Unknown])),
     /** How often the batch lost its worker before this one ran it (BullMQ's stalled count). */
     stalled: Schema.optional(Schema.Int),
-    /** Which worker ran it: host, pid and thread, for a map's report. */
-    worker: Schema.optional(Schema.String)
+    /** Which worker ran it: host, pid and thread (from 1), for a map's report and its spans. */
+    worker: Schema.optional(Schema.Struct({ host: Schema.String, pid: Schema.Int, thread: Schema.Int }))
   }),
   Schema.Struct({ id: Schema.String, error: Schema.Unknown })
 ])

@@ -193,7 +193,7 @@ const makeBatchRunner = (
         timings: message.timings,
         parent: message.parent
       })
-      return { result, progress, worker: `${Os.hostname()} pid ${process.pid} thread ${thread + 1}` }
+      return { result, progress, worker: { host: Os.hostname(), pid: process.pid, thread: thread + 1 } }
     })
 }
 
