@@ -77,6 +77,16 @@ describe("Codec", () => {
         assert.strictEqual(back.sparse.length, 3)
         assert.strictEqual(back.trailing.length, 3, "a trailing hole keeps the length")
         assert.isFalse(2 in back.trailing)
+        // Small arrays are read into literals: holes anywhere, and inside nested small arrays, stay holes.
+        // oxlint-disable-next-line no-sparse-arrays
+        const nested = [[, 1], [1, , [, , 2]], , [3]]
+        const nestedBack = (yield* roundTrip(nested)) as typeof nested
+        assert.deepStrictEqual(nestedBack, nested)
+        assert.deepStrictEqual(Array.from(nestedBack, (_, i) => i in nestedBack), [true, true, false, true])
+        assert.isFalse(0 in (nestedBack[0] as Array<unknown>))
+        assert.isFalse(1 in (nestedBack[1] as Array<unknown>))
+        const inner = (nestedBack[1] as Array<unknown>)[2] as Array<unknown>
+        assert.deepStrictEqual(Array.from(inner, (_, i) => i in inner), [false, false, true])
         assert.isTrue(Object.is(back.zero, -0))
       }))
   })

@@ -2,7 +2,7 @@
  * Arrays and tuples: `Schema.Array(X)`, `Schema.Tuple([A, B])`, optional elements and a rest element.
  * Written as the schemaless codec writes arrays, so either reader can read them.
  */
-import { arrayOf, Tag } from "../structure.ts"
+import { arrayOf, LITERAL_ARRAY, Tag } from "../structure.ts"
 import { atKey, expectedButGot, foundAt, Mismatch, type Node } from "./node.ts"
 
 export interface ArrayParts {
@@ -51,15 +51,28 @@ export const array = (parts: ArrayParts): Node => {
       if (decoder.byte() !== Tag.Array) throw expectedButGot(expected(), foundAt(decoder, at))
       const length = decoder.count()
       if (!lengthFits(length)) throw badLength(length)
-      const out = arrayOf(length)
       let i = 0
       try {
+        if (length <= LITERAL_ARRAY) {
+          // A literal: packed and exactly its size (`i` names the element a failure is at).
+          const read = () => nodeAt(i).read(decoder)
+          return length === 0
+            ? []
+            : length === 1
+            ? [read()]
+            : length === 2
+            ? [read(), (i = 1, read())]
+            : length === 3
+            ? [read(), (i = 1, read()), (i = 2, read())]
+            : [read(), (i = 1, read()), (i = 2, read()), (i = 3, read())]
+        }
+        const out = arrayOf(length)
         for (; i < nodes.length && i < length; i++) out[i] = nodes[i]!.read(decoder)
         for (; i < length; i++) out[i] = rest!.read(decoder)
+        return out
       } catch (error) {
         throw atKey(error, i)
       }
-      return out
     }
   }
 }
