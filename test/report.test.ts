@@ -7,8 +7,11 @@ import { Effect, Exit, Layer, Schedule } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { Backend, Parallel, ParallelError, Progress } from "../src/index.ts"
-import { Flaky, SquareRoot } from "./fixtures/tasks.ts"
+import { Backend, Parallel, ParallelError, Progress, Remote } from "../src/index.ts"
+import { renderReport } from "../src/internal/progress/reportHtml.ts"
+import { record, type Timeline } from "../src/internal/progress/timeline.ts"
+import { Flaky, Sleep, SquareRoot } from "./fixtures/tasks.ts"
+import { hasRedis, startRedis, startWorkerProcess } from "./redisServer.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
 // Where Debian's chromium is not installed the browser test cannot run; CI installs it (`.ci/run`), and there
@@ -51,7 +54,67 @@ const knownMaps = (file: string) =>
     return { events, failed }
   })
 
+/** Events as a map on Remote would send them: a batch stalled on a lost worker, a timed-out item. */
+const remoteEvents = (): Array<Progress.Event> => {
+  const base = { mapId: 7, label: "<script>alert(1)</script>", total: 6, eta: undefined, exhausted: true, batches: 3 }
+  let completed = 0
+  const at = (elapsed: number) => ({ ...base, completed, dispatched: 6, elapsed })
+  const done = (start: number, elapsed: number, worker: string, failed = 0): Progress.Event => {
+    completed += 2
+    return { ...at(elapsed), _tag: "BatchCompleted", start, size: 2, duration: 40, failed, worker }
+  }
+  return [
+    { ...at(0), _tag: "Started", workers: 2, backend: "remote", preDispatch: 4 },
+    done(0, 50, "build-1 pid 41 thread 1"),
+    { ...at(60), _tag: "BatchRetried", start: 2, size: 2, reason: "stalled" },
+    done(4, 90, "build-1 pid 41 thread 2", 1),
+    done(2, 140, "build-2 pid 77 thread 1"),
+    { ...at(150), _tag: "Failed", reason: "TaskTimeout: item 5 ran past 30 ms" }
+  ]
+}
+
 describe("Progress.layerReport", () => {
+  it("draws Remote lanes by host and pid, stalled batches, timeouts, and escapes what a map names", () => {
+    const timelines = new Map<number, Timeline>()
+    let ended: Timeline | undefined
+    for (const event of remoteEvents()) ended = record(timelines, event) ?? ended
+    const html = renderReport([ended!], "now")
+    const lanes = [...html.matchAll(/<g class="lane" data-worker="([^"]+)"/g)].map((match) => match[1])
+    assert.deepStrictEqual(lanes, ["build-1 pid 41 thread 1", "build-1 pid 41 thread 2", "build-2 pid 77 thread 1"])
+    assert.strictEqual((html.match(/<path class="retry stalled"/g) ?? []).length, 1)
+    assert.strictEqual((html.match(/<rect class="bar failed"/g) ?? []).length, 1)
+    assert.include(html, "Failed: TaskTimeout: item 5 ran past 30 ms")
+    assert.notInclude(html, "<script>")
+    assert.include(html, "&lt;script&gt;alert(1)&lt;/script&gt;")
+  })
+
+  it.effect.skipIf(!hasRedis)(
+    "a Remote map's report has a lane per worker thread, named by host and pid",
+    () =>
+      Effect.gen(function*() {
+        const redis = yield* Effect.acquireRelease(
+          Effect.promise(() => startRedis()),
+          (server) => Effect.promise(() => server.stop())
+        )
+        const queue = `report-${process.pid}`
+        yield* Effect.acquireRelease(
+          Effect.sync(() => startWorkerProcess(redis.url, queue, { concurrency: 2 })),
+          (worker) => Effect.sync(() => worker.kill("SIGKILL"))
+        )
+        const file = Path.join(tmp(), "remote.html")
+        yield* Parallel.map(Array.from({ length: 8 }, () => 30), Sleep, { batchSize: 1 }).pipe(
+          Effect.provide(Remote.layer({ redis: redis.url, queue, noWorkerTimeout: "20 seconds" })),
+          Effect.provide(Progress.layerReport(file))
+        )
+        const html = Fs.readFileSync(file, "utf8")
+        const lanes = [...html.matchAll(/<g class="lane" data-worker="([^"]+)"/g)].map((match) => match[1]!)
+        assert.isAtLeast(lanes.length, 1)
+        for (const lane of lanes) assert.match(lane, new RegExp(`^${Os.hostname()} pid \\d+ thread [12]$`))
+        assert.strictEqual((html.match(/<rect class="bar/g) ?? []).length, 8)
+      }).pipe(Effect.scoped),
+    { timeout: 60_000 }
+  )
+
   it.effect("writes one self-contained page per program: lanes, bars, failures, retries, a summary", () =>
     Effect.gen(function*() {
       const file = Path.join(tmp(), "report.html")
