@@ -34,18 +34,11 @@ import type * as SchemaAST from "effect/SchemaAST"
 import * as Compression from "./Compression.ts"
 import { type Compiled, compileSchema, TYPED_ARRAY_ANNOTATION } from "./internal/codec/compiled/compile.ts"
 import { Mismatch } from "./internal/codec/compiled/node.ts"
+import { Decoder } from "./internal/codec/decoder.ts"
+import { Encoder, type Section } from "./internal/codec/encoder.ts"
 import { digestParts, knownDigest, xxh128, xxh64 } from "./internal/codec/hashers.ts"
 import * as PersistOptions from "./internal/codec/persistOptions.ts"
-import {
-  binaryFrom,
-  BinaryKind,
-  Decoder,
-  Encoder,
-  formatPath,
-  Malformed,
-  type Section,
-  Unsupported
-} from "./internal/codec/structure.ts"
+import { binaryFrom, BinaryKind, formatPath, Malformed, Unsupported } from "./internal/codec/structure.ts"
 import {
   BadMagic,
   Corrupted,

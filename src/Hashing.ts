@@ -21,8 +21,9 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
+import { Encoder } from "./internal/codec/encoder.ts"
 import { xxh128 } from "./internal/codec/hashers.ts"
-import { Encoder, formatPath, Unsupported } from "./internal/codec/structure.ts"
+import { formatPath, Unsupported } from "./internal/codec/structure.ts"
 import * as Options from "./internal/options.ts"
 import { SchemaMismatch } from "./PersistError.ts"
 

@@ -3,7 +3,7 @@ import { Effect, Schema } from "effect"
 import { createXXHash128 } from "hash-wasm"
 import * as Crypto from "node:crypto"
 import { Codec, Hashing } from "../src/index.ts"
-import { Encoder } from "../src/internal/codec/structure.ts"
+import { Encoder } from "../src/internal/codec/encoder.ts"
 import { everything, joblibExample } from "./fixtures/values.ts"
 
 const hash = <S extends Schema.Top = never>(value: unknown, options?: Hashing.HashOptions<S>) =>

@@ -2,7 +2,8 @@
  * Arrays and tuples: `Schema.Array(X)`, `Schema.Tuple([A, B])`, optional elements and a rest element.
  * Written as the schemaless codec writes arrays, so either reader can read them.
  */
-import { arrayOf, LITERAL_ARRAY, Tag } from "../structure.ts"
+import { arrayOf, LITERAL_ARRAY } from "../decoder.ts"
+import { Tag } from "../structure.ts"
 import { atKey, expectedButGot, foundAt, Mismatch, type Node } from "./node.ts"
 
 export interface ArrayParts {

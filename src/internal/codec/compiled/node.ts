@@ -3,7 +3,9 @@
  * value is walked once instead of once by Effect's Schema pass and once more by the codec.
  */
 import type * as SchemaAST from "effect/SchemaAST"
-import { type Decoder, type Encoder, formatPath } from "../structure.ts"
+import type { Decoder } from "../decoder.ts"
+import type { Encoder } from "../encoder.ts"
+import { formatPath } from "../structure.ts"
 
 /** A compiled AST node. */
 export interface Node {

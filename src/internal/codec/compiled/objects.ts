@@ -7,7 +7,9 @@
  * Generated code follows the codec's rules: keys appear only as JSON string literals, a shape with a
  * `__proto__` key is never generated, and every path also runs without code generation.
  */
-import { type Decoder, type Encoder, generate, RECORD_MAX_KEYS, setKey, Tag } from "../structure.ts"
+import { type Decoder, setKey } from "../decoder.ts"
+import type { Encoder } from "../encoder.ts"
+import { generate, RECORD_MAX_KEYS, Tag } from "../structure.ts"
 import { atKey, expectedButGot, foundAt, Mismatch, type Node } from "./node.ts"
 import { skip } from "./scalars.ts"
 

@@ -2,7 +2,9 @@
  * Leaf nodes: keywords, literals, Dates and binary values. Each reads with the schemaless decoder's own
  * `value()` (the tags are the same) and checks the type of what it got.
  */
-import { binaryKind, type Decoder, type Encoder, Tag } from "../structure.ts"
+import type { Decoder } from "../decoder.ts"
+import type { Encoder } from "../encoder.ts"
+import { binaryKind, Tag } from "../structure.ts"
 import { expectedButGot, type Node } from "./node.ts"
 
 const anyTag = () => true
