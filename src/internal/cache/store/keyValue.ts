@@ -5,13 +5,11 @@
  * operation another process could take a lock with.
  */
 import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { KeyValueStore } from "effect/persistence"
-import * as Crypto from "node:crypto"
 import type { EntryDamaged, StoreError } from "../../../CacheError.ts"
 import type { Entry, Meta, Primitives } from "../../../Store.ts"
-import { attemptRead, checkedEntry, Damaged, joined, parseMetaText, storeError } from "./shared.ts"
+import { attemptRead, checkedEntry, Damaged, joined, parseMetaText, processLocks, storeError } from "./shared.ts"
 
 const NAME = "keyValueStore"
 /** The first byte of an entry value: its layout's version. */
@@ -74,8 +72,6 @@ export const make = (kv: KeyValueStore.KeyValueStore, prefix: string): Primitive
     (keys) => keys.flatMap((key) => key.startsWith(`${prefix}e:`) ? [key.slice(prefix.length + 2)] : [])
   )
 
-  const locks = new Map<string, { readonly token: string; readonly expires: number }>()
-
   return {
     name: NAME,
     get: (key) =>
@@ -109,13 +105,6 @@ export const make = (kv: KeyValueStore.KeyValueStore, prefix: string): Primitive
         )
     ),
     clear: kv.clearPrefix(prefix).pipe(failed("clear")),
-    lock: (key, ttl) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        const held = locks.get(key)
-        if (held !== undefined && held.expires > now) return undefined
-        const token = Crypto.randomUUID()
-        locks.set(key, { token, expires: now + Duration.toMillis(ttl) })
-        return { release: Effect.sync(() => void (locks.get(key)?.token === token && locks.delete(key))) }
-      })
+    lock: processLocks()
   }
 }

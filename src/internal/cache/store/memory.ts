@@ -1,14 +1,11 @@
 /** The memory store's primitives: a Map in this process. Access times and lock expiry follow the Clock. */
 import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Crypto from "node:crypto"
 import type { Entry, Primitives } from "../../../Store.ts"
-import { joined } from "./shared.ts"
+import { joined, processLocks } from "./shared.ts"
 
 export const make = (): Primitives => {
   const entries = new Map<string, Entry>()
-  const locks = new Map<string, { token: string; expires: number }>()
   const shape: Primitives = {
     name: "memory",
     get: (key) =>
@@ -24,14 +21,7 @@ export const make = (): Primitives => {
     remove: (key) => Effect.sync(() => entries.delete(key)),
     list: Effect.sync(() => Array.from(entries.values(), (entry) => entry.meta)),
     clear: Effect.sync(() => entries.clear()),
-    lock: (key, ttl) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        const held = locks.get(key)
-        if (held !== undefined && held.expires > now) return undefined
-        const token = Crypto.randomUUID()
-        locks.set(key, { token, expires: now + Duration.toMillis(ttl) })
-        return { release: Effect.sync(() => void (locks.get(key)?.token === token && locks.delete(key))) }
-      })
+    lock: processLocks()
   }
   return shape
 }

@@ -1,7 +1,10 @@
 /** What every store shares: error wrapping, entry checks, and telling a live process. */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Crypto from "node:crypto"
 import { EntryDamaged, StoreError } from "../../../CacheError.ts"
-import type { Entry, Meta, NewEntry } from "../../../Store.ts"
+import type { Entry, Meta, NewEntry, Primitives } from "../../../Store.ts"
 
 /** What a store's failed operation becomes: a StoreError naming the store and the operation, with its cause. */
 export const storeError = (store: string, operation: string) => (error: unknown) =>
@@ -82,3 +85,19 @@ export const joined = (data: NewEntry["data"]): Uint8Array => {
  * caller's time is made with it; access times, ages and lock expiry read the Clock.
  */
 export const kernelNow = (): number => performance.timeOrigin + performance.now()
+
+/**
+ * Locks held in this process's memory, each expiring on the taker's Clock: the memory store's, and the
+ * KeyValueStore store's (a KeyValueStore has no atomic operation another process could lock with).
+ */
+export const processLocks = (): Primitives["lock"] => {
+  const locks = new Map<string, { readonly token: string; readonly expires: number }>()
+  return (key, ttl) =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      const held = locks.get(key)
+      if (held !== undefined && held.expires > now) return undefined
+      const token = Crypto.randomUUID()
+      locks.set(key, { token, expires: now + Duration.toMillis(ttl) })
+      return { release: Effect.sync(() => void (locks.get(key)?.token === token && locks.delete(key))) }
+    })
+}
