@@ -139,6 +139,20 @@ describe("Codec with a Schema (compiled)", () => {
       assert.include(literal.message, `Expected "sketch" | "final", got "draft"`)
     }))
 
+  it.effect("a class's own checks run on its instances, writing and reading", () =>
+    Effect.gen(function*() {
+      class Range extends Schema.Class<Range>("Range")({ lo: Schema.Number, hi: Schema.Number }) {}
+      const Ordered = Range.check(Schema.makeFilter((range) => range.lo <= range.hi, { expected: "lo ≤ hi" }))
+      const codec = Codec.make(Schema.Struct({ range: Ordered }))
+      const back = yield* Effect.flatMap(codec.encode({ range: new Range({ lo: 1, hi: 2 }) }), codec.decode)
+      assert.instanceOf(back.range, Range)
+      const wrong = yield* mismatch(codec.encode({ range: new Range({ lo: 3, hi: 2 }) }))
+      assert.strictEqual(wrong.path, `["range"]`)
+      assert.include(wrong.message, "lo ≤ hi")
+      const written = yield* Codec.make(Schema.Struct({ range: Range })).encode({ range: new Range({ lo: 3, hi: 2 }) })
+      assert.include((yield* mismatch(codec.decode(written))).message, "lo ≤ hi")
+    }))
+
   it.effect("data that does not fit fails while reading, with its path", () =>
     Effect.gen(function*() {
       const bytes = yield* Codec.make().encode([

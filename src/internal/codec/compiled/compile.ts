@@ -35,7 +35,8 @@ export const compile = (ast: SchemaAST.AST): Node => {
 }
 
 const build = (ast: SchemaAST.AST): Node => {
-  if (ast.encoding !== undefined) return encoded(ast, ast.encoding)
+  // A class's own checks (`Class.check(...)`) sit on its declaration, beside the transformation.
+  if (ast.encoding !== undefined) return withChecks(encoded(ast, ast.encoding), ast)
   const node = plain(ast)
   return node === undefined ? generic(ast) : withChecks(node, ast)
 }
