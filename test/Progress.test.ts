@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Logger, Metric, Stream, Tracer } from "effect"
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { Backend, Parallel, Progress } from "../src/index.ts"
 import { TraceProbe } from "./fixtures/tasks.ts"
@@ -235,13 +237,14 @@ describe("Progress", () => {
     const hasTmux = ChildProcess.spawnSync("tmux", ["-V"]).status === 0
 
     it.skipIf(!hasTmux)("draws in a real terminal (tmux) and stays silent in CI", () => {
+      const report = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "ejl-bar-")), "report.html")
       const screen = (ci: boolean) => {
         // A server per screen: kill-server returns before the old server has gone, and a new session on
         // the same socket can reach the dying one ("server exited unexpectedly").
         const socket = `effect-joblib-test-${process.pid}-${ci ? "ci" : "tty"}`
         const tmux = (...args: Array<string>) =>
           ChildProcess.execFileSync("tmux", ["-L", socket, ...args], { encoding: "utf8" })
-        const command = `${ci ? "env CI=1" : "env -u CI"} ${node} ${barScript}; sleep 60`
+        const command = `${ci ? "env CI=1" : "env -u CI"} EJL_REPORT=${report} ${node} ${barScript}; sleep 60`
         tmux("new-session", "-d", "-s", "bar", "-x", "100", "-y", "12", command)
         try {
           const deadline = Date.now() + 20_000
@@ -258,7 +261,11 @@ describe("Progress", () => {
       }
       const drawn = screen(false)
       assert.match(drawn, /squares \[█{10,}\] 40\/40 +[\d.]+ it\/s +ETA 0\.0s/)
-      assert.notInclude(screen(true), "█", "no bar when CI is set")
+      // With Progress.layerReport as well, the report's path follows the bar's last line.
+      assert.match(drawn, new RegExp(`ETA 0\\.0s *\\n+report: ${report}\\n`))
+      const quiet = screen(true)
+      assert.notInclude(quiet, "█", "no bar when CI is set")
+      assert.notInclude(quiet, "report:", "nor the report's path")
     }, 60_000)
 
     it("stays silent when output is piped", () => {
