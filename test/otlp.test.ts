@@ -5,13 +5,13 @@
  * and the workers' own spans, flushed when their pools close. Metrics are read as Effect metrics.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Metric } from "effect"
+import { Effect, Layer, Metric, Schedule } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { OtlpSerialization, OtlpTracer } from "effect/observability"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Backend, Parallel, Remote } from "../src/index.ts"
-import { Traced } from "./fixtures/tasks.ts"
+import { Flaky, Traced } from "./fixtures/tasks.ts"
 import { hasRedis, startRedis, startWorkerProcess } from "./redisServer.ts"
 
 interface Span {
@@ -186,5 +186,13 @@ describe("metrics", () => {
       ])
       assert.deepStrictEqual([after[0] - before[0], after[1] - before[1]], [6, 3])
       assert.strictEqual(yield* value("effect_joblib_workers"), 3)
+      // Two items that fail once each are run again by `retry`: two retries counted.
+      const retriedBefore = yield* value("effect_joblib_batches_retried")
+      const run = `${process.pid}-${Math.random().toString(36).slice(2)}`
+      const flaky = Array.from({ length: 4 }, (_, i) => ({ key: `metrics-${run}-${i}`, failures: i % 2 }))
+      yield* Parallel.map(flaky, Flaky, { batchSize: 1, retry: Schedule.recurs(1) }).pipe(
+        Effect.provide(Backend.layerSequential({ concurrency: 2 }))
+      )
+      assert.strictEqual((yield* value("effect_joblib_batches_retried")) - retriedBefore, 2)
     }))
 })
