@@ -16,7 +16,11 @@
  * **Schema mode.** The Schema is compiled once into a writer and a reader that
  * validate as they go (so classes, Dates, Options, brands and transformations
  * round-trip, and a mismatch names its path); a transformation whose getters
- * are not plain functions runs Effect's Schema pass for its own node only.
+ * are not plain functions runs Effect's Schema pass for its own node only (a
+ * struct with a field whose transformation sees missing keys, such as a
+ * decoding default, for the whole struct). That pass runs synchronously, as
+ * `Schema.decodeUnknownSync` does: a transformation that waits fails with
+ * `SchemaMismatch`.
  * The bytes are the Schema's encoded form in the schemaless encoding.
  * Compatible changes to a Schema: adding optional fields, removing fields
  * (extra data is ignored), widening a literal or a union. Incompatible:

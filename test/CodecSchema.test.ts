@@ -139,6 +139,33 @@ describe("Codec with a Schema (compiled)", () => {
       assert.include(literal.message, `Expected "sketch" | "final", got "draft"`)
     }))
 
+  it.effect("decoding defaults of missing keys apply as Effect applies them", () =>
+    Effect.gen(function*() {
+      const S = Schema.Struct({
+        a: Schema.Number,
+        b: Schema.optionalKey(Schema.String).pipe(Schema.withDecodingDefaultKey(Effect.succeed("key default"))),
+        c: Schema.String.pipe(Schema.withDecodingDefault(Effect.succeed("default")))
+      })
+      const written = yield* Codec.make().encode({ a: 1 })
+      const back = yield* Codec.make(S).decode(written)
+      assert.deepStrictEqual(back, Schema.decodeUnknownSync(S)({ a: 1 }))
+      assert.deepStrictEqual(back, { a: 1, b: "key default", c: "default" })
+      assert.deepStrictEqual(yield* Effect.flatMap(Codec.make(S).encode(back), Codec.make(S).decode), back)
+    }))
+
+  it.live("a transformation that waits is a SchemaMismatch, not a defect", () =>
+    Effect.gen(function*() {
+      const Slow = Schema.String.pipe(Schema.decodeTo(
+        Schema.Number,
+        SchemaTransformation.transformEffect({
+          decode: (s) => Effect.as(Effect.sleep(1), Number(s)),
+          encode: (n) => Effect.as(Effect.sleep(1), String(n))
+        })
+      ))
+      const error = yield* mismatch(Codec.make(Schema.Struct({ n: Slow })).encode({ n: 1 }))
+      assert.strictEqual(error.path, `["n"]`)
+    }))
+
   it.effect("a class's own checks run on its instances, writing and reading", () =>
     Effect.gen(function*() {
       class Range extends Schema.Class<Range>("Range")({ lo: Schema.Number, hi: Schema.Number }) {}

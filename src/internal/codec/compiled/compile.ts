@@ -94,10 +94,24 @@ const unionOf = (ast: SchemaAST.Union): Node => {
   return union(ast.types.map(compile))
 }
 
+/**
+ * A field whose transformation sees a missing key (a decoding default, `withDecodingDefaultKey`, an
+ * optional-to-required mapping): what it does with an absent key is Effect's to say, so its struct takes
+ * Effect's pass.
+ */
+const handlesMissingKey = (ast: SchemaAST.AST): boolean =>
+  ast.encoding?.some(({ transformation }) =>
+    transformation._tag !== "Transformation" ||
+    transformation.decode._tag.startsWith("TransformOptional") ||
+    transformation.encode._tag.startsWith("TransformOptional")
+  ) === true
+
 const objects = (ast: SchemaAST.Objects): Node | undefined => {
   const { indexSignatures, propertySignatures } = ast
   if (indexSignatures.length === 0) {
-    if (propertySignatures.some((property) => typeof property.name !== "string")) return undefined
+    if (propertySignatures.some((property) => typeof property.name !== "string" || handlesMissingKey(property.type))) {
+      return undefined
+    }
     return struct(propertySignatures.map((property): Field => ({
       key: property.name as string,
       node: compile(property.type),
