@@ -24,6 +24,9 @@ type Writer = (encoder: Encoder, value: object) => void
 
 const isObject = (value: unknown): value is object => typeof value === "object" && value !== null
 
+/** What Effect takes for a record, or a struct with fields: an object that is not an array. */
+const isRecord = (value: unknown): value is object => isObject(value) && !Array.isArray(value)
+
 const startsObject = (tag: number) => tag === Tag.Object || tag === Tag.ObjectRef
 
 /** Reads an object's tag and shape, or throws naming what was found instead. */
@@ -160,8 +163,10 @@ const shapeReaders = (fields: ReadonlyArray<Field>) => {
 export const struct = (fields: ReadonlyArray<Field>): Node => {
   const write = structWriter(fields)
   const readerFor = shapeReaders(fields)
+  // As Effect: a struct without fields takes any object, arrays included.
+  const fits = fields.length === 0 ? isObject : isRecord
   const is = (value: unknown) =>
-    isObject(value) && fields.every((field) =>
+    fits(value) && fields.every((field) =>
       field.optional && !Object.hasOwn(value, field.key)
         ? true
         : field.node.is((value as Record<string, unknown>)[field.key])
@@ -171,7 +176,7 @@ export const struct = (fields: ReadonlyArray<Field>): Node => {
     is,
     starts: startsObject,
     write: (encoder, value) => {
-      if (!isObject(value)) throw expectedButGot("an object", value)
+      if (!fits(value)) throw expectedButGot("an object", value)
       write(encoder, value)
     },
     read: (decoder) => readerFor(decoder, openObject(decoder, "an object"))(decoder)
@@ -181,10 +186,10 @@ export const struct = (fields: ReadonlyArray<Field>): Node => {
 /** A `Schema.Record` of string keys: any keys, each value of one node. */
 export const record = (values: Node): Node => ({
   expected: "a record",
-  is: (value) => isObject(value) && Object.values(value).every(values.is),
+  is: (value) => isRecord(value) && Object.values(value).every(values.is),
   starts: startsObject,
   write: (encoder, value) => {
-    if (!isObject(value)) throw expectedButGot("a record", value)
+    if (!isRecord(value)) throw expectedButGot("a record", value)
     const keys = Object.keys(value)
     encoder.objectKeys(keys)
     let k = 0
