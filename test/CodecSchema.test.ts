@@ -205,6 +205,22 @@ describe("Codec with a Schema (compiled)", () => {
       assert.include(literal.message, `Expected "sketch" | "final", got "draft"`)
     }))
 
+  it.effect("many shapes (100 sets of optional keys) are written and read past the code generation cap", () =>
+    Effect.gen(function*() {
+      const keys = Array.from({ length: 7 }, (_, i) => `k${i}`)
+      const S = Schema.Array(
+        Schema.Struct(Object.fromEntries(keys.map((key) => [key, Schema.optionalKey(Schema.Number)])))
+      )
+      const rows = Array.from(
+        { length: 300 },
+        (_, i) => Object.fromEntries(keys.flatMap((key, k) => ((i * 37) >> k) & 1 ? [[key, i]] : []))
+      )
+      const codec = Codec.make(S)
+      const bytes = yield* codec.encode(rows)
+      assert.deepStrictEqual(yield* codec.decode(bytes), rows)
+      assert.deepStrictEqual(yield* Codec.make().decode(bytes), rows)
+    }))
+
   it.effect("decoding defaults of missing keys apply as Effect applies them", () =>
     Effect.gen(function*() {
       const S = Schema.Struct({

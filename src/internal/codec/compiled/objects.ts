@@ -37,11 +37,18 @@ const openObject = (decoder: Decoder, expected: string): number => {
   return decoder.shapeId(tag)
 }
 
+/**
+ * A struct generates code for this many shapes at most (sets of present optional keys when writing, shapes met
+ * in the data when reading); any more are written and read by loops, so that varied or hostile data cannot make
+ * it compile without end.
+ */
+const GENERATED_SHAPES = 64
+
 /** Writes the values of `keys` with their nodes, in order; a failure names its key. */
-const valuesWriter = (keys: ReadonlyArray<string>, nodes: ReadonlyArray<Node>): Writer => {
+const valuesWriter = (keys: ReadonlyArray<string>, nodes: ReadonlyArray<Node>, generated = true): Writer => {
   const writes = nodes.map((node) => node.write)
   const steps = keys.map((key, k) => `k = ${k}; w[${k}](e, v[${JSON.stringify(key)}]);`).join(" ")
-  const made = keys.length <= RECORD_MAX_KEYS
+  const made = generated && keys.length <= RECORD_MAX_KEYS
     ? generate<(w: typeof writes, at: typeof atKey, keys: ReadonlyArray<string>) => Writer>(
       ["w", "at", "keys"],
       `return (e, v) => { let k = 0; try { ${steps} } catch (error) { throw at(error, keys[k]) } }`
@@ -78,7 +85,8 @@ const structWriter = (fields: ReadonlyArray<Field>): Writer => {
     if (shape === undefined) {
       const kept = fields.filter((field, i) => !field.optional || present[optional.indexOf(i)] === "1")
       const keptKeys = kept.map((field) => field.key)
-      shape = { keys: keptKeys, write: valuesWriter(keptKeys, kept.map((field) => field.node)) }
+      const generated = byPresent.size < GENERATED_SHAPES
+      shape = { keys: keptKeys, write: valuesWriter(keptKeys, kept.map((field) => field.node), generated) }
       byPresent.set(present, shape)
     }
     encoder.declaredShape(shape.keys)
@@ -143,7 +151,7 @@ const inOrder = (fields: ReadonlyArray<Field>, shape: ReadonlyArray<string>): Re
 const shapeReaders = (fields: ReadonlyArray<Field>) => {
   const byKeys = new Map<string, Reader>()
   const build = (shape: ReadonlyArray<string>): Reader => {
-    const kept = inOrder(fields, shape)
+    const kept = byKeys.size < GENERATED_SHAPES ? inOrder(fields, shape) : undefined
     return (kept && literalReader(shape, kept.map((field) => field.node))) ?? mappingReader(fields, shape)
   }
   const owner = {}
@@ -153,7 +161,7 @@ const shapeReaders = (fields: ReadonlyArray<Field>) => {
     const shape = decoder.keysOf(id)
     const text = shape.join("\u0000")
     const read = byKeys.get(text) ?? build(shape)
-    byKeys.set(text, read)
+    if (byKeys.size < GENERATED_SHAPES) byKeys.set(text, read)
     decoder.setPerShape(owner, id, read)
     return read
   }
