@@ -88,6 +88,30 @@ describe("Progress.layerReport", () => {
     assert.include(html, "&lt;script&gt;alert(1)&lt;/script&gt;")
   })
 
+  it("draws a map of 200,000 batches (one item each), too many to spread into Math.max", () => {
+    const timelines = new Map<number, Timeline>()
+    const base = { mapId: 9, label: "many", total: 200_000, eta: undefined, exhausted: true, batches: 200_000 }
+    const at = (completed: number, elapsed: number) => ({ ...base, completed, dispatched: 200_000, elapsed })
+    record(timelines, { ...at(0, 0), _tag: "Started", workers: 2, backend: "threads", preDispatch: 4 })
+    for (let i = 0; i < 200_000; i++) {
+      const worker = `threads worker ${1 + (i % 2)}`
+      record(timelines, {
+        ...at(i + 1, 1 + i / 100),
+        _tag: "BatchCompleted",
+        start: i,
+        size: 1,
+        duration: 0.01,
+        failed: 0,
+        worker
+      })
+    }
+    const ended = record(timelines, { ...at(200_000, 2001), _tag: "Finished" })!
+    const html = renderReport([ended], "now")
+    assert.strictEqual((html.match(/<rect class="bar/g) ?? []).length, 200_000)
+    assert.include(html, `<dd data-key="items">200000 of 200000</dd>`)
+    assert.include(html, `<dd data-key="wall time">2001 ms</dd>`)
+  })
+
   it.effect.skipIf(!hasRedis)(
     "a Remote map's report has a lane per worker thread, named by host and pid",
     () =>

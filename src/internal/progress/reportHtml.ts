@@ -2,7 +2,17 @@
  * Draws timelines as one self-contained HTML page: inline CSS and SVG, no script and nothing fetched, so
  * the file opens anywhere. Every text from a map (labels, worker names, failure reasons) is escaped.
  */
-import { type Bar, idleGaps, lanesOf, type Retry, summarise, throughput, type Timeline } from "./timeline.ts"
+import {
+  type Bar,
+  idleGaps,
+  lanesOf,
+  largest,
+  type Retry,
+  summarise,
+  throughput,
+  type Timeline,
+  wallOf
+} from "./timeline.ts"
 
 const WIDTH = 1000
 const LEFT = 220
@@ -48,13 +58,11 @@ const retrySvg = (retry: Retry, y: number, x: (t: number) => number): string => 
 }
 
 /** The Gantt chart: a lane per worker, its batches as bars, idle gaps shaded, retries marked. */
-const gantt = (timeline: Timeline, wall: number): string => {
-  const lanes = lanesOf(timeline)
+const gantt = (timeline: Timeline, lanes: Map<string, Array<Bar>>, wall: number): string => {
   const x = scale(wall)
-  const height = lanes.length * LANE
-  const rows = lanes.map((lane, i) => {
+  const height = lanes.size * LANE
+  const rows = [...lanes].map(([lane, bars], i) => {
     const y = i * LANE
-    const bars = timeline.bars.filter((bar) => bar.worker === lane)
     const gaps = idleGaps(bars, wall * IDLE_SHARE).map((gap) =>
       `<rect class="idle" x="${fixed(x(gap.from))}" y="${y + 3}" width="${fixed(x(gap.to) - x(gap.from))}" ` +
       `height="${LANE - 6}"><title>idle ${ms(gap.to - gap.from)}</title></rect>`
@@ -72,12 +80,12 @@ const gantt = (timeline: Timeline, wall: number): string => {
 /** Batch sizes over time (each batch a dot at its end) and items per second. */
 const sizesAndThroughput = (timeline: Timeline, wall: number): string => {
   const x = scale(wall)
-  const maxSize = Math.max(1, ...timeline.bars.map((bar) => bar.size))
+  const maxSize = largest(timeline.bars.map((bar) => bar.size), 1)
   const dots = timeline.bars.map((bar) =>
     `<circle class="size" cx="${fixed(x(bar.to))}" cy="${fixed(90 - (80 * bar.size) / maxSize)}" r="2"/>`
   ).join("")
   const rates = throughput(timeline, wall, 50)
-  const maxRate = Math.max(1, ...rates)
+  const maxRate = largest(rates, 1)
   const points = rates.map((rate, i) => `${fixed(x(((i + 0.5) * wall) / 50))},${fixed(90 - (80 * rate) / maxRate)}`)
   return `<h3>Batch sizes (up to ${maxSize}) and throughput (up to ${Math.round(maxRate)} items/s)</h3>` +
     `<svg class="sizes" viewBox="0 0 ${WIDTH} ${100 + AXIS}" width="100%">${axis(wall, 100)}` +
@@ -85,8 +93,8 @@ const sizesAndThroughput = (timeline: Timeline, wall: number): string => {
     `<polyline class="throughput" points="${points.join(" ")}"/></svg>`
 }
 
-const summaryHtml = (timeline: Timeline): string => {
-  const s = summarise(timeline)
+const summaryHtml = (timeline: Timeline, lanes: number): string => {
+  const s = summarise(timeline, lanes)
   const cells: Array<[string, string]> = [
     ["items", `${s.items}${timeline.total === undefined ? "" : ` of ${timeline.total}`}`],
     ["wall time", ms(s.wall)],
@@ -103,14 +111,17 @@ const summaryHtml = (timeline: Timeline): string => {
 }
 
 const section = (timeline: Timeline): string => {
-  const wall = Math.max(timeline.ended?.at ?? 0, ...timeline.bars.map((bar) => bar.to), 1e-3)
+  // A floor for the scale: a map that did nothing still draws.
+  const wall = Math.max(wallOf(timeline), 1e-3)
+  const lanes = lanesOf(timeline)
   const failure = timeline.ended?.failure
   return `<section class="map${failure === undefined ? "" : " failed"}" data-map="${timeline.mapId}">` +
     `<h2>${escapeHtml(timeline.label)} <small>${
       escapeHtml(timeline.backend)
     }, ${timeline.workers} workers</small></h2>` +
     (failure === undefined ? "" : `<p class="failure">Failed: ${escapeHtml(failure)}</p>`) +
-    summaryHtml(timeline) + gantt(timeline, wall) + sizesAndThroughput(timeline, wall) + `</section>`
+    summaryHtml(timeline, lanes.size) + gantt(timeline, lanes, wall) + sizesAndThroughput(timeline, wall) +
+    `</section>`
 }
 
 const STYLE =

@@ -79,9 +79,28 @@ export const record = (timelines: Map<number, Timeline>, event: Event): Timeline
   }
 }
 
-/** The lanes of a timeline: one per worker that ran a batch, in a stable order. */
-export const lanesOf = (timeline: Timeline): Array<string> =>
-  [...new Set(timeline.bars.map((bar) => bar.worker))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))
+/** The largest of `values` (at least `floor`): a loop, since spreading 100k+ bars into `Math.max` overflows. */
+export const largest = (values: Iterable<number>, floor: number): number => {
+  let max = floor
+  for (const value of values) if (value > max) max = value
+  return max
+}
+
+/** How long the map ran: to its end, or to its last batch while it has not ended. */
+export const wallOf = (timeline: Timeline): number =>
+  largest(timeline.bars.map((bar) => bar.to), timeline.ended?.at ?? 0)
+
+/** The batches of each worker that ran one (its lane), lanes in a stable order. */
+export const lanesOf = (timeline: Timeline): Map<string, Array<Bar>> => {
+  const lanes = new Map<string, Array<Bar>>()
+  for (const bar of timeline.bars) {
+    const bars = lanes.get(bar.worker)
+    if (bars === undefined) lanes.set(bar.worker, [bar])
+    else bars.push(bar)
+  }
+  const names = [...lanes.keys()].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))
+  return new Map(names.map((name) => [name, lanes.get(name)!]))
+}
 
 export interface Summary {
   readonly items: number
@@ -94,16 +113,15 @@ export interface Summary {
   readonly failedItems: number
 }
 
-export const summarise = (timeline: Timeline): Summary => {
-  const wall = timeline.ended?.at ?? Math.max(0, ...timeline.bars.map((bar) => bar.to))
+export const summarise = (timeline: Timeline, lanes: number): Summary => {
+  const wall = wallOf(timeline)
   const busy = timeline.bars.reduce((sum, bar) => sum + (bar.to - bar.from), 0)
-  const lanes = Math.max(1, lanesOf(timeline).length)
   return {
     items: timeline.completed,
     wall,
     busy,
     speedup: wall > 0 ? busy / wall : 0,
-    utilisation: wall > 0 ? busy / (lanes * wall) : 0,
+    utilisation: wall > 0 ? busy / (Math.max(1, lanes) * wall) : 0,
     failedItems: timeline.bars.reduce((sum, bar) => sum + bar.failed, 0)
   }
 }
