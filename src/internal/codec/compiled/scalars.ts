@@ -5,7 +5,7 @@
 import type { Decoder } from "../decoder.ts"
 import type { Encoder } from "../encoder.ts"
 import { binaryKind, Tag } from "../structure.ts"
-import { expectedButGot, type Node } from "./node.ts"
+import { expectedButGot, foundAt, type Node } from "./node.ts"
 
 const anyTag = () => true
 const isNumberTag = (tag: number) =>
@@ -33,36 +33,25 @@ const leaf = (
   }
 })
 
+const isString = (value: unknown) => typeof value === "string"
+
 export const string: Node = {
-  expected: "a string",
-  is: (value) => typeof value === "string",
-  starts: isStringTag,
-  write: (encoder, value) => {
-    if (typeof value !== "string") throw expectedButGot("a string", value)
-    encoder.string(value)
-  },
+  ...leaf("a string", isString, isStringTag, (encoder, value: string) => encoder.string(value)),
+  // Strings are read by tag, without the schemaless reader's dispatch over every tag.
   read: (decoder) => {
+    const at = decoder.pos
     const tag = decoder.byte()
     if (isStringTag(tag)) return decoder.string(tag)
-    decoder.pos--
-    throw expectedButGot("a string", decoder.value())
+    throw expectedButGot("a string", foundAt(decoder, at))
   }
 }
 
-export const number: Node = {
-  expected: "a number",
-  is: (value) => typeof value === "number",
-  starts: isNumberTag,
-  write: (encoder, value) => {
-    if (typeof value !== "number") throw expectedButGot("a number", value)
-    encoder.number(value)
-  },
-  read: (decoder) => {
-    const value = decoder.value()
-    if (typeof value !== "number") throw expectedButGot("a number", value)
-    return value
-  }
-}
+export const number = leaf(
+  "a number",
+  (value) => typeof value === "number",
+  isNumberTag,
+  (encoder, value: number) => encoder.number(value)
+)
 
 export const boolean = leaf(
   "a boolean",
