@@ -37,6 +37,9 @@ const PoolOptionsFields = {
   oversubscribe: Schema.optional(Schema.Boolean)
 }
 
+/** This machine's name, read once: every batch names where it ran. */
+const host = Os.hostname()
+
 /** More workers than this many per CPU is a mistake unless asked for with `oversubscribe`. */
 const OVERSUBSCRIBED = 4
 
@@ -160,8 +163,8 @@ const makePool = Effect.fnUntraced(function*(config: PoolConfig) {
           // An endpoint's id is its thread id in this process, or its child process's pid.
           (index) =>
             config.isolated
-              ? { host: Os.hostname(), pid: slots[index]!.workerId, thread: 0 }
-              : { host: Os.hostname(), pid: process.pid, thread: slots[index]!.workerId }
+              ? { host, pid: slots[index]!.workerId, thread: 0 }
+              : { host, pid: process.pid, thread: slots[index]!.workerId }
         )
         return {
           slots: slots.length,

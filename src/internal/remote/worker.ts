@@ -168,6 +168,8 @@ const makeBatchRunner = (
   buffers: ReturnType<typeof makeBufferCache>
 ) => {
   let nextSlot = 0
+  // Read once: every reply says where its batch ran.
+  const host = Os.hostname()
   return (message: BatchMessage): Effect.Effect<Answered, ParallelError> =>
     Effect.gen(function*() {
       const { key, spec } = yield* resolve(message.spec)
@@ -193,7 +195,7 @@ const makeBatchRunner = (
         timings: message.timings,
         parent: message.parent
       })
-      return { result, progress, worker: { host: Os.hostname(), pid: process.pid, thread: thread + 1 } }
+      return { result, progress, worker: { host, pid: process.pid, thread: thread + 1 } }
     })
 }
 
