@@ -3,7 +3,7 @@
  * retries and a timeout), checked as data and opened in a real headless Chromium.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Schedule } from "effect"
+import { Effect, Exit, Layer, Logger, Schedule } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -157,6 +157,29 @@ describe("Progress.layerReport", () => {
       assert.notMatch(html, /(src|href)="https?:/)
       assert.notInclude(html, ".tmp")
       assert.deepStrictEqual(Fs.readdirSync(Path.dirname(file)), ["report.html"], "no temporary file is left")
+    }))
+
+  it.effect("a report that cannot be written is logged as an error, and the map goes on", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const file = Path.join(dir, "report.html")
+      const lines: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        lines.push(`${logLevel} ${(Array.isArray(message) ? message : [message]).join(" ")}`)
+      })
+      const out = yield* Effect.gen(function*() {
+        // Gone after the layer was built: the write at the map's end fails.
+        Fs.rmSync(dir, { recursive: true })
+        const out = yield* Parallel.map([1, 2, 3], (x) => x * 2)
+        yield* Effect.yieldNow
+        return out
+      }).pipe(Effect.provide(Progress.layerReport(file)), Effect.provide(Logger.layer([logger])))
+      assert.deepStrictEqual(out, [2, 4, 6])
+      assert.isFalse(Fs.existsSync(dir))
+      assert.isTrue(
+        lines.some((line) => line.startsWith("Error") && line.includes(`could not write ${file}`)),
+        lines.join("\n")
+      )
     }))
 
   it.effect("a directory that does not exist fails the layer with InvalidOptions", () =>
