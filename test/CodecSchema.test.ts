@@ -3,7 +3,7 @@
  * the path of what is wrong, reads the dumps 0.5.0 wrote, and follows the record codegen's safety rules.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Option, Schema, SchemaTransformation } from "effect"
+import { Cause, Effect, Exit, Option, Schema, SchemaTransformation } from "effect"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Fs from "node:fs"
 import { Codec, Persist, PersistError } from "../src/index.ts"
@@ -335,6 +335,77 @@ describe("Codec with a Schema (compiled)", () => {
       assert.strictEqual(code, 0, stderr)
       assert.include(stdout, "code generation refused")
       assert.include(stdout, "round trips: ok")
+    }))
+
+  it.effect("damaged structure bytes (checksum off) give a typed error or a value the Schema accepts", () =>
+    Effect.gen(function*() {
+      const schema = Schema.Array(Schema.Struct({
+        id: Schema.Number,
+        kind: Schema.Literals(["user", "admin"]),
+        note: Schema.optionalKey(Schema.String),
+        address: Schema.Struct({ city: Schema.String }),
+        tags: Schema.Array(Schema.String),
+        created: Schema.Date,
+        shape: Schema.Union([
+          Schema.TaggedStruct("A", { n: Schema.Int }),
+          Schema.TaggedStruct("B", { s: Schema.String })
+        ])
+      }))
+      const rows = Array.from({ length: 300 }, (_, i) => ({
+        id: i * 1000,
+        kind: i % 2 === 0 ? "user" as const : "admin" as const,
+        ...(i % 4 === 0 ? { note: `note ${i}` } : {}),
+        address: { city: `city-${i % 5}` },
+        tags: Array.from({ length: i % 6 }, (_, k) => `t${k}`),
+        created: new Date(1_700_000_000_000 + i),
+        shape: i % 3 === 0 ? { _tag: "A" as const, n: i } : { _tag: "B" as const, s: `s${i % 200}` }
+      }))
+      const codec = Codec.make(schema)
+      const bytes = yield* codec.encode(rows)
+      const fits = Schema.is(schema)
+      const outcomes = new Map<string, number>()
+      // The structure is in the body, between the header and the trailer: 1,500 flips spread over it.
+      const first = Codec.HEADER_BYTES + 16
+      const span = bytes.length - 24 - first
+      for (let i = 0; i < 1500; i++) {
+        const damaged = bytes.slice()
+        damaged[first + Math.floor((i * span) / 1500)]! ^= 1 << (i % 8)
+        const exit = yield* Effect.exit(codec.decode(damaged, { verify: false }))
+        const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        const outcome = Exit.isSuccess(exit)
+          ? (fits(exit.value) ? "value" : "a value the Schema refuses")
+          : Exit.hasDies(exit)
+          ? `a defect: ${String(error)}`
+          : (error as { _tag: string })._tag
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+      }
+      for (const outcome of outcomes.keys()) assert.include(["value", "Corrupted", "SchemaMismatch"], outcome)
+      assert.isAbove(outcomes.get("Corrupted") ?? 0, 0)
+      assert.isAbove(outcomes.get("SchemaMismatch") ?? 0, 0)
+    }))
+
+  it.effect("a full GC between decodes does not throw away the decoder's optimized code", () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runNode(
+        new URL("./fixtures/keptOptimized.ts", import.meta.url),
+        [],
+        { execArgv: ["--expose-gc", "--trace-deopt"] }
+      )
+      assert.strictEqual(code, 0, stderr)
+      assert.include(stdout, "done")
+      // After two warm-up rounds, count deoptimizations caused by a GC in the codec's modules.
+      const afterWarmUp = stdout.slice(stdout.indexOf("ROUND 2"))
+      const cleared = afterWarmUp.split("\n").filter((line) =>
+        line.includes("embedded weak objects cleared") &&
+        /SharedFunctionInfo (byte|need|varint|count|value|string|shapeId|number|stringRef|shapeRef|dateTime|read|perShape)>/
+          .test(line)
+      )
+      assert.strictEqual(cleared.length, 0, cleared.slice(0, 5).join("\n"))
+      assert.isAbove(
+        stdout.split("\n").filter((line) => line.includes("bailout") || line.includes("marking")).length,
+        0,
+        "V8 traced deoptimizations"
+      )
     }))
 
   it.effect("Persist.dump/load with a Schema write and read through the compiled codec", () =>

@@ -491,3 +491,6 @@ const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!
   return a.length - b.length
 }
+
+/** One encoder kept for the life of the module, so that its hidden class outlives a GC (see the decoder's). */
+export const keptAlive = new Encoder({ sectionBytes: 1 << 20, canonical: false })

@@ -2,7 +2,7 @@
  * Arrays and tuples: `Schema.Array(X)`, `Schema.Tuple([A, B])`, optional elements and a rest element.
  * Written as the schemaless codec writes arrays, so either reader can read them.
  */
-import { arrayOf, LITERAL_ARRAY } from "../decoder.ts"
+import { arrayOf, type Decoder, LITERAL_ARRAY } from "../decoder.ts"
 import { Tag } from "../structure.ts"
 import { atKey, expectedButGot, foundAt, Mismatch, type Node } from "./node.ts"
 
@@ -26,6 +26,9 @@ export const array = (parts: ArrayParts): Node => {
   const expected = () => named ??= describe(parts)
   const nodeAt = (i: number) => i < nodes.length ? nodes[i]! : rest!
   const lengthFits = (length: number) => length >= min && length <= max
+  // The readers of the first elements, for small arrays read into a literal (a recursive element's node is
+  // complete only once the whole Schema is compiled, hence the indirection).
+  const readers = Array.from({ length: LITERAL_ARRAY }, (_, i) => (decoder: Decoder) => nodeAt(i).read(decoder))
   const badLength = (length: number) =>
     new Mismatch(`Expected ${expected()} with ${min === max ? min : `${min} or more`} elements, got ${length}`)
   return {
@@ -56,16 +59,16 @@ export const array = (parts: ArrayParts): Node => {
       try {
         if (length <= LITERAL_ARRAY) {
           // A literal: packed and exactly its size (`i` names the element a failure is at).
-          const read = () => nodeAt(i).read(decoder)
+          const [r0, r1, r2, r3] = readers
           return length === 0
             ? []
             : length === 1
-            ? [read()]
+            ? [r0!(decoder)]
             : length === 2
-            ? [read(), (i = 1, read())]
+            ? [r0!(decoder), (i = 1, r1!(decoder))]
             : length === 3
-            ? [read(), (i = 1, read()), (i = 2, read())]
-            : [read(), (i = 1, read()), (i = 2, read()), (i = 3, read())]
+            ? [r0!(decoder), (i = 1, r1!(decoder)), (i = 2, r2!(decoder))]
+            : [r0!(decoder), (i = 1, r1!(decoder)), (i = 2, r2!(decoder)), (i = 3, r3!(decoder))]
         }
         const out = arrayOf(length)
         for (; i < nodes.length && i < length; i++) out[i] = nodes[i]!.read(decoder)

@@ -187,7 +187,10 @@ export const struct = (fields: ReadonlyArray<Field>): Node => {
       if (!fits(value)) throw expectedButGot("an object", value)
       write(encoder, value)
     },
-    read: (decoder) => readerFor(decoder, openObject(decoder, "an object"))(decoder)
+    read: (decoder) => {
+      const id = decoder.shapeRef()
+      return readerFor(decoder, id < 0 ? openObject(decoder, "an object") : id)(decoder)
+    }
   }
 }
 

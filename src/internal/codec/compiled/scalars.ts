@@ -39,6 +39,8 @@ export const string: Node = {
   ...leaf("a string", isString, isStringTag, (encoder, value: string) => encoder.string(value)),
   // Strings are read by tag, without the schemaless reader's dispatch over every tag.
   read: (decoder) => {
+    const ref = decoder.stringRef()
+    if (ref !== undefined) return ref
     const at = decoder.pos
     const tag = decoder.byte()
     if (isStringTag(tag)) return decoder.string(tag)
@@ -46,12 +48,17 @@ export const string: Node = {
   }
 }
 
-export const number = leaf(
+const numberLeaf = leaf(
   "a number",
   (value) => typeof value === "number",
   isNumberTag,
   (encoder, value: number) => encoder.number(value)
 )
+
+export const number: Node = {
+  ...numberLeaf,
+  read: (decoder) => decoder.number() ?? numberLeaf.read(decoder)
+}
 
 export const boolean = leaf(
   "a boolean",
@@ -90,16 +97,34 @@ export const oneOf = (values: ReadonlyArray<unknown>): Node => {
   const set = new Set(values)
   const is = values.length === 1 ? (value: unknown) => value === values[0] : (value: unknown) => set.has(value)
   const expected = values.map((value) => typeof value === "bigint" ? `${value}n` : JSON.stringify(value)).join(" | ")
-  return leaf(expected, is, anyTag, (encoder, value) => encoder.value(value))
+  const node = leaf(expected, is, anyTag, (encoder, value) => encoder.value(value))
+  if (!values.every((value) => typeof value === "string")) return node
+  return {
+    ...node,
+    read: (decoder) => {
+      const ref = decoder.stringRef()
+      if (ref === undefined) return node.read(decoder)
+      if (set.has(ref)) return ref
+      throw expectedButGot(expected, ref)
+    }
+  }
 }
 
 /** `Schema.Date`: a valid Date, written as its time. */
-export const date = leaf(
+const dateLeaf = leaf(
   "a valid Date",
   (value) => value instanceof Date && !Number.isNaN(value.getTime()),
   (tag) => tag === Tag.Date,
   (encoder, value: Date) => encoder.date(value.getTime())
 )
+
+export const date: Node = {
+  ...dateLeaf,
+  read: (decoder) => {
+    const time = decoder.dateTime()
+    return Number.isNaN(time) ? dateLeaf.read(decoder) : new Date(time)
+  }
+}
 
 /**
  * A typed array or buffer of one binary kind: a raw, aligned section when large, read back in place.
