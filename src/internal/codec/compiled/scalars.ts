@@ -1,6 +1,8 @@
 /**
  * Leaf nodes: keywords, literals, Dates and binary values. Each reads with the schemaless decoder's own
- * `value()` (the tags are the same) and checks the type of what it got.
+ * `value()` (the tags are the same) and checks the type of what it got. Numbers, strings, string literals and
+ * Dates first try the decoder's fast path for their common encodings, which reads nothing when it does not
+ * apply.
  */
 import type { Decoder } from "../decoder.ts"
 import type { Encoder } from "../encoder.ts"
