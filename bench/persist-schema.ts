@@ -2,7 +2,7 @@
  * `npm run bench -- schema` (and the end of `persist`): the Schema path of the codec against Effect's own
  * `SchemaBinary`, msgpackr with records, and this codec without a Schema, in memory, on two workloads:
  * 1M flat records and 100k nested ones (an optional key, a literal union, a nested struct, an array of
- * strings and a Date). Encode and decode are timed interleaved, round by round; sizes are the bytes each
+ * strings and a Date), and 200k with a UUID each. Encode and decode are timed interleaved, round by round; sizes are the bytes each
  * writes. Ratios are ours with a Schema ÷ each peer.
  */
 import { Effect, Schema } from "effect"
@@ -39,6 +39,26 @@ const nestedValues = () =>
     tags: [`t${i % 7}`, `t${i % 11}`],
     created: new Date(1_700_000_000_000 + i * 1000)
   }))
+
+const WithIds = Schema.Array(Schema.Struct({ id: Schema.String, n: Schema.Number, city: Schema.String }))
+
+/** UUID-shaped ids, the same in every run (a linear congruential sequence), each one different. */
+const idValues = () => {
+  let state = 0x2545f491
+  const hex = (digits: number) => {
+    let out = ""
+    for (let d = 0; d < digits; d++) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0
+      out += (state >>> 28).toString(16)
+    }
+    return out
+  }
+  return Array.from({ length: 200_000 }, (_, i) => ({
+    id: `${hex(8)}-${hex(4)}-4${hex(3)}-a${hex(3)}-${hex(12)}`,
+    n: i,
+    city: `city-${i % 50}`
+  }))
+}
 
 interface Peer {
   readonly name: string
@@ -104,6 +124,11 @@ export const run = async () => {
   await table(
     "S2 100k nested records (optional key, literal union, struct, string array, Date)",
     peersOf(Nested, nestedValues()),
+    15
+  )
+  await table(
+    "S3 200k records with a UUID string (each one new), a number and a repeated string",
+    peersOf(WithIds, idValues()),
     15
   )
 }

@@ -3,6 +3,7 @@ import { Cause, Effect, Exit, Layer, Schema } from "effect"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import { Codec, Compression, PersistError } from "../src/index.ts"
+import { Encoder } from "../src/internal/codec/encoder.ts"
 import { everything } from "./fixtures/values.ts"
 
 // A custom compressor's name, added to the names `compress` takes, as a user adds theirs.
@@ -219,6 +220,27 @@ describe("Codec", () => {
         // Shapes that differ in one key, interleaved.
         const mixed = Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? { a: i, b: i } : { a: i, c: i }))
         assert.deepStrictEqual(yield* roundTrip(mixed), mixed)
+      }))
+
+    it.effect("a field of strings that do not repeat stops being interned; one that repeats later is again", () =>
+      Effect.gen(function*() {
+        const uuids = Array.from({ length: 10_000 }, () => ({ id: Crypto.randomUUID(), city: "Paris" }))
+        const names = Array.from({ length: 1000 }, (_, i) => `name-${i}`)
+        const cyclic = Array.from({ length: 20_000 }, (_, i) => ({ name: names[i % 1000]! }))
+        const kept = (value: unknown) => {
+          const encoder = new Encoder({ sectionBytes: 1 << 20, canonical: false })
+          encoder.value(value)
+          return encoder["strings"].size
+        }
+        // Kept: the keys, "Paris", and the ids of the first windows only (10,000 otherwise).
+        assert.isBelow(kept(uuids), 600)
+        // Names come back after 1,000 rows: the field is turned off, then on again when they are found.
+        assert.isAtLeast(kept(cyclic), 1000)
+        for (const value of [uuids, cyclic, [...uuids, ...cyclic, ...uuids.slice(0, 300)]]) {
+          const bytes = yield* codec.encode(value)
+          assert.deepStrictEqual(yield* codec.decode(bytes), value)
+          assert.deepStrictEqual(yield* codec.encode(value), bytes, "the same value gives the same bytes")
+        }
       }))
 
     it.effect("a key is only ever data, whatever it holds", () =>

@@ -28,9 +28,11 @@ interface ShapeNode {
   /** How often objects of this shape were written, and the record writer they earned (null: none can be). */
   uses: number
   write?: RecordWriter | null
+  /** Per key: its strings' window (see {@link Encoder.field}). */
+  readonly stats: Array<number>
 }
 
-type RecordWriter = (encoder: Encoder, value: object, keys: ReadonlyArray<string>) => void
+type RecordWriter = (encoder: Encoder, value: object, keys: ReadonlyArray<string>, stats: Array<number>) => void
 
 /**
  * A writer for objects of one shape: each value read by a property access of its own, so that V8 caches
@@ -39,8 +41,11 @@ type RecordWriter = (encoder: Encoder, value: object, keys: ReadonlyArray<string
  */
 const recordWriter = (keys: ReadonlyArray<string>): RecordWriter | undefined => {
   if (keys.length === 0 || keys.length > RECORD_MAX_KEYS) return undefined
-  const steps = keys.map((key, k) => `k = ${k}; e.value(v[${JSON.stringify(key)}]);`).join(" ")
-  return generate(["e", "v", "keys"], `let k = 0; try { ${steps} } catch (error) { throw e.failedAt(error, keys[k]) }`)
+  const steps = keys.map((key, k) => `k = ${k}; e.field(v[${JSON.stringify(key)}], s, ${k});`).join(" ")
+  return generate(
+    ["e", "v", "keys", "s"],
+    `let k = 0; try { ${steps} } catch (error) { throw e.failedAt(error, keys[k]) }`
+  )
 }
 
 /** The part of a value that goes to a raw section. */
@@ -62,7 +67,14 @@ export class Encoder {
   pos = 0
   sections: Array<Section> = []
   private strings = new Map<string, number>()
-  private shapes: ShapeNode = { id: -1, next: new Map(), uses: 0 }
+  /**
+   * Ids given so far: the reader gives every short string written whole the next id, so this counts them all,
+   * kept in {@link strings} or not.
+   */
+  private stringCount = 0
+  /** Per compiled string field (by site number): its strings' window (see {@link Encoder.siteString}). */
+  private readonly sites: Array<number> = []
+  private shapes: ShapeNode = { id: -1, next: new Map(), uses: 0, stats: [] }
   private shapeCount = 0
   private lastKeys: ReadonlyArray<string> = []
   private lastShape: ShapeNode | undefined
@@ -84,8 +96,10 @@ export class Encoder {
     this.flush = flush
     if (this.sections.length > 0) this.sections = []
     if (this.strings.size > 0) this.strings = new Map()
+    this.stringCount = 0
+    this.sites.length = 0
     if (this.shapeCount > 0) {
-      this.shapes = { id: -1, next: new Map(), uses: 0 }
+      this.shapes = { id: -1, next: new Map(), uses: 0, stats: [] }
       this.shapeCount = 0
       this.lastKeys = []
       this.lastShape = undefined
@@ -223,7 +237,64 @@ export class Encoder {
       }
     }
     if (!s.isWellFormed()) return this.string16(s)
-    if (intern) this.strings.set(s, this.strings.size)
+    if (intern) this.strings.set(s, this.stringCount++)
+    this.byte(Tag.String)
+    this.rawString(s)
+  }
+
+  /**
+   * A string of a compiled field (site `site`, from {@link newSite}). Each field's strings are counted in
+   * windows of {@link SITE_SAMPLE}: where fewer than one in 8 was a reference to an earlier one (ids, UUIDs,
+   * free text), the next window keeps no new string, since each one kept costs a Map insert (about 250 ns
+   * here) for references that do not come; it still looks strings up, and keeps new ones again after a window
+   * where enough were found. A string not kept is written whole and still takes its id, so the format and the
+   * reader are unchanged.
+   */
+  siteString(s: string, site: number) {
+    this.sampledString(s, this.sites, site)
+  }
+
+  /** A value of a record's key `k`, whose strings follow the same policy, counted in its shape's `stats`. */
+  field(value: unknown, stats: Array<number>, k: number) {
+    if (typeof value === "string") this.sampledString(value, stats, k)
+    else this.value(value)
+  }
+
+  /**
+   * A string counted in `stats[slot]`, one small integer: whether new strings are kept (bit 18, set when not),
+   * then strings seen (bits 9–17) and found (bits 0–8) in the window.
+   */
+  private sampledString(s: string, stats: Array<number>, slot: number) {
+    // Grown by push, which keeps it packed: a far index would make it a dictionary.
+    while (stats.length <= slot) stats.push(0)
+    const state = stats[slot]!
+    const before = this.stringCount
+    if (state < NOT_KEPT) this.string(s)
+    else this.stringNotKept(s)
+    const next = state + SEEN_ONE + (this.stringCount === before ? 1 : 0)
+    if ((next & SEEN_MASK) !== WINDOW_END) {
+      stats[slot] = next
+      return
+    }
+    // found * 8 < seen: too few references to keep new strings in the next window.
+    stats[slot] = (next & FOUND_MASK) * 8 < SITE_SAMPLE ? NOT_KEPT : 0
+  }
+
+  /** A string written as a reference when it was kept before, else whole, without keeping it. */
+  private stringNotKept(s: string) {
+    if (this.options.canonical || s.length > MAX_INTERNED_LENGTH) return this.string(s)
+    const id = this.strings.get(s)
+    if (id !== undefined) {
+      this.byte(Tag.StringRef)
+      return this.varint(id)
+    }
+    this.wholeString(s)
+  }
+
+  /** A string written whole and not kept, its id taken. */
+  private wholeString(s: string) {
+    if (this.options.canonical || s.length > MAX_INTERNED_LENGTH || !s.isWellFormed()) return this.string(s)
+    this.stringCount++
     this.byte(Tag.String)
     this.rawString(s)
   }
@@ -278,7 +349,7 @@ export class Encoder {
     for (const key of keys) {
       let next = node.next.get(key)
       if (next === undefined) {
-        next = { id: -1, next: new Map(), uses: 0 }
+        next = { id: -1, next: new Map(), uses: 0, stats: [] }
         node.next.set(key, next)
       }
       node = next
@@ -401,12 +472,12 @@ export class Encoder {
           this.varint(shape.id)
           if (shape.write === undefined && ++shape.uses === RECORD_AFTER_USES) shape.write = recordWriter(last) ?? null
           if (shape.write) {
-            shape.write(this, value, last)
+            shape.write(this, value, last, shape.stats)
             return this.leave(value)
           }
           let k = 0
           try {
-            for (; k < last.length; k++) this.value((value as Record<string, unknown>)[last[k]!])
+            for (; k < last.length; k++) this.field((value as Record<string, unknown>)[last[k]!], shape.stats, k)
           } catch (error) {
             if (error instanceof Unsupported) error.at(last[k]!)
             throw error
@@ -417,9 +488,14 @@ export class Encoder {
       const keys = Object.keys(value)
       if (this.options.canonical) keys.sort()
       this.objectKeys(keys)
+      const stats = this.options.canonical ? undefined : this.lastShape?.stats
       let i = 0
       try {
-        for (; i < keys.length; i++) this.value((value as Record<string, unknown>)[keys[i]!])
+        for (; i < keys.length; i++) {
+          const item = (value as Record<string, unknown>)[keys[i]!]
+          if (stats === undefined) this.value(item)
+          else this.field(item, stats, i)
+        }
       } catch (error) {
         if (error instanceof Unsupported) error.at(keys[i]!)
         throw error
@@ -491,6 +567,19 @@ const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!
   return a.length - b.length
 }
+
+let siteCount = 0
+
+/** A site number for {@link Encoder.siteString}: one per compiled struct field of strings. */
+export const newSite = (): number => siteCount++
+
+/** How many strings of a field make a window, after which it decides whether to keep its new strings. */
+export const SITE_SAMPLE = 256
+const SEEN_ONE = 1 << 9
+const SEEN_MASK = 0x1ff << 9
+const FOUND_MASK = 0x1ff
+const WINDOW_END = SITE_SAMPLE << 9
+const NOT_KEPT = 1 << 18
 
 /** One encoder kept for the life of the module, so that its hidden class outlives a GC (see the decoder's). */
 export const keptAlive = new Encoder({ sectionBytes: 1 << 20, canonical: false })

@@ -8,9 +8,10 @@
  * `__proto__` key is never generated, and every path also runs without code generation.
  */
 import { type Decoder, setKey } from "../decoder.ts"
-import type { Encoder } from "../encoder.ts"
+import { type Encoder, newSite } from "../encoder.ts"
 import { generate, RECORD_MAX_KEYS, Tag } from "../structure.ts"
 import { atKey, expectedButGot, foundAt, Mismatch, type Node } from "./node.ts"
+import * as Scalars from "./scalars.ts"
 import { skip } from "./scalars.ts"
 
 export interface Field {
@@ -44,9 +45,25 @@ const openObject = (decoder: Decoder, expected: string): number => {
  */
 const GENERATED_SHAPES = 64
 
-/** Writes the values of `keys` with their nodes, in order; a failure names its key. */
-const valuesWriter = (keys: ReadonlyArray<string>, nodes: ReadonlyArray<Node>, generated = true): Writer => {
-  const writes = nodes.map((node) => node.write)
+/**
+ * A field's writer: its node's, except that a string field writes as a site of its own, which stops interning
+ * strings that do not repeat (see {@link Encoder.siteString}).
+ */
+const fieldWriter = (node: Node): Node["write"] => {
+  if (node !== Scalars.string) return node.write
+  const site = newSite()
+  return (encoder, value) => {
+    if (typeof value === "string") encoder.siteString(value, site)
+    else node.write(encoder, value)
+  }
+}
+
+/** Writes the values of `keys` with their writers, in order; a failure names its key. */
+const valuesWriter = (
+  keys: ReadonlyArray<string>,
+  writes: ReadonlyArray<Node["write"]>,
+  generated = true
+): Writer => {
   const steps = keys.map((key, k) => `k = ${k}; w[${k}](e, v[${JSON.stringify(key)}]);`).join(" ")
   const made = generated && keys.length <= RECORD_MAX_KEYS
     ? generate<(w: typeof writes, at: typeof atKey, keys: ReadonlyArray<string>) => Writer>(
@@ -68,8 +85,9 @@ const valuesWriter = (keys: ReadonlyArray<string>, nodes: ReadonlyArray<Node>, g
 /** The struct's writer: declared keys in order, optional ones only when present. */
 const structWriter = (fields: ReadonlyArray<Field>): Writer => {
   const keys = fields.map((field) => field.key)
+  const writers = fields.map((field) => fieldWriter(field.node))
   const optional = fields.flatMap((field, i) => field.optional ? [i] : [])
-  const all = valuesWriter(keys, fields.map((field) => field.node))
+  const all = valuesWriter(keys, writers)
   if (optional.length === 0) {
     return (encoder, value) => {
       encoder.declaredShape(keys)
@@ -83,10 +101,10 @@ const structWriter = (fields: ReadonlyArray<Field>): Writer => {
     for (const i of optional) present += Object.hasOwn(value, keys[i]!) ? "1" : "0"
     let shape = byPresent.get(present)
     if (shape === undefined) {
-      const kept = fields.filter((field, i) => !field.optional || present[optional.indexOf(i)] === "1")
-      const keptKeys = kept.map((field) => field.key)
+      const kept = fields.flatMap((field, i) => !field.optional || present[optional.indexOf(i)] === "1" ? [i] : [])
+      const keptKeys = kept.map((i) => keys[i]!)
       const generated = byPresent.size < GENERATED_SHAPES
-      shape = { keys: keptKeys, write: valuesWriter(keptKeys, kept.map((field) => field.node), generated) }
+      shape = { keys: keptKeys, write: valuesWriter(keptKeys, kept.map((i) => writers[i]!), generated) }
       byPresent.set(present, shape)
     }
     encoder.declaredShape(shape.keys)
