@@ -9,7 +9,8 @@
  * or not), then a 24-byte trailer: the xxh64 of the stored body, its length,
  * and the end magic `EJLB-END`. The body holds a section table, the structure
  * (a compact tagged encoding in which repeated object shapes and short strings
- * are written once), and every typed array or buffer of 256 bytes or more as a
+ * are written once, except the strings of a field whose strings rarely repeat,
+ * such as ids, which are written whole without being kept), and every typed array or buffer of 256 bytes or more as a
  * raw section aligned to 64 bytes, so that decoding returns views over the
  * bytes read, with no per-element work and no copy.
  *
