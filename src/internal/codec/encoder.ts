@@ -251,7 +251,9 @@ export class Encoder {
    * reader are unchanged.
    */
   siteString(s: string, site: number) {
-    this.sampledString(s, this.sites, site)
+    // Sites past the cap (a program compiling Schemas without end) are interned as before: no window grows to them.
+    if (site < MAX_SITES) this.sampledString(s, this.sites, site)
+    else this.string(s)
   }
 
   /** A value of a record's key `k`, whose strings follow the same policy, counted in its shape's `stats`. */
@@ -572,6 +574,9 @@ let siteCount = 0
 
 /** A site number for {@link Encoder.siteString}: one per compiled struct field of strings. */
 export const newSite = (): number => siteCount++
+
+/** Compiled string fields past this many are interned as before (each encoder's windows stay this small). */
+const MAX_SITES = 4096
 
 /** How many strings of a field make a window, after which it decides whether to keep its new strings. */
 export const SITE_SAMPLE = 256
