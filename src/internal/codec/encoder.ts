@@ -227,7 +227,11 @@ export class Encoder {
     }
   }
 
-  string(s: string) {
+  /**
+   * A string: a reference when an equal one was kept, else written whole. A short one written whole takes the
+   * next id (the reader numbers them all) and is kept for later references unless `keep` is false.
+   */
+  string(s: string, keep = true) {
     const intern = !this.options.canonical && s.length <= MAX_INTERNED_LENGTH
     if (intern) {
       const id = this.strings.get(s)
@@ -237,7 +241,10 @@ export class Encoder {
       }
     }
     if (!s.isWellFormed()) return this.string16(s)
-    if (intern) this.strings.set(s, this.stringCount++)
+    if (intern) {
+      if (keep) this.strings.set(s, this.stringCount)
+      this.stringCount++
+    }
     this.byte(Tag.String)
     this.rawString(s)
   }
@@ -271,8 +278,7 @@ export class Encoder {
     while (stats.length <= slot) stats.push(0)
     const state = stats[slot]!
     const before = this.stringCount
-    if (state < NOT_KEPT) this.string(s)
-    else this.stringNotKept(s)
+    this.string(s, state < NOT_KEPT)
     const next = state + SEEN_ONE + (this.stringCount === before ? 1 : 0)
     if ((next & SEEN_MASK) !== WINDOW_END) {
       stats[slot] = next
@@ -280,25 +286,6 @@ export class Encoder {
     }
     // found * 8 < seen: too few references to keep new strings in the next window.
     stats[slot] = (next & FOUND_MASK) * 8 < SITE_SAMPLE ? NOT_KEPT : 0
-  }
-
-  /** A string written as a reference when it was kept before, else whole, without keeping it. */
-  private stringNotKept(s: string) {
-    if (this.options.canonical || s.length > MAX_INTERNED_LENGTH) return this.string(s)
-    const id = this.strings.get(s)
-    if (id !== undefined) {
-      this.byte(Tag.StringRef)
-      return this.varint(id)
-    }
-    this.wholeString(s)
-  }
-
-  /** A string written whole and not kept, its id taken. */
-  private wholeString(s: string) {
-    if (this.options.canonical || s.length > MAX_INTERNED_LENGTH || !s.isWellFormed()) return this.string(s)
-    this.stringCount++
-    this.byte(Tag.String)
-    this.rawString(s)
   }
 
   /** A Date's time (the caller has checked it is a Date). */

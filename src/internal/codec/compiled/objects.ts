@@ -11,8 +11,7 @@ import { type Decoder, setKey } from "../decoder.ts"
 import { type Encoder, newSite } from "../encoder.ts"
 import { generate, RECORD_MAX_KEYS, Tag } from "../structure.ts"
 import { atKey, expectedButGot, foundAt, Mismatch, type Node } from "./node.ts"
-import * as Scalars from "./scalars.ts"
-import { skip } from "./scalars.ts"
+import { skip, string as stringNode } from "./scalars.ts"
 
 export interface Field {
   readonly key: string
@@ -50,7 +49,7 @@ const GENERATED_SHAPES = 64
  * strings that do not repeat (see {@link Encoder.siteString}).
  */
 const fieldWriter = (node: Node): Node["write"] => {
-  if (node !== Scalars.string) return node.write
+  if (node !== stringNode) return node.write
   const site = newSite()
   return (encoder, value) => {
     if (typeof value === "string") encoder.siteString(value, site)
